@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { runDoctor } from '../../collector/doctor/checks';
+import { renderDoctorReport } from '../../collector/doctor/report';
+import { DoctorFailedError } from '../../collector/errors';
+import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
+import { runUntilSignal, type Component } from '../../platform/supervisor';
+import { defineCommand, type CommandContext } from '../cli';
+
+/**
+ * `gapwatch up`: the one-host mode `npm start` runs. It checks the host, then starts every component
+ * on this host and keeps them running until SIGINT/SIGTERM. Components are added here as they exist.
+ */
+export function registerUp(program: Command): void {
+  defineCommand(
+    program,
+    'up',
+    'run gapwatch on this host: check it, start every component, keep running until Ctrl-C',
+    () => undefined,
+    async (context) => {
+      const report = await runDoctor();
+      process.stdout.write(renderDoctorReport(report));
+      if (!report.ok) {
+        throw new DoctorFailedError(report.checks.filter((c) => c.status === 'fail').map((c) => c.title));
+      }
+      await runUntilSignal(oneHostComponents(context), context.log, (lines) => {
+        process.stdout.write(
+          `\ngapwatch ${context.configSource ? `(config ${context.configSource})` : '(default configuration)'} is up:\n` +
+            lines.map((line) => `  ${line}\n`).join('') +
+            'Press Ctrl-C to stop.\n',
+        );
+      });
+      process.stdout.write('gapwatch stopped.\n');
+      return 0;
+    },
+  );
+}
+
+function oneHostComponents(context: CommandContext): Component[] {
+  return [dataDirComponent(context.config.dataDir)];
+}
+
+function dataDirComponent(dataDir: string): Component {
+  let lock: DataDirLock | null = null;
+  return {
+    name: 'data directory',
+    async start() {
+      lock = lockDataDir(dataDir);
+      return [`${dataDir} (locked by pid ${process.pid})`];
+    },
+    async stop() {
+      lock?.release();
+    },
+  };
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { packageVersion } from '../platform/package-root';
+import { reportError } from './cli';
+import { registerDoctor } from './commands/doctor';
+import { registerUp } from './commands/up';
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('gapwatch')
+    .description('Accountability for AI coding agents: an L7 gateway joined with an eBPF host sensor')
+    .version(packageVersion(), '-V, --version', 'print the gapwatch version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerUp(program);
+  registerDoctor(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    // commander signals --help, --version and usage errors by throwing when exitOverride is on.
+    const code = (err as { code?: string; exitCode?: number }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      process.exitCode = (err as { exitCode: number }).exitCode;
+      return;
+    }
+    process.exitCode = reportError(err);
+  }
+}
+
+void main(process.argv);

@@ -1,0 +1,71 @@
+{
+  # One `node-gyp rebuild` produces, in build/Release/:
+  #   probe.bpf.o          eBPF capability probes (compiled with clang -target bpf)
+  #   gapwatch_native.node N-API addon that loads them through libbpf
+  # vmlinux.h is generated from the host's kernel BTF into the build tree,
+  # never committed; see native/README.md.
+  'variables': {
+    # Override with `node-gyp rebuild -- -Dvmlinux_btf=/path/to/btf`.
+    'vmlinux_btf%': '/sys/kernel/btf/vmlinux',
+  },
+  'targets': [
+    {
+      'target_name': 'vmlinux_h',
+      'type': 'none',
+      'actions': [
+        {
+          'action_name': 'generate_vmlinux_h',
+          # The BTF file is deliberately not an input: when it is missing,
+          # make would stop with "No rule to make target" instead of the
+          # script's explanation. CO-RE makes regenerating on every kernel
+          # change unnecessary.
+          'inputs': ['native/tools/gen-vmlinux-h.sh'],
+          'outputs': ['<(SHARED_INTERMEDIATE_DIR)/bpf/vmlinux.h'],
+          'action': ['sh', 'native/tools/gen-vmlinux-h.sh', '<(vmlinux_btf)', '<@(_outputs)'],
+          'message': 'Generating vmlinux.h from <(vmlinux_btf)',
+        },
+      ],
+    },
+    {
+      'target_name': 'probe_bpf',
+      'type': 'none',
+      'dependencies': ['vmlinux_h'],
+      'actions': [
+        {
+          'action_name': 'compile_probe_bpf',
+          'inputs': [
+            'native/tools/compile-bpf.sh',
+            'native/bpf/probe.bpf.c',
+            '<(SHARED_INTERMEDIATE_DIR)/bpf/vmlinux.h',
+          ],
+          'outputs': ['<(PRODUCT_DIR)/probe.bpf.o'],
+          'action': [
+            'sh', 'native/tools/compile-bpf.sh',
+            '<(target_arch)',
+            '<(SHARED_INTERMEDIATE_DIR)/bpf',
+            'native/bpf/probe.bpf.c',
+            '<@(_outputs)',
+          ],
+          'message': 'Compiling eBPF object probe.bpf.o',
+        },
+      ],
+    },
+    {
+      'target_name': 'gapwatch_native',
+      'dependencies': [
+        'probe_bpf',
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all",
+      ],
+      'sources': [
+        'native/addon/addon.cc',
+        'native/addon/kernel-info.cc',
+        'native/addon/libbpf-log.cc',
+        'native/addon/prog-type-support.cc',
+        'native/addon/program-probe.cc',
+      ],
+      'defines': ['NAPI_VERSION=8'],
+      'cflags_cc': ['-std=c++17', '-Wall', '-Wextra'],
+      'libraries': ['-lbpf', '-lelf', '-lz'],
+    },
+  ],
+}

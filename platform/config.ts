@@ -1,0 +1,149 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { z } from 'zod';
+import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
+
+/**
+ * One YAML format for gateway and collector. Every section is strict: an unknown key is an error,
+ * because a misspelt security setting that is silently ignored is worse than a refusal to start.
+ * Each key has a default, so `gapwatch up` needs no file at all.
+ */
+const logSchema = z.strictObject({
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  /** auto: human-readable on a TTY, JSON lines otherwise. */
+  format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+});
+
+const collectorSchema = z.strictObject({
+  sensor: z
+    .strictObject({
+      /** Bytes of argv captured per exec; Falco's default is 4096, so never less. */
+      argvMaxBytes: z.number().int().min(4096).max(65536).default(4096),
+    })
+    .prefault({}),
+});
+
+const gatewaySchema = z.strictObject({
+  /** Identifies this gateway in journal records and session ids; unique per fleet. */
+  id: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
+    .default('gw-local'),
+});
+
+export const configSchema = z.strictObject({
+  /** Where the embedded store, spool and journals live. Relative paths resolve against the working directory. */
+  dataDir: z.string().min(1).default('.gapwatch'),
+  log: logSchema.prefault({}),
+  collector: collectorSchema.prefault({}),
+  gateway: gatewaySchema.prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export const DEFAULT_CONFIG_FILE = 'gapwatch.yaml';
+
+/**
+ * Loads the configuration: the file given, else ./gapwatch.yaml when it exists, else the defaults.
+ * Invalid input is refused with every problem at once: key path, line, bad value, what is expected.
+ */
+export function loadConfig(file?: string): { config: Config; source: string | null } {
+  const explicit = file !== undefined;
+  const path = resolve(file ?? DEFAULT_CONFIG_FILE);
+  if (!explicit && !existsSync(path)) {
+    return { config: finish(configSchema.parse({})), source: null };
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigUnreadableError(path, err);
+  }
+  return { config: parseConfig(text, path), source: path };
+}
+
+export function parseConfig(text: string, file: string | null = null): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const issues = doc.errors.map<ConfigIssue>((e) => ({
+      path: '',
+      value: undefined,
+      expected: `valid YAML (${e.message.split('\n')[0]})`,
+      line: lineCounter.linePos(e.pos[0]).line,
+    }));
+    throw new ConfigInvalidError(file, issues);
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    const issues = result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter));
+    throw new ConfigInvalidError(file, issues);
+  }
+  return finish(result.data);
+}
+
+function finish(config: Config): Config {
+  return { ...config, dataDir: resolve(config.dataDir) };
+}
+
+type ZodIssue = z.core.$ZodIssue;
+
+function describeIssue(issue: ZodIssue, doc: ReturnType<typeof parseDocument>, lines: LineCounter): ConfigIssue[] {
+  const path = issue.path.map(String);
+  const lineOf = (keys: string[]): number | undefined => {
+    const node = doc.getIn(keys, true);
+    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+    return undefined;
+  };
+  if (issue.code === 'unrecognized_keys') {
+    const input = (issue.input ?? {}) as Record<string, unknown>;
+    return issue.keys.map((key) => ({
+      path: [...path, key].join('.'),
+      value: input[key],
+      expected: `no such key (known keys here: ${knownKeys(path).join(', ')})`,
+      line: lineOf([...path, key]),
+    }));
+  }
+  return [{ path: path.join('.'), value: issue.input, expected: expectedOf(issue), line: lineOf(path) }];
+}
+
+function expectedOf(issue: ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `a value of type ${issue.expected}`;
+    case 'invalid_value':
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      return `at least ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
+    case 'too_big':
+      return `at most ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
+    case 'invalid_format':
+      return issue.message;
+    default:
+      return issue.message;
+  }
+}
+
+/** The keys a strict object accepts at a path, so the error can suggest the intended spelling. */
+function knownKeys(path: string[]): string[] {
+  let schema: z.ZodType = configSchema;
+  for (const key of path) {
+    const inner = unwrap(schema);
+    if (!(inner instanceof z.ZodObject)) return [];
+    const next = (inner.shape as Record<string, z.ZodType>)[key];
+    if (!next) return [];
+    schema = next;
+  }
+  const inner = unwrap(schema);
+  return inner instanceof z.ZodObject ? Object.keys(inner.shape) : [];
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let current: z.ZodType = schema;
+  while (current instanceof z.ZodDefault || current instanceof z.ZodPrefault || current instanceof z.ZodOptional) {
+    current = current.unwrap() as z.ZodType;
+  }
+  return current;
+}

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageVersion } from '../../platform/package-root';
+import { cliPath, requireRoot, runCli } from '../support/host';
+
+const COMMANDS = ['up', 'doctor'];
+
+describe('bin/gapwatch', function () {
+  this.timeout(60_000);
+
+  it('prints help listing every command', async () => {
+    const result = await runCli(['--help']);
+    assert.equal(result.code, 0);
+    for (const command of COMMANDS) assert.match(result.stdout, new RegExp(`^  ${command} `, 'm'));
+  });
+
+  for (const command of COMMANDS) {
+    it(`${command} has --help and --version`, async () => {
+      const help = await runCli([command, '--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, new RegExp(`^Usage: gapwatch ${command}`));
+      assert.match(help.stdout, /--config <file>/);
+      const version = await runCli([command, '--version']);
+      assert.equal(version.code, 0);
+      assert.equal(version.stdout.trim(), packageVersion());
+    });
+  }
+
+  it('refuses an unknown command', async () => {
+    const result = await runCli(['frobnicate']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /unknown command 'frobnicate'/);
+  });
+
+  it('refuses an invalid configuration with exit 2, key path, value and expectation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gapwatch-cli-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'log:\n  level: chatty\n');
+    const result = await runCli(['doctor', '--config', file]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /bad\.yaml is invalid:\n  - log\.level \(line 2\): got "chatty", expected one of/);
+    assert.match(result.stderr, /CONFIG_ERR_INVALID/);
+  });
+
+  describe('up', () => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      it(`says what it started, keeps running, and stops cleanly on ${signal}`, async () => {
+        requireRoot();
+        const dir = mkdtempSync(join(tmpdir(), 'gapwatch-up-'));
+        const dataDir = join(dir, 'data');
+        writeFileSync(join(dir, 'gapwatch.yaml'), `dataDir: ${dataDir}\nlog:\n  format: json\n`);
+        const child = spawn(process.execPath, [cliPath, 'up'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on('data', (chunk: Buffer) => {
+            stdout += chunk.toString();
+            if (stdout.includes('Press Ctrl-C to stop.')) resolve();
+          });
+          child.on('close', () => reject(new Error(`up exited early:\n${stdout}\n${stderr}`)));
+        });
+        assert.match(stdout, new RegExp(`gapwatch \\(config ${join(dir, 'gapwatch.yaml').replace(/[.]/g, '\\.')}\\) is up:`));
+        assert.match(stdout, new RegExp(`data directory: ${dataDir} \\(locked by pid ${child.pid}\\)`));
+        assert.ok(existsSync(join(dataDir, 'gapwatch.pid')));
+
+        // A second instance on the same data directory is refused while the first runs.
+        const second = await runCli(['up'], { cwd: dir });
+        assert.equal(second.code, 1);
+        assert.match(second.stderr, /data directory .* is in use by gapwatch process \d+/);
+
+        child.kill(signal);
+        assert.equal(await exited, 0, stderr);
+        assert.match(stdout, /gapwatch stopped\./);
+        assert.ok(!existsSync(join(dataDir, 'gapwatch.pid')), 'lock released');
+      });
+    }
+  });
+});
