@@ -245,10 +245,12 @@ function required(id: string, title: string, result: ProbeResult, okDetail: stri
 
 function optional(id: string, title: string, result: ProbeResult): CheckResult {
   if (result.stage === 'done' && result.fired) return { id, title, status: 'ok', detail: `${result.section} loads and fires (optional extra)` };
+  // The addon's first line reads "<stage> '<prog>' (<section>) failed: <strerror> (<hint>)"; the strerror is enough here.
+  const reason = /failed: ([^(\n]+)/.exec(result.error ?? '')?.[1]?.trim() ?? `errno ${result.errno}`;
   return {
     id,
     title,
     status: 'warn',
-    detail: `refused (${describeFailure(result)}); not needed, the sensor uses tracepoints and cgroup hooks`,
+    detail: `${result.section} refused at ${result.stage} (${reason}); not needed, the sensor uses tracepoints and cgroup hooks`,
   };
 }
