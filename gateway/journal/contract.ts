@@ -1,0 +1,30 @@
+import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
+import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+import type { Session } from '../../proto/generated/gapwatch/v1/Session';
+import type { SessionEvent } from '../../proto/generated/gapwatch/v1/SessionEvent';
+
+/**
+ * What the protocol gateways (postgres/, ssh/, http/) rely on from the journal, and what the gRPC
+ * Audit service reads from it. The journal owns seq, prev_hash, hash and time; callers give the body.
+ */
+export type JournalBody = { session: Session } | { event: SessionEvent } | { checkpoint: Checkpoint };
+
+export interface JournalPosition {
+  gatewayId: string;
+  seq: bigint;
+}
+
+export interface JournalWriter {
+  /**
+   * Appends one record. Resolves once the record is durable on disk (fsync'd; concurrent appends
+   * share one fsync), so a caller that awaits it before acting has write-ahead audit.
+   */
+  append(body: JournalBody): Promise<JournalPosition>;
+  /** Flushes, writes a signed checkpoint of the head, and closes the files. */
+  close(): Promise<void>;
+}
+
+export interface JournalReader {
+  /** Records from `fromSeq` (inclusive) in order; with `follow`, waits for new ones until the signal aborts. */
+  read(fromSeq: bigint, options?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<JournalRecord__Output>;
+}
