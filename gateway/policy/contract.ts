@@ -1,0 +1,72 @@
+import type { AgentIdentity } from '../identity/contract';
+
+/**
+ * What a protocol gateway asks the policy layer before anything reaches the target, and what it
+ * gets back. gateway/postgres/ calls `evaluate` for every simple Query, every Parse and every
+ * function call; nothing is forwarded until the decision is allow (or an approved review).
+ */
+export type StatementClass =
+  | 'read'
+  | 'write'
+  | 'ddl'
+  | 'dcl'
+  | 'copy_from'
+  | 'copy_to'
+  | 'copy_program'
+  | 'session'
+  | 'transaction'
+  | 'function_call'
+  | 'utility';
+
+export interface ClassifiedStatement {
+  /** The statement's own text (one statement of a multi-statement string). */
+  text: string;
+  /** Every class found anywhere in the tree: `WITH x AS (DELETE …) SELECT …` is read and write. */
+  classes: StatementClass[];
+  /** Relations named, schema-qualified when written so ("public.orders"). */
+  relations: string[];
+}
+
+export interface PolicyRequest {
+  sessionId: string;
+  resource: string;
+  identity: AgentIdentity;
+  /** How the statement arrived: a simple Query, a Parse of the extended protocol, or a FunctionCall. */
+  via: 'query' | 'parse' | 'function_call';
+  text: string;
+}
+
+export type PolicyDecision =
+  | { action: 'allow'; rule: string | null; statements: ClassifiedStatement[] }
+  | { action: 'deny'; rule: string; reason: string; statements: ClassifiedStatement[] }
+  | { action: 'review'; rule: string; reason: string; statements: ClassifiedStatement[] };
+
+export type ReviewOutcome =
+  | { outcome: 'approved'; reviewer: string; at: Date }
+  | { outcome: 'denied'; reviewer: string; at: Date; reason: string }
+  | { outcome: 'timed_out'; at: Date };
+
+export interface PendingReview {
+  reviewId: string;
+  /** Settles when a human decides or the review times out; never rejects. */
+  outcome: Promise<ReviewOutcome>;
+}
+
+export interface PolicyEngine {
+  /** Classifies with the real PostgreSQL parser and applies the rules of the resource and identity. */
+  evaluate(request: PolicyRequest): Promise<PolicyDecision>;
+  /** Holds a statement whose decision was `review` until a human (not the requester) decides. */
+  requestReview(request: PolicyRequest, decision: Extract<PolicyDecision, { action: 'review' }>): Promise<PendingReview>;
+  /**
+   * How to mask a result set, from its column names (and source table OIDs where the server gave
+   * them): null when nothing needs masking, else a function over each text-format field value.
+   */
+  maskerFor(resource: string, identity: AgentIdentity, columns: ReadonlyArray<{ name: string; tableOid: number }>): Masker | null;
+}
+
+export interface Masker {
+  /** Indexes of the columns masked outright, for the audit summary. */
+  maskedColumns: number[];
+  /** The value to send the client for column `index`; null stays null. */
+  mask(index: number, value: Buffer | null): Buffer | null;
+}
