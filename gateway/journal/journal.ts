@@ -20,7 +20,7 @@ import {
 } from './errors';
 import { chainRecord, peekSeq, recordSuffix } from './record-chain';
 import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
-import { CHECKPOINT_FILE, journalDirFor, segmentIndexFor, segmentName } from './segment-directory';
+import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
 import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, frame, parseFrame, parseHeader } from './segment-format';
 import { loadOrCreateSigningKey, signCheckpoint, type SigningKey } from './signing-key';
 
@@ -73,6 +73,8 @@ export interface RetentionResult {
   firstSeq: bigint;
 }
 
+const RETENTION_CHECK_MS = 10 * 60_000;
+
 const DEFAULTS = {
   segmentBytes: 64 * 1024 * 1024,
   checkpointEveryRecords: 1000,
@@ -87,11 +89,20 @@ interface SegmentState {
   durableBytes: number;
   /** Last write time, for age-based retention. */
   mtimeMs: number;
+  index: OffsetIndexEntry[];
 }
 
-type PendingEntry =
-  | { kind: 'record'; seq: bigint; hash: Buffer; frame: Buffer; checkpoint: boolean; resolve?: (position: JournalPosition) => void; reject?: (err: Error) => void }
-  | { kind: 'rotate'; firstSeq: bigint };
+interface PendingRecord {
+  kind: 'record';
+  seq: bigint;
+  hash: Buffer;
+  frame: Buffer;
+  checkpoint: boolean;
+  resolve?: (position: JournalPosition) => void;
+  reject?: (err: Error) => void;
+}
+
+type PendingEntry = PendingRecord | { kind: 'rotate'; firstSeq: bigint };
 
 const openDirs = new Set<string>();
 
@@ -135,6 +146,9 @@ export class Journal implements JournalWriter, JournalReader {
   private flushing: Promise<void> | null = null;
   private failure: JournalWriteFailedError | null = null;
   private closing = false;
+  private closePromise: Promise<void> | null = null;
+  private retentionRun: Promise<RetentionResult> | null = null;
+  private readonly retentionTimer: NodeJS.Timeout;
   private closed = false;
   private readonly durable = new EventEmitter();
   private readonly timer: NodeJS.Timeout;
@@ -166,6 +180,12 @@ export class Journal implements JournalWriter, JournalReader {
       lock.release();
       throw err;
     }
+    if (journal.active.state.durableBytes === HEADER_BYTES && journal.active.state.firstSeq > 1n) {
+      // A crash between creating a segment and writing its anchoring checkpoint (or a torn tail that
+      // held it): write it first, so every segment but the first still starts with its anchor.
+      journal.enqueueCheckpoint();
+      await journal.flushNow();
+    }
     const torn = journal.recovery.tornTail;
     if (torn) {
       await journal.appendInternal({
@@ -179,11 +199,6 @@ export class Journal implements JournalWriter, JournalReader {
           detail: `recovery at open cut an incomplete tail (${torn.reason}); those appends were never acknowledged as durable`,
         },
       });
-    }
-    if (journal.active.state.durableBytes === HEADER_BYTES && journal.active.state.firstSeq > 1n && !journal.lastWasCheckpoint) {
-      // A crash between creating a segment and writing its anchoring checkpoint: write it now.
-      journal.enqueueCheckpoint();
-      await journal.flushNow();
     }
     if (journal.options.maxAgeMs > 0 || journal.options.maxBytes > 0) await journal.applyRetention();
     return journal;
@@ -211,7 +226,7 @@ export class Journal implements JournalWriter, JournalReader {
     this.key = key;
     this.keyId = key.keyId;
     this.lock = lock;
-    this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs }));
+    this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
     this.lastSeq = recovered.lastSeq;
     this.lastHash = recovered.lastHash;
     this.lastWasCheckpoint = recovered.lastWasCheckpoint;
@@ -231,6 +246,9 @@ export class Journal implements JournalWriter, JournalReader {
     }
     this.timer = setInterval(() => this.onTimer(), Math.max(10, this.options.checkpointEveryMs));
     this.timer.unref();
+    // Age limits must apply to an idle journal too, not only when a rotation happens.
+    this.retentionTimer = setInterval(() => this.retainInBackground(), RETENTION_CHECK_MS);
+    this.retentionTimer.unref();
   }
 
   /** The durable head: the last record readers can see and that survives a crash. */
@@ -262,14 +280,18 @@ export class Journal implements JournalWriter, JournalReader {
     return position;
   }
 
-  async close(): Promise<void> {
-    if (this.closed || this.closing) {
-      await this.flushing;
-      return;
-    }
+  close(): Promise<void> {
+    this.closePromise ??= this.closeOnce();
+    return this.closePromise;
+  }
+
+  private async closeOnce(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.retentionTimer);
     try {
+      await this.retentionRun;
       if (!this.failure && this.lastSeq > 0n && !this.lastWasCheckpoint) this.enqueueCheckpoint();
+      this.closing = true;
       await this.flushNow();
     } finally {
       this.closing = true;
@@ -306,12 +328,14 @@ export class Journal implements JournalWriter, JournalReader {
         throw err;
       }
       try {
-        const cursor = new FrameCursor(file, HEADER_BYTES);
+        const near = lastAtOrBefore(segment.index, nextSeq, (e) => e.seq);
+        const cursor = new FrameCursor(file, near >= 0 ? segment.index[near]!.offset : HEADER_BYTES);
         for (;;) {
           if (signal?.aborted) return;
           const next = await cursor.next(segment.durableBytes);
           if (next && next.kind === 'frame') {
             const seq = peekSeq(next.payload);
+            if (seq !== null) noteOffset(segment.index, segment.firstSeq, seq, next.offset);
             if (seq !== null && seq < nextSeq) continue;
             const record = decodeRecord(next.payload);
             if (BigInt(record.seq) !== nextSeq) {
@@ -326,8 +350,9 @@ export class Journal implements JournalWriter, JournalReader {
           if (segment !== this.active.state) break;
           // The active segment holds every durable record from its first seq on.
           if (nextSeq <= this.durableSeq) continue;
+          if (this.failure && options.follow) throw this.failure; // a follower must not take a failed journal for its end
           if (!options.follow || this.closed) return;
-          if (!(await this.waitForDurable(nextSeq, signal))) return;
+          if (!(await this.waitForDurable(nextSeq, signal)) && this.failure) throw this.failure;
         }
       } finally {
         await file.close();
@@ -336,7 +361,19 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   /** Removes whole closed segments beyond the retention limits, journaling the removal first. */
-  async applyRetention(nowMs: number = Date.now()): Promise<RetentionResult> {
+  applyRetention(nowMs: number = Date.now()): Promise<RetentionResult> {
+    // One run at a time: two concurrent runs would both journal and remove the same segments.
+    const run = (this.retentionRun ?? Promise.resolve()).catch(() => undefined).then(() => this.retainOnce(nowMs));
+    this.retentionRun = run;
+    return run;
+  }
+
+  private retainInBackground(): void {
+    if (this.closePromise || this.closing || this.failure || (this.options.maxAgeMs <= 0 && this.options.maxBytes <= 0)) return;
+    this.applyRetention().catch((err: unknown) => this.log?.error({ err, journal: this.dir }, 'journal retention failed'));
+  }
+
+  private async retainOnce(nowMs: number): Promise<RetentionResult> {
     const { maxAgeMs, maxBytes } = this.options;
     const sizes = this.segments.map((s) => (s === this.active.state ? this.assignedBytes : s.durableBytes));
     let total = sizes.reduce((a, b) => a + b, 0);
@@ -457,9 +494,9 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   private async writeGroup(group: PendingEntry[]): Promise<void> {
-    const records = group.filter((e): e is Extract<PendingEntry, { kind: 'record' }> => e.kind === 'record');
+    const records = group.filter((e): e is PendingRecord => e.kind === 'record');
     try {
-      let chunk: Buffer[] = [];
+      let chunk: PendingRecord[] = [];
       const checkpointFrames: Buffer[] = [];
       for (const entry of group) {
         if (entry.kind === 'rotate') {
@@ -468,7 +505,7 @@ export class Journal implements JournalWriter, JournalReader {
           await this.startSegment(entry.firstSeq);
           continue;
         }
-        chunk.push(entry.frame);
+        chunk.push(entry);
         if (entry.checkpoint) checkpointFrames.push(entry.frame);
       }
       await this.writeActive(chunk);
@@ -492,18 +529,26 @@ export class Journal implements JournalWriter, JournalReader {
     for (const entry of records) entry.resolve?.({ gatewayId: this.gatewayId, seq: entry.seq });
   }
 
-  private async writeActive(frames: Buffer[]): Promise<void> {
-    if (frames.length === 0) return;
-    const bytes = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
-    await writeFully(this.active.file, bytes, this.active.size);
+  /** One write and one fdatasync for a run of records bound for the active segment. */
+  private async writeActive(entries: PendingRecord[]): Promise<void> {
+    if (entries.length === 0) return;
+    const bytes = entries.length === 1 ? entries[0]!.frame : Buffer.concat(entries.map((e) => e.frame));
+    const state = this.active.state;
+    const start = this.active.size;
+    await writeFully(this.active.file, bytes, start);
     this.active.size += bytes.length;
     this.counters.groups += 1;
     if (this.options.sync !== 'none') {
       await this.active.file.datasync();
       this.counters.fsyncs += 1;
     }
-    this.active.state.durableBytes = this.active.size;
-    this.active.state.mtimeMs = Date.now();
+    let offset = start;
+    for (const entry of entries) {
+      noteOffset(state.index, state.firstSeq, entry.seq, offset);
+      offset += entry.frame.length;
+    }
+    state.durableBytes = this.active.size;
+    state.mtimeMs = Date.now();
   }
 
   private async startSegment(firstSeq: bigint): Promise<void> {
@@ -514,21 +559,17 @@ export class Journal implements JournalWriter, JournalReader {
     if (this.options.sync !== 'none') await file.datasync();
     this.syncDirectory();
     await this.active.file.close();
-    const state: SegmentState = { firstSeq, name, path, durableBytes: HEADER_BYTES, mtimeMs: Date.now() };
+    const state: SegmentState = { firstSeq, name, path, durableBytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] };
     this.segments.push(state);
     this.active = { state, file, size: HEADER_BYTES };
     this.durable.emit('change');
-    if (this.options.maxAgeMs > 0 || this.options.maxBytes > 0) {
-      setImmediate(() => {
-        if (!this.closing && !this.failure) this.applyRetention().catch((err: unknown) => this.log?.error({ err, journal: this.dir }, 'journal retention failed'));
-      });
-    }
+    setImmediate(() => this.retainInBackground());
   }
 
-  private fail(cause: unknown, group: Array<Extract<PendingEntry, { kind: 'record' }>>): void {
+  private fail(cause: unknown, group: Array<PendingRecord>): void {
     this.failure = new JournalWriteFailedError(this.dir, cause);
     this.log?.error({ err: cause, journal: this.dir }, 'journal write failed; no more appends until reopened');
-    const rest = this.pending.splice(0).filter((e): e is Extract<PendingEntry, { kind: 'record' }> => e.kind === 'record');
+    const rest = this.pending.splice(0).filter((e): e is PendingRecord => e.kind === 'record');
     for (const entry of [...group, ...rest]) entry.reject?.(this.failure);
     this.durable.emit('change');
   }
@@ -541,6 +582,7 @@ export class Journal implements JournalWriter, JournalReader {
     }
   }
 
+  /** Resolves true once `seq` is durable, false when the wait ends otherwise (abort, close, failure). */
   private waitForDurable(seq: bigint, signal: AbortSignal | undefined): Promise<boolean> {
     return new Promise((resolve) => {
       const check = (): void => {

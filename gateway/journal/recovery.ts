@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { decodeRecord } from './canonical-encoding';
 import { JournalCorruptError } from './errors';
 import { ZERO_HASH, recordHash } from './record-chain';
-import { listSegments, segmentName } from './segment-directory';
+import { listSegments, noteOffset, segmentName, type OffsetIndexEntry } from './segment-directory';
 import { HEADER_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader, type FrameResult } from './segment-format';
 
 /** A torn tail found and cut at open: the bytes of appends that were never acknowledged. */
@@ -25,6 +25,8 @@ export interface RecoveredSegment {
   /** Bytes of valid data (header and whole frames). */
   bytes: number;
   mtimeMs: number;
+  /** Offsets of every INDEX_INTERVAL-th record; filled for the active segment, which recovery scans. */
+  index: OffsetIndexEntry[];
 }
 
 export interface RecoveredJournal {
@@ -44,6 +46,7 @@ export interface SegmentScan {
   lastCheckpointCovers: bigint | null;
   /** Offset just past the last good frame. */
   end: number;
+  index: OffsetIndexEntry[];
   bad: Exclude<FrameResult, { kind: 'frame' }> | null;
 }
 
@@ -55,7 +58,7 @@ export interface SegmentScan {
 export function scanSegmentSync(path: string, bytes: Buffer = readFileSync(path)): SegmentScan {
   const header = parseHeader(SEGMENT_MAGIC, bytes);
   if ('problem' in header) throw new JournalCorruptError(path, 0, 0n, header.problem);
-  const result: SegmentScan = { firstSeq: header.firstSeq, records: 0, last: null, lastCheckpointCovers: null, end: HEADER_BYTES, bad: null };
+  const result: SegmentScan = { firstSeq: header.firstSeq, records: 0, last: null, lastCheckpointCovers: null, end: HEADER_BYTES, bad: null, index: [] };
   let offset = HEADER_BYTES;
   let expectedSeq = header.firstSeq;
   let prevHash: Buffer | null = null;
@@ -74,6 +77,7 @@ export function scanSegmentSync(path: string, bytes: Buffer = readFileSync(path)
     }
     if (!recordHash(record).equals(record.hash)) throw new JournalCorruptError(path, offset, seq - 1n, `seq ${seq} does not match its own hash`);
     prevHash = record.hash;
+    noteOffset(result.index, header.firstSeq, seq, offset);
     result.records += 1;
     result.last = { seq, hash: record.hash, checkpoint: record.body === 'checkpoint' };
     if (record.body === 'checkpoint' && record.checkpoint) result.lastCheckpointCovers = BigInt(record.checkpoint.seq);
@@ -116,7 +120,7 @@ export function recoverJournal(dir: string, fsyncEnabled: boolean): RecoveredJou
     writeNewFile(path, fileHeader(SEGMENT_MAGIC, 1n), fsyncEnabled);
     syncDirectory(dir, fsyncEnabled);
     return {
-      segments: [{ firstSeq: 1n, name, path, bytes: HEADER_BYTES, mtimeMs: Date.now() }],
+      segments: [{ firstSeq: 1n, name, path, bytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] }],
       lastSeq: 0n,
       lastHash: ZERO_HASH,
       lastWasCheckpoint: false,
@@ -126,7 +130,7 @@ export function recoverJournal(dir: string, fsyncEnabled: boolean): RecoveredJou
   }
   const segments: RecoveredSegment[] = files.map((f) => {
     const stat = statSync(f.path);
-    return { ...f, bytes: stat.size, mtimeMs: stat.mtimeMs };
+    return { ...f, bytes: stat.size, mtimeMs: stat.mtimeMs, index: [] as OffsetIndexEntry[] };
   });
   const active = segments[segments.length - 1]!;
   let bytes: Buffer = readFileSync(active.path);
@@ -165,6 +169,7 @@ export function recoverJournal(dir: string, fsyncEnabled: boolean): RecoveredJou
     tornTail = { segment: active.name, offset: scan.end, bytes: cut.length, afterSeq, preservedAs, reason: scan.bad.reason };
   }
   active.bytes = scan.end;
+  active.index = scan.index;
   let head = scan.last;
   if (!head) {
     if (segments.length === 1) {

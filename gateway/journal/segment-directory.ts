@@ -37,12 +37,17 @@ export function listSegments(dir: string): SegmentFile[] {
  * -1 when seq precedes every segment.
  */
 export function segmentIndexFor<T extends { firstSeq: bigint }>(segments: readonly T[], seq: bigint): number {
+  return lastAtOrBefore(segments, seq, (s) => s.firstSeq);
+}
+
+/** Index of the last item (sorted by seqOf) whose seq is <= seq; -1 when none. */
+export function lastAtOrBefore<T>(items: readonly T[], seq: bigint, seqOf: (item: T) => bigint): number {
   let low = 0;
-  let high = segments.length - 1;
+  let high = items.length - 1;
   let found = -1;
   while (low <= high) {
     const mid = (low + high) >> 1;
-    if (segments[mid]!.firstSeq <= seq) {
+    if (seqOf(items[mid]!) <= seq) {
       found = mid;
       low = mid + 1;
     } else {
@@ -50,4 +55,22 @@ export function segmentIndexFor<T extends { firstSeq: bigint }>(segments: readon
     }
   }
   return found;
+}
+
+/**
+ * Every INDEX_INTERVAL-th record of a segment has its offset kept in memory, so a reader resuming
+ * in the middle of a large segment starts near its seq instead of at the segment's first frame.
+ */
+export const INDEX_INTERVAL = 128n;
+
+export interface OffsetIndexEntry {
+  seq: bigint;
+  offset: number;
+}
+
+/** Adds an entry when `seq` falls on the interval and extends the index (which stays sorted). */
+export function noteOffset(index: OffsetIndexEntry[], firstSeq: bigint, seq: bigint, offset: number): void {
+  if ((seq - firstSeq) % INDEX_INTERVAL !== 0n) return;
+  const last = index[index.length - 1];
+  if (!last || last.seq < seq) index.push({ seq, offset });
 }

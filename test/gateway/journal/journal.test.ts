@@ -77,6 +77,47 @@ describe('gateway/journal', () => {
     assert.equal((await verifyJournal(dir)).ok, true);
   });
 
+  it('resumes inside a large segment at the exact seq, whether it was written now or found at open', async () => {
+    const dir = tempJournalDir();
+    let journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000 } });
+    await appendMany(journal, 0, 1000);
+    const check = async (): Promise<void> => {
+      for (const from of [1n, 127n, 128n, 129n, 130n, 257n, 700n, 999n, 1000n]) {
+        const records: JournalRecord__Output[] = [];
+        for await (const record of journal.read(from)) {
+          records.push(record);
+          if (records.length === 3) break;
+        }
+        assert.deepEqual(records.map((r) => BigInt(r.seq)), [from, from + 1n, from + 2n].filter((s) => s <= journal.head().seq), `from ${from}`);
+      }
+    };
+    await check();
+    await journal.close();
+    journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000 } });
+    await check();
+    await journal.close();
+  });
+
+  it('writes a signed checkpoint on its timer once records are waiting', async () => {
+    const dir = tempJournalDir();
+    const journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000, everyMs: 20 } });
+    await appendMany(journal, 0, 3);
+    let checkpoint: JournalRecord__Output | undefined;
+    for await (const record of journal.read(1n, { follow: true })) {
+      if (record.body === 'checkpoint') {
+        checkpoint = record;
+        break;
+      }
+    }
+    assert.equal(checkpoint?.seq, '4');
+    assert.equal(checkpoint?.checkpoint?.seq, '3');
+    assert.equal(checkpoint?.checkpoint?.keyId, journal.keyId);
+    await journal.close();
+    const report = await verifyJournal(dir);
+    assert.equal(report.ok, true);
+    assert.equal(report.signedThrough, 3n, 'nothing after the timer checkpoint, so close adds none');
+  });
+
   it('follow mode wakes on appends and stops when aborted', async () => {
     const dir = tempJournalDir();
     const journal = await Journal.open({ dir, gatewayId: 'gw-test', segmentBytes: 2048 });
