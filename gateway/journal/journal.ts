@@ -180,27 +180,33 @@ export class Journal implements JournalWriter, JournalReader {
       lock.release();
       throw err;
     }
-    if (journal.active.state.durableBytes === HEADER_BYTES && journal.active.state.firstSeq > 1n) {
-      // A crash between creating a segment and writing its anchoring checkpoint (or a torn tail that
-      // held it): write it first, so every segment but the first still starts with its anchor.
-      journal.enqueueCheckpoint();
-      await journal.flushNow();
+    try {
+      if (journal.active.state.durableBytes === HEADER_BYTES && journal.active.state.firstSeq > 1n) {
+        // A crash between creating a segment and writing its anchoring checkpoint (or a torn tail that
+        // held it): write it first, so every segment but the first still starts with its anchor.
+        journal.enqueueCheckpoint();
+        await journal.flushNow();
+        if (journal.failure) throw journal.failure;
+      }
+      const torn = journal.recovery.tornTail;
+      if (torn) {
+        await journal.appendInternal({
+          gap: {
+            kind: 'JOURNAL_GAP_KIND_TORN_TAIL',
+            firstSeq: (torn.afterSeq + 1n).toString(),
+            bytes: torn.bytes,
+            segment: torn.segment,
+            offset: torn.offset,
+            preservedAs: torn.preservedAs,
+            detail: `recovery at open cut an incomplete tail (${torn.reason}); those appends were never acknowledged as durable`,
+          },
+        });
+      }
+      if (journal.options.maxAgeMs > 0 || journal.options.maxBytes > 0) await journal.applyRetention();
+    } catch (err) {
+      await journal.close().catch(() => undefined);
+      throw err;
     }
-    const torn = journal.recovery.tornTail;
-    if (torn) {
-      await journal.appendInternal({
-        gap: {
-          kind: 'JOURNAL_GAP_KIND_TORN_TAIL',
-          firstSeq: (torn.afterSeq + 1n).toString(),
-          bytes: torn.bytes,
-          segment: torn.segment,
-          offset: torn.offset,
-          preservedAs: torn.preservedAs,
-          detail: `recovery at open cut an incomplete tail (${torn.reason}); those appends were never acknowledged as durable`,
-        },
-      });
-    }
-    if (journal.options.maxAgeMs > 0 || journal.options.maxBytes > 0) await journal.applyRetention();
     return journal;
   }
 
@@ -266,8 +272,10 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   append(body: JournalBody): Promise<JournalPosition> {
-    if ('checkpoint' in body && body.checkpoint !== undefined) {
-      return Promise.reject(new JournalRecordInvalidError('checkpoint', 'is written and signed by the journal itself; append sessions and events'));
+    const given = body === null || typeof body !== 'object' ? [] : Object.keys(body).filter((k) => (body as Record<string, unknown>)[k] != null);
+    if (given.length !== 1 || (given[0] !== 'session' && given[0] !== 'event')) {
+      const what = given.includes('checkpoint') || given.includes('gap') ? 'checkpoints and gap records are written by the journal itself; ' : '';
+      return Promise.reject(new JournalRecordInvalidError('body', `must hold exactly one of session or event (got ${given.join(', ') || 'none'}); ${what}nothing was written`));
     }
     return this.appendInternal(body);
   }
@@ -277,6 +285,7 @@ export class Journal implements JournalWriter, JournalReader {
     this.assertWritable();
     const position = this.enqueueCheckpoint();
     await this.flushNow();
+    if (this.failure) throw this.failure;
     return position;
   }
 
@@ -289,7 +298,7 @@ export class Journal implements JournalWriter, JournalReader {
     clearInterval(this.timer);
     clearInterval(this.retentionTimer);
     try {
-      await this.retentionRun;
+      await this.retentionRun?.catch(() => undefined);
       if (!this.failure && this.lastSeq > 0n && !this.lastWasCheckpoint) this.enqueueCheckpoint();
       this.closing = true;
       await this.flushNow();
@@ -312,6 +321,7 @@ export class Journal implements JournalWriter, JournalReader {
   async *read(fromSeq: bigint, options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<JournalRecord__Output> {
     let nextSeq = fromSeq < 1n ? 1n : fromSeq;
     const signal = options.signal;
+    let finished: SegmentState | null = null;
     for (;;) {
       if (signal?.aborted) return;
       let index = segmentIndexFor(this.segments, nextSeq);
@@ -320,6 +330,10 @@ export class Journal implements JournalWriter, JournalReader {
         nextSeq = this.segments[0]!.firstSeq;
       }
       const segment = this.segments[index]!;
+      if (segment === finished) {
+        const following = this.segments[index + 1];
+        throw new JournalCorruptError(segment.path, segment.durableBytes, nextSeq - 1n, `the segment ends before seq ${nextSeq}${following ? `, but the next one starts at seq ${following.firstSeq}` : ''}`);
+      }
       let file: FileHandle;
       try {
         file = await open(segment.path, 'r');
@@ -347,7 +361,10 @@ export class Journal implements JournalWriter, JournalReader {
           }
           if (next) throw new JournalCorruptError(segment.path, next.offset, nextSeq - 1n, next.reason);
           // At the durable end of this segment. A closed segment is complete: go on to the next one.
-          if (segment !== this.active.state) break;
+          if (segment !== this.active.state) {
+            finished = segment;
+            break;
+          }
           // The active segment holds every durable record from its first seq on.
           if (nextSeq <= this.durableSeq) continue;
           if (this.failure && options.follow) throw this.failure; // a follower must not take a failed journal for its end
