@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
@@ -102,7 +102,11 @@ interface PendingRecord {
   reject?: (err: Error) => void;
 }
 
-type PendingEntry = PendingRecord | { kind: 'rotate'; firstSeq: bigint };
+/**
+ * What the flush loop does, in order: write records, start a new segment, or rewrite
+ * checkpoints.log without the copies retention made obsolete (serialized with the writes to it).
+ */
+type PendingEntry = PendingRecord | { kind: 'rotate'; firstSeq: bigint } | { kind: 'prune-checkpoints'; keepCovering: bigint; done: () => void };
 
 const openDirs = new Set<string>();
 
@@ -422,6 +426,12 @@ export class Journal implements JournalWriter, JournalReader {
     this.segments.splice(0, removeCount);
     for (const segment of removed) await unlink(segment.path).catch(() => undefined);
     this.syncDirectory();
+    // The checkpoint anchoring the first kept segment covers keptFirstSeq - 1; older copies vouch for nothing left.
+    if (this.failure) throw this.failure;
+    await new Promise<void>((done) => {
+      this.pending.push({ kind: 'prune-checkpoints', keepCovering: keptFirstSeq - 1n, done });
+      this.scheduleFlush();
+    });
     this.log?.info({ journal: this.dir, removed: removed.map((s) => s.name), firstSeq: keptFirstSeq.toString() }, 'journal retention removed segments');
     return { removedSegments: removed.map((s) => s.name), removedBytes, firstSeq: keptFirstSeq };
   }
@@ -522,18 +532,21 @@ export class Journal implements JournalWriter, JournalReader {
           await this.startSegment(entry.firstSeq);
           continue;
         }
+        if (entry.kind === 'prune-checkpoints') {
+          await this.writeActive(chunk);
+          chunk = [];
+          await this.writeCheckpointCopies(checkpointFrames.splice(0));
+          await this.pruneCheckpointFile(entry.keepCovering);
+          entry.done();
+          continue;
+        }
         chunk.push(entry);
         if (entry.checkpoint) checkpointFrames.push(entry.frame);
       }
       await this.writeActive(chunk);
-      if (checkpointFrames.length > 0) {
-        const bytes = Buffer.concat(checkpointFrames);
-        await writeFully(this.checkpointFile, bytes, this.checkpointFileSize);
-        this.checkpointFileSize += bytes.length;
-        if (this.options.sync !== 'none') await this.checkpointFile.datasync();
-      }
+      await this.writeCheckpointCopies(checkpointFrames);
     } catch (err) {
-      this.fail(err, records);
+      this.fail(err, group);
       return;
     }
     const last = records[records.length - 1];
@@ -544,6 +557,48 @@ export class Journal implements JournalWriter, JournalReader {
     this.counters.records += records.length;
     this.durable.emit('change');
     for (const entry of records) entry.resolve?.({ gatewayId: this.gatewayId, seq: entry.seq });
+  }
+
+  private async writeCheckpointCopies(frames: Buffer[]): Promise<void> {
+    if (frames.length === 0) return;
+    const bytes = Buffer.concat(frames);
+    await writeFully(this.checkpointFile, bytes, this.checkpointFileSize);
+    this.checkpointFileSize += bytes.length;
+    if (this.options.sync !== 'none') await this.checkpointFile.datasync();
+  }
+
+  /** Rewrites checkpoints.log keeping copies that cover `keepCovering` or later (write, fsync, rename). */
+  private async pruneCheckpointFile(keepCovering: bigint): Promise<void> {
+    const path = join(this.dir, CHECKPOINT_FILE);
+    const bytes = await this.checkpointFile.readFile();
+    const kept: Buffer[] = [fileHeader(CHECKPOINT_FILE_MAGIC, 0n)];
+    let offset = HEADER_BYTES;
+    for (;;) {
+      const parsed = parseFrame(bytes, offset);
+      if (!parsed) break;
+      if (parsed.kind !== 'frame') {
+        // Damage is evidence: keep the rest as it is for the verifier rather than drop it.
+        kept.push(bytes.subarray(offset));
+        break;
+      }
+      const covers = decodeRecord(parsed.payload).checkpoint?.seq;
+      if (covers === undefined || BigInt(covers) >= keepCovering) kept.push(bytes.subarray(offset, parsed.end));
+      offset = parsed.end;
+    }
+    const next = Buffer.concat(kept);
+    const temporary = `${path}.tmp`;
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await writeFully(file, next, 0);
+      if (this.options.sync !== 'none') await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+    this.syncDirectory();
+    await this.checkpointFile.close();
+    this.checkpointFile = await open(path, 'r+');
+    this.checkpointFileSize = next.length;
   }
 
   /** One write and one fdatasync for a run of records bound for the active segment. */
@@ -583,11 +638,13 @@ export class Journal implements JournalWriter, JournalReader {
     setImmediate(() => this.retainInBackground());
   }
 
-  private fail(cause: unknown, group: Array<PendingRecord>): void {
+  private fail(cause: unknown, group: PendingEntry[]): void {
     this.failure = new JournalWriteFailedError(this.dir, cause);
     this.log?.error({ err: cause, journal: this.dir }, 'journal write failed; no more appends until reopened');
-    const rest = this.pending.splice(0).filter((e): e is PendingRecord => e.kind === 'record');
-    for (const entry of [...group, ...rest]) entry.reject?.(this.failure);
+    for (const entry of [...group, ...this.pending.splice(0)]) {
+      if (entry.kind === 'record') entry.reject?.(this.failure);
+      else if (entry.kind === 'prune-checkpoints') entry.done();
+    }
     this.durable.emit('change');
   }
 
