@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
@@ -570,7 +570,7 @@ export class Journal implements JournalWriter, JournalReader {
   /** Rewrites checkpoints.log keeping copies that cover `keepCovering` or later (write, fsync, rename). */
   private async pruneCheckpointFile(keepCovering: bigint): Promise<void> {
     const path = join(this.dir, CHECKPOINT_FILE);
-    const bytes = await this.checkpointFile.readFile();
+    const bytes = await readFile(path);
     const kept: Buffer[] = [fileHeader(CHECKPOINT_FILE_MAGIC, 0n)];
     let offset = HEADER_BYTES;
     for (;;) {
@@ -712,7 +712,7 @@ async function openCheckpointFile(dir: string, fsyncEnabled: boolean): Promise<{
       syncDirectory(dir, fsyncEnabled);
       return { file, size: HEADER_BYTES };
     }
-    const bytes = await file.readFile();
+    const bytes = await readFile(path);
     const header = parseHeader(CHECKPOINT_FILE_MAGIC, bytes);
     if ('problem' in header) throw new JournalCorruptError(path, 0, 0n, header.problem);
     let offset = HEADER_BYTES;
