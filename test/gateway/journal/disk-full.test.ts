@@ -29,6 +29,11 @@ describe('gateway/journal on a full disk (real tmpfs mount)', function () {
     const dir = join(mountPoint, 'journal', 'gw-test');
     mkdirSync(dir, { recursive: true });
     const journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    const following = (async () => {
+      let seen = 0;
+      for await (const record of journal.read(1n, { follow: true })) seen += record.seq.length > 0 ? 1 : 0;
+      return seen;
+    })();
     const text = 'y'.repeat(8 * 1024);
     const acked: bigint[] = [];
     let failure: (Error & { code?: string }) | undefined;
@@ -42,6 +47,8 @@ describe('gateway/journal on a full disk (real tmpfs mount)', function () {
     assert.equal(failure?.code, 'GW_ERR_JOURNAL_WRITE_FAILED');
     assert.match(failure!.message, /ENOSPC|no space/i);
     await assert.rejects(journal.append(statementEvent(9999)), { code: 'GW_ERR_JOURNAL_WRITE_FAILED' });
+    // A follower is told, rather than left to take the failure for the end of the journal.
+    await assert.rejects(following, { code: 'GW_ERR_JOURNAL_WRITE_FAILED' });
     await journal.close();
     assert.ok(acked.length > 0);
 

@@ -138,6 +138,20 @@ describe('gateway/journal', () => {
     await journal.close();
   });
 
+  it('several followers of an empty journal all see every record, and close ends them', async () => {
+    const dir = tempJournalDir();
+    const journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    const follow = async (): Promise<string[]> => (await collect(journal.read(1n, { follow: true }))).map((r) => r.body ?? '');
+    const followers = [follow(), follow(), follow()];
+    await appendMany(journal, 0, 20);
+    await journal.close();
+    for (const bodies of await Promise.all(followers)) {
+      assert.equal(bodies.length, 21);
+      assert.deepEqual(bodies.slice(0, 20), Array(20).fill('event'));
+      assert.equal(bodies[20], 'checkpoint', 'the checkpoint close writes is delivered before the end');
+    }
+  });
+
   it('gives concurrent appends gap-free seqs and shares one fsync per group', async () => {
     const dir = tempJournalDir();
     const journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000 } });
