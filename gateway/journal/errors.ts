@@ -89,3 +89,20 @@ export class JournalKeyError extends GapwatchError {
     this.file = file;
   }
 }
+
+/** The directory holds another gateway's journal: appending would mix two gateways in one chain. */
+export class JournalGatewayMismatchError extends GapwatchError {
+  readonly dir: string;
+  readonly found: string;
+  readonly expected: string;
+
+  constructor(dir: string, found: string, expected: string) {
+    super(
+      'GW_ERR_JOURNAL_GATEWAY_MISMATCH',
+      `journal ${dir} belongs to gateway "${found}", not "${expected}"; one journal directory belongs to one gateway id: check gateway.id and dataDir`,
+    );
+    this.dir = dir;
+    this.found = found;
+    this.expected = expected;
+  }
+}

@@ -156,7 +156,7 @@ export class Journal implements JournalWriter, JournalReader {
   private closed = false;
   private readonly durable = new EventEmitter();
   private readonly timer: NodeJS.Timeout;
-  private readonly clock = { wallNs: BigInt(Date.now()) * 1_000_000n, monoNs: process.hrtime.bigint(), lastNs: 0n };
+  private lastTimeNs = 0n;
   private readonly counters: JournalStats = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0 };
 
   /** Opens (creating or recovering) the journal; a torn tail is cut and journaled as a gap record before this resolves. */
@@ -171,7 +171,7 @@ export class Journal implements JournalWriter, JournalReader {
     try {
       const fsyncEnabled = (options.sync ?? 'group') !== 'none';
       const key = loadOrCreateSigningKey(dir);
-      const recovered = recoverJournal(dir, fsyncEnabled);
+      const recovered = recoverJournal(dir, options.gatewayId, fsyncEnabled);
       const activePath = recovered.segments[recovered.segments.length - 1]!.path;
       const activeFile = await open(activePath, 'r+');
       opened.push(activeFile);
@@ -675,11 +675,15 @@ export class Journal implements JournalWriter, JournalReader {
     });
   }
 
-  /** Wall-clock nanoseconds that never go backwards within this process. */
+  /**
+   * Wall-clock nanoseconds (the collector joins records to host events by time, so this follows the
+   * system clock, not a monotonic one started at open), strictly increasing: should the wall clock
+   * step back, times advance by 1 ns until it catches up. Sub-millisecond digits come from hrtime.
+   */
   private nextTime(): bigint {
-    const now = this.clock.wallNs + (process.hrtime.bigint() - this.clock.monoNs);
-    this.clock.lastNs = now > this.clock.lastNs ? now : this.clock.lastNs;
-    return this.clock.lastNs;
+    const now = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+    this.lastTimeNs = now > this.lastTimeNs ? now : this.lastTimeNs + 1n;
+    return this.lastTimeNs;
   }
 
   private syncDirectory(): void {

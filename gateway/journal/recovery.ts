@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeRecord } from './canonical-encoding';
-import { JournalCorruptError } from './errors';
+import { JournalCorruptError, JournalGatewayMismatchError } from './errors';
 import { ZERO_HASH, recordHash } from './record-chain';
 import { listSegments, noteOffset, segmentName, type OffsetIndexEntry } from './segment-directory';
 import { HEADER_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader, type FrameResult } from './segment-format';
@@ -42,7 +42,7 @@ export interface RecoveredJournal {
 export interface SegmentScan {
   firstSeq: bigint;
   records: number;
-  last: { seq: bigint; hash: Buffer; checkpoint: boolean } | null;
+  last: { seq: bigint; hash: Buffer; checkpoint: boolean; gatewayId: string } | null;
   lastCheckpointCovers: bigint | null;
   /** Offset just past the last good frame. */
   end: number;
@@ -79,7 +79,7 @@ export function scanSegmentSync(path: string, bytes: Buffer = readFileSync(path)
     prevHash = record.hash;
     noteOffset(result.index, header.firstSeq, seq, offset);
     result.records += 1;
-    result.last = { seq, hash: record.hash, checkpoint: record.body === 'checkpoint' };
+    result.last = { seq, hash: record.hash, checkpoint: record.body === 'checkpoint', gatewayId: record.gatewayId };
     if (record.body === 'checkpoint' && record.checkpoint) result.lastCheckpointCovers = BigInt(record.checkpoint.seq);
     expectedSeq = seq + 1n;
     offset = parsed.end;
@@ -112,7 +112,7 @@ function isTornTail(bytes: Buffer, bad: Exclude<FrameResult, { kind: 'frame' }>)
  * (last) segment into `torn-*.bin` and reports it, and creates segment 1 for a new journal. Only
  * the active segment is scanned; `verifyJournal` checks the whole chain.
  */
-export function recoverJournal(dir: string, fsyncEnabled: boolean): RecoveredJournal {
+export function recoverJournal(dir: string, gatewayId: string, fsyncEnabled: boolean): RecoveredJournal {
   const files = listSegments(dir);
   if (files.length === 0) {
     const name = segmentName(1n);
@@ -184,6 +184,9 @@ export function recoverJournal(dir: string, fsyncEnabled: boolean): RecoveredJou
         throw new JournalCorruptError(previous.path, previousScan.end, head?.seq ?? 0n, `it should end at seq ${active.firstSeq - 1n}, where the next segment begins`);
       }
     }
+  }
+  if (head && head.gatewayId !== gatewayId) {
+    throw new JournalGatewayMismatchError(dir, head.gatewayId, gatewayId);
   }
   return {
     segments,

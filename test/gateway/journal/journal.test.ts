@@ -25,6 +25,7 @@ describe('gateway/journal', () => {
   it('appends and reads back records in order with seq, chain and body', async () => {
     const dir = tempJournalDir();
     const journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    const before = BigInt(Date.now()) * 1_000_000n;
     const first = await journal.append({ session: { sessionId: 'sess-1', resource: 'orders-db', identity: { subject: 'agent:claude', method: 'token', claims: { run: 'r1' } }, outcome: 'SESSION_OUTCOME_OPEN' } });
     assert.deepEqual(first, { gatewayId: 'gw-test', seq: 1n });
     const seqs = [];
@@ -38,6 +39,9 @@ describe('gateway/journal', () => {
     assert.equal(records[3]!.event?.statement?.text, 'select 2');
     assert.deepEqual(records[0]!.prevHash, Buffer.alloc(32));
     for (let i = 1; i < records.length; i++) assert.deepEqual(records[i]!.prevHash, records[i - 1]!.hash);
+    const after = BigInt(Date.now() + 1) * 1_000_000n;
+    const times = records.map((r) => BigInt(r.timeUnixNano));
+    assert.ok(times.every((t, i) => t >= before && t <= after && (i === 0 || t > times[i - 1]!)), 'wall-clock times, strictly increasing');
     await journal.close();
     const report = await verifyJournal(dir);
     assert.equal(report.ok, true, JSON.stringify(report.problems, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
@@ -55,6 +59,10 @@ describe('gateway/journal', () => {
     assert.equal((await journal.append(statementEvent(1))).seq, 1n);
     await journal.close();
     await assert.rejects(journal.append(statementEvent(2)), { code: 'GW_ERR_JOURNAL_CLOSED' });
+    await assert.rejects(Journal.open({ dir, gatewayId: 'gw-other' }), { code: 'GW_ERR_JOURNAL_GATEWAY_MISMATCH' });
+    const reopened = await Journal.open({ dir, gatewayId: 'gw-test' });
+    await assert.rejects(Journal.open({ dir, gatewayId: 'gw-test' }), { code: 'GW_ERR_JOURNAL_IN_USE' });
+    await reopened.close();
   });
 
   it('resumes reading from any seq across segments and reopens where it left off', async () => {
