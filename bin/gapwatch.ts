@@ -4,6 +4,7 @@ import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
 import { registerUp } from './commands/up';
+import { registerVerify } from './commands/verify';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command('gapwatch')
@@ -13,6 +14,7 @@ async function main(argv: string[]): Promise<void> {
     .exitOverride();
   registerUp(program);
   registerDoctor(program);
+  registerVerify(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
