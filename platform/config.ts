@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { identityConfigSchema } from '../gateway/identity/config-schema';
+import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
 /**
@@ -30,6 +32,8 @@ const gatewaySchema = z.strictObject({
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
     .default('gw-local'),
+  identity: identityConfigSchema.prefault({}),
+  policy: policyConfigSchema.prefault({}),
 });
 
 export const configSchema = z.strictObject({

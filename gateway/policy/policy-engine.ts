@@ -1,0 +1,174 @@
+import type { Logger } from '../../platform/log';
+import type { AgentIdentity } from '../identity/contract';
+import type { PolicyConfig } from './config-schema';
+import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest } from './contract';
+import { buildMasker } from './masker';
+import { ReviewDirectory, ReviewWaiter } from './review-channel';
+import { RuleSet } from './rule-set';
+import { classifySql, loadStatementParser, type PreparedEffect } from './statement-classifier';
+
+/** Rule names of decisions the engine takes itself, before any configured rule. */
+export enum EngineRule {
+  Unparseable = 'gapwatch:unparseable',
+  UnknownPrepared = 'gapwatch:unknown-prepared-statement',
+  Default = 'gapwatch:default',
+}
+
+export interface PolicyEngineOptions {
+  config: PolicyConfig;
+  /** Where pending reviews are kept (`<dataDir>/reviews/`). */
+  dataDir: string;
+  log?: Logger;
+}
+
+export interface GatewayPolicyEngine extends PolicyEngine {
+  /** Refuses every review still waiting (as timed out) and stops watching the review directory. */
+  close(): void;
+}
+
+const SEVERITY = { allow: 0, review: 1, deny: 2 } as const;
+
+/**
+ * The policy engine a gateway runs: classification with PostgreSQL's parser, rules (first match
+ * wins, per statement; the strictest verdict of a multi-statement string decides it), reviews held
+ * through files in the data directory, and result masking.
+ */
+export async function createPolicyEngine(options: PolicyEngineOptions): Promise<GatewayPolicyEngine> {
+  await loadStatementParser();
+  const rules = new RuleSet(options.config);
+  const directory = new ReviewDirectory(options.dataDir);
+  directory.ensure();
+  const waiter = new ReviewWaiter(directory, options.config.reviewTimeoutSeconds * 1000, (err) =>
+    options.log?.warn({ err }, 'review channel: could not read a decision; retrying'),
+  );
+  /** Per session: what each prepared statement name runs (SQL PREPARE and protocol Parse alike). */
+  const sessions = new Map<string, Map<string, ClassifiedStatement>>();
+  /** Effects of a statement held for review, applied only if it is approved. */
+  const heldEffects = new WeakMap<PolicyDecision, () => void>();
+
+  const preparedOf = (sessionId: string): Map<string, ClassifiedStatement> => {
+    let prepared = sessions.get(sessionId);
+    if (!prepared) {
+      prepared = new Map();
+      sessions.set(sessionId, prepared);
+    }
+    return prepared;
+  };
+
+  const apply = (sessionId: string, effects: readonly PreparedEffect[], parsed: { name: string; statement: ClassifiedStatement } | null): void => {
+    const prepared = preparedOf(sessionId);
+    for (const effect of effects) {
+      if (effect.op === 'set') prepared.set(effect.name, effect.statement);
+      else if (effect.op === 'delete') prepared.delete(effect.name);
+      else prepared.clear();
+    }
+    if (parsed) prepared.set(parsed.name, parsed.statement);
+  };
+
+  const evaluate = async (request: PolicyRequest): Promise<PolicyDecision> => {
+    if (request.via === 'function_call') {
+      const statement: ClassifiedStatement = { text: request.text, classes: ['function_call'], relations: [], functions: [request.text], command: 'FunctionCall' };
+      return decide(request, [statement]);
+    }
+    const classification = classifySql(request.text, sessions.get(request.sessionId) ?? new Map());
+    if (!classification.ok) {
+      const where = classification.position === null ? '' : ` at character ${classification.position + 1}`;
+      return {
+        action: 'deny',
+        rule: EngineRule.Unparseable,
+        reason: `the statement could not be parsed (${classification.error}${where}); the gateway refuses what it cannot classify`,
+        statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
+      };
+    }
+    const { statements, preparedEffects, unknownPrepared } = classification;
+    if (unknownPrepared.length > 0) {
+      return {
+        action: 'deny',
+        rule: EngineRule.UnknownPrepared,
+        reason: `EXECUTE of prepared statement ${unknownPrepared.map((name) => JSON.stringify(name)).join(', ')} that the gateway did not see prepared in this session`,
+        statements,
+      };
+    }
+    const decision = decide(request, statements);
+    // A Parse names a prepared statement: remember what it runs, for a later SQL EXECUTE of it.
+    const parsed =
+      request.via === 'parse' && request.statementName !== undefined && request.statementName !== ''
+        ? { name: request.statementName, statement: merge(statements) }
+        : null;
+    const commit = (): void => apply(request.sessionId, preparedEffects, parsed);
+    if (decision.action === 'allow') commit();
+    else if (decision.action === 'review') heldEffects.set(decision, commit);
+    return decision;
+  };
+
+  const decide = (request: PolicyRequest, statements: ClassifiedStatement[]): PolicyDecision => {
+    let worst: { action: 'allow' | 'deny' | 'review'; rule: string | null; reason: string | null } = { action: 'allow', rule: null, reason: null };
+    let first = true;
+    for (const statement of statements) {
+      const verdict = rules.decide(request.resource, request.identity, statement);
+      const rule = verdict.rule?.name ?? (verdict.action === 'allow' ? null : EngineRule.Default);
+      const reason =
+        verdict.rule?.reason ??
+        (verdict.rule ? `${verdict.action === 'deny' ? 'denied' : 'held for review'} by rule ${verdict.rule.name}` : `no rule matched; the default for this gateway is ${verdict.action}`);
+      if (first || SEVERITY[verdict.action] > SEVERITY[worst.action]) worst = { action: verdict.action, rule, reason };
+      first = false;
+    }
+    if (worst.action === 'allow') return { action: 'allow', rule: worst.rule, statements };
+    return { action: worst.action, rule: worst.rule ?? EngineRule.Default, reason: worst.reason ?? '', statements };
+  };
+
+  const requestReview = async (request: PolicyRequest, decision: Extract<PolicyDecision, { action: 'review' }>): Promise<PendingReview> => {
+    const pending = waiter.request({
+      sessionId: request.sessionId,
+      resource: request.resource,
+      login: request.identity.login,
+      subject: request.identity.subject,
+      claims: request.identity.claims,
+      via: request.via,
+      text: request.text,
+      statements: decision.statements,
+      rule: decision.rule,
+      reason: decision.reason,
+    });
+    options.log?.info({ reviewId: pending.reviewId, sessionId: request.sessionId, rule: decision.rule }, 'statement held for review');
+    const commit = heldEffects.get(decision);
+    const outcome = pending.outcome.then((result) => {
+      if (result.outcome === 'approved') commit?.();
+      return result;
+    });
+    return { reviewId: pending.reviewId, outcome };
+  };
+
+  const maskerFor = (resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null =>
+    buildMasker(
+      rules.maskRules(resource, identity).map((rule) => ({ mask: rule.config.mask!, relations: rule.config.relations })),
+      columns,
+    );
+
+  return {
+    evaluate,
+    requestReview,
+    maskerFor,
+    forgetStatement(sessionId, statementName) {
+      sessions.get(sessionId)?.delete(statementName);
+    },
+    endSession(sessionId) {
+      sessions.delete(sessionId);
+    },
+    close() {
+      waiter.close();
+    },
+  };
+}
+
+/** One description of what a Parse's statements do, for later EXECUTEs of its name. */
+function merge(statements: readonly ClassifiedStatement[]): ClassifiedStatement {
+  const classes = new Set(statements.flatMap((statement) => statement.classes));
+  return {
+    text: statements.map((statement) => statement.text).join('; '),
+    classes: [...classes],
+    relations: [...new Set(statements.flatMap((statement) => statement.relations))],
+    functions: [...new Set(statements.flatMap((statement) => statement.functions ?? []))],
+    command: statements[0]?.command ?? 'unknown',
+  };
+}
