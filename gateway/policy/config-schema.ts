@@ -74,6 +74,11 @@ export const policyConfigSchema = z
     builtinRules: z.boolean().default(true),
     /** How long a statement waits for a human before it is refused. */
     reviewTimeoutSeconds: z.number().int().min(1).max(86_400).default(300),
+    /**
+     * The schemas unqualified names resolve to before a session changes search_path (the upstream
+     * role's default; PostgreSQL's is "$user", public). The gateway follows SET search_path after that.
+     */
+    searchPath: z.array(z.string().min(1)).default(['public']),
     /** When set, only these names may approve or deny (`gapwatch approve --as <name>`). */
     reviewers: z.array(z.string().min(1)).default([]),
     /** Checked in order; the first rule that matches a statement decides it. */

@@ -1,6 +1,9 @@
 import type { MaskConfig, ValuePatternConfig } from './config-schema';
 import type { Masker, MaskColumn } from './contract';
-import { compileGlob, RelationPattern, splitQualifiedName } from './name-patterns';
+import { compileGlob, RelationPattern, splitQualifiedName, type SchemaResolution } from './name-patterns';
+
+/** The gateway resolves table OIDs to schema-qualified names, so the schema is always known here. */
+const ANY_SCHEMA: SchemaResolution = { searchPath: 'unknown', require: 'some' };
 
 /**
  * Masking of result sets. Values arrive as the text format of each column (the DataRow field bytes);
@@ -75,8 +78,8 @@ class ColumnPattern {
     if (!this.column.test(column.name)) return false;
     const relation = column.relation;
     if (relation === undefined) return true;
-    if (this.table && !this.table.matches(relation, 'any')) return false;
-    if (!this.table && tableFilter.length > 0 && !tableFilter.some((pattern) => pattern.matches(relation, 'any'))) return false;
+    if (this.table && !this.table.matches(relation, ANY_SCHEMA)) return false;
+    if (!this.table && tableFilter.length > 0 && !tableFilter.some((pattern) => pattern.matches(relation, ANY_SCHEMA))) return false;
     return true;
   }
 }

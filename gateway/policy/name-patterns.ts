@@ -66,8 +66,19 @@ export class GlobSet {
   }
 }
 
-/** The schema an unqualified name resolves to under PostgreSQL's default search_path. */
-export const DEFAULT_SCHEMA = 'public';
+/**
+ * Where an unqualified name may resolve: the session's search_path as the gateway follows it, or
+ * 'unknown' when it was changed in a way the gateway cannot follow. `some` is the cautious reading
+ * for deny, review and mask (a match in any schema the name could resolve to); `every` the one for
+ * allow (the rule must cover every schema it could resolve to).
+ */
+export interface SchemaResolution {
+  searchPath: readonly string[] | 'unknown';
+  require: 'some' | 'every';
+}
+
+/** pg_catalog and pg_temp are searched even when search_path does not name them. */
+const IMPLICIT_SCHEMAS = ['pg_catalog', 'pg_temp'];
 
 /**
  * A relation pattern: `table`, `schema.table` or `database.schema.table`, each part a glob.
@@ -75,30 +86,38 @@ export const DEFAULT_SCHEMA = 'public';
  */
 export class RelationPattern {
   private readonly parts: RegExp[];
+  private readonly rawParts: string[];
 
   constructor(readonly pattern: string) {
-    this.parts = splitQualifiedName(pattern).map(compileGlob);
+    this.rawParts = splitQualifiedName(pattern);
+    this.parts = this.rawParts.map(compileGlob);
   }
 
-  /**
-   * Whether `relation` (as the classifier reports it) matches. An unqualified relation resolves at
-   * run time through search_path: `unqualifiedSchema` 'any' treats it as possibly any schema (the
-   * cautious reading for deny, review and mask), a name treats it as that schema (for allow).
-   */
-  matches(relation: string, unqualifiedSchema: 'any' | string): boolean {
+  /** Whether `relation` (as the classifier reports it, qualified or not) matches. */
+  matches(relation: string, resolution: SchemaResolution): boolean {
     const names = splitQualifiedName(relation);
-    const patternParts = this.parts;
+    const count = this.parts.length;
     // Align from the right: the last part is the table, the one before it the schema.
-    for (let offset = 1; offset <= patternParts.length; offset++) {
-      const glob = patternParts[patternParts.length - offset]!;
+    for (let offset = 1; offset <= count; offset++) {
+      const glob = this.parts[count - offset]!;
       const name = names[names.length - offset];
       if (name !== undefined) {
         if (!glob.test(name)) return false;
-      } else if (offset === 2) {
-        if (unqualifiedSchema !== 'any' && !glob.test(unqualifiedSchema)) return false;
+      } else if (offset === 2 && !this.schemaMatches(glob, this.rawParts[count - 2]!, resolution)) {
+        return false;
       }
       // A missing database part is the current database.
     }
     return true;
+  }
+
+  private schemaMatches(glob: RegExp, raw: string, resolution: SchemaResolution): boolean {
+    if (resolution.require === 'some') {
+      if (resolution.searchPath === 'unknown') return true;
+      return [...resolution.searchPath, ...IMPLICIT_SCHEMAS].some((schema) => glob.test(schema));
+    }
+    // Allow: every schema the name could resolve to must be covered; unknown only by "*".
+    if (resolution.searchPath === 'unknown') return /^\**$/.test(raw);
+    return resolution.searchPath.length > 0 && resolution.searchPath.every((schema) => glob.test(schema));
   }
 }

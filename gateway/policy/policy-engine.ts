@@ -5,7 +5,7 @@ import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDeci
 import { buildMasker } from './masker';
 import { ReviewDirectory, ReviewWaiter } from './review-channel';
 import { RuleSet } from './rule-set';
-import { classifySql, loadStatementParser, type PreparedEffect } from './statement-classifier';
+import { classifySql, loadStatementParser, type PreparedEffect, type SearchPathEffect } from './statement-classifier';
 
 /** Rule names of decisions the engine takes itself, before any configured rule. */
 export enum EngineRule {
@@ -41,36 +41,55 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const waiter = new ReviewWaiter(directory, options.config.reviewTimeoutSeconds * 1000, (err) =>
     options.log?.warn({ err }, 'review channel: could not read a decision; retrying'),
   );
-  /** Per session: what each prepared statement name runs (SQL PREPARE and protocol Parse alike). */
-  const sessions = new Map<string, Map<string, ClassifiedStatement>>();
+  const defaultSearchPath: readonly string[] = options.config.searchPath;
+  /**
+   * Per session, what the server will hold once the allowed statements ran: what each prepared
+   * statement name runs (SQL PREPARE and protocol Parse share one namespace) and the search_path
+   * that resolves unqualified names.
+   */
+  const sessions = new Map<string, SessionState>();
   /** Effects of a statement held for review, applied only if it is approved. */
   const heldEffects = new WeakMap<PolicyDecision, () => void>();
 
-  const preparedOf = (sessionId: string): Map<string, ClassifiedStatement> => {
-    let prepared = sessions.get(sessionId);
-    if (!prepared) {
-      prepared = new Map();
-      sessions.set(sessionId, prepared);
+  const stateOf = (sessionId: string): SessionState => {
+    let state = sessions.get(sessionId);
+    if (!state) {
+      state = { prepared: new Map(), searchPath: defaultSearchPath };
+      sessions.set(sessionId, state);
     }
-    return prepared;
+    return state;
   };
 
-  const apply = (sessionId: string, effects: readonly PreparedEffect[], parsed: { name: string; statement: ClassifiedStatement } | null): void => {
-    const prepared = preparedOf(sessionId);
+  const apply = (
+    sessionId: string,
+    effects: readonly PreparedEffect[],
+    searchPath: readonly string[] | 'unknown',
+    parsed: { name: string; statement: ClassifiedStatement } | null,
+  ): void => {
+    const state = stateOf(sessionId);
     for (const effect of effects) {
-      if (effect.op === 'set') prepared.set(effect.name, effect.statement);
-      else if (effect.op === 'delete') prepared.delete(effect.name);
-      else prepared.clear();
+      if (effect.op === 'set') state.prepared.set(effect.name, effect.statement);
+      else if (effect.op === 'delete') state.prepared.delete(effect.name);
+      else state.prepared.clear();
     }
-    if (parsed) prepared.set(parsed.name, parsed.statement);
+    if (parsed) state.prepared.set(parsed.name, parsed.statement);
+    state.searchPath = searchPath;
+  };
+
+  /** search_path after a change; SET LOCAL ends with the transaction, so both paths stay possible. */
+  const nextSearchPath = (current: readonly string[] | 'unknown', change: SearchPathEffect): readonly string[] | 'unknown' => {
+    const target = change.schemas === 'default' ? defaultSearchPath : change.schemas;
+    if (target === 'unknown' || current === 'unknown') return 'unknown';
+    return change.local ? [...new Set([...current, ...target])] : target;
   };
 
   const evaluate = async (request: PolicyRequest): Promise<PolicyDecision> => {
     if (request.via === 'function_call') {
       const statement: ClassifiedStatement = { text: request.text, classes: ['function_call'], relations: [], functions: [request.text], command: 'FunctionCall' };
-      return decide(request, [statement]);
+      return decide(request, [statement], [], stateOf(request.sessionId).searchPath).decision;
     }
-    const classification = classifySql(request.text, sessions.get(request.sessionId) ?? new Map());
+    const state = stateOf(request.sessionId);
+    const classification = classifySql(request.text, state.prepared);
     if (!classification.ok) {
       const where = classification.position === null ? '' : ` at character ${classification.position + 1}`;
       return {
@@ -80,7 +99,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
         statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
       };
     }
-    const { statements, preparedEffects, unknownPrepared } = classification;
+    const { statements, preparedEffects, unknownPrepared, searchPathEffects } = classification;
     if (unknownPrepared.length > 0) {
       return {
         action: 'deny',
@@ -89,23 +108,31 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
         statements,
       };
     }
-    const decision = decide(request, statements);
+    const { decision, searchPath } = decide(request, statements, searchPathEffects, state.searchPath);
     // A Parse names a prepared statement: remember what it runs, for a later SQL EXECUTE of it.
     const parsed =
       request.via === 'parse' && request.statementName !== undefined && request.statementName !== ''
         ? { name: request.statementName, statement: merge(statements) }
         : null;
-    const commit = (): void => apply(request.sessionId, preparedEffects, parsed);
+    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed);
     if (decision.action === 'allow') commit();
     else if (decision.action === 'review') heldEffects.set(decision, commit);
     return decision;
   };
 
-  const decide = (request: PolicyRequest, statements: ClassifiedStatement[]): PolicyDecision => {
+  const decide = (
+    request: PolicyRequest,
+    statements: ClassifiedStatement[],
+    searchPathEffects: readonly SearchPathEffect[],
+    initialSearchPath: readonly string[] | 'unknown',
+  ): { decision: PolicyDecision; searchPath: readonly string[] | 'unknown' } => {
     let worst: { action: 'allow' | 'deny' | 'review'; rule: string | null; reason: string | null } = { action: 'allow', rule: null, reason: null };
     let first = true;
-    for (const statement of statements) {
-      const verdict = rules.decide(request.resource, request.identity, statement);
+    let searchPath = initialSearchPath;
+    for (const [index, statement] of statements.entries()) {
+      // A SET search_path earlier in the same string already applies to this statement.
+      for (const change of searchPathEffects) if (change.statement === index - 1) searchPath = nextSearchPath(searchPath, change);
+      const verdict = rules.decide(request.resource, request.identity, statement, searchPath);
       const rule = verdict.rule?.name ?? (verdict.action === 'allow' ? null : EngineRule.Default);
       const reason =
         verdict.rule?.reason ??
@@ -113,8 +140,9 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       if (first || SEVERITY[verdict.action] > SEVERITY[worst.action]) worst = { action: verdict.action, rule, reason };
       first = false;
     }
-    if (worst.action === 'allow') return { action: 'allow', rule: worst.rule, statements };
-    return { action: worst.action, rule: worst.rule ?? EngineRule.Default, reason: worst.reason ?? '', statements };
+    for (const change of searchPathEffects) if (change.statement === statements.length - 1) searchPath = nextSearchPath(searchPath, change);
+    if (worst.action === 'allow') return { decision: { action: 'allow', rule: worst.rule, statements }, searchPath };
+    return { decision: { action: worst.action, rule: worst.rule ?? EngineRule.Default, reason: worst.reason ?? '', statements }, searchPath };
   };
 
   const requestReview = async (request: PolicyRequest, decision: Extract<PolicyDecision, { action: 'review' }>): Promise<PendingReview> => {
@@ -150,7 +178,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     requestReview,
     maskerFor,
     forgetStatement(sessionId, statementName) {
-      sessions.get(sessionId)?.delete(statementName);
+      sessions.get(sessionId)?.prepared.delete(statementName);
     },
     endSession(sessionId) {
       sessions.delete(sessionId);
@@ -159,6 +187,11 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       waiter.close();
     },
   };
+}
+
+interface SessionState {
+  prepared: Map<string, ClassifiedStatement>;
+  searchPath: readonly string[] | 'unknown';
 }
 
 /** One description of what a Parse's statements do, for later EXECUTEs of its name. */

@@ -1,7 +1,7 @@
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyConfig, PolicyRuleConfig } from './config-schema';
 import type { ClassifiedStatement, StatementClass } from './contract';
-import { DEFAULT_SCHEMA, GlobSet, RelationPattern } from './name-patterns';
+import { GlobSet, RelationPattern, type SchemaResolution } from './name-patterns';
 
 export type RuleAction = PolicyRuleConfig['action'];
 
@@ -144,24 +144,31 @@ export class CompiledRule {
   }
 
   /**
-   * Statement conditions. Classes: any of them. Relations and functions: a deny, review or mask
-   * rule matches when ANY name the statement touches matches (one forbidden table is enough); an
-   * allow rule only when EVERY name matches (touching one table outside the list is not allowed).
+   * Statement conditions. A deny, review or mask rule matches when ANY class, relation or function
+   * of the statement matches (one forbidden table is enough); an allow rule only when EVERY class,
+   * relation and function is covered (a read that also writes, or touches one table outside the
+   * list, is not allowed by it).
    */
-  matchesStatement(statement: ClassifiedStatement): boolean {
+  matchesStatement(statement: ClassifiedStatement, searchPath: readonly string[] | 'unknown'): boolean {
     if (this.commands.size > 0 && !this.commands.has(statement.command ?? '')) return false;
-    if (this.classes.size > 0 && !statement.classes.some((cls) => this.classes.has(cls))) return false;
-    if (!this.namesMatch(this.relations, statement.relations)) return false;
-    if (!this.namesMatch(this.functions, statement.functions ?? [])) return false;
+    if (this.classes.size > 0) {
+      const covered = (cls: StatementClass): boolean => this.classes.has(cls);
+      // `allow [read]` must not let `WITH x AS (DELETE …) SELECT …` (read and write) through.
+      if (this.action === 'allow' ? !statement.classes.every(covered) : !statement.classes.some(covered)) return false;
+    }
+    if (!this.namesMatch(this.relations, statement.relations, searchPath)) return false;
+    if (!this.namesMatch(this.functions, statement.functions ?? [], searchPath)) return false;
     return true;
   }
 
-  private namesMatch(patterns: readonly RelationPattern[], names: readonly string[]): boolean {
+  private namesMatch(patterns: readonly RelationPattern[], names: readonly string[], searchPath: readonly string[] | 'unknown'): boolean {
     if (patterns.length === 0) return true;
     if (this.action === 'allow') {
-      return names.length > 0 && names.every((name) => patterns.some((pattern) => pattern.matches(name, DEFAULT_SCHEMA)));
+      const resolution: SchemaResolution = { searchPath, require: 'every' };
+      return names.length > 0 && names.every((name) => patterns.some((pattern) => pattern.matches(name, resolution)));
     }
-    return names.some((name) => patterns.some((pattern) => pattern.matches(name, 'any')));
+    const resolution: SchemaResolution = { searchPath, require: 'some' };
+    return names.some((name) => patterns.some((pattern) => pattern.matches(name, resolution)));
   }
 }
 
@@ -183,10 +190,10 @@ export class RuleSet {
   }
 
   /** Mask rules never decide a statement: they shape results (see maskerFor), so they are passed over here. */
-  decide(resource: string, identity: AgentIdentity, statement: ClassifiedStatement): StatementVerdict {
+  decide(resource: string, identity: AgentIdentity, statement: ClassifiedStatement, searchPath: readonly string[] | 'unknown'): StatementVerdict {
     for (const rule of this.rules) {
       if (rule.action === 'mask') continue;
-      if (rule.appliesTo(resource, identity) && rule.matchesStatement(statement)) return { action: rule.action, rule };
+      if (rule.appliesTo(resource, identity) && rule.matchesStatement(statement, searchPath)) return { action: rule.action, rule };
     }
     return { action: this.defaultAction, rule: null };
   }

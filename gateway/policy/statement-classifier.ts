@@ -26,6 +26,18 @@ export type PreparedStatements = ReadonlyMap<string, ClassifiedStatement>;
 
 export type PreparedEffect = { op: 'set'; name: string; statement: ClassifiedStatement } | { op: 'delete'; name: string } | { op: 'clear' };
 
+/**
+ * A change of search_path, which decides the schema of unqualified names: a list of schemas,
+ * 'default' (RESET, SET … TO DEFAULT) or 'unknown' (set in a way the tree does not show, such as
+ * set_config('search_path', …)). `local`: SET LOCAL, undone at the end of the transaction.
+ */
+export interface SearchPathEffect {
+  /** Index of the statement in the text that makes the change. */
+  statement: number;
+  schemas: string[] | 'default' | 'unknown';
+  local: boolean;
+}
+
 export type Classification =
   | {
       ok: true;
@@ -34,6 +46,7 @@ export type Classification =
       preparedEffects: PreparedEffect[];
       /** EXECUTE of names the gateway never saw prepared: nothing is known of what they would run. */
       unknownPrepared: string[];
+      searchPathEffects: SearchPathEffect[];
     }
   | { ok: false; error: string; position: number | null };
 
@@ -203,6 +216,7 @@ class StatementWalker {
   readonly classes = new Set<StatementClass>();
   readonly relations = new Set<string>();
   readonly functions = new Set<string>();
+  readonly searchPath: Array<Omit<SearchPathEffect, 'statement'>> = [];
 
   constructor(
     private readonly prepared: Map<string, ClassifiedStatement>,
@@ -340,6 +354,8 @@ class StatementWalker {
         this.classes.add('function_call');
       }
       for (const cls of FUNCTION_CLASSES[bare] ?? []) this.classes.add(cls);
+      // set_config('search_path', …) changes name resolution without a SET the tree would show.
+      if (bare === 'set_config') this.searchPath.push({ schemas: 'unknown', local: false });
     }
     this.visit(body.args, scope);
     this.visit(body.agg_order, scope);
@@ -391,6 +407,17 @@ class StatementWalker {
     } else {
       this.classes.add('session');
     }
+    const local = body.is_local === true;
+    if (name === 'search_path' || body.kind === 'VAR_RESET_ALL') {
+      if (body.kind === 'VAR_SET_VALUE' && Array.isArray(body.args)) {
+        const schemas = body.args.map((arg) => (isObject(arg) && isObject(arg.A_Const) && isObject(arg.A_Const.sval) ? arg.A_Const.sval.sval : null));
+        this.searchPath.push({ schemas: schemas.every((schema) => typeof schema === 'string') ? (schemas as string[]).filter((schema) => schema !== '') : 'unknown', local });
+      } else if (body.kind === 'VAR_SET_DEFAULT' || body.kind === 'VAR_RESET' || body.kind === 'VAR_RESET_ALL') {
+        this.searchPath.push({ schemas: 'default', local });
+      } else {
+        this.searchPath.push({ schemas: 'unknown', local });
+      }
+    }
     this.visit(body.args, scope);
   }
 
@@ -436,6 +463,7 @@ class StatementWalker {
   }
 
   private absorb(inner: StatementWalker): void {
+    this.searchPath.push(...inner.searchPath);
     for (const cls of inner.classes) this.classes.add(cls);
     for (const relation of inner.relations) this.relations.add(relation);
     for (const fn of inner.functions) this.functions.add(fn);
@@ -467,7 +495,8 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
   if (!parserLoaded) throw new Error('the PostgreSQL parser is not loaded: await loadStatementParser() first');
   const effects: PreparedEffect[] = [];
   const unknownPrepared: string[] = [];
-  if (text.trim() === '') return { ok: true, statements: [], preparedEffects: effects, unknownPrepared };
+  const searchPathEffects: SearchPathEffect[] = [];
+  if (text.trim() === '') return { ok: true, statements: [], preparedEffects: effects, unknownPrepared, searchPathEffects };
   if (text.includes('\0')) return { ok: false, error: 'the query text contains a NUL byte', position: text.indexOf('\0') };
   let tree: { stmts?: Array<{ stmt?: Json; stmt_location?: number; stmt_len?: number }> };
   try {
@@ -482,6 +511,7 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
   for (const raw of tree.stmts ?? []) {
     const walker = new StatementWalker(session, effects, unknownPrepared);
     walker.visit(raw.stmt, new Set());
+    for (const change of walker.searchPath) searchPathEffects.push({ statement: statements.length, ...change });
     // Locations are byte offsets into the UTF-8 text; a missing length means "to the end".
     const start = raw.stmt_location ?? 0;
     const end = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : start + raw.stmt_len;
@@ -494,7 +524,7 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
       command,
     });
   }
-  return { ok: true, statements, preparedEffects: effects, unknownPrepared };
+  return { ok: true, statements, preparedEffects: effects, unknownPrepared, searchPathEffects };
 }
 
 const CLASS_ORDER: StatementClass[] = ['read', 'write', 'ddl', 'dcl', 'copy_from', 'copy_to', 'copy_program', 'session', 'transaction', 'function_call', 'utility'];
