@@ -11,6 +11,7 @@ import { classifySql, loadStatementParser, type PreparedEffect, type SearchPathE
 export enum EngineRule {
   Unparseable = 'gapwatch:unparseable',
   UnknownPrepared = 'gapwatch:unknown-prepared-statement',
+  ParserHazard = 'gapwatch:parser-differential',
   Default = 'gapwatch:default',
 }
 
@@ -99,7 +100,15 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
         statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
       };
     }
-    const { statements, preparedEffects, unknownPrepared, searchPathEffects } = classification;
+    const { statements, preparedEffects, unknownPrepared, searchPathEffects, parserHazards } = classification;
+    if (parserHazards.length > 0) {
+      return {
+        action: 'deny',
+        rule: EngineRule.ParserHazard,
+        reason: `${parserHazards[0]!}; the gateway refuses settings that would make it read statements differently from the server`,
+        statements,
+      };
+    }
     if (unknownPrepared.length > 0) {
       return {
         action: 'deny',

@@ -1,6 +1,7 @@
 import { loadModule, parseSync } from 'libpg-query';
 import type { ClassifiedStatement, StatementClass } from './contract';
 import { formatQualifiedName } from './name-patterns';
+import { isParserSafeClientEncoding, isTrueSetting, PARSER_SETTINGS } from './parser-safety';
 
 /**
  * Statement classification from PostgreSQL's own grammar (libpg_query compiled to WASM), so that
@@ -47,6 +48,8 @@ export type Classification =
       /** EXECUTE of names the gateway never saw prepared: nothing is known of what they would run. */
       unknownPrepared: string[];
       searchPathEffects: SearchPathEffect[];
+      /** Changes to how the server lexes query text (see parser-safety.ts): the gateway must refuse them. */
+      parserHazards: string[];
     }
   | { ok: false; error: string; position: number | null };
 
@@ -217,6 +220,7 @@ class StatementWalker {
   readonly relations = new Set<string>();
   readonly functions = new Set<string>();
   readonly searchPath: Array<Omit<SearchPathEffect, 'statement'>> = [];
+  readonly parserHazards: string[] = [];
 
   constructor(
     private readonly prepared: Map<string, ClassifiedStatement>,
@@ -354,13 +358,22 @@ class StatementWalker {
         this.classes.add('function_call');
       }
       for (const cls of FUNCTION_CLASSES[bare] ?? []) this.classes.add(cls);
-      // set_config('search_path', …) changes name resolution without a SET the tree would show.
-      if (bare === 'set_config') this.searchPath.push({ schemas: 'unknown', local: false });
+      if (bare === 'set_config') this.configCall(body);
     }
     this.visit(body.args, scope);
     this.visit(body.agg_order, scope);
     this.visit(body.agg_filter, scope);
     this.visit(body.over, scope);
+  }
+
+  /** set_config(name, value, is_local) changes settings without a SET the tree would show. */
+  private configCall(body: JsonObject): void {
+    const args = Array.isArray(body.args) ? body.args : [];
+    const setting = constantText(args[0])?.toLowerCase() ?? null;
+    if (setting === null || setting === 'search_path') this.searchPath.push({ schemas: 'unknown', local: false });
+    if (setting === null || PARSER_SETTINGS.has(setting)) {
+      this.parserHazards.push(`set_config of ${setting ?? 'a computed setting name'} could change how the server reads query text`);
+    }
   }
 
   private copy(body: JsonObject, scope: ReadonlySet<string>): void {
@@ -406,6 +419,16 @@ class StatementWalker {
       this.classes.add('dcl');
     } else {
       this.classes.add('session');
+    }
+    if (name === 'standard_conforming_strings' && body.kind === 'VAR_SET_VALUE') {
+      const value = constantText(Array.isArray(body.args) ? body.args[0] : undefined);
+      if (value === null || !isTrueSetting(value)) this.parserHazards.push('turning standard_conforming_strings off changes where string literals end');
+    }
+    if (name === 'client_encoding' && body.kind === 'VAR_SET_VALUE') {
+      const value = constantText(Array.isArray(body.args) ? body.args[0] : undefined);
+      if (value === null || !isParserSafeClientEncoding(value)) {
+        this.parserHazards.push(`client encoding ${value ?? '(computed)'} is not ASCII-safe: the server would read the query text differently`);
+      }
     }
     const local = body.is_local === true;
     if (name === 'search_path' || body.kind === 'VAR_RESET_ALL') {
@@ -464,10 +487,21 @@ class StatementWalker {
 
   private absorb(inner: StatementWalker): void {
     this.searchPath.push(...inner.searchPath);
+    this.parserHazards.push(...inner.parserHazards);
     for (const cls of inner.classes) this.classes.add(cls);
     for (const relation of inner.relations) this.relations.add(relation);
     for (const fn of inner.functions) this.functions.add(fn);
   }
+}
+
+/** The text of a constant (string, integer or boolean), or null when the value is computed. */
+function constantText(node: Json): string | null {
+  if (!isObject(node) || !isObject(node.A_Const)) return null;
+  const constant = node.A_Const;
+  if (isObject(constant.sval) && typeof constant.sval.sval === 'string') return constant.sval.sval;
+  if (isObject(constant.ival)) return String(constant.ival.ival ?? 0);
+  if (isObject(constant.boolval)) return constant.boolval.boolval === true ? 'true' : 'false';
+  return null;
 }
 
 /** ANALYZE present and not explicitly false/off/0. */
@@ -496,7 +530,8 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
   const effects: PreparedEffect[] = [];
   const unknownPrepared: string[] = [];
   const searchPathEffects: SearchPathEffect[] = [];
-  if (text.trim() === '') return { ok: true, statements: [], preparedEffects: effects, unknownPrepared, searchPathEffects };
+  const parserHazards: string[] = [];
+  if (text.trim() === '') return { ok: true, statements: [], preparedEffects: effects, unknownPrepared, searchPathEffects, parserHazards };
   if (text.includes('\0')) return { ok: false, error: 'the query text contains a NUL byte', position: text.indexOf('\0') };
   let tree: { stmts?: Array<{ stmt?: Json; stmt_location?: number; stmt_len?: number }> };
   try {
@@ -512,6 +547,7 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
     const walker = new StatementWalker(session, effects, unknownPrepared);
     walker.visit(raw.stmt, new Set());
     for (const change of walker.searchPath) searchPathEffects.push({ statement: statements.length, ...change });
+    parserHazards.push(...walker.parserHazards);
     // Locations are byte offsets into the UTF-8 text; a missing length means "to the end".
     const start = raw.stmt_location ?? 0;
     const end = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : start + raw.stmt_len;
@@ -524,7 +560,7 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
       command,
     });
   }
-  return { ok: true, statements, preparedEffects: effects, unknownPrepared, searchPathEffects };
+  return { ok: true, statements, preparedEffects: effects, unknownPrepared, searchPathEffects, parserHazards };
 }
 
 const CLASS_ORDER: StatementClass[] = ['read', 'write', 'ddl', 'dcl', 'copy_from', 'copy_to', 'copy_program', 'session', 'transaction', 'function_call', 'utility'];

@@ -50,6 +50,15 @@ describe('gateway/policy/policy-engine', () => {
       ["DROP TABLE a; COPY b TO PROGRAM 'x'", 'deny', 'gapwatch:deny-copy-program'],
       ['SELEC * FROM orders', 'deny', EngineRule.Unparseable],
       ['EXECUTE never_prepared', 'deny', EngineRule.UnknownPrepared],
+      // Settings that would make the server lex the text differently from the gateway.
+      ['SET standard_conforming_strings = off', 'deny', EngineRule.ParserHazard],
+      ["SELECT 1; SET standard_conforming_strings TO 'false'", 'deny', EngineRule.ParserHazard],
+      ['SET standard_conforming_strings = on', 'allow', null],
+      ["SET NAMES 'SJIS'", 'deny', EngineRule.ParserHazard],
+      ["SET client_encoding = 'Shift_JIS'", 'deny', EngineRule.ParserHazard],
+      ["SET client_encoding = 'UTF8'", 'allow', null],
+      ["SELECT set_config('client_encoding', 'big5', false)", 'deny', EngineRule.ParserHazard],
+      ["SELECT set_config(chr(115) || 'tandard_conforming_strings', 'off', false)", 'deny', EngineRule.ParserHazard],
     ];
     for (const [sql, action, rule] of CASES) {
       it(`${action} ${JSON.stringify(sql)}`, async () => {

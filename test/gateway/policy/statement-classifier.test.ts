@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { StatementClass } from '../../../gateway/policy/contract';
+import { isParserSafeClientEncoding } from '../../../gateway/policy/parser-safety';
 import { classifySql, loadStatementParser } from '../../../gateway/policy/statement-classifier';
 
 interface Case {
@@ -122,6 +123,11 @@ describe('gateway/policy/statement-classifier', () => {
     assert.ok(!result.ok);
     assert.match(result.error, /syntax error at or near "FORM"/);
     assert.equal(result.position, 9);
+  });
+
+  it('knows which client encodings lex differently from UTF-8', () => {
+    for (const name of ['SJIS', 'Shift_JIS', 'big5', 'GBK', 'gb18030', 'UHC', 'win932']) assert.equal(isParserSafeClientEncoding(name), false, name);
+    for (const name of ['UTF8', 'utf-8', 'SQL_ASCII', 'LATIN1', 'EUC_JP', 'WIN1252']) assert.equal(isParserSafeClientEncoding(name), true, name);
   });
 
   it('treats empty and comment-only input as no statement', () => {
