@@ -226,6 +226,8 @@ class StatementWalker {
     private readonly prepared: Map<string, ClassifiedStatement>,
     private readonly effects: PreparedEffect[],
     private readonly unknownPrepared: string[],
+    /** Set when the text reads the session's prepared statements (EXECUTE): its result depends on more than the text. */
+    private readonly reads: { session: boolean },
   ) {}
 
   visit(value: Json, scope: ReadonlySet<string>): void {
@@ -240,7 +242,9 @@ class StatementWalker {
       return;
     }
     for (const [key, child] of Object.entries(value)) {
-      if (/^[A-Z]/.test(key) && isObject(child)) this.node(key, child, scope);
+      // Node type names are PascalCase, field names are not.
+      const first = key.charCodeAt(0);
+      if (first >= 65 && first <= 90 && isObject(child)) this.node(key, child, scope);
       else this.visit(child, scope);
     }
   }
@@ -400,7 +404,7 @@ class StatementWalker {
       this.visit(body.query, scope);
       return;
     }
-    const inner = new StatementWalker(new Map(this.prepared), [], this.unknownPrepared);
+    const inner = new StatementWalker(new Map(this.prepared), [], this.unknownPrepared, this.reads);
     inner.visit(body.query, scope);
     this.classes.add('read');
     // Planning may evaluate functions (constant folding), so calls stay visible.
@@ -445,7 +449,7 @@ class StatementWalker {
   }
 
   private prepare(body: JsonObject, scope: ReadonlySet<string>): void {
-    const inner = new StatementWalker(this.prepared, this.effects, this.unknownPrepared);
+    const inner = new StatementWalker(this.prepared, this.effects, this.unknownPrepared, this.reads);
     inner.visit(body.query, scope);
     this.absorb(inner);
     if (typeof body.name === 'string') {
@@ -462,6 +466,7 @@ class StatementWalker {
   }
 
   private execute(body: JsonObject, scope: ReadonlySet<string>): void {
+    this.reads.session = true;
     const name = typeof body.name === 'string' ? body.name : '';
     const statement = this.prepared.get(name);
     if (statement) {
@@ -521,12 +526,56 @@ function explainRuns(options: Json): boolean {
   return false;
 }
 
+/** Classifications by exact text, for texts that do not read session state (no EXECUTE). */
+const CACHE_ENTRIES = 2048;
+const CACHE_MAX_TEXT = 8192;
+const cache = new Map<string, Classification>();
+
 /**
  * Splits and classifies a query string. `prepared` is the session's prepared statements (read, not
  * changed: the changes come back as `preparedEffects`). Unparseable input is a result, not a throw.
+ * The extended protocol parses the same text again and again, so results are cached by text; a
+ * cached result is copied out, so callers may keep or change what they get.
  */
 export function classifySql(text: string, prepared: PreparedStatements = new Map()): Classification {
   if (!parserLoaded) throw new Error('the PostgreSQL parser is not loaded: await loadStatementParser() first');
+  const hit = cache.get(text);
+  if (hit) {
+    cache.delete(text);
+    cache.set(text, hit);
+    return copyClassification(hit);
+  }
+  const reads = { session: false };
+  const result = classifyText(text, prepared, reads);
+  if (!reads.session && text.length <= CACHE_MAX_TEXT) {
+    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+    cache.set(text, copyClassification(result));
+  }
+  return result;
+}
+
+function copyStatement(statement: ClassifiedStatement): ClassifiedStatement {
+  return {
+    ...statement,
+    classes: [...statement.classes],
+    relations: [...statement.relations],
+    ...(statement.functions ? { functions: [...statement.functions] } : {}),
+  };
+}
+
+function copyClassification(result: Classification): Classification {
+  if (!result.ok) return { ...result };
+  return {
+    ok: true,
+    statements: result.statements.map(copyStatement),
+    preparedEffects: result.preparedEffects.map((effect) => (effect.op === 'set' ? { ...effect, statement: copyStatement(effect.statement) } : { ...effect })),
+    unknownPrepared: [...result.unknownPrepared],
+    searchPathEffects: result.searchPathEffects.map((effect) => ({ ...effect, schemas: Array.isArray(effect.schemas) ? [...effect.schemas] : effect.schemas })),
+    parserHazards: [...result.parserHazards],
+  };
+}
+
+function classifyText(text: string, prepared: PreparedStatements, reads: { session: boolean }): Classification {
   const effects: PreparedEffect[] = [];
   const unknownPrepared: string[] = [];
   const searchPathEffects: SearchPathEffect[] = [];
@@ -544,7 +593,7 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
   const session = new Map(prepared);
   const statements: ClassifiedStatement[] = [];
   for (const raw of tree.stmts ?? []) {
-    const walker = new StatementWalker(session, effects, unknownPrepared);
+    const walker = new StatementWalker(session, effects, unknownPrepared, reads);
     walker.visit(raw.stmt, new Set());
     for (const change of walker.searchPath) searchPathEffects.push({ statement: statements.length, ...change });
     parserHazards.push(...walker.parserHazards);

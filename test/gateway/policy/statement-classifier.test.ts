@@ -130,6 +130,16 @@ describe('gateway/policy/statement-classifier', () => {
     for (const name of ['UTF8', 'utf-8', 'SQL_ASCII', 'LATIN1', 'EUC_JP', 'WIN1252']) assert.equal(isParserSafeClientEncoding(name), true, name);
   });
 
+  it('hands out results that callers may change without affecting the next caller', () => {
+    const first = classifySql('DELETE FROM cached_table');
+    assert.ok(first.ok);
+    first.statements[0]!.classes.length = 0;
+    first.statements[0]!.relations.push('other');
+    const second = classifySql('DELETE FROM cached_table');
+    assert.ok(second.ok);
+    assert.deepEqual([second.statements[0]!.classes, second.statements[0]!.relations], [['write'], ['cached_table']]);
+  });
+
   it('treats empty and comment-only input as no statement', () => {
     for (const sql of ['', '   ', '-- nothing', '/* nothing */ ;']) {
       const result = classifySql(sql);
@@ -150,6 +160,10 @@ describe('gateway/policy/statement-classifier', () => {
     const unknown = classifySql('EXECUTE other');
     assert.ok(unknown.ok);
     assert.deepEqual(unknown.unknownPrepared, ['other']);
+    // The same EXECUTE text means something else in a session without that statement.
+    const elsewhere = classifySql('EXECUTE del');
+    assert.ok(elsewhere.ok);
+    assert.deepEqual(elsewhere.unknownPrepared, ['del']);
     const dropped = classifySql('DEALLOCATE del; EXECUTE del', prepared);
     assert.ok(dropped.ok);
     assert.deepEqual(dropped.unknownPrepared, ['del']);
