@@ -55,3 +55,16 @@ export class IdentityStoreBusyError extends GapwatchError {
     this.lockFile = lockFile;
   }
 }
+
+export class IdentityStoreAccessError extends GapwatchError {
+  readonly file: string;
+
+  constructor(file: string, cause: unknown) {
+    super(
+      'IDENTITY_ERR_ACCESS',
+      `cannot access identity file ${file} (${(cause as Error).message}); run gapwatch as the user that owns the data directory, or as root`,
+      { cause },
+    );
+    this.file = file;
+  }
+}

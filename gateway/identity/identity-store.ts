@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../platform/atomic-file';
 import type { AgentIdentity, IdentityStore, ScramVerifier } from './contract';
-import { IdentityExistsError, IdentityInputError, IdentityNotFoundError, IdentityStoreBusyError, IdentityStoreCorruptError } from './errors';
+import { IdentityExistsError, IdentityInputError, IdentityNotFoundError, IdentityStoreAccessError, IdentityStoreBusyError, IdentityStoreCorruptError } from './errors';
 import { createScramVerifier, formatScramVerifier, parseScramVerifier, SCRAM_DEFAULT_ITERATIONS } from './scram';
 
 export const IDENTITY_FILE = 'identities.json';
@@ -77,7 +77,11 @@ export class FileIdentityStore implements IdentityStore {
     this.lockFile = `${this.file}.lock`;
     this.iterations = options.iterations ?? SCRAM_DEFAULT_ITERATIONS;
     this.now = options.now ?? (() => new Date());
-    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new IdentityStoreAccessError(options.dataDir, err);
+    }
   }
 
   async lookup(login: string): Promise<{ identity: AgentIdentity; verifier: ScramVerifier } | null> {
@@ -149,12 +153,18 @@ export class FileIdentityStore implements IdentityStore {
       key = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, identities: {} };
-      throw err;
+      throw new IdentityStoreAccessError(this.file, err);
     }
     if (this.cache?.key === key) return this.cache.content;
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (err) {
+      throw new IdentityStoreAccessError(this.file, err);
+    }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(this.file, 'utf8'));
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new IdentityStoreCorruptError(this.file, `not valid JSON: ${(err as Error).message}`, err);
     }
@@ -172,7 +182,11 @@ export class FileIdentityStore implements IdentityStore {
       this.cache = null;
       const content = structuredClone(this.read());
       mutate(content);
-      writeFileAtomic(this.file, `${JSON.stringify(content, null, 2)}\n`, 0o600);
+      try {
+        writeFileAtomic(this.file, `${JSON.stringify(content, null, 2)}\n`, 0o600);
+      } catch (err) {
+        throw new IdentityStoreAccessError(this.file, err);
+      }
       this.cache = null;
     });
   }
@@ -187,7 +201,7 @@ export class FileIdentityStore implements IdentityStore {
         closeSync(fd);
         break;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new IdentityStoreAccessError(this.lockFile, err);
         let holder = 0;
         try {
           holder = Number.parseInt(readFileSync(this.lockFile, 'utf8'), 10);

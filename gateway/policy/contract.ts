@@ -87,11 +87,19 @@ export interface MaskColumn {
    * a table-qualified mask rule masks a column of unresolved table origin, failing closed.
    */
   relation?: string;
+  /** The column's type OID from RowDescription: lets binary-format values be masked correctly. */
+  typeOid?: number;
 }
 
 export interface Masker {
   /** Indexes of the columns masked outright, for the audit summary. */
   maskedColumns: number[];
-  /** The value to send the client for column `index`; null stays null. */
+  /** The value to send the client for column `index` of a text-format field; null stays null. */
   mask(index: number, value: Buffer | null): Buffer | null;
+  /**
+   * The same for a binary-format field (the client asked for binary in Bind). Text-like types are
+   * masked as text; a masked column of another type, or a value the patterns cannot read (unknown
+   * or composite type), becomes NULL — failing closed, since a replacement string is no valid value.
+   */
+  maskBinary(index: number, value: Buffer | null): Buffer | null;
 }

@@ -33,6 +33,25 @@ export function luhnValid(digits: string): boolean {
 
 type ValueRewriter = (text: string) => string;
 
+/**
+ * PostgreSQL type OIDs (pg_type.dat) whose binary send format is the UTF-8 text itself, and jsonb,
+ * whose binary form is a version byte (1) followed by the text.
+ */
+enum TextTypeOid {
+  Char = 18,
+  Name = 19,
+  Text = 25,
+  Json = 114,
+  Xml = 142,
+  Unknown = 705,
+  Bpchar = 1042,
+  Varchar = 1043,
+}
+const JSONB_OID = 3802;
+const TEXT_TYPE_OIDS = new Set<number>(Object.values(TextTypeOid).filter((value): value is number => typeof value === 'number'));
+/** Scalar types whose binary form can hold no text a value pattern looks for: passed through. */
+const NON_TEXT_SCALAR_OIDS = new Set([16, 17, 20, 21, 23, 26, 650, 700, 701, 790, 869, 1082, 1083, 1114, 1184, 1186, 1266, 1700, 2950]);
+
 function rewriterFor(pattern: ValuePatternConfig, replacement: string): ValueRewriter {
   if (pattern === 'email') return (text) => text.replace(EMAIL, (_match, domain: string) => `${replacement}@${domain}`);
   if (pattern === 'card_number') {
@@ -107,17 +126,37 @@ export function buildMasker(rules: readonly MaskRuleInput[], columns: ReadonlyAr
   }
   if (replacements.size === 0 && rewriters.length === 0) return null;
   const maskedColumns = [...replacements.keys()].sort((a, b) => a - b);
+  const rewrite = (value: Buffer): Buffer => {
+    if (rewriters.length === 0) return value;
+    const text = value.toString('utf8');
+    let rewritten = text;
+    for (const rewriter of rewriters) rewritten = rewriter(rewritten);
+    return rewritten === text ? value : Buffer.from(rewritten, 'utf8');
+  };
   return {
     maskedColumns,
     mask(index: number, value: Buffer | null): Buffer | null {
       if (value === null) return null;
+      return replacements.get(index) ?? rewrite(value);
+    },
+    maskBinary(index: number, value: Buffer | null): Buffer | null {
+      if (value === null) return null;
+      const typeOid = columns[index]?.typeOid;
+      const textLike = typeOid !== undefined && TEXT_TYPE_OIDS.has(typeOid);
       const replacement = replacements.get(index);
-      if (replacement) return replacement;
+      if (replacement) {
+        if (textLike) return replacement;
+        return null;
+      }
       if (rewriters.length === 0) return value;
-      const text = value.toString('utf8');
-      let rewritten = text;
-      for (const rewrite of rewriters) rewritten = rewrite(rewritten);
-      return rewritten === text ? value : Buffer.from(rewritten, 'utf8');
+      if (textLike) return rewrite(value);
+      if (typeOid === JSONB_OID && value.length > 0) {
+        const body = value.subarray(1);
+        const rewritten = rewrite(body);
+        return rewritten === body ? value : Buffer.concat([value.subarray(0, 1), rewritten]);
+      }
+      if (typeOid !== undefined && NON_TEXT_SCALAR_OIDS.has(typeOid)) return value;
+      return null;
     },
   };
 }

@@ -105,8 +105,13 @@ export class ReviewDirectory {
 
   /** Creates the directory 0700, and refuses one that another user owns or others may enter. */
   ensure(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const stat = statSync(this.dir);
+    let stat;
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      stat = statSync(this.dir);
+    } catch (err) {
+      throw new ReviewChannelError(this.dir, `${(err as Error).message}; run gapwatch as the user that owns the data directory, or as root`, err);
+    }
     if (this.uid !== 0 && stat.uid !== this.uid) {
       throw new ReviewChannelError(this.dir, `owned by uid ${stat.uid}, not by this user (uid ${this.uid}); run gapwatch as the user that owns the data directory`);
     }
@@ -173,7 +178,13 @@ export class ReviewDirectory {
   /** Records a decision unless one exists; returns the decision that holds. */
   settle(id: string, decision: Omit<ReviewDecisionRecord, 'decidedBy' | 'at'>, now = new Date()): { decision: ReviewDecisionRecord; created: boolean } {
     const record: ReviewDecisionRecord = { ...decision, at: now.toISOString(), decidedBy: decider() };
-    if (createFileExclusive(this.decisionPath(id), `${JSON.stringify(record, null, 2)}\n`, 0o600)) return { decision: record, created: true };
+    let created: boolean;
+    try {
+      created = createFileExclusive(this.decisionPath(id), `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    } catch (err) {
+      throw new ReviewChannelError(this.dir, `cannot record the decision on ${id}: ${(err as Error).message}`, err);
+    }
+    if (created) return { decision: record, created: true };
     return { decision: this.readDecision(id) ?? record, created: false };
   }
 
@@ -205,7 +216,7 @@ export class ReviewDirectory {
       names = readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
+      throw new ReviewChannelError(this.dir, `${(err as Error).message}; run gapwatch as the user that owns the data directory, or as root`, err);
     }
     const entries: ReviewEntry[] = [];
     for (const name of names) {

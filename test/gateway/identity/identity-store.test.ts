@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileIdentityStore, parseClaims, parseExpiry, TOKEN_PREFIX } from '../../../gateway/identity/identity-store';
 import { computeClientProof, ScramServerExchange } from '../../../gateway/identity/scram';
-import { runCli } from '../../support/host';
+import { nobodyUid, requireRoot, runCli } from '../../support/host';
 
 function tempDataDir(): string {
   return join(mkdtempSync(join(tmpdir(), 'gapwatch-identity-')), 'data');
@@ -99,6 +99,20 @@ describe('gateway/identity/identity-store', () => {
     await assert.rejects(store.lookup('x'), { code: 'IDENTITY_ERR_STORE_CORRUPT' });
     await assert.rejects(store.create('y'), { code: 'IDENTITY_ERR_STORE_CORRUPT' });
     assert.equal(readFileSync(join(dataDir, 'identities.json'), 'utf8'), '{"version": 1, "identities": ');
+  });
+
+  it('tells a user without access to the data directory what to do', async function () {
+    this.timeout(30_000);
+    requireRoot();
+    const dataDir = tempDataDir();
+    await new FileIdentityStore({ dataDir }).create('bot');
+    const config = join(dataDir, '..', 'gapwatch.yaml');
+    writeFileSync(config, `dataDir: ${dataDir}\n`, { mode: 0o644 });
+    chmodSync(join(dataDir, '..'), 0o755);
+    const result = await runCli(['token', 'list', '--config', config], { uid: nobodyUid() });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /cannot access identity file .*permission denied.*run gapwatch as the user that owns the data directory/s);
+    assert.match(result.stderr, /IDENTITY_ERR_ACCESS/);
   });
 
   it('gapwatch token create prints the token once; list shows no secret; revoke ends it', async function () {

@@ -106,6 +106,28 @@ gateway:
     assert.deepEqual([decision.action, decision.rule], ['allow', null]);
   });
 
+  it('masks binary-format fields by type: text as text, other masked columns as NULL, unreadable values as NULL', () => {
+    const masker = engine.maskerFor('db', AGENT, [
+      { name: 'ssn', tableOid: USERS_OID, relation: 'public.users', typeOid: 25 },
+      { name: 'ssn', tableOid: USERS_OID, relation: 'public.users', typeOid: 23 },
+      { name: 'note', tableOid: 0, typeOid: 1043 },
+      { name: 'n', tableOid: 0, typeOid: 23 },
+      { name: 'doc', tableOid: 0, typeOid: 3802 },
+      { name: 'tags', tableOid: 0, typeOid: 1009 },
+      { name: 'x', tableOid: 0 },
+    ])!;
+    const int4 = Buffer.from([0, 0, 0, 42]);
+    assert.equal(masker.maskBinary(0, Buffer.from('123-45-6789'))!.toString(), '****');
+    assert.equal(masker.maskBinary(1, int4), null);
+    assert.equal(masker.maskBinary(2, Buffer.from('mail ann@example.com'))!.toString(), 'mail ****@example.com');
+    assert.equal(masker.maskBinary(3, int4), int4);
+    const jsonb = Buffer.concat([Buffer.from([1]), Buffer.from('{"e": "ann@example.com"}')]);
+    assert.deepEqual(masker.maskBinary(4, jsonb), Buffer.concat([Buffer.from([1]), Buffer.from('{"e": "****@example.com"}')]));
+    assert.equal(masker.maskBinary(5, Buffer.from([0, 0, 0, 1])), null);
+    assert.equal(masker.maskBinary(6, Buffer.from('anything')), null);
+    assert.equal(masker.maskBinary(0, null), null);
+  });
+
   it('checks card numbers with the Luhn algorithm', () => {
     assert.equal(luhnValid('79927398713'), true);
     assert.equal(luhnValid('79927398710'), false);
