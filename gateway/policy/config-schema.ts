@@ -70,7 +70,7 @@ export const policyConfigSchema = z
   .strictObject({
     /** Decision for a statement that no rule matches. */
     default: z.enum(['allow', 'deny', 'review']).default('allow'),
-    /** Append gapwatch's safe defaults after your rules (deny COPY … PROGRAM, DCL and admin functions; review DDL). */
+    /** Append gapwatch's safe defaults after your rules (deny COPY … PROGRAM, server-file COPY, DCL and admin functions; review DDL and DO blocks). */
     builtinRules: z.boolean().default(true),
     /** How long a statement waits for a human before it is refused. */
     reviewTimeoutSeconds: z.number().int().min(1).max(86_400).default(300),

@@ -12,6 +12,7 @@ export enum EngineRule {
   Unparseable = 'gapwatch:unparseable',
   UnknownPrepared = 'gapwatch:unknown-prepared-statement',
   ParserHazard = 'gapwatch:parser-differential',
+  InternalError = 'gapwatch:internal-error',
   Default = 'gapwatch:default',
 }
 
@@ -84,7 +85,22 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     return change.local ? [...new Set([...current, ...target])] : target;
   };
 
+  /** Never throws: a failure to decide is a denial, with the cause logged. */
   const evaluate = async (request: PolicyRequest): Promise<PolicyDecision> => {
+    try {
+      return evaluateOrThrow(request);
+    } catch (err) {
+      options.log?.error({ err, sessionId: request.sessionId }, 'policy evaluation failed; denying the statement');
+      return {
+        action: 'deny',
+        rule: EngineRule.InternalError,
+        reason: `the gateway could not evaluate this statement (${(err as Error).message}); it was not run`,
+        statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
+      };
+    }
+  };
+
+  const evaluateOrThrow = (request: PolicyRequest): PolicyDecision => {
     if (request.via === 'function_call') {
       const statement: ClassifiedStatement = { text: request.text, classes: ['function_call'], relations: [], functions: [request.text], command: 'FunctionCall' };
       return decide(request, [statement], [], stateOf(request.sessionId).searchPath).decision;

@@ -24,6 +24,20 @@ export const BUILTIN_RULES: readonly PolicyRuleConfig[] = [
     reason: 'COPY … PROGRAM runs a shell command on the database server',
   },
   {
+    name: 'gapwatch:deny-copy-server-file',
+    resources: [],
+    logins: [],
+    subjects: [],
+    claims: {},
+    // A COPY with a file name (not STDIN/STDOUT) is the only COPY classed utility.
+    classes: ['utility'],
+    relations: [],
+    functions: [],
+    commands: ['CopyStmt'],
+    action: 'deny',
+    reason: "COPY to or from a file reads or writes the database server's file system; use COPY … FROM STDIN / TO STDOUT",
+  },
+  {
     name: 'gapwatch:deny-dcl',
     resources: [],
     logins: [],

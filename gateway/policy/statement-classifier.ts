@@ -594,7 +594,13 @@ function classifyText(text: string, prepared: PreparedStatements, reads: { sessi
   const statements: ClassifiedStatement[] = [];
   for (const raw of tree.stmts ?? []) {
     const walker = new StatementWalker(session, effects, unknownPrepared, reads);
-    walker.visit(raw.stmt, new Set());
+    try {
+      walker.visit(raw.stmt, new Set());
+    } catch (err) {
+      // A tree deeper than the JavaScript stack: refuse it rather than classify part of it.
+      if (err instanceof RangeError) return { ok: false, error: `statement nested too deeply to classify (${err.message})`, position: raw.stmt_location ?? 0 };
+      throw err;
+    }
     for (const change of walker.searchPath) searchPathEffects.push({ statement: statements.length, ...change });
     parserHazards.push(...walker.parserHazards);
     // Locations are byte offsets into the UTF-8 text; a missing length means "to the end".

