@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
+import { registerReviews } from './commands/reviews';
+import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
 import { registerVerify } from './commands/verify';
 
@@ -15,6 +17,8 @@ async function main(argv: string[]): Promise<void> {
   registerUp(program);
   registerDoctor(program);
   registerVerify(program);
+  registerToken(program);
+  registerReviews(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

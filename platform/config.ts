@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { identityConfigSchema } from '../gateway/identity/config-schema';
+import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
 /**
@@ -53,6 +55,8 @@ const gatewaySchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  identity: identityConfigSchema.prefault({}),
+  policy: policyConfigSchema.prefault({}),
 });
 
 export const configSchema = z.strictObject({

@@ -40,13 +40,18 @@ export function runCommand(file: string, args: string[], options: SpawnOptions =
   });
 }
 
+/** A uid that is not root, for tests of the unprivileged path. */
+export function nobodyUid(): number {
+  return Number(execFileSync('id', ['-u', 'nobody']).toString().trim());
+}
+
 /**
  * Runs the CLI without privileges: as the `nobody` user when it can read the checkout, else (a checkout
  * under a private directory) as uid 0 stripped of every capability, with SECBIT_NOROOT so exec
  * grants none back. Either way the process must be refused BPF.
  */
 export function runUnprivileged(args: string[]): Promise<CliResult> {
-  const uid = Number(execFileSync('id', ['-u', 'nobody']).toString().trim());
+  const uid = nobodyUid();
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
   const readable = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'test', '-r', cliPath]).status === 0;
   if (readable) return runCli(args, { cwd: '/tmp', uid, gid: uid, env });
