@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { drainPending, Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../../platform/config';
@@ -63,6 +63,8 @@ export async function openStore(config: Config, options: OpenStoreOptions = {}):
     database: store.database,
     application: 'gapwatch',
     tls: tlsOptions(config),
+    // Failures reach the caller as errors and are logged there, once, through gapwatch's logger.
+    log: { level: ClickHouseLogLevel.OFF },
     // readonly goes last: once it is set, ClickHouse refuses to change any other setting in that query.
     clickhouse_settings: { ...readonlySettings },
   });
@@ -139,6 +141,7 @@ async function openEmbedded(config: Config, dialect: Dialect, readonlySettings: 
     // chdb types its Connection against @clickhouse/client-common's declarations, which @clickhouse/client
     // bundles a copy of; the shapes agree, the nominal types differ.
     connection: connection as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'],
+    log: { level: ClickHouseLogLevel.OFF },
     clickhouse_settings: {
       max_memory_usage: String(limits.maxQueryMemoryMiB * MIB),
       output_format_json_quote_64bit_integers: 1,
