@@ -24,6 +24,8 @@ export interface OpenStoreOptions {
    * writes, DDL and setting changes, whatever the SQL text says.
    */
   readonly?: boolean;
+  /** Settings for every query on this connection (applied before readonly, which forbids changing them). */
+  settings?: ClickHouseSettings;
 }
 
 export function storeDialect(config: Config): Dialect {
@@ -52,7 +54,7 @@ export function describeStore(config: Config): string {
  */
 export async function openStore(config: Config, options: OpenStoreOptions = {}): Promise<Store> {
   const dialect = storeDialect(config);
-  const readonlySettings: ClickHouseSettings = options.readonly ? { readonly: '1' } : {};
+  const readonlySettings: ClickHouseSettings = { ...options.settings, ...(options.readonly ? { readonly: '1' } : {}) };
   if (dialect.kind === 'embedded') return openEmbedded(config, dialect, readonlySettings);
 
   const store = config.store;

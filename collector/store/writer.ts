@@ -5,7 +5,7 @@ import { WriterClosedError } from './errors';
 import { deterministicId, TIME_COLUMN, type Row, type TableName } from './rows';
 import type { InsertSink } from './sink';
 import type { PendingGap, Spool, SpoolBatch, SpoolDamage } from './spool';
-import { dateTime64, nowNanos } from './time';
+import { DATETIME64_TEXT, dateTime64, nowNanos } from './time';
 
 export type WriterOptions = Config['store']['writer'];
 
@@ -42,11 +42,9 @@ export function isRejectedData(err: unknown): boolean {
   return typeof type === 'string' && REJECTED_DATA.test(type);
 }
 
-const DATETIME64_TEXT = /^\d{1,12}\.\d{9}$/;
-
-/** DateTime64 text compares as numbers do when compared by length first (no negative times here). */
+/** DateTime64 text is fixed-width, so it compares as the times do. */
 function laterTime(a: string, b: string): boolean {
-  return a.length !== b.length ? a.length > b.length : a > b;
+  return a > b;
 }
 
 /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { packageVersion } from '../../platform/package-root';
 import { cliPath, requireRoot, runCli } from '../support/host';
 
-const COMMANDS = ['up', 'doctor'];
+const COMMANDS = ['up', 'doctor', 'query'];
 
 describe('bin/gapwatch', function () {
   this.timeout(60_000);
