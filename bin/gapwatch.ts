@@ -4,6 +4,7 @@ import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
 import { registerReviews } from './commands/reviews';
+import { registerQuery } from './commands/query';
 import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
 import { registerVerify } from './commands/verify';
@@ -19,6 +20,7 @@ async function main(argv: string[]): Promise<void> {
   registerVerify(program);
   registerToken(program);
   registerReviews(program);
+  registerQuery(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { packageVersion } from '../../platform/package-root';
 import { cliPath, requireRoot, runCli } from '../support/host';
 
-const COMMANDS = ['up', 'doctor'];
+const COMMANDS = ['up', 'doctor', 'query'];
 
 describe('bin/gapwatch', function () {
   this.timeout(60_000);
@@ -67,6 +67,7 @@ describe('bin/gapwatch', function () {
         assert.match(stdout, new RegExp(`gapwatch \\(config ${join(dir, 'gapwatch.yaml').replace(/[.]/g, '\\.')}\\) is up:`));
         assert.match(stdout, new RegExp(`data directory: ${dataDir} \\(locked by pid ${child.pid}\\)`));
         assert.ok(existsSync(join(dataDir, 'gapwatch.pid')));
+        assert.match(stdout, new RegExp(`store: embedded ClickHouse, data in ${join(dataDir, 'store')} \\(schema version \\d+\\)`));
 
         // A second instance on the same data directory is refused while the first runs.
         const second = await runCli(['up'], { cwd: dir });
