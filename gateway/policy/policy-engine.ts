@@ -2,7 +2,7 @@ import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyConfig } from './config-schema';
 import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest } from './contract';
-import { buildMasker } from './masker';
+import { buildAuditRedactor, buildMasker } from './masker';
 import { ReviewDirectory, ReviewWaiter } from './review-channel';
 import { RuleSet } from './rule-set';
 import { classifySql, loadStatementParser, type PreparedEffect, type SearchPathEffect } from './statement-classifier';
@@ -40,6 +40,8 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const rules = new RuleSet(options.config);
   const directory = new ReviewDirectory(options.dataDir);
   directory.ensure();
+  const pruned = directory.prune(new Date(Date.now() - options.config.reviewRetentionDays * 86_400_000));
+  if (pruned > 0) options.log?.info({ pruned }, 'removed old settled reviews');
   const waiter = new ReviewWaiter(directory, options.config.reviewTimeoutSeconds * 1000, (err) =>
     options.log?.warn({ err }, 'review channel: could not read a decision; retrying'),
   );
@@ -198,10 +200,18 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       columns,
     );
 
+  const auditRedactor = (resource: string, identity: AgentIdentity): ((value: string) => string) | null =>
+    buildAuditRedactor(
+      rules.maskRules(resource, identity).map((rule) => ({ mask: rule.config.mask!, relations: rule.config.relations })),
+      options.config.auditRedact,
+      '****',
+    );
+
   return {
     evaluate,
     requestReview,
     maskerFor,
+    auditRedactor,
     forgetStatement(sessionId, statementName) {
       sessions.get(sessionId)?.prepared.delete(statementName);
     },

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync, watch, chmodSync, type FSWatcher } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -70,6 +70,17 @@ export interface ReviewEntry {
   request: ReviewRequestRecord;
   decision: ReviewDecisionRecord | null;
   status: ReviewStatus;
+  /** Whether the gateway process that holds the statement runs on this host (false: nothing waits for a decision). */
+  gatewayRunning: boolean;
+}
+
+function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function newReviewId(): string {
@@ -230,9 +241,21 @@ export class ReviewDirectory {
       }
       const decision = this.readDecision(request.reviewId);
       const status: ReviewStatus = decision ? decision.outcome : Date.parse(request.expiresAt) <= now.getTime() ? 'expired' : 'pending';
-      entries.push({ request, decision, status });
+      entries.push({ request, decision, status, gatewayRunning: processRunning(request.gatewayPid) });
     }
     return entries.sort((a, b) => a.request.createdAt.localeCompare(b.request.createdAt));
+  }
+
+  /** Removes settled and expired reviews whose deadline passed before `before` (the journal keeps their record). */
+  prune(before: Date): number {
+    let removed = 0;
+    for (const entry of this.list()) {
+      if (entry.status === 'pending' || Date.parse(entry.request.expiresAt) >= before.getTime()) continue;
+      rmSync(this.decisionPath(entry.request.reviewId), { force: true });
+      rmSync(this.requestPath(entry.request.reviewId), { force: true });
+      removed++;
+    }
+    return removed;
   }
 }
 
