@@ -23,6 +23,7 @@ function renderEntry(entry: ReviewEntry): string {
     lines.push(`    classes: ${statement.classes.join(', ') || '-'}; relations: ${statement.relations.join(', ') || '-'}`);
   }
   if (entry.decision?.reviewer) lines.push(`  decided by ${entry.decision.reviewer} at ${entry.decision.at}${entry.decision.reason ? `: ${entry.decision.reason}` : ''}`);
+  else if (entry.decision) lines.push(`  settled at ${entry.decision.at}${entry.decision.reason ? `: ${entry.decision.reason}` : ' (no decision in time)'}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -59,6 +59,11 @@ export interface PendingReview {
   reviewId: string;
   /** Settles when a human decides or the review times out; never rejects. */
   outcome: Promise<ReviewOutcome>;
+  /**
+   * The client went away (or cancelled) before a decision: settle the review now (as timed out,
+   * with this reason), so no one approves a statement nothing waits for. No-op once settled.
+   */
+  withdraw(reason: string): void;
 }
 
 export interface PolicyEngine {

@@ -24,7 +24,10 @@ export interface PolicyEngineOptions {
 }
 
 export interface GatewayPolicyEngine extends PolicyEngine {
-  /** Refuses every review still waiting (as timed out) and stops watching the review directory. */
+  /**
+   * Settles every review still waiting as timed out (their statements are refused) and stops
+   * watching the review directory.
+   */
   close(): void;
 }
 
@@ -191,7 +194,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       if (result.outcome === 'approved') commit?.();
       return result;
     });
-    return { reviewId: pending.reviewId, outcome };
+    return { reviewId: pending.reviewId, outcome, withdraw: pending.withdraw };
   };
 
   const maskerFor = (resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null =>

@@ -283,7 +283,7 @@ export interface ReviewRequestInput {
 /** The gateway side: writes requests and waits for their decisions. */
 export class ReviewWaiter {
   private readonly waiting = new Map<string, () => void>();
-  private readonly expirers = new Map<string, () => void>();
+  private readonly expirers = new Map<string, (reason: string | null) => void>();
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private closed = false;
@@ -294,7 +294,7 @@ export class ReviewWaiter {
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
-  request(input: ReviewRequestInput, now = new Date()): { reviewId: string; outcome: Promise<ReviewOutcome> } {
+  request(input: ReviewRequestInput, now = new Date()): { reviewId: string; outcome: Promise<ReviewOutcome>; withdraw(reason: string): void } {
     if (this.closed) throw new ReviewChannelError(this.directory.dir, 'the policy engine is closed');
     const reviewId = newReviewId();
     const expiresAt = new Date(now.getTime() + this.timeoutMs);
@@ -324,27 +324,28 @@ export class ReviewWaiter {
           this.onError(err);
         }
       };
-      const expire = (): void => {
+      /** Records that no human decided in time (or that the request was withdrawn), unless one just did. */
+      const expire = (reason: string | null): void => {
         try {
-          finish(this.directory.settle(reviewId, { outcome: 'timed_out', reviewer: null, reason: null }).decision);
+          finish(this.directory.settle(reviewId, { outcome: 'timed_out', reviewer: null, reason }).decision);
         } catch (err) {
           this.onError(err);
-          finish({ outcome: 'timed_out', reviewer: null, reason: null, at: new Date().toISOString(), decidedBy: { uid: -1, user: 'gapwatch', pid: process.pid } });
+          finish({ outcome: 'timed_out', reviewer: null, reason, at: new Date().toISOString(), decidedBy: { uid: -1, user: 'gapwatch', pid: process.pid } });
         }
       };
       this.waiting.set(reviewId, check);
-      timer = setTimeout(expire, Math.max(0, expiresAt.getTime() - Date.now()));
+      timer = setTimeout(() => expire(null), Math.max(0, expiresAt.getTime() - Date.now()));
       this.expirers.set(reviewId, expire);
       check();
     });
     void outcome.finally(() => this.expirers.delete(reviewId));
-    return { reviewId, outcome };
+    return { reviewId, outcome, withdraw: (reason) => this.expirers.get(reviewId)?.(reason) };
   }
 
   /** Settles every waiting review as timed out (the statements are refused) and stops watching. */
   close(): void {
     this.closed = true;
-    for (const expire of [...this.expirers.values()]) expire();
+    for (const expire of [...this.expirers.values()]) expire('the gateway stopped');
     this.stopWatching();
   }
 

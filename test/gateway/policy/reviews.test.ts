@@ -107,6 +107,23 @@ describe('gateway/policy reviews across processes', function () {
     }
   });
 
+  it('a withdrawn review (the client went away) is settled at once and can no longer be approved', async () => {
+    const gateway = await startGateway();
+    try {
+      const pending = await held(gateway.engine, 'DROP TABLE orders');
+      pending.withdraw('the client disconnected');
+      assert.equal((await pending.outcome).outcome, 'timed_out');
+      const late = await runCli(['approve', pending.reviewId, '--as', 'alice', '--config', gateway.configFile]);
+      assert.equal(late.code, 1);
+      assert.match(late.stderr, /already settled: timed_out/);
+      const all = await runCli(['reviews', '--all', '--json', '--config', gateway.configFile]);
+      const entry = JSON.parse(all.stdout.trim()) as { decision: { reason: string } };
+      assert.equal(entry.decision.reason, 'the client disconnected');
+    } finally {
+      gateway.engine.close();
+    }
+  });
+
   it('accepts only the configured reviewers', async () => {
     const gateway = await startGateway('    reviewers: [carol]\n');
     try {
