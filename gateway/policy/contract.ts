@@ -84,7 +84,7 @@ export interface PolicyEngine {
   auditRedactor(resource: string, identity: AgentIdentity): ((value: string) => string) | null;
   /** The client closed a prepared statement (Close 'S'): forget what the name stood for. */
   forgetStatement(sessionId: string, statementName: string): void;
-  /** The session ended: drop its prepared-statement state. */
+  /** The session ended: drop its state (prepared statements, search_path as followed). */
   endSession(sessionId: string): void;
 }
 
