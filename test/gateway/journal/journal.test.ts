@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, statSync, truncateSync, utimesSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
@@ -202,6 +202,27 @@ describe('gateway/journal', () => {
     const report = await verifyJournal(dir);
     assert.equal(report.ok, true);
     assert.equal(report.gapRecords, 1);
+  });
+
+  it('treats a last record whose bytes never reached the disk (zeros, checksum wrong) as a torn tail', async () => {
+    const dir = tempJournalDir();
+    let journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    await appendMany(journal, 0, 10);
+    await journal.close();
+    const segment = listSegments(dir)[0]!.path;
+    const bytes = readFileSync(segment);
+    const last = readSegment(segment).at(-1)!;
+    bytes.fill(0, last.offset + 8);
+    writeFileSync(segment, bytes);
+    // That last record is close's checkpoint; its copy in checkpoints.log is written only after the
+    // segment's fdatasync, so a crash that loses the one loses the other too.
+    const copies = join(dir, 'checkpoints.log');
+    truncateSync(copies, readSegment(copies).at(-1)!.offset);
+    journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    assert.equal(journal.recovery.tornTail?.offset, last.offset);
+    assert.equal(journal.recovery.tornTail?.afterSeq, BigInt(last.record.seq) - 1n);
+    await journal.close();
+    assert.equal((await verifyJournal(dir)).ok, true);
   });
 
   it('refuses to open over a damaged record in the middle and says where', async () => {
