@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
 import type { JournalGap } from '../../proto/generated/gapwatch/v1/JournalGap';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
@@ -160,7 +160,8 @@ export class Journal implements JournalWriter, JournalReader {
   private readonly counters: JournalStats = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0 };
 
   /** Opens (creating or recovering) the journal; a torn tail is cut and journaled as a gap record before this resolves. */
-  static async open(options: JournalOptions): Promise<Journal> {
+  static async open(given: JournalOptions): Promise<Journal> {
+    const options = { ...given, dir: resolve(given.dir) };
     const dir = options.dir;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (openDirs.has(dir)) throw new JournalInUseError(dir);
