@@ -255,6 +255,8 @@ export class Journal implements JournalWriter, JournalReader {
       const torn = this.recovery.tornTail;
       this.log?.warn({ journal: this.dir, tornTail: { ...torn, afterSeq: torn.afterSeq.toString() } }, 'journal recovery cut a torn tail; journaling the loss');
     }
+    // Every follower waiting at the head listens here; any number of subscribers is expected.
+    this.durable.setMaxListeners(0);
     this.timer = setInterval(() => this.onTimer(), Math.max(10, this.options.checkpointEveryMs));
     this.timer.unref();
     // Age limits must apply to an idle journal too, not only when a rotation happens.

@@ -150,7 +150,11 @@ describe('gateway/journal', () => {
     const dir = tempJournalDir();
     const journal = await Journal.open({ dir, gatewayId: 'gw-test' });
     const follow = async (): Promise<string[]> => (await collect(journal.read(1n, { follow: true }))).map((r) => r.body ?? '');
-    const followers = [follow(), follow(), follow()];
+    // More than EventEmitter's default of 10 listeners, which would print a leak warning.
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    const followers = Array.from({ length: 16 }, follow);
     await appendMany(journal, 0, 20);
     await journal.close();
     for (const bodies of await Promise.all(followers)) {
@@ -158,6 +162,8 @@ describe('gateway/journal', () => {
       assert.deepEqual(bodies.slice(0, 20), Array(20).fill('event'));
       assert.equal(bodies[20], 'checkpoint', 'the checkpoint close writes is delivered before the end');
     }
+    process.off('warning', onWarning);
+    assert.deepEqual(warnings.map((w) => w.name), []);
   });
 
   it('gives concurrent appends gap-free seqs and shares one fsync per group', async () => {
