@@ -8,7 +8,7 @@ import { Journal } from '../../../gateway/journal/journal';
 import { listSegments } from '../../../gateway/journal/segment-directory';
 import { PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../../gateway/journal/signing-key';
 import { verifyJournal } from '../../../gateway/journal/verify';
-import { readSegment, statementEvent, tempJournalDir } from './journal-files';
+import { readSegment, removeScratchDirs, statementEvent, tempJournalDir } from './journal-files';
 
 async function collect(iterable: AsyncIterable<JournalRecord__Output>): Promise<JournalRecord__Output[]> {
   const out: JournalRecord__Output[] = [];
@@ -22,6 +22,8 @@ async function appendMany(journal: Journal, from: number, count: number): Promis
 }
 
 describe('gateway/journal', () => {
+  after(removeScratchDirs);
+
   it('appends and reads back records in order with seq, chain and body', async () => {
     const dir = tempJournalDir();
     const journal = await Journal.open({ dir, gatewayId: 'gw-test' });

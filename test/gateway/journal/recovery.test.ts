@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from '../../../gateway/journal/journal';
 import { listSegments } from '../../../gateway/journal/segment-directory';
 import { CHECKPOINT_FILE_MAGIC, fileHeader, frame } from '../../../gateway/journal/segment-format';
 import { verifyJournal } from '../../../gateway/journal/verify';
-import { readSegment, statementEvent, tempJournalDir } from './journal-files';
+import { readSegment, removeScratchDirs, scratchDir, statementEvent, tempJournalDir } from './journal-files';
 
 /** A small deterministic generator, so a failure names a cut that can be replayed. */
 function* offsets(seed: number, count: number, below: number, from: number): Generator<number> {
@@ -19,6 +18,8 @@ function* offsets(seed: number, count: number, below: number, from: number): Gen
 
 describe('gateway/journal recovery at any crash point', function () {
   this.timeout(60_000);
+  after(removeScratchDirs);
+
 
   it('reopens after the last segment is cut at any byte, journals the torn part, and verifies', async () => {
     const pristine = tempJournalDir();
@@ -31,7 +32,7 @@ describe('gateway/journal recovery at any crash point', function () {
     const size = stored.at(-1)!.offset + 8 + stored.at(-1)!.payload.length;
 
     for (const cut of offsets(42, 25, size, 17)) {
-      const dir = join(mkdtempSync(join(tmpdir(), 'gapwatch-cut-')), 'gw-test');
+      const dir = join(scratchDir('gapwatch-cut-'), 'gw-test');
       cpSync(pristine, dir, { recursive: true });
       truncateSync(join(dir, segment.name), cut);
       // What survives a crash at this point: whole records before the cut, and only the checkpoint

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { cpSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from '../../../gateway/journal/journal';
 import { listSegments } from '../../../gateway/journal/segment-directory';
 import { SEGMENT_MAGIC, fileHeader, frame } from '../../../gateway/journal/segment-format';
 import { verifyJournal, type JournalProblemKind } from '../../../gateway/journal/verify';
-import { rechain, readSegment, statementEvent, tempJournalDir, writeSegment } from './journal-files';
+import { rechain, readSegment, removeScratchDirs, scratchDir, statementEvent, tempJournalDir, writeSegment } from './journal-files';
 
 /**
  * Tampering as someone with write access to the files would do it: records are rewritten with
@@ -15,6 +14,8 @@ import { rechain, readSegment, statementEvent, tempJournalDir, writeSegment } fr
  */
 describe('gateway/journal verifyJournal', () => {
   let pristine: string;
+  after(removeScratchDirs);
+
 
   before(async () => {
     pristine = tempJournalDir();
@@ -26,7 +27,7 @@ describe('gateway/journal verifyJournal', () => {
   });
 
   function copy(): { dir: string; segment: string; firstSeq: bigint } {
-    const dir = join(mkdtempSync(join(tmpdir(), 'gapwatch-tamper-')), 'gw-test');
+    const dir = join(scratchDir('gapwatch-tamper-'), 'gw-test');
     cpSync(pristine, dir, { recursive: true });
     const first = listSegments(dir)[0]!;
     return { dir, segment: first.path, firstSeq: first.firstSeq };
