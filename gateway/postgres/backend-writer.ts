@@ -94,3 +94,12 @@ export function dataRow(values: ReadonlyArray<Buffer | null>): Buffer {
   }
   return out;
 }
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return message(BackendType.ParameterStatus, Buffer.concat([cstring(name), cstring(value)]));
+}
+
+/** Tells a client asking for protocol 3.x (x > 0) or `_pq_.` options what the gateway speaks: 3.0, none. */
+export function negotiateProtocolVersion(newestMinor: number, unsupportedOptions: readonly string[]): Buffer {
+  return message(BackendType.NegotiateProtocolVersion, Buffer.concat([int32(newestMinor), int32(unsupportedOptions.length), ...unsupportedOptions.map(cstring)]));
+}

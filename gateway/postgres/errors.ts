@@ -81,3 +81,22 @@ export class ListenerTlsError extends GapwatchError {
     super('GW_ERR_PG_TLS', `the PostgreSQL listener's TLS setup failed: ${detail}; check gateway.postgres.tls.cert and .key`, { cause });
   }
 }
+
+/** The upstream server's stream broke the protocol; the session fails rather than guess. */
+export class UpstreamProtocolError extends PostgresGatewayError {
+  constructor(detail: string) {
+    super('GW_ERR_PG_UPSTREAM_PROTOCOL', SqlState.ConnectionFailure, `the upstream server sent an invalid message: ${detail}`);
+  }
+}
+
+/** The journal refused a record; the gateway stops forwarding rather than run unrecorded statements. */
+export class AuditUnavailableError extends PostgresGatewayError {
+  constructor(cause: unknown) {
+    super(
+      'GW_ERR_PG_AUDIT_UNAVAILABLE',
+      SqlState.AdminShutdown,
+      'the gateway cannot write its audit journal, so it ends this session instead of running unrecorded statements; the gateway operator should check the journal disk',
+      { cause },
+    );
+  }
+}
