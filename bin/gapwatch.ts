@@ -3,7 +3,10 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
+import { registerReviews } from './commands/reviews';
+import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
+import { registerVerify } from './commands/verify';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command('gapwatch')
@@ -13,6 +16,9 @@ async function main(argv: string[]): Promise<void> {
     .exitOverride();
   registerUp(program);
   registerDoctor(program);
+  registerVerify(program);
+  registerToken(program);
+  registerReviews(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { identityConfigSchema } from '../gateway/identity/config-schema';
+import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
 /**
@@ -78,6 +80,31 @@ const gatewaySchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
     .default('gw-local'),
   postgres: postgresGatewaySchema.prefault({}),
+  /** The hash-chained audit journal (gateway/journal/), under <dataDir>/journal/<id>/. */
+  journal: z
+    .strictObject({
+      /** A segment file is closed and a new one begun at this size. */
+      segmentBytes: z.number().int().min(65536).max(1073741824).default(67108864),
+      retention: z
+        .strictObject({
+          /** Closed segments whose last write is older than this are removed; 0 keeps them forever. */
+          maxAgeHours: z.number().min(0).default(2160),
+          /** Oldest closed segments are removed while the journal is larger than this; 0 means no limit. */
+          maxBytes: z.number().int().min(0).default(0),
+        })
+        .prefault({}),
+      checkpoint: z
+        .strictObject({
+          /** A signed checkpoint after this many records … */
+          everyRecords: z.number().int().min(1).default(1000),
+          /** … or this many seconds after the last one when records were added since, and at close. */
+          everySeconds: z.number().min(0.1).max(3600).default(10),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  identity: identityConfigSchema.prefault({}),
+  policy: policyConfigSchema.prefault({}),
 });
 
 export const configSchema = z.strictObject({

@@ -25,6 +25,11 @@ export interface JournalWriter {
 }
 
 export interface JournalReader {
-  /** Records from `fromSeq` (inclusive) in order; with `follow`, waits for new ones until the signal aborts. */
+  /**
+   * Records from `fromSeq` (inclusive) in order; with `follow`, waits for new ones until the signal aborts.
+   * Besides the bodies callers append, readers see the records the journal writes itself: `checkpoint`
+   * (signed chain heads) and `gap` (JournalGap: a torn tail cut at recovery, segments removed by
+   * retention), so loss reaches subscribers as data. Only durable records are yielded.
+   */
   read(fromSeq: bigint, options?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<JournalRecord__Output>;
 }

@@ -25,6 +25,10 @@ export interface ClassifiedStatement {
   classes: StatementClass[];
   /** Relations named, schema-qualified when written so ("public.orders"). */
   relations: string[];
+  /** Functions called anywhere in the statement, qualified when written so ("pg_catalog.now"). */
+  functions?: string[];
+  /** The parser's node type of the top-level statement ("SelectStmt", "CopyStmt" …), for audit. */
+  command?: string;
 }
 
 export interface PolicyRequest {
@@ -34,6 +38,11 @@ export interface PolicyRequest {
   /** How the statement arrived: a simple Query, a Parse of the extended protocol, or a FunctionCall. */
   via: 'query' | 'parse' | 'function_call';
   text: string;
+  /**
+   * For a Parse: the prepared statement's name ('' for the unnamed one). SQL EXECUTE shares the
+   * namespace of protocol-level prepared statements, so the engine remembers what each name runs.
+   */
+  statementName?: string;
 }
 
 export type PolicyDecision =
@@ -61,12 +70,36 @@ export interface PolicyEngine {
    * How to mask a result set, from its column names (and source table OIDs where the server gave
    * them): null when nothing needs masking, else a function over each text-format field value.
    */
-  maskerFor(resource: string, identity: AgentIdentity, columns: ReadonlyArray<{ name: string; tableOid: number }>): Masker | null;
+  maskerFor(resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null;
+  /** The client closed a prepared statement (Close 'S'): forget what the name stood for. */
+  forgetStatement(sessionId: string, statementName: string): void;
+  /** The session ended: drop its prepared-statement state. */
+  endSession(sessionId: string): void;
+}
+
+export interface MaskColumn {
+  /** The column name from RowDescription. */
+  name: string;
+  /** The source table's OID from RowDescription (0 when the column is not a table column). */
+  tableOid: number;
+  /**
+   * The source table as "schema.table" when the gateway resolved tableOid (pg_class/pg_namespace);
+   * a table-qualified mask rule masks a column of unresolved table origin, failing closed.
+   */
+  relation?: string;
+  /** The column's type OID from RowDescription: lets binary-format values be masked correctly. */
+  typeOid?: number;
 }
 
 export interface Masker {
   /** Indexes of the columns masked outright, for the audit summary. */
   maskedColumns: number[];
-  /** The value to send the client for column `index`; null stays null. */
+  /** The value to send the client for column `index` of a text-format field; null stays null. */
   mask(index: number, value: Buffer | null): Buffer | null;
+  /**
+   * The same for a binary-format field (the client asked for binary in Bind). Text-like types are
+   * masked as text; a masked column of another type, or a value the patterns cannot read (unknown
+   * or composite type), becomes NULL — failing closed, since a replacement string is no valid value.
+   */
+  maskBinary(index: number, value: Buffer | null): Buffer | null;
 }

@@ -9,6 +9,7 @@ import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v
 import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as _gapwatch_v1_HttpExchange__Output } from './gapwatch/v1/HttpExchange';
 import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v1_Identity__Output } from './gapwatch/v1/Identity';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
+import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from './gapwatch/v1/JournalGap';
 import type { JournalRecord as _gapwatch_v1_JournalRecord, JournalRecord__Output as _gapwatch_v1_JournalRecord__Output } from './gapwatch/v1/JournalRecord';
 import type { PgMessage as _gapwatch_v1_PgMessage, PgMessage__Output as _gapwatch_v1_PgMessage__Output } from './gapwatch/v1/PgMessage';
 import type { PgParameter as _gapwatch_v1_PgParameter, PgParameter__Output as _gapwatch_v1_PgParameter__Output } from './gapwatch/v1/PgParameter';
@@ -35,6 +36,8 @@ export interface ProtoGrpcType {
       HttpExchange: MessageTypeDefinition<_gapwatch_v1_HttpExchange, _gapwatch_v1_HttpExchange__Output>
       Identity: MessageTypeDefinition<_gapwatch_v1_Identity, _gapwatch_v1_Identity__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
+      JournalGap: MessageTypeDefinition<_gapwatch_v1_JournalGap, _gapwatch_v1_JournalGap__Output>
+      JournalGapKind: EnumTypeDefinition
       JournalRecord: MessageTypeDefinition<_gapwatch_v1_JournalRecord, _gapwatch_v1_JournalRecord__Output>
       PgMessage: MessageTypeDefinition<_gapwatch_v1_PgMessage, _gapwatch_v1_PgMessage__Output>
       PgParameter: MessageTypeDefinition<_gapwatch_v1_PgParameter, _gapwatch_v1_PgParameter__Output>

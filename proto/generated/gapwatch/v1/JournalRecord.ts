@@ -5,6 +5,7 @@
 import type { Session as _gapwatch_v1_Session, Session__Output as _gapwatch_v1_Session__Output } from '../../gapwatch/v1/Session';
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from '../../gapwatch/v1/SessionEvent';
 import type { Checkpoint as _gapwatch_v1_Checkpoint, Checkpoint__Output as _gapwatch_v1_Checkpoint__Output } from '../../gapwatch/v1/Checkpoint';
+import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from '../../gapwatch/v1/JournalGap';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -30,7 +31,11 @@ export interface JournalRecord {
   'session'?: (_gapwatch_v1_Session | null);
   'event'?: (_gapwatch_v1_SessionEvent | null);
   'checkpoint'?: (_gapwatch_v1_Checkpoint | null);
-  'body'?: "session"|"event"|"checkpoint";
+  /**
+   * written by the journal itself: loss is data
+   */
+  'gap'?: (_gapwatch_v1_JournalGap | null);
+  'body'?: "session"|"event"|"checkpoint"|"gap";
 }
 
 /**
@@ -56,5 +61,9 @@ export interface JournalRecord__Output {
   'session'?: (_gapwatch_v1_Session__Output | null);
   'event'?: (_gapwatch_v1_SessionEvent__Output | null);
   'checkpoint'?: (_gapwatch_v1_Checkpoint__Output | null);
-  'body'?: "session"|"event"|"checkpoint";
+  /**
+   * written by the journal itself: loss is data
+   */
+  'gap'?: (_gapwatch_v1_JournalGap__Output | null);
+  'body'?: "session"|"event"|"checkpoint"|"gap";
 }

@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Journal, type JournalSyncMode } from '../gateway/journal/journal';
+import type { JournalBody } from '../gateway/journal/contract';
+import { round, summarize, type Summary } from './stats';
+
+/**
+ * Journal append throughput: group commit (the product) against its baselines in the same run,
+ * fsync per record (durable, no sharing) and no fsync (not durable: the ceiling), each with 1 and
+ * 16 concurrent appenders awaiting their own appends, as the gateway's sessions do.
+ *
+ * `npm run bench -- journal [rounds] [appendsPerRound]`
+ */
+export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
+  const rounds = Number(args[0] ?? 5);
+  const appends = Number(args[1] ?? 2000);
+  const modes: JournalSyncMode[] = ['group', 'per-record', 'none'];
+  const concurrencies = [1, 16];
+  const samples = new Map<string, number[]>();
+  const fsyncsPerAppend = new Map<string, number[]>();
+  const body = (n: number): JournalBody => ({
+    event: {
+      sessionId: `bench-${n % 16}`,
+      eventSeq: n + 1,
+      timeUnixNano: String(Date.now() * 1e6),
+      statement: { text: `SELECT id, email FROM customers WHERE id = $1 /* ${n} */`, parameters: [String(n)], commandTag: 'SELECT 1', rows: 1, durationNano: 120_000 },
+    },
+  });
+  const root = mkdtempSync(join(tmpdir(), 'gapwatch-bench-journal-'));
+  try {
+    for (let r = 0; r < rounds; r++) {
+      // Interleave the variants within each round so drift on a noisy machine hits all alike.
+      for (const concurrency of concurrencies) {
+        for (const mode of modes) {
+          // fsync per record with one appender is slow; fewer appends keep the round short.
+          const count = mode === 'per-record' || (mode === 'group' && concurrency === 1) ? Math.max(100, Math.floor(appends / 4)) : appends;
+          const dir = join(root, `${mode}-${concurrency}-${r}`);
+          const journal = await Journal.open({ dir, gatewayId: 'gw-bench', checkpoint: { everyRecords: 1000, everyMs: 10_000 } , sync: mode });
+          let next = 0;
+          const start = process.hrtime.bigint();
+          await Promise.all(
+            Array.from({ length: concurrency }, async () => {
+              while (next < count) await journal.append(body(next++));
+            }),
+          );
+          const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+          const key = `${mode}_c${concurrency}`;
+          samples.set(key, [...(samples.get(key) ?? []), count / seconds]);
+          fsyncsPerAppend.set(key, [...(fsyncsPerAppend.get(key) ?? []), journal.stats().fsyncs / count]);
+          await journal.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  const result: Record<string, Summary | number> = {};
+  for (const [key, values] of samples) result[`appends_per_s_${key}`] = summarize(values);
+  for (const [key, values] of fsyncsPerAppend) result[`fsyncs_per_append_${key}`] = round(summarize(values).median, 4);
+  const median = (key: string): number => summarize(samples.get(key)!).median;
+  return {
+    name: 'journal',
+    rounds,
+    appends,
+    ...result,
+    ratio_group_vs_per_record_c16: round(median('group_c16') / median('per-record_c16'), 2),
+    ratio_group_vs_per_record_c1: round(median('group_c1') / median('per-record_c1'), 2),
+    ratio_group_vs_no_fsync_c16: round(median('group_c16') / median('none_c16'), 2),
+  };
+}

@@ -1,0 +1,762 @@
+import { EventEmitter } from 'node:events';
+import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
+import type { JournalGap } from '../../proto/generated/gapwatch/v1/JournalGap';
+import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+import type { Config } from '../../platform/config';
+import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
+import type { Logger } from '../../platform/log';
+import { decodeRecord } from './canonical-encoding';
+import type { JournalBody, JournalPosition, JournalReader, JournalWriter } from './contract';
+import {
+  JournalClosedError,
+  JournalCorruptError,
+  JournalInUseError,
+  JournalRecordInvalidError,
+  JournalRecordTooLargeError,
+  JournalWriteFailedError,
+} from './errors';
+import { chainRecord, peekSeq, recordSuffix } from './record-chain';
+import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
+import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
+import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, frame, parseFrame, parseHeader } from './segment-format';
+import { loadOrCreateSigningKey, signCheckpoint, type SigningKey } from './signing-key';
+
+export type { TornTail } from './recovery';
+export { journalDirFor } from './segment-directory';
+
+/**
+ * How appends reach the disk. `group` is the product: concurrent appends share one write and one
+ * fdatasync and each resolves only once durable. `per-record` (one write+fdatasync per record) and
+ * `none` (no fsync at all: NOT durable) exist as benchmark baselines.
+ */
+export type JournalSyncMode = 'group' | 'per-record' | 'none';
+
+export interface JournalOptions {
+  /** The gateway's own journal directory (see journalDirFor); created with mode 0700. */
+  dir: string;
+  gatewayId: string;
+  /** A segment is closed and a new one started once it reaches this size. */
+  segmentBytes?: number;
+  /** Whole closed segments older than maxAgeMs (by last write) or beyond maxBytes in total are removed; 0 = no limit. */
+  retention?: { maxAgeMs?: number; maxBytes?: number };
+  /** A signed checkpoint is written after everyRecords records or everyMs of activity, whichever first, and at close. */
+  checkpoint?: { everyRecords?: number; everyMs?: number };
+  sync?: JournalSyncMode;
+  log?: Logger;
+}
+
+/** What the body of a record can be when the journal writes it itself. */
+type InternalBody = JournalBody | { gap: JournalGap };
+
+export interface RecoveryReport {
+  /** The head found on disk before anything new was written. */
+  lastSeq: bigint;
+  tornTail: TornTail | null;
+}
+
+export interface JournalStats {
+  /** Records written (including checkpoints and gap records). */
+  records: number;
+  /** Write+fdatasync rounds; with group commit, one per group of concurrent appends. */
+  groups: number;
+  fsyncs: number;
+  checkpoints: number;
+}
+
+export interface RetentionResult {
+  removedSegments: string[];
+  removedBytes: number;
+  /** First seq still on disk afterwards. */
+  firstSeq: bigint;
+}
+
+const RETENTION_CHECK_MS = 10 * 60_000;
+
+const DEFAULTS = {
+  segmentBytes: 64 * 1024 * 1024,
+  checkpointEveryRecords: 1000,
+  checkpointEveryMs: 10_000,
+};
+
+interface SegmentState {
+  firstSeq: bigint;
+  name: string;
+  path: string;
+  /** Bytes of this file that readers may read: fsync'd (or, in `none` mode, written). */
+  durableBytes: number;
+  /** Last write time, for age-based retention. */
+  mtimeMs: number;
+  index: OffsetIndexEntry[];
+}
+
+interface PendingRecord {
+  kind: 'record';
+  seq: bigint;
+  hash: Buffer;
+  frame: Buffer;
+  checkpoint: boolean;
+  resolve?: (position: JournalPosition) => void;
+  reject?: (err: Error) => void;
+}
+
+/**
+ * What the flush loop does, in order: write records, start a new segment, or rewrite
+ * checkpoints.log without the copies retention made obsolete (serialized with the writes to it).
+ */
+type PendingEntry = PendingRecord | { kind: 'rotate'; firstSeq: bigint } | { kind: 'prune-checkpoints'; keepCovering: bigint; done: () => void };
+
+const openDirs = new Set<string>();
+
+/**
+ * The gateway's append-only, hash-chained journal: the writer the protocol gateways append to and
+ * the reader the Audit stream serves from. One instance per directory per process.
+ */
+export class Journal implements JournalWriter, JournalReader {
+  readonly dir: string;
+  readonly gatewayId: string;
+  readonly recovery: RecoveryReport;
+  readonly keyId: string;
+
+  private readonly options: Required<Pick<JournalOptions, 'segmentBytes' | 'sync'>> & {
+    maxAgeMs: number;
+    maxBytes: number;
+    checkpointEveryRecords: number;
+    checkpointEveryMs: number;
+  };
+  private readonly log: Logger | undefined;
+  private readonly key: SigningKey;
+  private readonly lock: DataDirLock;
+  private readonly segments: SegmentState[];
+  private active: { state: SegmentState; file: FileHandle; size: number };
+  private checkpointFile: FileHandle;
+  private checkpointFileSize: number;
+
+  /** Head of the chain as assigned (may be ahead of what is durable). */
+  private lastSeq: bigint;
+  private lastHash: Buffer;
+  private lastWasCheckpoint = false;
+  /** Bytes the active segment will have once everything pending is written. */
+  private assignedBytes: number;
+  private durableSeq: bigint;
+  private durableHash: Buffer;
+  private coveredSeq: bigint;
+  private recordsSinceCheckpoint = 0;
+
+  private pending: PendingEntry[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> | null = null;
+  private failure: JournalWriteFailedError | null = null;
+  private closing = false;
+  private closePromise: Promise<void> | null = null;
+  private retentionRun: Promise<RetentionResult> | null = null;
+  private readonly retentionTimer: NodeJS.Timeout;
+  private closed = false;
+  private readonly durable = new EventEmitter();
+  private readonly timer: NodeJS.Timeout;
+  private lastTimeNs = 0n;
+  private readonly counters: JournalStats = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0 };
+
+  /** Opens (creating or recovering) the journal; a torn tail is cut and journaled as a gap record before this resolves. */
+  static async open(options: JournalOptions): Promise<Journal> {
+    const dir = options.dir;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (openDirs.has(dir)) throw new JournalInUseError(dir);
+    const lock = lockDataDir(dir);
+    openDirs.add(dir);
+    let journal: Journal;
+    const opened: FileHandle[] = [];
+    try {
+      const fsyncEnabled = (options.sync ?? 'group') !== 'none';
+      const key = loadOrCreateSigningKey(dir);
+      const recovered = recoverJournal(dir, options.gatewayId, fsyncEnabled);
+      const activePath = recovered.segments[recovered.segments.length - 1]!.path;
+      const activeFile = await open(activePath, 'r+');
+      opened.push(activeFile);
+      const checkpoints = await openCheckpointFile(dir, fsyncEnabled);
+      opened.push(checkpoints.file);
+      journal = new Journal(options, key, lock, recovered, activeFile, checkpoints);
+    } catch (err) {
+      for (const file of opened) await file.close().catch(() => undefined);
+      openDirs.delete(dir);
+      lock.release();
+      throw err;
+    }
+    try {
+      if (journal.active.state.durableBytes === HEADER_BYTES && journal.active.state.firstSeq > 1n) {
+        // A crash between creating a segment and writing its anchoring checkpoint (or a torn tail that
+        // held it): write it first, so every segment but the first still starts with its anchor.
+        journal.enqueueCheckpoint();
+        await journal.flushNow();
+        if (journal.failure) throw journal.failure;
+      }
+      const torn = journal.recovery.tornTail;
+      if (torn) {
+        await journal.appendInternal({
+          gap: {
+            kind: 'JOURNAL_GAP_KIND_TORN_TAIL',
+            firstSeq: (torn.afterSeq + 1n).toString(),
+            bytes: torn.bytes,
+            segment: torn.segment,
+            offset: torn.offset,
+            preservedAs: torn.preservedAs,
+            detail: `recovery at open cut an incomplete tail (${torn.reason}); those appends were never acknowledged as durable`,
+          },
+        });
+      }
+      if (journal.options.maxAgeMs > 0 || journal.options.maxBytes > 0) await journal.applyRetention();
+    } catch (err) {
+      await journal.close().catch(() => undefined);
+      throw err;
+    }
+    return journal;
+  }
+
+  private constructor(
+    options: JournalOptions,
+    key: SigningKey,
+    lock: DataDirLock,
+    recovered: RecoveredJournal,
+    activeFile: FileHandle,
+    checkpoints: { file: FileHandle; size: number },
+  ) {
+    this.dir = options.dir;
+    this.gatewayId = options.gatewayId;
+    this.log = options.log;
+    this.options = {
+      segmentBytes: options.segmentBytes ?? DEFAULTS.segmentBytes,
+      sync: options.sync ?? 'group',
+      maxAgeMs: options.retention?.maxAgeMs ?? 0,
+      maxBytes: options.retention?.maxBytes ?? 0,
+      checkpointEveryRecords: options.checkpoint?.everyRecords ?? DEFAULTS.checkpointEveryRecords,
+      checkpointEveryMs: options.checkpoint?.everyMs ?? DEFAULTS.checkpointEveryMs,
+    };
+    this.key = key;
+    this.keyId = key.keyId;
+    this.lock = lock;
+    this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
+    this.lastSeq = recovered.lastSeq;
+    this.lastHash = recovered.lastHash;
+    this.lastWasCheckpoint = recovered.lastWasCheckpoint;
+    this.coveredSeq = recovered.coveredSeq;
+    this.recordsSinceCheckpoint = Number(recovered.lastSeq - recovered.coveredSeq);
+    this.durableSeq = recovered.lastSeq;
+    this.durableHash = recovered.lastHash;
+    this.recovery = { lastSeq: recovered.lastSeq, tornTail: recovered.tornTail };
+    const activeState = this.segments[this.segments.length - 1]!;
+    this.active = { state: activeState, file: activeFile, size: activeState.durableBytes };
+    this.assignedBytes = activeState.durableBytes;
+    this.checkpointFile = checkpoints.file;
+    this.checkpointFileSize = checkpoints.size;
+    if (this.recovery.tornTail) {
+      const torn = this.recovery.tornTail;
+      this.log?.warn({ journal: this.dir, tornTail: { ...torn, afterSeq: torn.afterSeq.toString() } }, 'journal recovery cut a torn tail; journaling the loss');
+    }
+    this.timer = setInterval(() => this.onTimer(), Math.max(10, this.options.checkpointEveryMs));
+    this.timer.unref();
+    // Age limits must apply to an idle journal too, not only when a rotation happens.
+    this.retentionTimer = setInterval(() => this.retainInBackground(), RETENTION_CHECK_MS);
+    this.retentionTimer.unref();
+  }
+
+  /** The durable head: the last record readers can see and that survives a crash. */
+  head(): { seq: bigint; hash: Buffer } {
+    return { seq: this.durableSeq, hash: this.durableHash };
+  }
+
+  /** First seq still on disk (after retention). */
+  firstSeq(): bigint {
+    return this.segments[0]!.firstSeq;
+  }
+
+  stats(): JournalStats {
+    return { ...this.counters };
+  }
+
+  append(body: JournalBody): Promise<JournalPosition> {
+    const given = body === null || typeof body !== 'object' ? [] : Object.keys(body).filter((k) => (body as Record<string, unknown>)[k] != null);
+    if (given.length !== 1 || (given[0] !== 'session' && given[0] !== 'event')) {
+      const what = given.includes('checkpoint') || given.includes('gap') ? 'checkpoints and gap records are written by the journal itself; ' : '';
+      return Promise.reject(new JournalRecordInvalidError('body', `must hold exactly one of session or event (got ${given.join(', ') || 'none'}); ${what}nothing was written`));
+    }
+    return this.appendInternal(body);
+  }
+
+  /** Writes a signed checkpoint of the current head now (also done periodically and at close). */
+  async checkpoint(): Promise<JournalPosition> {
+    this.assertWritable();
+    const position = this.enqueueCheckpoint();
+    await this.flushNow();
+    if (this.failure) throw this.failure;
+    return position;
+  }
+
+  close(): Promise<void> {
+    this.closePromise ??= this.closeOnce();
+    return this.closePromise;
+  }
+
+  private async closeOnce(): Promise<void> {
+    clearInterval(this.timer);
+    clearInterval(this.retentionTimer);
+    try {
+      await this.retentionRun?.catch(() => undefined);
+      if (!this.failure && this.lastSeq > 0n && !this.lastWasCheckpoint) this.enqueueCheckpoint();
+      this.closing = true;
+      await this.flushNow();
+    } finally {
+      this.closing = true;
+      this.closed = true;
+      this.durable.emit('change');
+      await this.active.file.close().catch(() => undefined);
+      await this.checkpointFile.close().catch(() => undefined);
+      openDirs.delete(this.dir);
+      this.lock.release();
+    }
+  }
+
+  /**
+   * Records from `fromSeq` on. A seq older than the first retained record starts at the first
+   * retained one (the retention gap record in the journal says what was removed). Only durable
+   * records are yielded, so a subscriber never sees a record a crash could take back.
+   */
+  async *read(fromSeq: bigint, options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<JournalRecord__Output> {
+    let nextSeq = fromSeq < 1n ? 1n : fromSeq;
+    const signal = options.signal;
+    let finished: SegmentState | null = null;
+    for (;;) {
+      if (signal?.aborted) return;
+      let index = segmentIndexFor(this.segments, nextSeq);
+      if (index < 0) {
+        index = 0;
+        nextSeq = this.segments[0]!.firstSeq;
+      }
+      const segment = this.segments[index]!;
+      if (segment === finished) {
+        const following = this.segments[index + 1];
+        throw new JournalCorruptError(segment.path, segment.durableBytes, nextSeq - 1n, `the segment ends before seq ${nextSeq}${following ? `, but the next one starts at seq ${following.firstSeq}` : ''}`);
+      }
+      let file: FileHandle;
+      try {
+        file = await open(segment.path, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed by retention meanwhile: look again
+        throw err;
+      }
+      try {
+        const near = lastAtOrBefore(segment.index, nextSeq, (e) => e.seq);
+        const cursor = new FrameCursor(file, near >= 0 ? segment.index[near]!.offset : HEADER_BYTES);
+        for (;;) {
+          if (signal?.aborted) return;
+          const next = await cursor.next(segment.durableBytes);
+          if (next && next.kind === 'frame') {
+            const seq = peekSeq(next.payload);
+            if (seq !== null) noteOffset(segment.index, segment.firstSeq, seq, next.offset);
+            if (seq !== null && seq < nextSeq) continue;
+            const record = decodeRecord(next.payload);
+            if (BigInt(record.seq) !== nextSeq) {
+              throw new JournalCorruptError(segment.path, next.offset, nextSeq - 1n, `expected seq ${nextSeq}, found ${record.seq}`);
+            }
+            nextSeq += 1n;
+            yield record;
+            continue;
+          }
+          if (next) throw new JournalCorruptError(segment.path, next.offset, nextSeq - 1n, next.reason);
+          // At the durable end of this segment. A closed segment is complete: go on to the next one.
+          if (segment !== this.active.state) {
+            finished = segment;
+            break;
+          }
+          // The active segment holds every durable record from its first seq on.
+          if (nextSeq <= this.durableSeq) continue;
+          if (this.failure && options.follow) throw this.failure; // a follower must not take a failed journal for its end
+          if (!options.follow || this.closed) return;
+          if (!(await this.waitForDurable(nextSeq, signal)) && this.failure) throw this.failure;
+        }
+      } finally {
+        await file.close();
+      }
+    }
+  }
+
+  /** Removes whole closed segments beyond the retention limits, journaling the removal first. */
+  applyRetention(nowMs: number = Date.now()): Promise<RetentionResult> {
+    // One run at a time: two concurrent runs would both journal and remove the same segments.
+    const run = (this.retentionRun ?? Promise.resolve()).catch(() => undefined).then(() => this.retainOnce(nowMs));
+    this.retentionRun = run;
+    return run;
+  }
+
+  private retainInBackground(): void {
+    if (this.closePromise || this.closing || this.failure || (this.options.maxAgeMs <= 0 && this.options.maxBytes <= 0)) return;
+    this.applyRetention().catch((err: unknown) => this.log?.error({ err, journal: this.dir }, 'journal retention failed'));
+  }
+
+  private async retainOnce(nowMs: number): Promise<RetentionResult> {
+    const { maxAgeMs, maxBytes } = this.options;
+    const sizes = this.segments.map((s) => (s === this.active.state ? this.assignedBytes : s.durableBytes));
+    let total = sizes.reduce((a, b) => a + b, 0);
+    let removeCount = 0;
+    // Never the active segment; each kept segment starts with a checkpoint anchoring its prev_hash.
+    while (removeCount < this.segments.length - 1) {
+      const segment = this.segments[removeCount]!;
+      const tooOld = maxAgeMs > 0 && nowMs - segment.mtimeMs > maxAgeMs;
+      const tooBig = maxBytes > 0 && total > maxBytes;
+      if (!tooOld && !tooBig) break;
+      total -= sizes[removeCount]!;
+      removeCount += 1;
+    }
+    if (removeCount === 0) return { removedSegments: [], removedBytes: 0, firstSeq: this.segments[0]!.firstSeq };
+    const removed = this.segments.slice(0, removeCount);
+    const removedBytes = sizes.slice(0, removeCount).reduce((a, b) => a + b, 0);
+    const keptFirstSeq = this.segments[removeCount]!.firstSeq;
+    await this.appendInternal({
+      gap: {
+        kind: 'JOURNAL_GAP_KIND_RETENTION',
+        firstSeq: removed[0]!.firstSeq.toString(),
+        lastSeq: (keptFirstSeq - 1n).toString(),
+        bytes: removedBytes,
+        segment: removed[0]!.name,
+        offset: 0,
+        detail: `retention (max age ${maxAgeMs} ms, max ${maxBytes} bytes) removed ${removeCount} segment(s); seq ${keptFirstSeq} is anchored by the signed checkpoint that starts its segment`,
+      },
+    });
+    this.segments.splice(0, removeCount);
+    for (const segment of removed) await unlink(segment.path).catch(() => undefined);
+    this.syncDirectory();
+    // The checkpoint anchoring the first kept segment covers keptFirstSeq - 1; older copies vouch for nothing left.
+    if (this.failure) throw this.failure;
+    await new Promise<void>((done) => {
+      this.pending.push({ kind: 'prune-checkpoints', keepCovering: keptFirstSeq - 1n, done });
+      this.scheduleFlush();
+    });
+    this.log?.info({ journal: this.dir, removed: removed.map((s) => s.name), firstSeq: keptFirstSeq.toString() }, 'journal retention removed segments');
+    return { removedSegments: removed.map((s) => s.name), removedBytes, firstSeq: keptFirstSeq };
+  }
+
+  private appendInternal(body: InternalBody): Promise<JournalPosition> {
+    try {
+      this.assertWritable();
+      const suffix = recordSuffix(this.nextTime(), body as Parameters<typeof recordSuffix>[1]);
+      if (suffix.length + 128 > MAX_RECORD_BYTES) throw new JournalRecordTooLargeError(suffix.length, MAX_RECORD_BYTES - 128);
+      this.rotateIfFull();
+      return new Promise<JournalPosition>((resolve, reject) => {
+        const seq = this.enqueueRecord(suffix, false, resolve, reject);
+        this.recordsSinceCheckpoint += 1;
+        if (this.recordsSinceCheckpoint >= this.options.checkpointEveryRecords && seq > 0n) this.enqueueCheckpoint();
+        this.scheduleFlush();
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private assertWritable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closing || this.closed) throw new JournalClosedError(this.dir);
+  }
+
+  private enqueueRecord(suffix: Buffer, isCheckpoint: boolean, resolve?: (p: JournalPosition) => void, reject?: (err: Error) => void): bigint {
+    const seq = this.lastSeq + 1n;
+    const { hash, encoded } = chainRecord(this.gatewayId, seq, this.lastHash, suffix);
+    const framed = frame(encoded);
+    this.pending.push({ kind: 'record', seq, hash, frame: framed, checkpoint: isCheckpoint, resolve, reject });
+    this.lastSeq = seq;
+    this.lastHash = hash;
+    this.lastWasCheckpoint = isCheckpoint;
+    this.assignedBytes += framed.length;
+    return seq;
+  }
+
+  private enqueueCheckpoint(): JournalPosition {
+    const covered = this.lastSeq;
+    const body: Checkpoint = {
+      seq: covered.toString(),
+      headHash: this.lastHash,
+      signature: signCheckpoint(this.key, this.gatewayId, covered, this.lastHash),
+      keyId: this.key.keyId,
+    };
+    const seq = this.enqueueRecord(recordSuffix(this.nextTime(), { checkpoint: body }), true);
+    this.coveredSeq = covered;
+    this.recordsSinceCheckpoint = 0;
+    this.counters.checkpoints += 1;
+    return { gatewayId: this.gatewayId, seq };
+  }
+
+  /** Starts a new segment when the active one is full; the new one opens with a checkpoint of the old head. */
+  private rotateIfFull(): void {
+    if (this.assignedBytes < this.options.segmentBytes) return;
+    const firstSeq = this.lastSeq + 1n;
+    this.pending.push({ kind: 'rotate', firstSeq });
+    this.assignedBytes = HEADER_BYTES;
+    this.enqueueCheckpoint();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    // Appends made in the same turn of the event loop join one group.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flushNow();
+    });
+  }
+
+  /** Writes everything pending; resolves when it is durable (or the journal has failed). */
+  private flushNow(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.pending.length > 0 ? this.flushNow() : undefined));
+    this.flushing = (async () => {
+      try {
+        while (this.pending.length > 0 && !this.failure) {
+          const group = this.options.sync === 'per-record' ? this.pending.splice(0, 1) : this.pending.splice(0);
+          await this.writeGroup(group);
+        }
+      } finally {
+        this.flushing = null;
+      }
+    })();
+    return this.flushing;
+  }
+
+  private async writeGroup(group: PendingEntry[]): Promise<void> {
+    const records = group.filter((e): e is PendingRecord => e.kind === 'record');
+    try {
+      let chunk: PendingRecord[] = [];
+      const checkpointFrames: Buffer[] = [];
+      for (const entry of group) {
+        if (entry.kind === 'rotate') {
+          await this.writeActive(chunk);
+          chunk = [];
+          await this.startSegment(entry.firstSeq);
+          continue;
+        }
+        if (entry.kind === 'prune-checkpoints') {
+          await this.writeActive(chunk);
+          chunk = [];
+          await this.writeCheckpointCopies(checkpointFrames.splice(0));
+          await this.pruneCheckpointFile(entry.keepCovering);
+          entry.done();
+          continue;
+        }
+        chunk.push(entry);
+        if (entry.checkpoint) checkpointFrames.push(entry.frame);
+      }
+      await this.writeActive(chunk);
+      await this.writeCheckpointCopies(checkpointFrames);
+    } catch (err) {
+      this.fail(err, group);
+      return;
+    }
+    const last = records[records.length - 1];
+    if (last) {
+      this.durableSeq = last.seq;
+      this.durableHash = last.hash;
+    }
+    this.counters.records += records.length;
+    this.durable.emit('change');
+    for (const entry of records) entry.resolve?.({ gatewayId: this.gatewayId, seq: entry.seq });
+  }
+
+  private async writeCheckpointCopies(frames: Buffer[]): Promise<void> {
+    if (frames.length === 0) return;
+    const bytes = Buffer.concat(frames);
+    await writeFully(this.checkpointFile, bytes, this.checkpointFileSize);
+    this.checkpointFileSize += bytes.length;
+    if (this.options.sync !== 'none') await this.checkpointFile.datasync();
+  }
+
+  /** Rewrites checkpoints.log keeping copies that cover `keepCovering` or later (write, fsync, rename). */
+  private async pruneCheckpointFile(keepCovering: bigint): Promise<void> {
+    const path = join(this.dir, CHECKPOINT_FILE);
+    const bytes = await readFile(path);
+    const kept: Buffer[] = [fileHeader(CHECKPOINT_FILE_MAGIC, 0n)];
+    let offset = HEADER_BYTES;
+    for (;;) {
+      const parsed = parseFrame(bytes, offset);
+      if (!parsed) break;
+      if (parsed.kind !== 'frame') {
+        // Damage is evidence: keep the rest as it is for the verifier rather than drop it.
+        kept.push(bytes.subarray(offset));
+        break;
+      }
+      const covers = decodeRecord(parsed.payload).checkpoint?.seq;
+      if (covers === undefined || BigInt(covers) >= keepCovering) kept.push(bytes.subarray(offset, parsed.end));
+      offset = parsed.end;
+    }
+    const next = Buffer.concat(kept);
+    const temporary = `${path}.tmp`;
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await writeFully(file, next, 0);
+      if (this.options.sync !== 'none') await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+    this.syncDirectory();
+    await this.checkpointFile.close();
+    this.checkpointFile = await open(path, 'r+');
+    this.checkpointFileSize = next.length;
+  }
+
+  /** One write and one fdatasync for a run of records bound for the active segment. */
+  private async writeActive(entries: PendingRecord[]): Promise<void> {
+    if (entries.length === 0) return;
+    const bytes = entries.length === 1 ? entries[0]!.frame : Buffer.concat(entries.map((e) => e.frame));
+    const state = this.active.state;
+    const start = this.active.size;
+    await writeFully(this.active.file, bytes, start);
+    this.active.size += bytes.length;
+    this.counters.groups += 1;
+    if (this.options.sync !== 'none') {
+      await this.active.file.datasync();
+      this.counters.fsyncs += 1;
+    }
+    let offset = start;
+    for (const entry of entries) {
+      noteOffset(state.index, state.firstSeq, entry.seq, offset);
+      offset += entry.frame.length;
+    }
+    state.durableBytes = this.active.size;
+    state.mtimeMs = Date.now();
+  }
+
+  private async startSegment(firstSeq: bigint): Promise<void> {
+    const name = segmentName(firstSeq);
+    const path = join(this.dir, name);
+    const file = await open(path, 'wx', 0o600);
+    await writeFully(file, fileHeader(SEGMENT_MAGIC, firstSeq), 0);
+    if (this.options.sync !== 'none') await file.datasync();
+    this.syncDirectory();
+    await this.active.file.close();
+    const state: SegmentState = { firstSeq, name, path, durableBytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] };
+    this.segments.push(state);
+    this.active = { state, file, size: HEADER_BYTES };
+    this.durable.emit('change');
+    setImmediate(() => this.retainInBackground());
+  }
+
+  private fail(cause: unknown, group: PendingEntry[]): void {
+    this.failure = new JournalWriteFailedError(this.dir, cause);
+    this.log?.error({ err: cause, journal: this.dir }, 'journal write failed; no more appends until reopened');
+    for (const entry of [...group, ...this.pending.splice(0)]) {
+      if (entry.kind === 'record') entry.reject?.(this.failure);
+      else if (entry.kind === 'prune-checkpoints') entry.done();
+    }
+    this.durable.emit('change');
+  }
+
+  private onTimer(): void {
+    if (this.closing || this.failure) return;
+    if (this.lastSeq > this.coveredSeq && !this.lastWasCheckpoint) {
+      this.enqueueCheckpoint();
+      this.scheduleFlush();
+    }
+  }
+
+  /** Resolves true once `seq` is durable, false when the wait ends otherwise (abort, close, failure). */
+  private waitForDurable(seq: bigint, signal: AbortSignal | undefined): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (signal?.aborted) return done(false);
+        if (this.durableSeq >= seq) return done(true);
+        if (this.closed || this.failure) return done(false);
+      };
+      const done = (value: boolean): void => {
+        this.durable.off('change', check);
+        signal?.removeEventListener('abort', check);
+        resolve(value);
+      };
+      this.durable.on('change', check);
+      signal?.addEventListener('abort', check);
+      check();
+    });
+  }
+
+  /**
+   * Wall-clock nanoseconds (the collector joins records to host events by time, so this follows the
+   * system clock, not a monotonic one started at open), strictly increasing: should the wall clock
+   * step back, times advance by 1 ns until it catches up. Sub-millisecond digits come from hrtime.
+   */
+  private nextTime(): bigint {
+    const now = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+    this.lastTimeNs = now > this.lastTimeNs ? now : this.lastTimeNs + 1n;
+    return this.lastTimeNs;
+  }
+
+  private syncDirectory(): void {
+    syncDirectory(this.dir, this.options.sync !== 'none');
+  }
+}
+
+async function writeFully(file: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const { bytesWritten } = await file.write(bytes, written, bytes.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+
+/** Opens checkpoints.log for appending, creating it, or cutting an incomplete last frame left by a crash. */
+async function openCheckpointFile(dir: string, fsyncEnabled: boolean): Promise<{ file: FileHandle; size: number }> {
+  const path = join(dir, CHECKPOINT_FILE);
+  const file = await open(path, 'a+', 0o600).then(async (f) => {
+    await f.close();
+    return open(path, 'r+');
+  });
+  try {
+    const { size } = await file.stat();
+    if (size < HEADER_BYTES) {
+      await file.truncate(0);
+      await writeFully(file, fileHeader(CHECKPOINT_FILE_MAGIC, 0n), 0);
+      if (fsyncEnabled) await file.datasync();
+      syncDirectory(dir, fsyncEnabled);
+      return { file, size: HEADER_BYTES };
+    }
+    const bytes = await readFile(path);
+    const header = parseHeader(CHECKPOINT_FILE_MAGIC, bytes);
+    if ('problem' in header) throw new JournalCorruptError(path, 0, 0n, header.problem);
+    let offset = HEADER_BYTES;
+    for (;;) {
+      const parsed = parseFrame(bytes, offset);
+      if (!parsed) break;
+      if (parsed.kind === 'incomplete') {
+        await file.truncate(offset);
+        if (fsyncEnabled) await file.datasync();
+        break;
+      }
+      // A damaged copy stays for the verifier to report; new checkpoints go after it.
+      if (parsed.kind === 'damaged' && parsed.end === null) {
+        offset = bytes.length;
+        break;
+      }
+      offset = parsed.end!;
+    }
+    return { file, size: offset };
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+}
+
+/** Journal options from the `gateway` configuration section: <dataDir>/journal/<gateway.id>/. */
+export function journalOptionsFromConfig(config: Config, log?: Logger): JournalOptions {
+  const journal = config.gateway.journal;
+  return {
+    dir: journalDirFor(config.dataDir, config.gateway.id),
+    gatewayId: config.gateway.id,
+    segmentBytes: journal.segmentBytes,
+    retention: { maxAgeMs: journal.retention.maxAgeHours * 3_600_000, maxBytes: journal.retention.maxBytes },
+    checkpoint: { everyRecords: journal.checkpoint.everyRecords, everyMs: journal.checkpoint.everySeconds * 1000 },
+    sync: 'group',
+    log,
+  };
+}
+
+/** Opens the journal; the same as Journal.open. */
+export function openJournal(options: JournalOptions): Promise<Journal> {
+  return Journal.open(options);
+}

@@ -1,0 +1,232 @@
+import type { Logger } from '../../platform/log';
+import type { AgentIdentity } from '../identity/contract';
+import type { PolicyConfig } from './config-schema';
+import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest } from './contract';
+import { buildMasker } from './masker';
+import { ReviewDirectory, ReviewWaiter } from './review-channel';
+import { RuleSet } from './rule-set';
+import { classifySql, loadStatementParser, type PreparedEffect, type SearchPathEffect } from './statement-classifier';
+
+/** Rule names of decisions the engine takes itself, before any configured rule. */
+export enum EngineRule {
+  Unparseable = 'gapwatch:unparseable',
+  UnknownPrepared = 'gapwatch:unknown-prepared-statement',
+  ParserHazard = 'gapwatch:parser-differential',
+  InternalError = 'gapwatch:internal-error',
+  Default = 'gapwatch:default',
+}
+
+export interface PolicyEngineOptions {
+  config: PolicyConfig;
+  /** Where pending reviews are kept (`<dataDir>/reviews/`). */
+  dataDir: string;
+  log?: Logger;
+}
+
+export interface GatewayPolicyEngine extends PolicyEngine {
+  /** Refuses every review still waiting (as timed out) and stops watching the review directory. */
+  close(): void;
+}
+
+const SEVERITY = { allow: 0, review: 1, deny: 2 } as const;
+
+/**
+ * The policy engine a gateway runs: classification with PostgreSQL's parser, rules (first match
+ * wins, per statement; the strictest verdict of a multi-statement string decides it), reviews held
+ * through files in the data directory, and result masking.
+ */
+export async function createPolicyEngine(options: PolicyEngineOptions): Promise<GatewayPolicyEngine> {
+  await loadStatementParser();
+  const rules = new RuleSet(options.config);
+  const directory = new ReviewDirectory(options.dataDir);
+  directory.ensure();
+  const waiter = new ReviewWaiter(directory, options.config.reviewTimeoutSeconds * 1000, (err) =>
+    options.log?.warn({ err }, 'review channel: could not read a decision; retrying'),
+  );
+  const defaultSearchPath: readonly string[] = options.config.searchPath;
+  /**
+   * Per session, what the server will hold once the allowed statements ran: what each prepared
+   * statement name runs (SQL PREPARE and protocol Parse share one namespace) and the search_path
+   * that resolves unqualified names.
+   */
+  const sessions = new Map<string, SessionState>();
+  /** Effects of a statement held for review, applied only if it is approved. */
+  const heldEffects = new WeakMap<PolicyDecision, () => void>();
+
+  const stateOf = (sessionId: string): SessionState => {
+    let state = sessions.get(sessionId);
+    if (!state) {
+      state = { prepared: new Map(), searchPath: defaultSearchPath };
+      sessions.set(sessionId, state);
+    }
+    return state;
+  };
+
+  const apply = (
+    sessionId: string,
+    effects: readonly PreparedEffect[],
+    searchPath: readonly string[] | 'unknown',
+    parsed: { name: string; statement: ClassifiedStatement } | null,
+  ): void => {
+    const state = stateOf(sessionId);
+    for (const effect of effects) {
+      if (effect.op === 'set') state.prepared.set(effect.name, effect.statement);
+      else if (effect.op === 'delete') state.prepared.delete(effect.name);
+      else state.prepared.clear();
+    }
+    if (parsed) state.prepared.set(parsed.name, parsed.statement);
+    state.searchPath = searchPath;
+  };
+
+  /** search_path after a change; SET LOCAL ends with the transaction, so both paths stay possible. */
+  const nextSearchPath = (current: readonly string[] | 'unknown', change: SearchPathEffect): readonly string[] | 'unknown' => {
+    const target = change.schemas === 'default' ? defaultSearchPath : change.schemas;
+    if (target === 'unknown' || current === 'unknown') return 'unknown';
+    return change.local ? [...new Set([...current, ...target])] : target;
+  };
+
+  /** Never throws: a failure to decide is a denial, with the cause logged. */
+  const evaluate = async (request: PolicyRequest): Promise<PolicyDecision> => {
+    try {
+      return evaluateOrThrow(request);
+    } catch (err) {
+      options.log?.error({ err, sessionId: request.sessionId }, 'policy evaluation failed; denying the statement');
+      return {
+        action: 'deny',
+        rule: EngineRule.InternalError,
+        reason: `the gateway could not evaluate this statement (${(err as Error).message}); it was not run`,
+        statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
+      };
+    }
+  };
+
+  const evaluateOrThrow = (request: PolicyRequest): PolicyDecision => {
+    if (request.via === 'function_call') {
+      const statement: ClassifiedStatement = { text: request.text, classes: ['function_call'], relations: [], functions: [request.text], command: 'FunctionCall' };
+      return decide(request, [statement], [], stateOf(request.sessionId).searchPath).decision;
+    }
+    const state = stateOf(request.sessionId);
+    const classification = classifySql(request.text, state.prepared);
+    if (!classification.ok) {
+      const where = classification.position === null ? '' : ` at character ${classification.position + 1}`;
+      return {
+        action: 'deny',
+        rule: EngineRule.Unparseable,
+        reason: `the statement could not be parsed (${classification.error}${where}); the gateway refuses what it cannot classify`,
+        statements: [{ text: request.text, classes: [], relations: [], functions: [] }],
+      };
+    }
+    const { statements, preparedEffects, unknownPrepared, searchPathEffects, parserHazards } = classification;
+    if (parserHazards.length > 0) {
+      return {
+        action: 'deny',
+        rule: EngineRule.ParserHazard,
+        reason: `${parserHazards[0]!}; the gateway refuses settings that would make it read statements differently from the server`,
+        statements,
+      };
+    }
+    if (unknownPrepared.length > 0) {
+      return {
+        action: 'deny',
+        rule: EngineRule.UnknownPrepared,
+        reason: `EXECUTE of prepared statement ${unknownPrepared.map((name) => JSON.stringify(name)).join(', ')} that the gateway did not see prepared in this session`,
+        statements,
+      };
+    }
+    const { decision, searchPath } = decide(request, statements, searchPathEffects, state.searchPath);
+    // A Parse names a prepared statement: remember what it runs, for a later SQL EXECUTE of it.
+    const parsed =
+      request.via === 'parse' && request.statementName !== undefined && request.statementName !== ''
+        ? { name: request.statementName, statement: merge(statements) }
+        : null;
+    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed);
+    if (decision.action === 'allow') commit();
+    else if (decision.action === 'review') heldEffects.set(decision, commit);
+    return decision;
+  };
+
+  const decide = (
+    request: PolicyRequest,
+    statements: ClassifiedStatement[],
+    searchPathEffects: readonly SearchPathEffect[],
+    initialSearchPath: readonly string[] | 'unknown',
+  ): { decision: PolicyDecision; searchPath: readonly string[] | 'unknown' } => {
+    let worst: { action: 'allow' | 'deny' | 'review'; rule: string | null; reason: string | null } = { action: 'allow', rule: null, reason: null };
+    let first = true;
+    let searchPath = initialSearchPath;
+    for (const [index, statement] of statements.entries()) {
+      // A SET search_path earlier in the same string already applies to this statement.
+      for (const change of searchPathEffects) if (change.statement === index - 1) searchPath = nextSearchPath(searchPath, change);
+      const verdict = rules.decide(request.resource, request.identity, statement, searchPath);
+      const rule = verdict.rule?.name ?? (verdict.action === 'allow' ? null : EngineRule.Default);
+      const reason =
+        verdict.rule?.reason ??
+        (verdict.rule ? `${verdict.action === 'deny' ? 'denied' : 'held for review'} by rule ${verdict.rule.name}` : `no rule matched; the default for this gateway is ${verdict.action}`);
+      if (first || SEVERITY[verdict.action] > SEVERITY[worst.action]) worst = { action: verdict.action, rule, reason };
+      first = false;
+    }
+    for (const change of searchPathEffects) if (change.statement === statements.length - 1) searchPath = nextSearchPath(searchPath, change);
+    if (worst.action === 'allow') return { decision: { action: 'allow', rule: worst.rule, statements }, searchPath };
+    return { decision: { action: worst.action, rule: worst.rule ?? EngineRule.Default, reason: worst.reason ?? '', statements }, searchPath };
+  };
+
+  const requestReview = async (request: PolicyRequest, decision: Extract<PolicyDecision, { action: 'review' }>): Promise<PendingReview> => {
+    const pending = waiter.request({
+      sessionId: request.sessionId,
+      resource: request.resource,
+      login: request.identity.login,
+      subject: request.identity.subject,
+      claims: request.identity.claims,
+      via: request.via,
+      text: request.text,
+      statements: decision.statements,
+      rule: decision.rule,
+      reason: decision.reason,
+    });
+    options.log?.info({ reviewId: pending.reviewId, sessionId: request.sessionId, rule: decision.rule }, 'statement held for review');
+    const commit = heldEffects.get(decision);
+    const outcome = pending.outcome.then((result) => {
+      if (result.outcome === 'approved') commit?.();
+      return result;
+    });
+    return { reviewId: pending.reviewId, outcome };
+  };
+
+  const maskerFor = (resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null =>
+    buildMasker(
+      rules.maskRules(resource, identity).map((rule) => ({ mask: rule.config.mask!, relations: rule.config.relations })),
+      columns,
+    );
+
+  return {
+    evaluate,
+    requestReview,
+    maskerFor,
+    forgetStatement(sessionId, statementName) {
+      sessions.get(sessionId)?.prepared.delete(statementName);
+    },
+    endSession(sessionId) {
+      sessions.delete(sessionId);
+    },
+    close() {
+      waiter.close();
+    },
+  };
+}
+
+interface SessionState {
+  prepared: Map<string, ClassifiedStatement>;
+  searchPath: readonly string[] | 'unknown';
+}
+
+/** One description of what a Parse's statements do, for later EXECUTEs of its name. */
+function merge(statements: readonly ClassifiedStatement[]): ClassifiedStatement {
+  const classes = new Set(statements.flatMap((statement) => statement.classes));
+  return {
+    text: statements.map((statement) => statement.text).join('; '),
+    classes: [...classes],
+    relations: [...new Set(statements.flatMap((statement) => statement.relations))],
+    functions: [...new Set(statements.flatMap((statement) => statement.functions ?? []))],
+    command: statements[0]?.command ?? 'unknown',
+  };
+}
