@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
+import { registerGateway } from './commands/gateway';
 import { registerReviews } from './commands/reviews';
 import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
@@ -19,6 +20,7 @@ async function main(argv: string[]): Promise<void> {
   registerVerify(program);
   registerToken(program);
   registerReviews(program);
+  registerGateway(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

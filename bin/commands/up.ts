@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { runDoctor } from '../../collector/doctor/checks';
 import { renderDoctorReport } from '../../collector/doctor/report';
 import { DoctorFailedError } from '../../collector/errors';
+import { gatewayComponent } from '../../gateway/gateway-component';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import { runUntilSignal, type Component } from '../../platform/supervisor';
 import { defineCommand, type CommandContext } from '../cli';
@@ -36,7 +37,10 @@ export function registerUp(program: Command): void {
 }
 
 function oneHostComponents(context: CommandContext): Component[] {
-  return [dataDirComponent(context.config.dataDir)];
+  const components = [dataDirComponent(context.config.dataDir)];
+  // The gateway runs when it has something to guard.
+  if (context.config.gateway.postgres.resources.length > 0) components.push(gatewayComponent(context.config, context.log));
+  return components;
 }
 
 function dataDirComponent(dataDir: string): Component {

@@ -1,23 +1,17 @@
-import { createHmac, randomBytes } from 'node:crypto';
-import type { AgentIdentity, IdentityStore, ScramVerifier } from '../identity/contract';
+import { randomBytes } from 'node:crypto';
+import type { AgentIdentity, IdentityStore } from '../identity/contract';
+import { ScramExchangeError, ScramServerExchange, decoyScramVerifier } from '../identity/scram';
 import { authentication, authenticationSasl } from './backend-writer';
 import type { ClientChannel } from './client-channel';
 import { AgentAuthError, FrontendProtocolError } from './errors';
 import { BodyReader } from './frontend-parser';
 import { AuthCode, FrontendType, SCRAM_SHA_256, SqlState } from './protocol';
-import { ScramServer } from './scram';
-
-/** Per-process key for the decoy verifiers of unknown logins (see below). */
-const DECOY_KEY = randomBytes(32);
 
 /**
- * An unknown login gets a full exchange against a decoy verifier whose salt is stable per login,
- * so the gateway's answers do not tell an outsider which logins exist.
+ * Per-process key for decoy verifiers: an unknown login gets a full exchange against a verifier
+ * that is stable per login, so the gateway's answers do not tell an outsider which logins exist.
  */
-function decoyVerifier(login: string): ScramVerifier {
-  const seed = createHmac('sha256', DECOY_KEY).update(login).digest();
-  return { iterations: 4096, salt: seed.subarray(0, 16), storedKey: randomBytes(32), serverKey: randomBytes(32) };
-}
+const DECOY_KEY = randomBytes(32);
 
 async function saslPayload(channel: ClientChannel, initial: boolean, login: string): Promise<string> {
   const msg = await channel.next();
@@ -42,27 +36,27 @@ async function saslPayload(channel: ClientChannel, initial: boolean, login: stri
  */
 export async function authenticateAgent(channel: ClientChannel, login: string, store: IdentityStore): Promise<AgentIdentity> {
   const found = await store.lookup(login);
-  const server = new ScramServer(found?.verifier ?? decoyVerifier(login));
+  const exchange = new ScramServerExchange(found?.verifier ?? decoyScramVerifier(login, DECOY_KEY));
   channel.write(authenticationSasl([SCRAM_SHA_256]));
   let serverFirst: string;
   try {
-    serverFirst = server.serverFirstMessage(await saslPayload(channel, true, login));
+    serverFirst = exchange.start(await saslPayload(channel, true, login));
   } catch (err) {
-    if (err instanceof AgentAuthError || err instanceof FrontendProtocolError) throw err;
-    throw new FrontendProtocolError(`malformed SCRAM client-first message (${(err as Error).message})`);
+    if (err instanceof ScramExchangeError) throw new AgentAuthError(login, err.message, SqlState.InvalidAuthorizationSpecification);
+    throw err;
   }
   channel.write(authentication(AuthCode.SaslContinue, Buffer.from(serverFirst)));
-  let serverFinal: string | null;
+  let result: ReturnType<ScramServerExchange['finish']>;
   try {
-    serverFinal = server.verifyClientFinal(await saslPayload(channel, false, login));
+    result = exchange.finish(await saslPayload(channel, false, login));
   } catch (err) {
-    if (err instanceof FrontendProtocolError) throw err;
-    throw new FrontendProtocolError(`malformed SCRAM client-final message (${(err as Error).message})`);
+    if (err instanceof ScramExchangeError) throw new AgentAuthError(login, err.message, SqlState.InvalidAuthorizationSpecification);
+    throw err;
   }
-  if (serverFinal === null || !found) {
+  if (!result.ok || !found) {
     throw new AgentAuthError(login, `password authentication failed for user "${login}"`);
   }
-  channel.write(authentication(AuthCode.SaslFinal, Buffer.from(serverFinal)));
+  channel.write(authentication(AuthCode.SaslFinal, Buffer.from(result.serverFinalMessage)));
   channel.write(authentication(AuthCode.Ok));
   return found.identity;
 }

@@ -28,6 +28,7 @@ import { nowNanos, type SessionRecorder } from './session-recorder';
 interface Column {
   name: string;
   tableOid: number;
+  typeOid: number;
   format: FormatCode;
 }
 
@@ -298,8 +299,10 @@ export class ProxySession {
         return;
       case FrontendType.Close:
         this.record(msg);
-        if (msg.target === TargetKind.Statement) this.statements.delete(msg.name);
-        else this.portals.delete(msg.name);
+        if (msg.target === TargetKind.Statement) {
+          this.statements.delete(msg.name);
+          this.context.policy.forgetStatement(this.context.sessionId, msg.name);
+        } else this.portals.delete(msg.name);
         this.forwardExtended(msg.raw, { kind: 'close' });
         return;
       case FrontendType.Flush:
@@ -441,7 +444,7 @@ export class ProxySession {
   }
 
   private async onParse(raw: Buffer, name: string, text: string): Promise<void> {
-    const request = this.request_('parse', text);
+    const request: PolicyRequest = { ...this.request_('parse', text), statementName: name };
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
@@ -668,6 +671,7 @@ export class ProxySession {
     const columns: Column[] = decoded.fields.map((f) => ({
       name: f.name,
       tableOid: f.tableID,
+      typeOid: f.dataTypeID,
       format: f.format === 'binary' ? FormatCode.Binary : FormatCode.Text,
     }));
     const unit = this.head();
@@ -818,6 +822,7 @@ export class ProxySession {
     this.idleWaiters = [];
     this.client.end();
     this.upstream.destroy();
+    this.context.policy.endSession(this.context.sessionId);
     // A client that is gone cannot take a FIN politely; do not wait for it forever.
     setTimeout(() => this.client.destroy(), 1000).unref();
     this.finish(end);
@@ -854,16 +859,8 @@ function denial(message: string, detail: string): Buffer {
   return errorResponse({ severity: 'ERROR', code: SqlState.InsufficientPrivilege, message, detail });
 }
 
-/**
- * Rewrites a DataRow with masked values. Binary-format values cannot be masked as text, so a column
- * masked outright is sent as NULL in binary format rather than leaked.
- */
+/** Rewrites a DataRow with masked values, each field by the format the client asked for. */
 function maskRow(msg: Buffer, masker: Masker, columns: Column[] | null): Buffer {
   const fields = dataRowFields(msg);
-  return dataRow(
-    fields.map((value, i) => {
-      if (columns?.[i]?.format === FormatCode.Binary) return masker.maskedColumns.includes(i) ? null : value;
-      return masker.mask(i, value);
-    }),
-  );
+  return dataRow(fields.map((value, i) => (columns?.[i]?.format === FormatCode.Binary ? masker.maskBinary(i, value) : masker.mask(i, value))));
 }

@@ -1,10 +1,10 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
- * SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL uses it: the gateway is the server towards
- * agents (checking a proof against a stored verifier) and the client towards upstream servers
- * (proving it knows the resource's password, and checking the server's signature in return, so a
- * spoofed upstream cannot collect statements).
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677), client side, as PostgreSQL uses it: the gateway proves to an
+ * upstream server that it knows the resource's password, and checks the server's signature in
+ * return, so a spoofed upstream cannot collect statements. (The server side, towards agents, is
+ * gateway/identity/scram.ts.)
  *
  * Messages are comma-separated `k=v` attributes. PostgreSQL ignores the SCRAM user name (the
  * startup packet's user counts) and sends an empty one; channel binding is not offered.
@@ -95,48 +95,5 @@ export class ScramClient {
     if (!this.expectedServerSignature || signature.length !== 32 || !timingSafeEqual(signature, this.expectedServerSignature)) {
       throw new Error('server signature does not match: the upstream server does not hold this password');
     }
-  }
-}
-
-/**
- * The server side, used when an agent logs into the gateway. It holds a verifier (salt, iteration
- * count, StoredKey, ServerKey), never the token itself.
- */
-export class ScramServer {
-  private clientFirstBare = '';
-  private gs2Header = '';
-  private serverFirst = '';
-  private nonce = '';
-
-  constructor(private readonly verifier: { iterations: number; salt: Buffer; storedKey: Buffer; serverKey: Buffer }) {}
-
-  /** Takes client-first (GS2 header included) and returns server-first. */
-  serverFirstMessage(clientFirst: string): string {
-    const match = /^([ny]),(?:a=[^,]*)?,(.*)$/.exec(clientFirst);
-    if (!match) throw new Error('client-first must start with a "n" or "y" GS2 header (channel binding is not offered)');
-    this.gs2Header = clientFirst.slice(0, clientFirst.length - match[2]!.length);
-    this.clientFirstBare = match[2]!;
-    const attrs = parseAttributes(this.clientFirstBare);
-    const clientNonce = attrs.get('r');
-    if (!clientNonce || /[^\x21-\x2b\x2d-\x7e]/.test(clientNonce)) throw new Error('client-first has no valid nonce');
-    this.nonce = clientNonce + newNonce();
-    this.serverFirst = `r=${this.nonce},s=${this.verifier.salt.toString('base64')},i=${this.verifier.iterations}`;
-    return this.serverFirst;
-  }
-
-  /** Checks client-final's proof; returns server-final on success, null when the proof is wrong. */
-  verifyClientFinal(clientFinal: string): string | null {
-    const proofAt = clientFinal.lastIndexOf(',p=');
-    if (proofAt < 0) throw new Error('client-final has no proof');
-    const withoutProof = clientFinal.slice(0, proofAt);
-    const attrs = parseAttributes(withoutProof);
-    if (attrs.get('c') !== Buffer.from(this.gs2Header).toString('base64')) throw new Error('client-final channel binding does not match its GS2 header');
-    if (attrs.get('r') !== this.nonce) throw new Error('client-final nonce does not match');
-    const proof = Buffer.from(clientFinal.slice(proofAt + 3), 'base64');
-    if (proof.length !== 32) return null;
-    const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
-    const clientKey = xor(proof, hmac(this.verifier.storedKey, authMessage));
-    if (!timingSafeEqual(sha256(clientKey), this.verifier.storedKey)) return null;
-    return `v=${hmac(this.verifier.serverKey, authMessage).toString('base64')}`;
   }
 }

@@ -1,40 +1,38 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ScramClient, ScramServer, keysFromSaltedPassword, saltedPassword } from '../../../gateway/postgres/scram';
+import { ScramExchangeError, ScramServerExchange, createScramVerifier } from '../../../gateway/identity/scram';
+import { ScramClient } from '../../../gateway/postgres/scram';
 
-function verifierFor(password: string): { iterations: number; salt: Buffer; storedKey: Buffer; serverKey: Buffer } {
-  const salt = randomBytes(16);
-  const { storedKey, serverKey } = keysFromSaltedPassword(saltedPassword(password, salt, 4096));
-  return { iterations: 4096, salt, storedKey, serverKey };
-}
-
-describe('gateway/postgres SCRAM-SHA-256', () => {
-  it('accepts the right password and each side verifies the other', () => {
-    const server = new ScramServer(verifierFor('token-123'));
+/** The gateway's SCRAM client (towards upstream servers) against the identity store's server side. */
+describe('gateway/postgres SCRAM-SHA-256 client', () => {
+  it('proves the password and verifies the server signature', () => {
+    const server = new ScramServerExchange(createScramVerifier('token-123'));
     const client = new ScramClient('token-123');
-    const serverFirst = server.serverFirstMessage(client.firstMessage());
-    const serverFinal = server.verifyClientFinal(client.finalMessage(serverFirst));
-    assert.ok(serverFinal);
-    client.verifyServerFinal(serverFinal);
+    const serverFirst = server.start(client.firstMessage());
+    const result = server.finish(client.finalMessage(serverFirst));
+    assert.ok(result.ok);
+    client.verifyServerFinal(result.serverFinalMessage);
   });
 
-  it('refuses a wrong password, and a client refuses a server that does not hold the verifier', () => {
-    const server = new ScramServer(verifierFor('token-123'));
+  it('fails with a wrong password, and refuses a server that does not hold the verifier', () => {
+    const server = new ScramServerExchange(createScramVerifier('token-123'));
     const client = new ScramClient('token-456');
-    assert.equal(server.verifyClientFinal(client.finalMessage(server.serverFirstMessage(client.firstMessage()))), null);
+    assert.equal(server.finish(client.finalMessage(server.start(client.firstMessage()))).ok, false);
 
-    const impostor = new ScramServer(verifierFor('something-else'));
+    const impostor = new ScramServerExchange(createScramVerifier('something-else'));
     const honest = new ScramClient('token-123');
-    const first = impostor.serverFirstMessage(honest.firstMessage());
-    honest.finalMessage(first);
+    honest.finalMessage(impostor.start(honest.firstMessage()));
     assert.throws(() => honest.verifyServerFinal(`v=${randomBytes(32).toString('base64')}`), /server signature does not match/);
+    assert.throws(() => honest.verifyServerFinal('e=invalid-proof'), /server refused the SCRAM exchange: invalid-proof/);
   });
 
-  it('refuses a replayed or altered nonce', () => {
-    const server = new ScramServer(verifierFor('t'));
+  it('refuses a server nonce that does not extend its own', () => {
     const client = new ScramClient('t');
-    const serverFirst = server.serverFirstMessage(client.firstMessage());
-    const final = client.finalMessage(serverFirst).replace(/r=([^,]*)/, 'r=$1x');
-    assert.throws(() => server.verifyClientFinal(final), /nonce does not match/);
+    client.firstMessage();
+    assert.throws(() => client.finalMessage('r=someone-elses-nonce,s=AAAA,i=4096'), /does not extend the client nonce/);
+    const server = new ScramServerExchange(createScramVerifier('t'));
+    const serverFirst = server.start(client.firstMessage());
+    const tampered = client.finalMessage(serverFirst).replace(/r=([^,]*)/, 'r=$1x');
+    assert.throws(() => server.finish(tampered), ScramExchangeError);
   });
 });
