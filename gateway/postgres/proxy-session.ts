@@ -5,7 +5,7 @@ import type { PgMessage } from '../../proto/generated/gapwatch/v1/PgMessage';
 import type { PolicyDecision as PolicyDecisionRecord } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
 import type { Masker, PolicyDecision, PolicyEngine, PolicyRequest, ReviewOutcome } from '../policy/contract';
-import { functionCallText, messageRecord, parameterDisplay } from './audit-format';
+import { functionCallText, messageRecord, parameterDisplay, type ParameterRedactor } from './audit-format';
 import { dataRowFields, decodeCommandTag, decodeError, decodeRowDescription, rowsFromTag, BackendFramer } from './backend-reader';
 import { dataRow, errorResponse, noticeResponse, readyForQuery } from './backend-writer';
 import { AuditUnavailableError, FrontendProtocolError, PostgresGatewayError, UpstreamProtocolError } from './errors';
@@ -126,6 +126,7 @@ export class ProxySession {
   private readonly units: Unit[] = [];
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, Portal>();
+  private readonly parameterMaskers = new Map<number, Masker | null>();
   /** Frontend messages received since the last forward, for the write-ahead record. */
   private request: PgMessage[] = [];
   private upstreamOut: Buffer[] = [];
@@ -231,8 +232,28 @@ export class ProxySession {
     }
   }
 
-  private record(msg: FrontendMessage, withheld = false): void {
-    this.request.push(messageRecord(msg, withheld));
+  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): void {
+    this.request.push(messageRecord(msg, withheld, redact));
+  }
+
+  /**
+   * Parameters are values, so the policy's value patterns (emails, card numbers …) and column rules
+   * that match "$1", "$2" … keep them out of the journal. One masker per parameter count and session.
+   */
+  private redactorFor(count: number): ParameterRedactor | null {
+    if (count === 0) return null;
+    let masker = this.parameterMaskers.get(count);
+    if (masker === undefined) {
+      const columns = Array.from({ length: count }, (_, i) => ({ name: `$${i + 1}`, tableOid: 0 }));
+      masker = this.context.policy.maskerFor(this.context.resource, this.context.identity, columns);
+      this.parameterMaskers.set(count, masker);
+    }
+    const found = masker;
+    if (!found) return null;
+    return (index, value) => {
+      const masked = found.mask(index, value);
+      return masked === null || !masked.equals(value);
+    };
   }
 
   private forward(raw: Buffer): void {
@@ -274,7 +295,8 @@ export class ProxySession {
         this.record(msg);
         return this.onParse(msg.raw, msg.name, msg.text);
       case FrontendType.Bind: {
-        this.record(msg);
+        const redact = this.redactorFor(msg.parameters.length);
+        this.record(msg, false, redact);
         // A statement this session did not Parse (none by that name) still gets a portal, so its
         // Execute is audited and its results can be masked; the server will refuse the Bind anyway.
         const statement = this.statements.get(msg.statement) ?? { text: '', decision: null, columns: null };
@@ -282,7 +304,7 @@ export class ProxySession {
         this.portals.set(msg.portal, {
           statementName: msg.statement,
           statement,
-          parameters: msg.parameters.map((v, i) => parameterDisplay(v, msg.parameterFormats[i]!)),
+          parameters: msg.parameters.map((v, i) => parameterDisplay(v, msg.parameterFormats[i]!, i, redact)),
           resultFormats,
           columns: statement.columns ? withFormats(statement.columns, resultFormats) : null,
         });
@@ -312,9 +334,11 @@ export class ProxySession {
       case FrontendType.Sync:
         this.record(msg);
         return this.onSync(msg.raw);
-      case FrontendType.FunctionCall:
-        this.record(msg);
-        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats));
+      case FrontendType.FunctionCall: {
+        const redact = this.redactorFor(msg.arguments.length);
+        this.record(msg, false, redact);
+        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact));
+      }
       case FrontendType.CopyData:
         // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
         if (this.copyIn?.copy) this.copyIn.copy.bytes += msg.data.length;

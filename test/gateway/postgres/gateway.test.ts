@@ -341,11 +341,19 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
         assert.notEqual(rows[0]!.email, 'ada@example.com');
         assert.doesNotMatch(rows[0]!.note, /4111/);
+        // A card number sent as a parameter stays out of the journal too.
+        await client.query('SELECT count(*) FROM customers WHERE note LIKE $1 AND id = $2', ['%4111 1111 1111 1111%', 1]);
       } finally {
         await client.end();
       }
-      const summary = events(await gw.records()).find((e) => e.statement?.text === sql)?.statement?.result;
+      const all = events(await gw.records());
+      const summary = all.find((e) => e.statement?.text === sql)?.statement?.result;
       assert.ok(summary?.maskedColumns.includes('email'), JSON.stringify(summary));
+      const byNote = all.find((e) => e.statement?.text.includes('note LIKE $1'))?.statement;
+      assert.deepEqual(byNote?.parameters, ['[redacted]', '1']);
+      const bind = all.flatMap((e) => e.pgRequest?.messages ?? []).find((m) => m.type === 'Bind' && m.parameters.some((p) => p.redacted));
+      assert.ok(bind, 'the write-ahead record withholds the value as well');
+      assert.doesNotMatch(JSON.stringify(all), /4111 1111 1111 1111/);
     });
   });
 
