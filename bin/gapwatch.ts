@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
+import { registerGateway } from './commands/gateway';
 import { registerReviews } from './commands/reviews';
 import { registerQuery } from './commands/query';
 import { registerToken } from './commands/token';
@@ -21,6 +22,7 @@ async function main(argv: string[]): Promise<void> {
   registerToken(program);
   registerReviews(program);
   registerQuery(program);
+  registerGateway(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -26,12 +26,60 @@ const collectorSchema = z.strictObject({
     .prefault({}),
 });
 
+/** Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line). */
+const credentialSourceSchema = z.union([
+  z.strictObject({ value: z.string().min(1) }),
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+
+/** A PostgreSQL server agents reach through the gateway, and the account the gateway logs in with. */
+const postgresResourceSchema = z.strictObject({
+  /** The resource name; agents connect with it as the database name. */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, "_", "." and "-"'),
+  /** Other database names that select this resource (for clients that cannot choose the name). */
+  databases: z.array(z.string().min(1)).default([]),
+  upstream: z.strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535).default(5432),
+    /** A unix socket directory (as libpq's host=/dir); when set, host is not used. */
+    socket: z.string().min(1).nullable().default(null),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    /** Never shown to agents, never logged, never written to the journal. */
+    password: credentialSourceSchema.nullable().default(null),
+    tls: z.enum(['disable', 'require', 'verify-full']).default('disable'),
+    /** CA bundle for tls: verify-full; the system store when null. */
+    ca: z.string().min(1).nullable().default(null),
+  }),
+});
+
+const postgresGatewaySchema = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(6543),
+    })
+    .prefault({}),
+  /** Certificate and key (PEM files) for agents that ask for TLS; without them SSLRequest gets 'N'. */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1).nullable().default(null),
+      key: z.string().min(1).nullable().default(null),
+    })
+    .prefault({}),
+  /** Larger frontend messages end the session with 08P01 instead of being buffered. */
+  maxMessageBytes: z.number().int().min(1 << 16).max(1 << 30).default(64 << 20),
+  resources: z.array(postgresResourceSchema).default([]),
+});
+
 const gatewaySchema = z.strictObject({
   /** Identifies this gateway in journal records and session ids; unique per fleet. */
   id: z
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
     .default('gw-local'),
+  postgres: postgresGatewaySchema.prefault({}),
   /** The hash-chained audit journal (gateway/journal/), under <dataDir>/journal/<id>/. */
   journal: z
     .strictObject({
@@ -141,6 +189,8 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.infer<typeof configSchema>;
+export type PostgresResourceConfig = z.infer<typeof postgresResourceSchema>;
+export type CredentialSource = z.infer<typeof credentialSourceSchema>;
 
 export const DEFAULT_CONFIG_FILE = 'gapwatch.yaml';
 

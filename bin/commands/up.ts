@@ -4,6 +4,7 @@ import { renderDoctorReport } from '../../collector/doctor/report';
 import { DoctorFailedError } from '../../collector/errors';
 import { storeCheck } from '../../collector/store/store-check';
 import { storeComponent } from '../../collector/store/store-component';
+import { gatewayComponent } from '../../gateway/gateway-component';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import { runUntilSignal, type Component } from '../../platform/supervisor';
 import { defineCommand, type CommandContext } from '../cli';
@@ -38,7 +39,10 @@ export function registerUp(program: Command): void {
 }
 
 function oneHostComponents(context: CommandContext): Component[] {
-  return [dataDirComponent(context.config.dataDir), storeComponent(context.config, context.log)];
+  const components = [dataDirComponent(context.config.dataDir), storeComponent(context.config, context.log)];
+  // The gateway runs when it has something to guard.
+  if (context.config.gateway.postgres.resources.length > 0) components.push(gatewayComponent(context.config, context.log));
+  return components;
 }
 
 function dataDirComponent(dataDir: string): Component {

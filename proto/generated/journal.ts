@@ -4,14 +4,19 @@ import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Checkpoint as _gapwatch_v1_Checkpoint, Checkpoint__Output as _gapwatch_v1_Checkpoint__Output } from './gapwatch/v1/Checkpoint';
+import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from './gapwatch/v1/CopyTransfer';
 import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v1_Endpoint__Output } from './gapwatch/v1/Endpoint';
 import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as _gapwatch_v1_HttpExchange__Output } from './gapwatch/v1/HttpExchange';
 import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v1_Identity__Output } from './gapwatch/v1/Identity';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
 import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from './gapwatch/v1/JournalGap';
 import type { JournalRecord as _gapwatch_v1_JournalRecord, JournalRecord__Output as _gapwatch_v1_JournalRecord__Output } from './gapwatch/v1/JournalRecord';
+import type { PgMessage as _gapwatch_v1_PgMessage, PgMessage__Output as _gapwatch_v1_PgMessage__Output } from './gapwatch/v1/PgMessage';
+import type { PgParameter as _gapwatch_v1_PgParameter, PgParameter__Output as _gapwatch_v1_PgParameter__Output } from './gapwatch/v1/PgParameter';
+import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from './gapwatch/v1/PgRequest';
 import type { PolicyDecision as _gapwatch_v1_PolicyDecision, PolicyDecision__Output as _gapwatch_v1_PolicyDecision__Output } from './gapwatch/v1/PolicyDecision';
 import type { Resource as _gapwatch_v1_Resource, Resource__Output as _gapwatch_v1_Resource__Output } from './gapwatch/v1/Resource';
+import type { ResultSummary as _gapwatch_v1_ResultSummary, ResultSummary__Output as _gapwatch_v1_ResultSummary__Output } from './gapwatch/v1/ResultSummary';
 import type { Session as _gapwatch_v1_Session, Session__Output as _gapwatch_v1_Session__Output } from './gapwatch/v1/Session';
 import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as _gapwatch_v1_SessionError__Output } from './gapwatch/v1/SessionError';
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from './gapwatch/v1/SessionEvent';
@@ -26,6 +31,7 @@ export interface ProtoGrpcType {
   gapwatch: {
     v1: {
       Checkpoint: MessageTypeDefinition<_gapwatch_v1_Checkpoint, _gapwatch_v1_Checkpoint__Output>
+      CopyTransfer: MessageTypeDefinition<_gapwatch_v1_CopyTransfer, _gapwatch_v1_CopyTransfer__Output>
       Endpoint: MessageTypeDefinition<_gapwatch_v1_Endpoint, _gapwatch_v1_Endpoint__Output>
       HttpExchange: MessageTypeDefinition<_gapwatch_v1_HttpExchange, _gapwatch_v1_HttpExchange__Output>
       Identity: MessageTypeDefinition<_gapwatch_v1_Identity, _gapwatch_v1_Identity__Output>
@@ -33,10 +39,14 @@ export interface ProtoGrpcType {
       JournalGap: MessageTypeDefinition<_gapwatch_v1_JournalGap, _gapwatch_v1_JournalGap__Output>
       JournalGapKind: EnumTypeDefinition
       JournalRecord: MessageTypeDefinition<_gapwatch_v1_JournalRecord, _gapwatch_v1_JournalRecord__Output>
+      PgMessage: MessageTypeDefinition<_gapwatch_v1_PgMessage, _gapwatch_v1_PgMessage__Output>
+      PgParameter: MessageTypeDefinition<_gapwatch_v1_PgParameter, _gapwatch_v1_PgParameter__Output>
+      PgRequest: MessageTypeDefinition<_gapwatch_v1_PgRequest, _gapwatch_v1_PgRequest__Output>
       PolicyAction: EnumTypeDefinition
       PolicyDecision: MessageTypeDefinition<_gapwatch_v1_PolicyDecision, _gapwatch_v1_PolicyDecision__Output>
       Protocol: EnumTypeDefinition
       Resource: MessageTypeDefinition<_gapwatch_v1_Resource, _gapwatch_v1_Resource__Output>
+      ResultSummary: MessageTypeDefinition<_gapwatch_v1_ResultSummary, _gapwatch_v1_ResultSummary__Output>
       Session: MessageTypeDefinition<_gapwatch_v1_Session, _gapwatch_v1_Session__Output>
       SessionError: MessageTypeDefinition<_gapwatch_v1_SessionError, _gapwatch_v1_SessionError__Output>
       SessionEvent: MessageTypeDefinition<_gapwatch_v1_SessionEvent, _gapwatch_v1_SessionEvent__Output>

@@ -9,6 +9,11 @@ export const PolicyAction = {
   POLICY_ACTION_APPROVED: 'POLICY_ACTION_APPROVED',
   POLICY_ACTION_REJECTED: 'POLICY_ACTION_REJECTED',
   POLICY_ACTION_MASK: 'POLICY_ACTION_MASK',
+  /**
+   * held for a human; APPROVED, REJECTED or TIMED_OUT follows
+   */
+  POLICY_ACTION_REVIEW: 'POLICY_ACTION_REVIEW',
+  POLICY_ACTION_TIMED_OUT: 'POLICY_ACTION_TIMED_OUT',
 } as const;
 
 export type PolicyAction =
@@ -24,5 +29,12 @@ export type PolicyAction =
   | 4
   | 'POLICY_ACTION_MASK'
   | 5
+  /**
+   * held for a human; APPROVED, REJECTED or TIMED_OUT follows
+   */
+  | 'POLICY_ACTION_REVIEW'
+  | 6
+  | 'POLICY_ACTION_TIMED_OUT'
+  | 7
 
 export type PolicyAction__Output = typeof PolicyAction[keyof typeof PolicyAction]

@@ -15,6 +15,15 @@ export interface PolicyDecision {
    */
   'reviewer'?: (string);
   'reason'?: (string);
+  /**
+   * REVIEW, APPROVED, REJECTED, TIMED_OUT
+   */
+  'reviewId'?: (string);
+  /**
+   * the statement text the decision is about
+   */
+  'statement'?: (string);
+  'classes'?: (string)[];
 }
 
 export interface PolicyDecision__Output {
@@ -28,4 +37,13 @@ export interface PolicyDecision__Output {
    */
   'reviewer': (string);
   'reason': (string);
+  /**
+   * REVIEW, APPROVED, REJECTED, TIMED_OUT
+   */
+  'reviewId': (string);
+  /**
+   * the statement text the decision is about
+   */
+  'statement': (string);
+  'classes': (string)[];
 }

@@ -53,6 +53,26 @@ export interface Session {
    * the account the gateway used upstream (never its secret)
    */
   'targetUser'?: (string);
+  /**
+   * bytes the agent sent to the gateway
+   */
+  'bytesFromClient'?: (number | string | Long);
+  /**
+   * bytes the gateway sent to the agent
+   */
+  'bytesToClient'?: (number | string | Long);
+  /**
+   * what the agent asked for (selects the resource)
+   */
+  'database'?: (string);
+  /**
+   * why the session was rejected or failed (outcome REJECTED/FAILED)
+   */
+  'failure'?: (string);
+  /**
+   * startup parameters (application_name …), never secrets
+   */
+  'clientParameters'?: ({[key: string]: string});
 }
 
 /**
@@ -100,4 +120,24 @@ export interface Session__Output {
    * the account the gateway used upstream (never its secret)
    */
   'targetUser': (string);
+  /**
+   * bytes the agent sent to the gateway
+   */
+  'bytesFromClient': (string);
+  /**
+   * bytes the gateway sent to the agent
+   */
+  'bytesToClient': (string);
+  /**
+   * what the agent asked for (selects the resource)
+   */
+  'database': (string);
+  /**
+   * why the session was rejected or failed (outcome REJECTED/FAILED)
+   */
+  'failure': (string);
+  /**
+   * startup parameters (application_name …), never secrets
+   */
+  'clientParameters': ({[key: string]: string});
 }

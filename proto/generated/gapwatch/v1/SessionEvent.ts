@@ -7,6 +7,8 @@ import type { PolicyDecision as _gapwatch_v1_PolicyDecision, PolicyDecision__Out
 import type { ShellOutput as _gapwatch_v1_ShellOutput, ShellOutput__Output as _gapwatch_v1_ShellOutput__Output } from '../../gapwatch/v1/ShellOutput';
 import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as _gapwatch_v1_HttpExchange__Output } from '../../gapwatch/v1/HttpExchange';
 import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as _gapwatch_v1_SessionError__Output } from '../../gapwatch/v1/SessionError';
+import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from '../../gapwatch/v1/PgRequest';
+import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from '../../gapwatch/v1/CopyTransfer';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -24,7 +26,9 @@ export interface SessionEvent {
   'shellOutput'?: (_gapwatch_v1_ShellOutput | null);
   'http'?: (_gapwatch_v1_HttpExchange | null);
   'error'?: (_gapwatch_v1_SessionError | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error";
+  'pgRequest'?: (_gapwatch_v1_PgRequest | null);
+  'copy'?: (_gapwatch_v1_CopyTransfer | null);
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy";
 }
 
 /**
@@ -42,5 +46,7 @@ export interface SessionEvent__Output {
   'shellOutput'?: (_gapwatch_v1_ShellOutput__Output | null);
   'http'?: (_gapwatch_v1_HttpExchange__Output | null);
   'error'?: (_gapwatch_v1_SessionError__Output | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error";
+  'pgRequest'?: (_gapwatch_v1_PgRequest__Output | null);
+  'copy'?: (_gapwatch_v1_CopyTransfer__Output | null);
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy";
 }

@@ -2,6 +2,8 @@
 // @ts-nocheck
 // Original file: proto/gapwatch/v1/session.proto
 
+import type { PolicyDecision as _gapwatch_v1_PolicyDecision, PolicyDecision__Output as _gapwatch_v1_PolicyDecision__Output } from '../../gapwatch/v1/PolicyDecision';
+import type { ResultSummary as _gapwatch_v1_ResultSummary, ResultSummary__Output as _gapwatch_v1_ResultSummary__Output } from '../../gapwatch/v1/ResultSummary';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Statement {
@@ -23,6 +25,28 @@ export interface Statement {
    */
   'errorCode'?: (string);
   'durationNano'?: (number | string | Long);
+  'errorMessage'?: (string);
+  /**
+   * "query" (simple), "extended" (Parse/Bind/Execute), "function_call"
+   */
+  'via'?: (string);
+  /**
+   * the prepared statement ("" = unnamed) for "extended"
+   */
+  'statementName'?: (string);
+  'portal'?: (string);
+  /**
+   * the decision that let it run (or refused it)
+   */
+  'policy'?: (_gapwatch_v1_PolicyDecision | null);
+  /**
+   * what the client received
+   */
+  'result'?: (_gapwatch_v1_ResultSummary | null);
+  /**
+   * read, write, ddl … as classified by the policy layer
+   */
+  'classes'?: (string)[];
 }
 
 export interface Statement__Output {
@@ -44,4 +68,26 @@ export interface Statement__Output {
    */
   'errorCode': (string);
   'durationNano': (string);
+  'errorMessage': (string);
+  /**
+   * "query" (simple), "extended" (Parse/Bind/Execute), "function_call"
+   */
+  'via': (string);
+  /**
+   * the prepared statement ("" = unnamed) for "extended"
+   */
+  'statementName': (string);
+  'portal': (string);
+  /**
+   * the decision that let it run (or refused it)
+   */
+  'policy': (_gapwatch_v1_PolicyDecision__Output | null);
+  /**
+   * what the client received
+   */
+  'result': (_gapwatch_v1_ResultSummary__Output | null);
+  /**
+   * read, write, ddl … as classified by the policy layer
+   */
+  'classes': (string)[];
 }

@@ -1,0 +1,251 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { FileIdentityStore } from '../gateway/identity/identity-store';
+import { journalOptionsFromConfig, openJournal } from '../gateway/journal/journal';
+import { createPolicyEngine } from '../gateway/policy/policy-engine';
+import { PostgresGateway } from '../gateway/postgres/listener';
+import { parseConfig } from '../platform/config';
+import { createLogger } from '../platform/log';
+import { PG_BIN, freePort, startPostgres, type PostgresServer } from '../test/support/postgres';
+import { round, summarize, type Summary } from './stats';
+
+/**
+ * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15 by
+ * three paths in the same run — direct, through PgBouncer (session pooling), and through the
+ * gapwatch gateway with full audit (every request journaled and fsync'd before it is forwarded,
+ * every result journaled, policy evaluated) — for `-S` (select-only) and the default TPC-B-like
+ * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
+ * this noisy machine hits all three alike. Reports median TPS and per-transaction latency p50/p99
+ * (from pgbench's transaction log), and gapwatch/PgBouncer ratios.
+ */
+
+type PathName = 'direct' | 'pgbouncer' | 'gapwatch';
+
+interface Endpoint {
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+interface RunResult {
+  tps: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+const SCRIPTS = [
+  { name: 'select-only', args: ['-S'] },
+  { name: 'tpcb-like', args: [] as string[] },
+] as const;
+const PROTOCOLS = ['simple', 'prepared'] as const;
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function waitForPort(port: number, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not start listening on ${port}`);
+}
+
+/** PgBouncer in session mode, as the postgres user (it refuses root), with its own ini in a temp dir. */
+async function startPgBouncer(pg: PostgresServer, dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  chownSync(dir, uid, gid);
+  const port = await freePort();
+  const ini = join(dir, 'pgbouncer.ini');
+  writeFileSync(join(dir, 'userlist.txt'), `"${pg.user}" "${pg.password}"\n`, { mode: 0o600 });
+  writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `${pg.database} = host=127.0.0.1 port=${pg.port} dbname=${pg.database} user=${pg.user} password=${pg.password}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = scram-sha-256',
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = session',
+      'max_client_conn = 200',
+      'default_pool_size = 40',
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  for (const f of ['userlist.txt', 'pgbouncer.ini']) chownSync(join(dir, f), uid, gid);
+  const child: ChildProcess = spawn('/usr/sbin/pgbouncer', [ini], { uid, gid, stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitForPort(port, 'pgbouncer');
+  return {
+    port,
+    async stop() {
+      child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+function pgbench(target: Endpoint, args: string[], logDir: string | null): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(PG_BIN, 'pgbench'), args, {
+      cwd: logDir ?? undefined,
+      env: { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(target.port), PGUSER: target.user, PGPASSWORD: target.password, PGDATABASE: target.database, PGSSLMODE: 'disable' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`pgbench ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`))));
+  });
+}
+
+async function runOnce(target: Endpoint, script: readonly string[], protocol: string, clients: number, seconds: number, scratch: string): Promise<RunResult> {
+  const logDir = mkdtempSync(join(scratch, 'run-'));
+  const out = await pgbench(target, ['-n', ...script, '-M', protocol, '-c', String(clients), '-j', '2', '-T', String(seconds), '-l', '--log-prefix', 'tx'], logDir);
+  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1]);
+  if (!Number.isFinite(tps)) throw new Error(`no tps in pgbench output:\n${out}`);
+  const latencies: number[] = [];
+  for (const file of readdirSync(logDir)) {
+    for (const line of readFileSync(join(logDir, file), 'utf8').split('\n')) {
+      const fields = line.split(' ');
+      if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000);
+    }
+  }
+  rmSync(logDir, { recursive: true, force: true });
+  latencies.sort((a, b) => a - b);
+  return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+}
+
+export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
+  const rounds = Number(args[0] ?? 3);
+  const seconds = Number(args[1] ?? 5);
+  const clients = Number(args[2] ?? 8);
+  /** A regular expression over "select-only/simple" … to run some modes only (e.g. while profiling). */
+  const only = new RegExp(args[3] ?? '.');
+  const scale = 5;
+  const scratch = mkdtempSync(join(tmpdir(), 'gapwatch-bench-pg-'));
+  const bouncerDir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-pgbouncer-'));
+  const dataDir = join(scratch, 'data');
+  const say = (line: string): void => void process.stderr.write(`gateway-pg: ${line}\n`);
+
+  const pg = await startPostgres({ settings: { max_connections: '100' } });
+  const cleanups: Array<() => Promise<void>> = [async () => pg.stop()];
+  try {
+    const direct: Endpoint = { port: pg.port, user: pg.user, password: pg.password, database: pg.database };
+    say(`initialising pgbench tables (scale ${scale})`);
+    await pgbench(direct, ['-i', '-q', '-s', String(scale)], null);
+
+    const bouncer = await startPgBouncer(pg, bouncerDir);
+    cleanups.push(() => bouncer.stop());
+
+    // The gateway as `gapwatch gateway` runs it, default policy (statements classified and checked),
+    // journal with group commit: full audit on.
+    const document = {
+      dataDir,
+      gateway: {
+        id: 'gw-bench',
+        postgres: {
+          listen: { host: '127.0.0.1', port: 0 },
+          resources: [{ name: 'bench', upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: { value: pg.password } } }],
+        },
+      },
+    };
+    const config = parseConfig(stringify(document));
+    const log = createLogger({ level: 'error', format: 'json' });
+    const journal = await openJournal(journalOptionsFromConfig(config, log));
+    const policy = await createPolicyEngine({ config: config.gateway.policy, dataDir, log });
+    const identities = new FileIdentityStore({ dataDir });
+    const { token } = await identities.create('bench-agent');
+    const gateway = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
+    await gateway.start();
+    cleanups.push(async () => {
+      await gateway.stop();
+      policy.close();
+      await journal.close();
+    });
+
+    const paths: Record<PathName, Endpoint> = {
+      direct,
+      pgbouncer: { ...direct, port: bouncer.port },
+      gapwatch: { port: gateway.address().port, user: 'bench-agent', password: token, database: 'bench' },
+    };
+    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch'];
+    const modes: Record<string, unknown> = {};
+    const tps: Record<string, Record<PathName, number>> = {};
+    let lowest = Infinity;
+    for (const script of SCRIPTS) {
+      for (const protocol of PROTOCOLS) {
+        const mode = `${script.name}/${protocol}`;
+        if (!only.test(mode)) continue;
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [] };
+        for (let r = 0; r < rounds; r++) {
+          // Rotate the order each round so no path always runs first (or right after another).
+          for (let i = 0; i < order.length; i++) {
+            const path = order[(i + r) % order.length]!;
+            const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch);
+            samples[path].push(result);
+            say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms`);
+          }
+        }
+        const summaryOf = (path: PathName): { tps: Summary; p50_ms: number; p99_ms: number } => ({
+          tps: summarize(samples[path].map((s) => s.tps)),
+          p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
+          p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
+        });
+        const per = { direct: summaryOf('direct'), pgbouncer: summaryOf('pgbouncer'), gapwatch: summaryOf('gapwatch') };
+        const ratio = per.gapwatch.tps.median / per.pgbouncer.tps.median;
+        lowest = Math.min(lowest, ratio);
+        modes[mode] = {
+          ...per,
+          ratio_vs_pgbouncer: round(ratio),
+          ratio_vs_direct: round(per.gapwatch.tps.median / per.direct.tps.median),
+          pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
+        };
+        tps[mode] = { direct: per.direct.tps.median, pgbouncer: per.pgbouncer.tps.median, gapwatch: per.gapwatch.tps.median };
+      }
+    }
+    let journalRecords = 0;
+    for await (const record of journal.read(1n)) {
+      if (record.seq) journalRecords += 1;
+    }
+    return {
+      name: 'gateway-pg',
+      clients,
+      seconds_per_run: seconds,
+      rounds,
+      scale,
+      tps,
+      modes,
+      journal_records: journalRecords,
+      ratio_vs_pgbouncer: round(lowest),
+    };
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((err: unknown) => say(`cleanup failed: ${String(err)}`));
+    }
+    rmSync(scratch, { recursive: true, force: true });
+    rmSync(bouncerDir, { recursive: true, force: true });
+  }
+}

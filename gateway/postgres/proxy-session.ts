@@ -1,0 +1,890 @@
+import type { Socket } from 'node:net';
+import { serialize } from 'pg-protocol';
+import type { Logger } from '../../platform/log';
+import type { PgMessage } from '../../proto/generated/gapwatch/v1/PgMessage';
+import type { PolicyDecision as PolicyDecisionRecord } from '../../proto/generated/gapwatch/v1/PolicyDecision';
+import type { AgentIdentity } from '../identity/contract';
+import type { Masker, PolicyDecision, PolicyEngine, PolicyRequest, ReviewOutcome } from '../policy/contract';
+import { functionCallText, messageRecord, parameterDisplay, type ParameterRedactor } from './audit-format';
+import { dataRowFields, decodeCommandTag, decodeError, decodeRowDescription, rowsFromTag, BackendFramer } from './backend-reader';
+import { dataRow, errorResponse, noticeResponse, readyForQuery } from './backend-writer';
+import { AuditUnavailableError, FrontendProtocolError, PostgresGatewayError, UpstreamProtocolError } from './errors';
+import type { FrontendMessage, FrontendParser } from './frontend-parser';
+import { BackendType, FormatCode, FrontendType, SqlState, TargetKind, TransactionStatus } from './protocol';
+import { nowNanos, type SessionRecorder } from './session-recorder';
+
+/**
+ * One established agent session: the agent's messages are checked by policy, journaled (durably,
+ * before anything is forwarded) and passed to the upstream server; the server's answers are
+ * followed message by message to audit each statement's outcome and, where policy says so, to mask
+ * DataRows before they leave the gateway.
+ *
+ * The server answers the frontend messages it receives in order, so the proxy keeps a queue of
+ * "units" (what each forwarded message still owes an answer for) and matches every backend message
+ * to the unit at its head. Spec of the message flow:
+ * https://www.postgresql.org/docs/15/protocol-flow.html
+ */
+
+interface Column {
+  name: string;
+  tableOid: number;
+  typeOid: number;
+  format: FormatCode;
+}
+
+interface PreparedStatement {
+  text: string;
+  decision: PolicyDecision | null;
+  columns: Column[] | null;
+}
+
+interface Portal {
+  statementName: string;
+  statement: PreparedStatement;
+  parameters: string[];
+  resultFormats: FormatCode[];
+  columns: Column[] | null;
+}
+
+/** One statement as it runs: what was asked, under which decision, and what came back. */
+interface StatementRun {
+  text: string;
+  via: 'query' | 'extended' | 'function_call';
+  statementName: string;
+  portal: string;
+  parameters: string[];
+  decision: PolicyDecision | null;
+  startNs: bigint;
+  rows: number;
+  columns: Column[] | null;
+  /** undefined until the first DataRow asks for it; null when nothing is masked. */
+  masker: Masker | null | undefined;
+  copy: { direction: 'in' | 'out'; bytes: number } | null;
+}
+
+type Unit =
+  | { kind: 'query'; statements: string[]; decision: PolicyDecision; index: number; run: StatementRun | null; nextStartNs: bigint }
+  | { kind: 'parse'; name: string; text: string; decision: PolicyDecision }
+  | { kind: 'bind' }
+  | { kind: 'close' }
+  | { kind: 'describe'; target: TargetKind; name: string; internal: boolean }
+  | { kind: 'execute'; run: StatementRun; portal: Portal | null }
+  | { kind: 'function_call'; run: StatementRun }
+  | { kind: 'sync'; refusal: Buffer | null; sawError: boolean };
+
+export interface ProxyContext {
+  sessionId: string;
+  resource: string;
+  identity: AgentIdentity;
+  policy: PolicyEngine;
+  recorder: SessionRecorder;
+  log: Logger;
+}
+
+export type SessionEnd = { outcome: 'closed' } | { outcome: 'failed'; failure: string };
+
+/** Gathers what goes to the agent; consecutive pass-through messages of one chunk become one write. */
+class Outbox {
+  private parts: Buffer[] = [];
+  private run: Buffer | null = null;
+  private runEnd = 0;
+
+  pass(message: Buffer): void {
+    if (this.run && message.buffer === this.run.buffer && message.byteOffset === this.runEnd) {
+      this.runEnd += message.length;
+      return;
+    }
+    this.close();
+    this.run = message;
+    this.runEnd = message.byteOffset + message.length;
+  }
+
+  add(data: Buffer): void {
+    this.close();
+    this.parts.push(data);
+  }
+
+  private close(): void {
+    if (!this.run) return;
+    this.parts.push(Buffer.from(this.run.buffer, this.run.byteOffset, this.runEnd - this.run.byteOffset));
+    this.run = null;
+  }
+
+  take(): Buffer[] {
+    this.close();
+    const parts = this.parts;
+    this.parts = [];
+    return parts;
+  }
+}
+
+const PAUSE_CLIENT_AT_BYTES = 8 << 20;
+
+export class ProxySession {
+  private readonly framer = new BackendFramer();
+  private readonly outbox = new Outbox();
+  private readonly units: Unit[] = [];
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, Portal>();
+  private readonly parameterMaskers = new Map<number, Masker | null>();
+  /** Frontend messages received since the last forward, for the write-ahead record. */
+  private request: PgMessage[] = [];
+  private upstreamOut: Buffer[] = [];
+  private transactionStatus = TransactionStatus.Idle;
+  /** Query, Sync and FunctionCall messages forwarded and not yet answered by ReadyForQuery. */
+  private awaitingReady = 0;
+  private idleWaiters: Array<() => void> = [];
+  private skipUntilSync = false;
+  private batchRefusal: Buffer | null = null;
+  private forwardedInBatch = false;
+  private copyIn: StatementRun | null = null;
+  private draining = false;
+  private dataWhileDraining = false;
+  private cancelHold: (() => void) | null = null;
+  private ended = false;
+  bytesFromClient = 0;
+  bytesToClient = 0;
+  readonly done: Promise<SessionEnd>;
+  private finish!: (end: SessionEnd) => void;
+
+  constructor(
+    private readonly client: Socket,
+    private readonly parser: FrontendParser,
+    private readonly upstream: Socket,
+    private readonly context: ProxyContext,
+  ) {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  start(): void {
+    this.client.on('data', (chunk: Buffer) => {
+      this.bytesFromClient += chunk.length;
+      this.parser.push(chunk);
+      if (this.parser.pendingBytes > PAUSE_CLIENT_AT_BYTES) this.client.pause();
+      this.pump();
+    });
+    const clientGone = (): void =>
+      this.end(
+        this.parser.pendingBytes > 0
+          ? { outcome: 'failed', failure: `the client disconnected in the middle of a message (${this.parser.pendingBytes} bytes of it received)` }
+          : { outcome: 'closed' },
+      );
+    this.client.on('end', clientGone);
+    this.client.on('close', clientGone);
+    this.client.on('error', (err) => this.end({ outcome: 'failed', failure: `client connection error: ${err.message}` }));
+    this.upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
+    this.upstream.on('end', () => this.end({ outcome: 'failed', failure: 'the upstream server closed the connection' }));
+    this.upstream.on('close', () => this.end({ outcome: 'failed', failure: 'the upstream server closed the connection' }));
+    this.upstream.on('error', (err) => this.end({ outcome: 'failed', failure: `upstream connection error: ${err.message}` }));
+    this.client.on('drain', () => this.upstream.resume());
+    this.upstream.on('drain', () => this.client.resume());
+    // Bytes that arrived with the end of the handshake are already in the parser.
+    if (this.parser.pendingBytes > 0) this.pump();
+  }
+
+  /** An agent's CancelRequest with this session's key: release a held review, else cancel upstream. */
+  cancel(upstreamCancel: () => Promise<void>): void {
+    if (this.cancelHold) {
+      this.cancelHold();
+      return;
+    }
+    upstreamCancel().catch((err: unknown) => this.context.log.warn({ err, sessionId: this.context.sessionId }, 'forwarding a cancel request failed'));
+  }
+
+  /** Ends the session from outside (gateway shutdown): tells the agent, as PostgreSQL does. */
+  shutdown(): void {
+    if (this.ended) return;
+    this.writeClient([errorResponse({ severity: 'FATAL', code: SqlState.AdminShutdown, message: 'terminating connection: the gateway is shutting down' })]);
+    this.end({ outcome: 'closed' });
+  }
+
+  // ---------------------------------------------------------------- agent → upstream
+
+  private pump(): void {
+    if (this.draining) {
+      this.dataWhileDraining = true;
+      return;
+    }
+    this.draining = true;
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      do {
+        this.dataWhileDraining = false;
+        for (;;) {
+          if (this.ended) return;
+          const msg = this.parser.next();
+          if (!msg) break;
+          const pending = this.onClientMessage(msg);
+          if (pending) await pending;
+        }
+        await this.flushUpstream();
+        if (this.client.isPaused() && this.parser.pendingBytes < PAUSE_CLIENT_AT_BYTES && this.upstream.writableLength < PAUSE_CLIENT_AT_BYTES) {
+          this.client.resume();
+        }
+      } while (this.dataWhileDraining && !this.ended);
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): void {
+    this.request.push(messageRecord(msg, withheld, redact));
+  }
+
+  /**
+   * Parameters are values, so the policy's value patterns (emails, card numbers …) and column rules
+   * that match "$1", "$2" … keep them out of the journal. One masker per parameter count and session.
+   */
+  private redactorFor(count: number): ParameterRedactor | null {
+    if (count === 0) return null;
+    let masker = this.parameterMaskers.get(count);
+    if (masker === undefined) {
+      const columns = Array.from({ length: count }, (_, i) => ({ name: `$${i + 1}`, tableOid: 0 }));
+      masker = this.context.policy.maskerFor(this.context.resource, this.context.identity, columns);
+      this.parameterMaskers.set(count, masker);
+    }
+    const found = masker;
+    if (!found) return null;
+    return (index, value) => {
+      const masked = found.mask(index, value);
+      return masked === null || !masked.equals(value);
+    };
+  }
+
+  private forward(raw: Buffer): void {
+    this.upstreamOut.push(raw);
+  }
+
+  /** Journals what was received, waits until it is durable, then forwards it (write-ahead audit). */
+  private async flushUpstream(): Promise<void> {
+    if (this.request.length > 0) {
+      const messages = this.request;
+      this.request = [];
+      void this.context.recorder.event({ pgRequest: { messages } });
+    }
+    if (this.context.recorder.hasPending) await this.context.recorder.durable();
+    if (this.upstreamOut.length === 0 || this.ended) return;
+    const out = this.upstreamOut;
+    this.upstreamOut = [];
+    let ok = true;
+    if (out.length === 1) ok = this.upstream.write(out[0]!);
+    else {
+      this.upstream.cork();
+      for (const b of out) ok = this.upstream.write(b);
+      this.upstream.uncork();
+    }
+    if (!ok) this.client.pause();
+  }
+
+  private onClientMessage(msg: FrontendMessage): Promise<void> | void {
+    if (this.skipUntilSync && msg.type !== FrontendType.Sync && msg.type !== FrontendType.Terminate) {
+      // After a refused Parse the server would skip everything until Sync; so does the gateway.
+      this.record(msg, true);
+      return;
+    }
+    switch (msg.type) {
+      case FrontendType.Query:
+        this.record(msg);
+        return this.onQuery(msg.raw, msg.text);
+      case FrontendType.Parse:
+        this.record(msg);
+        return this.onParse(msg.raw, msg.name, msg.text);
+      case FrontendType.Bind: {
+        const redact = this.redactorFor(msg.parameters.length);
+        this.record(msg, false, redact);
+        // A statement this session did not Parse (none by that name) still gets a portal, so its
+        // Execute is audited and its results can be masked; the server will refuse the Bind anyway.
+        const statement = this.statements.get(msg.statement) ?? { text: '', decision: null, columns: null };
+        const resultFormats = msg.resultFormats;
+        this.portals.set(msg.portal, {
+          statementName: msg.statement,
+          statement,
+          parameters: msg.parameters.map((v, i) => parameterDisplay(v, msg.parameterFormats[i]!, i, redact)),
+          resultFormats,
+          columns: statement.columns ? withFormats(statement.columns, resultFormats) : null,
+        });
+        this.forwardExtended(msg.raw, { kind: 'bind' });
+        return;
+      }
+      case FrontendType.Describe:
+        this.record(msg);
+        this.forwardExtended(msg.raw, { kind: 'describe', target: msg.target, name: msg.name, internal: false });
+        return;
+      case FrontendType.Execute:
+        this.record(msg);
+        this.onExecute(msg.raw, msg.portal);
+        return;
+      case FrontendType.Close:
+        this.record(msg);
+        if (msg.target === TargetKind.Statement) {
+          this.statements.delete(msg.name);
+          this.context.policy.forgetStatement(this.context.sessionId, msg.name);
+        } else this.portals.delete(msg.name);
+        this.forwardExtended(msg.raw, { kind: 'close' });
+        return;
+      case FrontendType.Flush:
+        this.record(msg);
+        this.forward(msg.raw);
+        return;
+      case FrontendType.Sync:
+        this.record(msg);
+        return this.onSync(msg.raw);
+      case FrontendType.FunctionCall: {
+        const redact = this.redactorFor(msg.arguments.length);
+        this.record(msg, false, redact);
+        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact));
+      }
+      case FrontendType.CopyData:
+        // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
+        if (this.copyIn?.copy) this.copyIn.copy.bytes += msg.data.length;
+        this.forward(msg.raw);
+        return;
+      case FrontendType.CopyDone:
+      case FrontendType.CopyFail:
+        this.record(msg);
+        this.forward(msg.raw);
+        this.copyIn = null;
+        return;
+      case FrontendType.Terminate:
+        this.record(msg);
+        this.forward(msg.raw);
+        return this.flushUpstream().then(() => this.end({ outcome: 'closed' }));
+      case FrontendType.Password:
+        throw new FrontendProtocolError('unexpected password message after authentication');
+    }
+  }
+
+  private forwardExtended(raw: Buffer, unit: Unit): void {
+    this.forward(raw);
+    this.units.push(unit);
+    this.forwardedInBatch = true;
+  }
+
+  private request_(via: PolicyRequest['via'], text: string): PolicyRequest {
+    return { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
+  }
+
+  /** Asks policy; a policy engine that fails is a refusal, never a pass. */
+  private async decide(request: PolicyRequest): Promise<PolicyDecision> {
+    try {
+      return await this.context.policy.evaluate(request);
+    } catch (err) {
+      this.context.log.error({ err, sessionId: this.context.sessionId }, 'policy evaluation failed; refusing the statement');
+      return { action: 'deny', rule: 'gateway', reason: `policy evaluation failed (${(err as Error).message})`, statements: [] };
+    }
+  }
+
+  /**
+   * Settles a non-allow decision. Returns null when the statement may go upstream (review approved),
+   * else the ErrorResponse the agent gets.
+   */
+  private async settle(request: PolicyRequest, decision: PolicyDecision): Promise<Buffer | null> {
+    const classes = [...new Set(decision.statements.flatMap((s) => s.classes))];
+    const base: PolicyDecisionRecord = { rule: decision.rule ?? '', statement: request.text, classes };
+    if (decision.action === 'deny') {
+      void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_DENY', reason: decision.reason } });
+      this.recordRefused(request, decision, SqlState.InsufficientPrivilege, `denied by policy: ${decision.reason}`);
+      return denial(`gapwatch policy denied this statement: ${decision.reason}`, `rule: ${decision.rule}`);
+    }
+    if (decision.action !== 'review') return null;
+
+    const review = await this.context.policy.requestReview(request, decision);
+    void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REVIEW', reason: decision.reason, reviewId: review.reviewId } });
+    // The notice goes out at once, after whatever the server already owes the agent.
+    await this.flushUpstream();
+    this.writeClient([
+      noticeResponse({
+        severity: 'NOTICE',
+        code: '00000',
+        message: `gapwatch: statement held for review ${review.reviewId}: ${decision.reason}`,
+        hint: `a reviewer can run: gapwatch approve ${review.reviewId}  (or: gapwatch deny ${review.reviewId})`,
+      }),
+    ]);
+    const canceled = new Promise<'canceled'>((resolve) => (this.cancelHold = () => resolve('canceled')));
+    const outcome: ReviewOutcome | 'canceled' = await Promise.race([review.outcome, canceled]);
+    this.cancelHold = null;
+    if (this.ended) return null;
+    if (outcome === 'canceled') {
+      void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REJECTED', reviewId: review.reviewId, reason: 'canceled by the agent while held' } });
+      this.recordRefused(request, decision, SqlState.QueryCanceled, 'canceled while held for review');
+      return errorResponse({ severity: 'ERROR', code: SqlState.QueryCanceled, message: 'canceling statement due to user request (it was held for review)' });
+    }
+    switch (outcome.outcome) {
+      case 'approved':
+        void this.context.recorder.event({
+          policy: { ...base, action: 'POLICY_ACTION_APPROVED', reviewId: review.reviewId, reviewer: outcome.reviewer, reason: decision.reason },
+        });
+        return null;
+      case 'denied':
+        void this.context.recorder.event({
+          policy: { ...base, action: 'POLICY_ACTION_REJECTED', reviewId: review.reviewId, reviewer: outcome.reviewer, reason: outcome.reason },
+        });
+        this.recordRefused(request, decision, SqlState.InsufficientPrivilege, `review ${review.reviewId} denied by ${outcome.reviewer}`);
+        return denial(`gapwatch review ${review.reviewId} was denied by ${outcome.reviewer}: ${outcome.reason}`, `rule: ${decision.rule}`);
+      case 'timed_out':
+        void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_TIMED_OUT', reviewId: review.reviewId, reason: 'no decision in time' } });
+        this.recordRefused(request, decision, SqlState.InsufficientPrivilege, `review ${review.reviewId} timed out`);
+        return denial(`gapwatch review ${review.reviewId} timed out without a decision; the statement did not run`, `rule: ${decision.rule}`);
+    }
+  }
+
+  private recordRefused(request: PolicyRequest, decision: PolicyDecision, code: string, message: string): void {
+    void this.context.recorder.event({
+      statement: {
+        text: request.text,
+        via: request.via === 'parse' ? 'extended' : request.via,
+        errorCode: code,
+        errorMessage: message,
+        policy: decisionRecord(decision),
+        classes: [...new Set(decision.statements.flatMap((s) => s.classes))],
+      },
+    });
+  }
+
+  /** Answers a refused simple Query or FunctionCall in order: after everything the server still owes. */
+  private async refuseNow(error: Buffer): Promise<void> {
+    await this.flushUpstream();
+    if (this.awaitingReady > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.writeClient([error, readyForQuery(this.transactionStatus)]);
+  }
+
+  private async onQuery(raw: Buffer, text: string): Promise<void> {
+    const request = this.request_('query', text);
+    const decision = await this.decide(request);
+    if (decision.action !== 'allow') {
+      const refusal = await this.settle(request, decision);
+      if (this.ended) return;
+      if (refusal) return this.refuseNow(refusal);
+    }
+    const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
+    this.forward(raw);
+    this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
+    this.awaitingReady += 1;
+  }
+
+  private async onParse(raw: Buffer, name: string, text: string): Promise<void> {
+    const request: PolicyRequest = { ...this.request_('parse', text), statementName: name };
+    const decision = await this.decide(request);
+    if (decision.action !== 'allow') {
+      const refusal = await this.settle(request, decision);
+      if (this.ended) return;
+      if (refusal) {
+        this.skipUntilSync = true;
+        this.batchRefusal = refusal;
+        return;
+      }
+    }
+    this.statements.set(name, { text, decision, columns: null });
+    this.forwardExtended(raw, { kind: 'parse', name, text, decision });
+  }
+
+  private onExecute(raw: Buffer, portalName: string): void {
+    const portal = this.portals.get(portalName) ?? null;
+    const run: StatementRun = {
+      text: portal?.statement.text ?? '',
+      via: 'extended',
+      statementName: portal?.statementName ?? '',
+      portal: portalName,
+      parameters: portal?.parameters ?? [],
+      decision: portal?.statement.decision ?? null,
+      startNs: nowNanos(),
+      rows: 0,
+      columns: portal?.columns ?? null,
+      masker: undefined,
+      copy: null,
+    };
+    if (portal && portal.columns === null) {
+      // Masking and the result summary need the columns; a client that did not Describe gets one
+      // Describe from the gateway, whose answer the gateway keeps to itself.
+      this.forwardExtended(serialize.describe({ type: 'P', name: portalName }), { kind: 'describe', target: TargetKind.Portal, name: portalName, internal: true });
+    }
+    this.forwardExtended(raw, { kind: 'execute', run, portal });
+  }
+
+  private async onSync(raw: Buffer): Promise<void> {
+    if (this.skipUntilSync) {
+      this.skipUntilSync = false;
+      const refusal = this.batchRefusal;
+      this.batchRefusal = null;
+      if (!this.forwardedInBatch) {
+        this.forwardedInBatch = false;
+        return this.refuseNow(refusal!);
+      }
+      this.forward(raw);
+      this.units.push({ kind: 'sync', refusal, sawError: false });
+    } else {
+      this.forward(raw);
+      this.units.push({ kind: 'sync', refusal: null, sawError: false });
+    }
+    this.awaitingReady += 1;
+    this.forwardedInBatch = false;
+  }
+
+  private async onFunctionCall(raw: Buffer, text: string): Promise<void> {
+    const request = this.request_('function_call', text);
+    const decision = await this.decide(request);
+    if (decision.action !== 'allow') {
+      const refusal = await this.settle(request, decision);
+      if (this.ended) return;
+      if (refusal) return this.refuseNow(refusal);
+    }
+    this.forward(raw);
+    this.units.push({
+      kind: 'function_call',
+      run: { ...emptyRun('function_call', text, decision), startNs: nowNanos() },
+    });
+    this.awaitingReady += 1;
+  }
+
+  // ---------------------------------------------------------------- upstream → agent
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.ended) return;
+    this.framer.push(chunk);
+    try {
+      for (let msg = this.framer.next(); msg; msg = this.framer.next()) this.onBackendMessage(msg);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.writeClient(this.outbox.take());
+  }
+
+  private writeClient(parts: Buffer[]): void {
+    if (parts.length === 0 || this.client.destroyed) return;
+    let ok = true;
+    if (parts.length === 1) {
+      this.bytesToClient += parts[0]!.length;
+      ok = this.client.write(parts[0]!);
+    } else {
+      this.client.cork();
+      for (const p of parts) {
+        this.bytesToClient += p.length;
+        ok = this.client.write(p);
+      }
+      this.client.uncork();
+    }
+    if (!ok) this.upstream.pause();
+  }
+
+  private head(): Unit | undefined {
+    return this.units[0];
+  }
+
+  /** The statement the server is answering for now (a simple Query's current statement, or an Execute). */
+  private currentRun(): StatementRun | null {
+    const unit = this.head();
+    if (!unit) return null;
+    if (unit.kind === 'query') {
+      if (!unit.run) {
+        const text = unit.statements[Math.min(unit.index, unit.statements.length - 1)] ?? '';
+        unit.run = { ...emptyRun('query', text, unit.decision), startNs: unit.nextStartNs };
+      }
+      return unit.run;
+    }
+    if (unit.kind === 'execute' || unit.kind === 'function_call') return unit.run;
+    return null;
+  }
+
+  private onBackendMessage(msg: Buffer): void {
+    const type = msg[0]!;
+    switch (type) {
+      case BackendType.DataRow: {
+        const run = this.currentRun();
+        if (run) {
+          run.rows += 1;
+          if (run.masker === undefined) run.masker = this.maskerFor(run);
+          if (run.masker) {
+            this.outbox.add(maskRow(msg, run.masker, run.columns));
+            return;
+          }
+        }
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.CommandComplete:
+        this.completeRun(decodeCommandTag(msg), null);
+        this.outbox.pass(msg);
+        return;
+      case BackendType.EmptyQueryResponse:
+        this.completeRun('', null);
+        this.outbox.pass(msg);
+        return;
+      case BackendType.PortalSuspended:
+        this.completeRun('(portal suspended)', null);
+        this.outbox.pass(msg);
+        return;
+      case BackendType.ErrorResponse:
+        this.onUpstreamError(msg);
+        this.outbox.pass(msg);
+        return;
+      case BackendType.ReadyForQuery:
+        this.onReady(msg);
+        return;
+      case BackendType.RowDescription:
+        this.onRowDescription(msg);
+        return;
+      case BackendType.NoData: {
+        const unit = this.head();
+        if (unit?.kind === 'describe') {
+          this.units.shift();
+          if (unit.internal) {
+            const portal = this.portals.get(unit.name);
+            if (portal) portal.columns = [];
+            return;
+          }
+        }
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.ParseComplete: {
+        const unit = this.units.shift();
+        if (unit?.kind !== 'parse') throw new UpstreamProtocolError(`ParseComplete answered a ${unit?.kind ?? 'missing'} request`);
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.BindComplete:
+      case BackendType.CloseComplete: {
+        const unit = this.units.shift();
+        const expected = type === BackendType.BindComplete ? 'bind' : 'close';
+        if (unit?.kind !== expected) throw new UpstreamProtocolError(`${expected === 'bind' ? 'BindComplete' : 'CloseComplete'} answered a ${unit?.kind ?? 'missing'} request`);
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.CopyInResponse:
+      case BackendType.CopyOutResponse: {
+        const run = this.currentRun();
+        if (run) run.copy = { direction: type === BackendType.CopyInResponse ? 'in' : 'out', bytes: 0 };
+        if (type === BackendType.CopyInResponse) this.copyIn = run;
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.CopyData: {
+        const run = this.currentRun();
+        if (run?.copy) run.copy.bytes += msg.length - 5;
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.FunctionCallResponse: {
+        const unit = this.head();
+        if (unit?.kind === 'function_call') this.finishRun(unit.run, 'FUNCTION CALL', null);
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.BackendKeyData:
+      case BackendType.Authentication:
+        // Never after login; passing an upstream key on would let the agent address the upstream directly.
+        throw new UpstreamProtocolError(`unexpected ${type === BackendType.Authentication ? 'Authentication' : 'BackendKeyData'} after login`);
+      default:
+        this.outbox.pass(msg);
+    }
+  }
+
+  private maskerFor(run: StatementRun): Masker | null {
+    if (!run.columns || run.columns.length === 0) return null;
+    return this.context.policy.maskerFor(this.context.resource, this.context.identity, run.columns);
+  }
+
+  private onRowDescription(msg: Buffer): void {
+    const decoded = decodeRowDescription(msg);
+    const columns: Column[] = decoded.fields.map((f) => ({
+      name: f.name,
+      tableOid: f.tableID,
+      typeOid: f.dataTypeID,
+      format: f.format === 'binary' ? FormatCode.Binary : FormatCode.Text,
+    }));
+    const unit = this.head();
+    if (unit?.kind === 'describe') {
+      this.units.shift();
+      if (unit.target === TargetKind.Statement) {
+        const statement = this.statements.get(unit.name);
+        if (statement) statement.columns = columns;
+      } else {
+        const portal = this.portals.get(unit.name);
+        if (portal) portal.columns = columns;
+        const next = this.head();
+        if (next?.kind === 'execute' && next.portal === portal) next.run.columns = columns;
+      }
+      if (unit.internal) return;
+    } else {
+      const run = this.currentRun();
+      if (run) {
+        run.columns = columns;
+        run.masker = undefined;
+      }
+    }
+    this.outbox.pass(msg);
+  }
+
+  private completeRun(tag: string, error: { code: string; message: string } | null): void {
+    const unit = this.head();
+    if (!unit) return;
+    if (unit.kind === 'query') {
+      const run = this.currentRun()!;
+      this.finishRun(run, tag, error);
+      unit.index += 1;
+      unit.run = null;
+      unit.nextStartNs = nowNanos();
+    } else if (unit.kind === 'execute') {
+      this.units.shift();
+      this.finishRun(unit.run, tag, error);
+    }
+  }
+
+  private finishRun(run: StatementRun, tag: string | null, error: { code: string; message: string } | null): void {
+    const duration = nowNanos() - run.startNs;
+    const tagRows = tag ? rowsFromTag(tag) : null;
+    const masked = run.masker ? run.masker.maskedColumns.map((i) => run.columns?.[i]?.name ?? String(i)) : [];
+    void this.context.recorder.event({
+      statement: {
+        text: run.text,
+        parameters: run.parameters,
+        commandTag: tag ?? '',
+        rows: tagRows ?? run.rows,
+        errorCode: error?.code ?? '',
+        errorMessage: error?.message ?? '',
+        durationNano: duration.toString(),
+        via: run.via,
+        statementName: run.statementName,
+        portal: run.portal,
+        policy: run.decision ? decisionRecord(run.decision) : null,
+        result: { columns: (run.columns ?? []).map((c) => c.name), rows: run.rows, maskedColumns: masked },
+        classes: run.decision ? [...new Set(run.decision.statements.flatMap((s) => s.classes))] : [],
+      },
+    });
+    if (run.copy) {
+      void this.context.recorder.event({
+        copy: {
+          direction: run.copy.direction,
+          rows: tagRows ?? 0,
+          bytes: run.copy.bytes,
+          statement: run.text,
+          errorCode: error?.code ?? '',
+          errorMessage: error?.message ?? '',
+        },
+      });
+      if (this.copyIn === run) this.copyIn = null;
+    }
+  }
+
+  private onUpstreamError(msg: Buffer): void {
+    const decoded = decodeError(msg);
+    const error = { code: decoded.code ?? '', message: decoded.message };
+    const unit = this.head();
+    if (!unit || unit.kind === 'sync') {
+      if (unit?.kind === 'sync') unit.sawError = true;
+      void this.context.recorder.event({ error: { code: error.code, message: error.message } });
+      return;
+    }
+    if (unit.kind === 'query') {
+      this.completeRun('', error);
+      return;
+    }
+    if (unit.kind === 'function_call') {
+      this.finishRun(unit.run, null, error);
+      return;
+    }
+    // Extended protocol: the server skips everything until Sync, so those units are owed nothing.
+    if (unit.kind === 'execute') this.finishRun(unit.run, null, error);
+    else if (unit.kind === 'parse') {
+      this.statements.delete(unit.name);
+      this.finishRun({ ...emptyRun('extended', unit.text, unit.decision), statementName: unit.name, startNs: nowNanos() }, null, error);
+    } else void this.context.recorder.event({ error: { code: error.code, message: error.message } });
+    while (this.units.length > 0 && this.head()!.kind !== 'sync') this.units.shift();
+    const sync = this.head();
+    if (sync?.kind === 'sync') sync.sawError = true;
+  }
+
+  private onReady(msg: Buffer): void {
+    const unit = this.units.shift();
+    if (!unit || (unit.kind !== 'query' && unit.kind !== 'sync' && unit.kind !== 'function_call')) {
+      throw new UpstreamProtocolError(`ReadyForQuery answered a ${unit?.kind ?? 'missing'} request`);
+    }
+    this.transactionStatus = msg[5]! as TransactionStatus;
+    if (unit.kind === 'sync' && unit.refusal && !unit.sawError) this.outbox.add(unit.refusal);
+    this.outbox.pass(msg);
+    this.awaitingReady -= 1;
+    if (this.awaitingReady === 0 && this.idleWaiters.length > 0) {
+      // Whatever is queued for the agent must go out before the locally answered refusal.
+      this.writeClient(this.outbox.take());
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  // ---------------------------------------------------------------- ending
+
+  private fail(err: unknown): void {
+    if (this.ended) return;
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof PostgresGatewayError) {
+      // The agent gets the reason in the protocol's own form before the connection closes.
+      this.writeClient([errorResponse({ severity: 'FATAL', code: err.sqlState, message })]);
+      this.context.log.warn({ sessionId: this.context.sessionId, code: err.code }, message);
+    } else {
+      this.context.log.error({ err, sessionId: this.context.sessionId }, 'session failed');
+    }
+    this.end({ outcome: 'failed', failure: message });
+  }
+
+  /** The journal refused a record: stop forwarding anything and end the session. */
+  auditFailed(err: Error): void {
+    this.fail(new AuditUnavailableError(err));
+  }
+
+  private end(end: SessionEnd): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.cancelHold?.();
+    for (const w of this.idleWaiters) w();
+    this.idleWaiters = [];
+    this.client.end();
+    this.upstream.destroy();
+    this.context.policy.endSession(this.context.sessionId);
+    // A client that is gone cannot take a FIN politely; do not wait for it forever.
+    setTimeout(() => this.client.destroy(), 1000).unref();
+    this.finish(end);
+  }
+}
+
+function emptyRun(via: StatementRun['via'], text: string, decision: PolicyDecision | null): StatementRun {
+  return {
+    text,
+    via,
+    statementName: '',
+    portal: '',
+    parameters: [],
+    decision,
+    startNs: 0n,
+    rows: 0,
+    columns: null,
+    masker: undefined,
+    copy: null,
+  };
+}
+
+function withFormats(columns: Column[], resultFormats: readonly FormatCode[]): Column[] {
+  if (resultFormats.length === 0) return columns.map((c) => ({ ...c, format: FormatCode.Text }));
+  return columns.map((c, i) => ({ ...c, format: resultFormats.length === 1 ? resultFormats[0]! : (resultFormats[i] ?? FormatCode.Text) }));
+}
+
+function decisionRecord(decision: PolicyDecision): PolicyDecisionRecord {
+  const action = decision.action === 'allow' ? 'POLICY_ACTION_ALLOW' : decision.action === 'deny' ? 'POLICY_ACTION_DENY' : 'POLICY_ACTION_REVIEW';
+  return { action, rule: decision.rule ?? '', reason: decision.action === 'allow' ? '' : decision.reason };
+}
+
+function denial(message: string, detail: string): Buffer {
+  return errorResponse({ severity: 'ERROR', code: SqlState.InsufficientPrivilege, message, detail });
+}
+
+/** Rewrites a DataRow with masked values, each field by the format the client asked for. */
+function maskRow(msg: Buffer, masker: Masker, columns: Column[] | null): Buffer {
+  const fields = dataRowFields(msg);
+  return dataRow(fields.map((value, i) => (columns?.[i]?.format === FormatCode.Binary ? masker.maskBinary(i, value) : masker.mask(i, value))));
+}

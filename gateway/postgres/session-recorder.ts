@@ -1,0 +1,77 @@
+import type { Session } from '../../proto/generated/gapwatch/v1/Session';
+import type { SessionEvent } from '../../proto/generated/gapwatch/v1/SessionEvent';
+import type { JournalPosition, JournalWriter } from '../journal/contract';
+
+export type EventDetail = Omit<SessionEvent, 'sessionId' | 'eventSeq' | 'timeUnixNano'>;
+
+export function unixNanos(ms: number = Date.now()): string {
+  return (BigInt(Math.round(ms * 1000)) * 1000n).toString();
+}
+
+/** Wall-clock nanoseconds with the precision of hrtime, anchored once per process. */
+const anchorMs = Date.now();
+const anchorHr = process.hrtime.bigint();
+export function nowNanos(): bigint {
+  return BigInt(anchorMs) * 1_000_000n + (process.hrtime.bigint() - anchorHr);
+}
+
+/**
+ * Writes one session's records to the journal: the session when it opens and when it ends, and its
+ * events in order (event_seq from 1). Appends are issued in call order; `durable()` resolves once
+ * every record appended so far is on disk, which is what the proxy awaits before forwarding a
+ * statement upstream (write-ahead audit). A failed append fails the session: the gateway does not
+ * forward what it could not record.
+ */
+export class SessionRecorder {
+  private eventSeq = 0;
+  private pending: Array<Promise<JournalPosition>> = [];
+  private failure: Error | null = null;
+
+  constructor(
+    private readonly journal: JournalWriter,
+    readonly session: Session,
+    private readonly onFailure: (err: Error) => void,
+  ) {}
+
+  get sessionId(): string {
+    return this.session.sessionId!;
+  }
+
+  private track(promise: Promise<JournalPosition>): Promise<JournalPosition> {
+    this.pending.push(promise);
+    promise.catch((err: unknown) => {
+      if (this.failure) return;
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      this.onFailure(this.failure);
+    });
+    return promise;
+  }
+
+  /** Appends the session record as it stands (opened, or updated with its end). */
+  writeSession(update: Partial<Session> = {}): Promise<JournalPosition> {
+    Object.assign(this.session, update);
+    return this.track(this.journal.append({ session: { ...this.session } }));
+  }
+
+  event(detail: EventDetail): Promise<JournalPosition> {
+    this.eventSeq += 1;
+    return this.track(
+      this.journal.append({
+        event: { sessionId: this.sessionId, eventSeq: this.eventSeq, timeUnixNano: nowNanos().toString(), ...detail },
+      }),
+    );
+  }
+
+  /** Resolves when everything appended so far is durable; rejects if any append failed. */
+  async durable(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.pending.length === 0) return;
+    const pending = this.pending;
+    this.pending = [];
+    await Promise.all(pending);
+  }
+
+  get hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+}

@@ -1,0 +1,412 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client, DatabaseError } from 'pg';
+import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
+import type { SessionEvent__Output } from '../../../proto/generated/gapwatch/v1/SessionEvent';
+import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
+import { runCli } from '../../support/host';
+import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
+import { selfSignedCertificate } from '../../support/postgres';
+import { nodeClient, pgbench, psql, rawConnection, readUntilClose, spawnClient, type Target } from './clients';
+
+/**
+ * The PostgreSQL gateway end to end: real clients (psql, node pg, pgbench) through the real gateway
+ * (journal, identity store, policy engine) to a real PostgreSQL 15, compared with the same clients
+ * going direct; then the journal is read back and checked.
+ */
+
+const sessions = (records: JournalRecord__Output[]): Session__Output[] => records.flatMap((r) => (r.session ? [r.session] : []));
+const events = (records: JournalRecord__Output[], sessionId?: string): SessionEvent__Output[] =>
+  records.flatMap((r) => (r.event && (sessionId === undefined || r.event.sessionId === sessionId) ? [r.event] : []));
+/** The last record of each session (its end, once it ended). */
+const finalSessions = (records: JournalRecord__Output[]): Map<string, Session__Output> => new Map(sessions(records).map((s) => [s.sessionId, s]));
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', function () {
+  this.timeout(120_000);
+  let gw: GatewayUnderTest;
+  let viaGateway: Target;
+  let direct: Target;
+  let certDir: string;
+
+  before(async () => {
+    certDir = mkdtempSync(join(tmpdir(), 'gapwatch-gw-tls-'));
+    const tls = selfSignedCertificate(certDir);
+    gw = await startGateway({
+      postgres: { tls },
+      policy: {
+        builtinRules: false,
+        default: 'allow',
+        reviewTimeoutSeconds: 3,
+        rules: [
+          { name: 'secrets-read-only', relations: ['secrets', '*.secrets'], classes: ['write', 'ddl', 'copy_from'], action: 'deny', reason: 'secrets are read-only for agents' },
+          { name: 'no-copy-program', classes: ['copy_program'], action: 'deny', reason: 'COPY … PROGRAM runs commands on the server' },
+          { name: 'held-needs-review', relations: ['held', '*.held'], classes: ['write'], action: 'review', reason: 'writes to held need a human' },
+          { name: 'mask-customers', relations: ['customers', '*.customers'], action: 'mask', mask: { columns: ['email'], values: ['card_number'] } },
+        ],
+      },
+    });
+    viaGateway = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    direct = { host: gw.pg.host, port: gw.pg.port, user: gw.pg.user, password: gw.pg.password, database: gw.pg.database };
+    await gw.pg.admin(
+      [
+        'SET ROLE gw_upstream',
+        'CREATE TABLE items (id int PRIMARY KEY, name text, price numeric)',
+        "INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 100) g",
+        'CREATE TABLE copy_target (id int, name text)',
+        "CREATE TABLE secrets (id int, value text); INSERT INTO secrets VALUES (1, 'launch code')",
+        'CREATE TABLE held (id int)',
+        'CREATE TABLE customers (id int, name text, email text, note text)',
+        "INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', 'card 4111 1111 1111 1111 on file'), (2, 'Bob', 'bob@example.org', 'none')",
+      ].join(';\n'),
+      gw.pg.database,
+    );
+  });
+
+  after(async () => {
+    await gw?.stop();
+    if (certDir) rmSync(certDir, { recursive: true, force: true });
+  });
+
+  describe('transparency and audit', () => {
+    it('psql (simple protocol) gets the same results and errors through the gateway as direct', async () => {
+      const script = ['-c', 'SELECT id, name, price FROM items ORDER BY id', '-c', 'SELECT count(*), sum(price) FROM items', '-c', "SELECT 'a;b' AS x; SELECT 2"];
+      const [through, straight] = await Promise.all([psql(viaGateway, script), psql(direct, script)]);
+      assert.equal(through.code, 0, through.stderr);
+      assert.equal(through.stdout, straight.stdout);
+      assert.match(through.stdout, /^1\|item 1\|1\.5$/m);
+      const failing = ['-c', 'SELECT 1/0'];
+      const [e1, e2] = await Promise.all([psql(viaGateway, failing), psql(direct, failing)]);
+      assert.equal(e1.code, e2.code);
+      assert.equal(e1.stderr, e2.stderr);
+      assert.match(e1.stderr, /division by zero/);
+    });
+
+    it('psql \\copy in and out works and is journaled with direction, rows and bytes', async () => {
+      const input = '1\tone\n2\ttwo\n3\tthree\n';
+      const copyIn = await psql(viaGateway, ['-c', '\\copy copy_target FROM STDIN'], {}, input);
+      assert.equal(copyIn.code, 0, copyIn.stderr);
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM copy_target', gw.pg.database), '3');
+      const copyOut = await psql(viaGateway, ['-c', '\\copy (SELECT id, name FROM copy_target ORDER BY id) TO STDOUT']);
+      assert.equal(copyOut.stdout, input);
+      // Results are journaled right after they are forwarded, so the client may finish first.
+      const [inbound, outbound] = await until('both COPY records', async () => {
+        const copies = events(await gw.records()).flatMap((e) => (e.copy ? [e.copy] : []));
+        const i = copies.find((c) => c.direction === 'in' && c.statement.includes('copy_target'));
+        const o = copies.find((c) => c.direction === 'out' && c.statement.includes('copy_target'));
+        return i && o ? [i, o] : null;
+      });
+      assert.equal(inbound.rows, '3');
+      assert.equal(inbound.bytes, String(Buffer.byteLength(input)));
+      assert.equal(outbound.rows, '3');
+      assert.equal(outbound.bytes, String(Buffer.byteLength(input)));
+    });
+
+    it('node pg (extended protocol, parameters, named statements) matches direct, and the journal has parameters, tags and rows', async () => {
+      const run = async (client: Client): Promise<unknown[]> => {
+        const out: unknown[] = [];
+        out.push((await client.query('SELECT id, name FROM items WHERE id = ANY($1::int[]) ORDER BY id', [[3, 1, 2]])).rows);
+        for (let i = 0; i < 2; i++) out.push((await client.query({ name: 'by_price', text: 'SELECT count(*) AS n FROM items WHERE price > $1', values: [50 + i] })).rows);
+        out.push((await client.query('SELECT $1::bytea AS b, $2::text AS t, $3::int AS n', [Buffer.from([0xde, 0xad]), 'héllo', null])).rows);
+        const err = await client.query('SELECT * FROM no_such_table WHERE id = $1', [1]).catch((e: DatabaseError) => e);
+        out.push([(err as DatabaseError).code, (err as DatabaseError).message]);
+        out.push((await client.query('SELECT 42 AS after_error')).rows);
+        return out;
+      };
+      const a = await nodeClient(viaGateway);
+      const b = await nodeClient(direct);
+      try {
+        assert.deepEqual(await run(a), await run(b));
+      } finally {
+        await a.end();
+        await b.end();
+      }
+      const statements = events(await gw.records()).flatMap((e) => (e.statement && e.statement.via === 'extended' ? [e.statement] : []));
+      const byPrice = statements.filter((s) => s.text.includes('price > $1') && s.commandTag !== '');
+      assert.deepEqual(byPrice.map((s) => s.parameters), [['50'], ['51']]);
+      assert.ok(byPrice.every((s) => s.commandTag === 'SELECT 1' && s.rows === '1' && s.statementName === 'by_price'));
+      const mixed = statements.find((s) => s.text.startsWith('SELECT $1::bytea'));
+      assert.deepEqual(mixed?.parameters, ['\\xdead', 'héllo', 'NULL']);
+      assert.deepEqual(mixed?.result?.columns, ['b', 't', 'n']);
+      const failed = statements.find((s) => s.text.includes('no_such_table'));
+      assert.equal(failed?.errorCode, '42P01');
+      assert.match(failed?.errorMessage ?? '', /no_such_table/);
+    });
+
+    it('pgbench -M simple, extended and prepared complete through the gateway', async () => {
+      const init = await pgbench(direct, ['-i', '-s', '1', '-q']);
+      assert.equal(init.code, 0, init.stderr);
+      for (const mode of ['simple', 'extended', 'prepared']) {
+        const result = await pgbench(viaGateway, ['-n', '-M', mode, '-c', '2', '-j', '1', '-t', '25']);
+        assert.equal(result.code, 0, `${mode}: ${result.stderr}`);
+        assert.match(result.stdout, /number of transactions actually processed: 50\/50/, mode);
+        assert.match(result.stdout, /number of failed transactions: 0/, mode);
+      }
+      const updates = events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts'));
+      assert.ok(updates.length >= 150, `expected every pgbench UPDATE journaled, found ${updates.length}`);
+    });
+
+    it('a cancel from psql stops the statement upstream; a CancelRequest with another key cancels nothing', async () => {
+      const sleeper = spawnClient('psql', ['-X', '-c', 'SELECT pg_sleep(60)'], viaGateway);
+      await until('pg_sleep to run upstream', async () =>
+        (await gw.pg.admin("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'")) === '1',
+      );
+      // A forged key: nothing may happen to anyone's statement.
+      const forged = await rawConnection(gw.port);
+      const cancel = Buffer.alloc(16);
+      cancel.writeInt32BE(16, 0);
+      cancel.writeInt32BE(80877102, 4);
+      cancel.writeInt32BE(12345, 8);
+      cancel.writeInt32BE(67890, 12);
+      forged.end(cancel);
+      await readUntilClose(forged);
+      assert.equal(await gw.pg.admin("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'"), '1');
+      sleeper.child.kill('SIGINT'); // psql sends a CancelRequest with the key the gateway gave it
+      const result = await sleeper.done;
+      assert.match(result.stderr, /canceling statement due to user request/);
+      const canceled = await until('the canceled statement in the journal', async () =>
+        events(await gw.records()).find((e) => e.statement?.text === 'SELECT pg_sleep(60)'),
+      );
+      assert.equal(canceled.statement?.errorCode, '57014');
+    });
+
+    it('journals the session: identity, client address and port, upstream local port, bytes, outcome; statements only after their write-ahead record', async () => {
+      const client = await nodeClient(viaGateway);
+      const clientPort = (client as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort;
+      const upstreamPort = Number((await client.query('SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()')).rows[0].client_port);
+      await client.query("SELECT 'audit me' AS marker");
+      await client.end();
+      const records = await until('the session end record', async () => {
+        const all = await gw.records();
+        const s = sessions(all).find((x) => x.client?.port === clientPort && x.outcome === 'SESSION_OUTCOME_CLOSED');
+        return s ? all : null;
+      });
+      const end = sessions(records).find((x) => x.client?.port === clientPort && x.outcome === 'SESSION_OUTCOME_CLOSED')!;
+      const open = sessions(records).find((x) => x.sessionId === end.sessionId && x.outcome === 'SESSION_OUTCOME_OPEN');
+      assert.ok(open, 'the session is journaled when it opens');
+      assert.equal(end.identity?.subject, `agent:${gw.login}`);
+      assert.equal(end.identity?.claims.repository, 'acme/shop');
+      assert.equal(end.resource, 'orders');
+      assert.equal(end.database, 'orders');
+      assert.equal(end.targetUser, gw.pg.user);
+      assert.equal(end.client?.ip, '127.0.0.1');
+      assert.equal(end.upstreamLocal?.port, upstreamPort);
+      assert.equal(end.upstream?.port, gw.pg.port);
+      assert.equal(end.listener?.port, gw.port);
+      assert.ok(Number(end.bytesFromClient) > 0 && Number(end.bytesToClient) > 0);
+      assert.ok(BigInt(end.endUnixNano) >= BigInt(end.startUnixNano));
+      const seqOf = (pred: (r: JournalRecord__Output) => boolean): bigint => BigInt(records.find(pred)!.seq);
+      const request = seqOf((r) => r.event?.sessionId === end.sessionId && (r.event.pgRequest?.messages ?? []).some((m) => m.text.includes('audit me')));
+      const statement = seqOf((r) => r.event?.sessionId === end.sessionId && (r.event.statement?.text.includes('audit me') ?? false));
+      assert.ok(request < statement, 'the request is journaled before its result');
+      const result = events(records, end.sessionId).find((e) => e.statement?.text.includes('audit me'))!.statement!;
+      assert.equal(result.commandTag, 'SELECT 1');
+      assert.deepEqual(result.result?.columns, ['marker']);
+      assert.equal(result.result?.rows, '1');
+      assert.equal(result.policy?.action, 'POLICY_ACTION_ALLOW');
+      const seqs = events(records, end.sessionId).map((e) => Number(e.eventSeq));
+      assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'event_seq counts from 1 without gaps');
+    });
+
+    it('refuses a wrong token and journals the session as rejected', async () => {
+      const result = await psql({ ...viaGateway, password: 'gwt_not-the-token' }, ['-c', 'SELECT 1']);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /password authentication failed for user "claude-ci"/);
+      await until('the rejected session in the journal', async () =>
+        [...finalSessions(await gw.records()).values()].some((s) => s.outcome === 'SESSION_OUTCOME_REJECTED' && /password authentication failed/.test(s.failure)),
+      );
+      const unknownDb = await psql({ ...viaGateway, database: 'nope' }, ['-c', 'SELECT 1']);
+      assert.match(unknownDb.stderr, /no PostgreSQL resource for database "nope"/);
+    });
+
+    it('speaks TLS to agents that ask for it', async () => {
+      const result = await psql(viaGateway, ['-c', '\\conninfo', '-c', 'SELECT 7'], { PGSSLMODE: 'require' });
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /SSL connection \(protocol: TLSv1\.[23]/);
+      assert.match(result.stdout, /^7$/m);
+    });
+  });
+
+  describe('policy before execution', () => {
+    const secretsCount = (): Promise<string> => gw.pg.admin('SELECT count(*) FROM secrets', gw.pg.database);
+
+    it('denies a write with SQLSTATE 42501 and the reason, catches evasions, and nothing reaches the server', async () => {
+      const attempts = [
+        'DELETE FROM secrets',
+        'WITH gone AS (DELETE FROM secrets RETURNING *) SELECT count(*) FROM gone',
+        'SELECT 1; DELETE FROM secrets',
+        '/* harmless */ dElEtE   FROM "secrets" -- really',
+        'delete from public.secrets',
+        'PREPARE wipe AS DELETE FROM secrets',
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+      ];
+      for (const sql of attempts) {
+        const result = await psql(viaGateway, ['-v', 'VERBOSITY=verbose', '-c', sql]);
+        assert.notEqual(result.code, 0, sql);
+        assert.match(result.stderr, /42501/, sql);
+        assert.match(result.stderr, /secrets are read-only for agents|COPY … PROGRAM runs commands/, sql);
+      }
+      const client = await nodeClient(viaGateway);
+      try {
+        const err = await client.query('DELETE FROM secrets WHERE id = $1', [1]).catch((e: DatabaseError) => e);
+        assert.equal((err as DatabaseError).code, '42501');
+        assert.deepEqual((await client.query('SELECT count(*)::int AS n FROM secrets')).rows, [{ n: 1 }], 'the session goes on after a refusal');
+      } finally {
+        await client.end();
+      }
+      assert.equal(await secretsCount(), '1');
+      const denials = events(await gw.records()).filter((e) => e.policy?.action === 'POLICY_ACTION_DENY');
+      assert.ok(denials.length >= attempts.length + 1);
+      assert.ok(denials.every((e) => e.policy!.rule === 'secrets-read-only' || e.policy!.rule === 'no-copy-program'));
+    });
+
+    const heldCount = (): Promise<string> => gw.pg.admin('SELECT count(*) FROM held', gw.pg.database);
+
+    /** Runs a held statement; resolves with its review id once the client got the notice. */
+    async function heldInsert(client: Client, value: number): Promise<{ reviewId: string; result: Promise<unknown> }> {
+      const notice = new Promise<string>((resolve) =>
+        client.on('notice', (n) => {
+          const id = /held for review (\S+):/.exec(n.message ?? '')?.[1];
+          if (id) resolve(id);
+        }),
+      );
+      const result = client.query('INSERT INTO held VALUES ($1)', [value]).then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+      return { reviewId: await notice, result };
+    }
+
+    it('holds a statement for review with a live session and runs it once a human approves', async () => {
+      const client = await nodeClient(viaGateway);
+      try {
+        const { reviewId, result } = await heldInsert(client, 1);
+        assert.equal(await heldCount(), '0', 'nothing ran while held');
+        const approved = await runCli(['approve', reviewId, '--as', 'alice', '--config', gw.configFile]);
+        assert.equal(approved.code, 0, approved.stderr);
+        const outcome = await result;
+        assert.equal((outcome as { command?: string }).command, 'INSERT');
+        assert.equal(await heldCount(), '1');
+        const decisions = events(await gw.records()).filter((e) => e.policy?.reviewId === reviewId).map((e) => [e.policy!.action, e.policy!.reviewer]);
+        assert.deepEqual(decisions, [
+          ['POLICY_ACTION_REVIEW', ''],
+          ['POLICY_ACTION_APPROVED', 'alice'],
+        ]);
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('refuses a held statement when the reviewer denies it or nobody answers in time', async () => {
+      const client = await nodeClient(viaGateway);
+      try {
+        const denied = await heldInsert(client, 2);
+        const cli = await runCli(['deny', denied.reviewId, '--as', 'bob', '--reason', 'not today', '--config', gw.configFile]);
+        assert.equal(cli.code, 0, cli.stderr);
+        const err = (await denied.result) as DatabaseError;
+        assert.equal(err.code, '42501');
+        assert.match(err.message, /denied by bob: not today/);
+        const timedOut = await heldInsert(client, 3);
+        const late = (await timedOut.result) as DatabaseError;
+        assert.equal(late.code, '42501');
+        assert.match(late.message, /timed out/);
+        assert.equal(await heldCount(), '1');
+        assert.deepEqual((await client.query('SELECT 5 AS n')).rows, [{ n: 5 }]);
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('masks configured columns and value patterns before rows leave the gateway', async () => {
+      const sql = 'SELECT id, name, email, note FROM customers ORDER BY id';
+      const through = await psql(viaGateway, ['-c', sql]);
+      const straight = await psql(direct, ['-c', sql]);
+      assert.match(straight.stdout, /ada@example\.com/);
+      assert.doesNotMatch(through.stdout, /ada@example\.com|bob@example\.org|4111 1111 1111 1111/);
+      assert.match(through.stdout, /^1\|Ada\|/m);
+      const client = await nodeClient(viaGateway);
+      try {
+        const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
+        assert.notEqual(rows[0]!.email, 'ada@example.com');
+        assert.doesNotMatch(rows[0]!.note, /4111/);
+        // A card number sent as a parameter stays out of the journal too.
+        await client.query('SELECT count(*) FROM customers WHERE note LIKE $1 AND id = $2', ['%4111 1111 1111 1111%', 1]);
+      } finally {
+        await client.end();
+      }
+      const all = events(await gw.records());
+      const summary = all.find((e) => e.statement?.text === sql)?.statement?.result;
+      assert.ok(summary?.maskedColumns.includes('email'), JSON.stringify(summary));
+      const byNote = all.find((e) => e.statement?.text.includes('note LIKE $1'))?.statement;
+      assert.deepEqual(byNote?.parameters, ['[redacted]', '1']);
+      const bind = all.flatMap((e) => e.pgRequest?.messages ?? []).find((m) => m.type === 'Bind' && m.parameters.some((p) => p.redacted));
+      assert.ok(bind, 'the write-ahead record withholds the value as well');
+      assert.doesNotMatch(JSON.stringify(all), /4111 1111 1111 1111/);
+    });
+  });
+
+  describe('bad input', () => {
+    const stillServing = async (): Promise<void> => {
+      const ok = await psql(viaGateway, ['-c', 'SELECT 99']);
+      assert.equal(ok.stdout.trim(), '99', ok.stderr);
+    };
+
+    it('closes a connection that sends random bytes, an absurd length or a truncated startup, and keeps serving others', async () => {
+      const before = (await gw.records()).length;
+      for (const garbage of [randomBytes(64), Buffer.from([0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4]), Buffer.from([0, 0, 0, 40, 0, 3, 0, 0, 0x75])]) {
+        const socket = await rawConnection(gw.port);
+        const closed = readUntilClose(socket);
+        socket.write(garbage);
+        if (garbage.length === 9) socket.end(); // truncated startup, then the client vanishes
+        await closed;
+        await stillServing();
+      }
+      const failed = await until('three failed sessions', async () => {
+        const s = sessions((await gw.records()).slice(before)).filter((x) => x.outcome === 'SESSION_OUTCOME_FAILED');
+        return s.length >= 3 ? s : null;
+      });
+      assert.ok(failed.every((s) => s.failure !== '' && s.client?.port));
+    });
+
+    it('ends an established session on an absurd message length or a client vanishing mid-message, journaled as failed', async () => {
+      const client = await nodeClient(viaGateway);
+      const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+      const port = stream.localPort;
+      const ended = new Promise<void>((resolve) => stream.on('close', () => resolve()));
+      client.on('error', () => undefined);
+      stream.write(Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xf0]));
+      await ended;
+      await stillServing();
+
+      const second = await nodeClient(viaGateway);
+      second.on('error', () => undefined);
+      const stream2 = (second as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+      const port2 = stream2.localPort;
+      stream2.write(Buffer.from([0x51, 0, 0, 0, 100, 0x53, 0x45])); // a Query that never finishes
+      await new Promise((r) => setTimeout(r, 100));
+      stream2.destroy();
+      await stillServing();
+
+      const ends = await until('both failed sessions', async () => {
+        const final = finalSessions(await gw.records());
+        const a = [...final.values()].find((s) => s.client?.port === port && s.outcome === 'SESSION_OUTCOME_FAILED');
+        const b = [...final.values()].find((s) => s.client?.port === port2 && s.outcome === 'SESSION_OUTCOME_FAILED');
+        return a && b ? [a, b] : null;
+      });
+      assert.match(ends[0]!.failure, /exceeds the gateway's limit/);
+      assert.match(ends[1]!.failure, /disconnected in the middle of a message/);
+    });
+  });
+});
