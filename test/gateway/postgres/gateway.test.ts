@@ -336,6 +336,14 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.match(straight.stdout, /ada@example\.com/);
       assert.doesNotMatch(through.stdout, /ada@example\.com|bob@example\.org|4111 1111 1111 1111/);
       assert.match(through.stdout, /^1\|Ada\|/m);
+      // The rule names the customers table: once the gateway has looked the result's table up,
+      // the same column name in another table is left alone.
+      await gw.pg.admin("SET ROLE gw_upstream; CREATE TABLE contacts (email text); INSERT INTO contacts VALUES ('carol@example.net')", gw.pg.database);
+      const other = await psql(viaGateway, ['-c', 'SELECT email FROM contacts', '-c', 'SELECT email FROM customers WHERE id = 2']);
+      assert.equal(other.code, 0, other.stderr);
+      const [contactEmail, customerEmail] = other.stdout.trim().split('\n');
+      assert.equal(contactEmail, 'carol@example.net');
+      assert.notEqual(customerEmail, 'bob@example.org');
       const client = await nodeClient(viaGateway);
       try {
         const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
