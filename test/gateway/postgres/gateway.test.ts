@@ -154,8 +154,10 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         assert.match(result.stdout, /number of transactions actually processed: 50\/50/, mode);
         assert.match(result.stdout, /number of failed transactions: 0/, mode);
       }
-      const updates = events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts'));
-      assert.ok(updates.length >= 150, `expected every pgbench UPDATE journaled, found ${updates.length}`);
+      // Every UPDATE of pgbench_accounts (one per transaction, 3 × 50) is journaled with its tag.
+      await until('every pgbench UPDATE in the journal', async () =>
+        events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts')).length === 150,
+      );
     });
 
     it('a cancel from psql stops the statement upstream; a CancelRequest with another key cancels nothing', async () => {
@@ -329,6 +331,18 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       }
     });
 
+    it('releases a held statement when the agent cancels it (psql Ctrl-C), and it never runs', async () => {
+      const held = spawnClient('psql', ['-X', '-c', 'INSERT INTO held VALUES (42)'], viaGateway);
+      let stderr = '';
+      held.child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+      await until('the review notice', async () => /held for review/.test(stderr));
+      held.child.kill('SIGINT');
+      const result = await held.done;
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /canceling statement due to user request/);
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM held WHERE id = 42', gw.pg.database), '0');
+    });
+
     it('masks configured columns and value patterns before rows leave the gateway', async () => {
       const sql = 'SELECT id, name, email, note FROM customers ORDER BY id';
       const through = await psql(viaGateway, ['-c', sql]);
@@ -354,7 +368,10 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       } finally {
         await client.end();
       }
-      const all = events(await gw.records());
+      const all = await until('the last statement record', async () => {
+        const found = events(await gw.records());
+        return found.some((e) => e.statement?.text.includes('note LIKE $1')) ? found : null;
+      });
       const summary = all.find((e) => e.statement?.text === sql)?.statement?.result;
       assert.ok(summary?.maskedColumns.includes('email'), JSON.stringify(summary));
       const byNote = all.find((e) => e.statement?.text.includes('note LIKE $1'))?.statement;
