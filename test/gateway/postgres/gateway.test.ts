@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client, DatabaseError } from 'pg';
@@ -220,6 +220,48 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.equal(result.policy?.action, 'POLICY_ACTION_ALLOW');
       const seqs = events(records, end.sessionId).map((e) => Number(e.eventSeq));
       assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'event_seq counts from 1 without gaps');
+    });
+
+    it('passes function calls (psql large objects use FunctionCall) and journals them', async () => {
+      const file = join(certDir, 'blob.bin');
+      const back = join(certDir, 'blob.out');
+      const blob = randomBytes(3000);
+      writeFileSync(file, blob);
+      const imported = await psql(viaGateway, ['-c', `\\lo_import ${file}`]);
+      assert.equal(imported.code, 0, imported.stderr);
+      const oid = /lo_import (\d+)/.exec(imported.stdout)?.[1];
+      assert.ok(oid, imported.stdout);
+      const exported = await psql(viaGateway, ['-c', `\\lo_export ${oid} ${back}`]);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.deepEqual(readFileSync(back), blob);
+      const calls = await until('function call records', async () => {
+        const found = events(await gw.records()).filter((e) => e.statement?.via === 'function_call');
+        return found.length >= 4 ? found : null;
+      });
+      assert.ok(calls.every((e) => e.statement!.text.startsWith('function ') && e.statement!.commandTag === 'FUNCTION CALL'));
+    });
+
+    it('declines GSSAPI encryption and carries on with the startup', async () => {
+      const socket = await rawConnection(gw.port);
+      const answers: Buffer[] = [];
+      socket.on('data', (c: Buffer) => answers.push(c));
+      const gssenc = Buffer.alloc(8);
+      gssenc.writeInt32BE(8, 0);
+      gssenc.writeInt32BE(80877104, 4);
+      socket.write(gssenc);
+      await until('the answer to GSSENCRequest', async () => answers.length > 0);
+      assert.equal(Buffer.concat(answers).toString(), 'N');
+      const params = Buffer.from(`user\0${gw.login}\0database\0orders\0\0`);
+      const startup = Buffer.alloc(8);
+      startup.writeInt32BE(8 + params.length, 0);
+      startup.writeInt32BE(196608, 4);
+      socket.write(Buffer.concat([startup, params]));
+      await until('the SASL offer', async () => Buffer.concat(answers).length > 1);
+      const reply = Buffer.concat(answers).subarray(1);
+      assert.equal(String.fromCharCode(reply[0]!), 'R');
+      assert.equal(reply.readInt32BE(5), 10, 'AuthenticationSASL');
+      assert.match(reply.toString(), /SCRAM-SHA-256/);
+      socket.destroy();
     });
 
     it('refuses a wrong token and journals the session as rejected', async () => {
