@@ -11,6 +11,7 @@ import { dataRow, errorResponse, noticeResponse, readyForQuery } from './backend
 import { AuditUnavailableError, FrontendProtocolError, PostgresGatewayError, UpstreamProtocolError } from './errors';
 import type { FrontendMessage, FrontendParser } from './frontend-parser';
 import { BackendType, FormatCode, FrontendType, SqlState, TargetKind, TransactionStatus } from './protocol';
+import type { RelationNames } from './relation-names';
 import { nowNanos, type SessionRecorder } from './session-recorder';
 
 /**
@@ -30,6 +31,8 @@ interface Column {
   tableOid: number;
   typeOid: number;
   format: FormatCode;
+  /** "schema.table" once looked up. */
+  relation?: string;
 }
 
 interface PreparedStatement {
@@ -74,6 +77,8 @@ type Unit =
 
 export interface ProxyContext {
   sessionId: string;
+  /** Table names for result columns' table OIDs, for table-qualified mask rules. */
+  relations: RelationNames;
   resource: string;
   identity: AgentIdentity;
   policy: PolicyEngine;
@@ -120,6 +125,9 @@ class Outbox {
 
 const PAUSE_CLIENT_AT_BYTES = 8 << 20;
 
+/** Returned by the backend message handler to stop the stream until an asynchronous step is done. */
+const BLOCKED = Symbol('blocked');
+
 export class ProxySession {
   private readonly framer = new BackendFramer();
   private readonly outbox = new Outbox();
@@ -138,6 +146,8 @@ export class ProxySession {
   private batchRefusal: Buffer | null = null;
   private forwardedInBatch = false;
   private copyIn: StatementRun | null = null;
+  private upstreamBlocked = false;
+  private heldBackend: Buffer | null = null;
   private draining = false;
   private dataWhileDraining = false;
   private cancelHold: (() => void) | null = null;
@@ -546,13 +556,56 @@ export class ProxySession {
   private onUpstreamData(chunk: Buffer): void {
     if (this.ended) return;
     this.framer.push(chunk);
+    if (!this.upstreamBlocked) this.processUpstream();
+  }
+
+  private processUpstream(): void {
     try {
-      for (let msg = this.framer.next(); msg; msg = this.framer.next()) this.onBackendMessage(msg);
+      while (!this.upstreamBlocked && !this.ended) {
+        const msg = this.heldBackend ?? this.framer.next();
+        this.heldBackend = null;
+        if (!msg) break;
+        if (this.onBackendMessage(msg) === BLOCKED) this.heldBackend = msg;
+      }
     } catch (err) {
       this.fail(err);
       return;
     }
     this.writeClient(this.outbox.take());
+  }
+
+  /**
+   * Decides the masker of a result set at its first row. When masking applies and the columns'
+   * tables are not named yet, the stream stops (this row held back) until they are looked up.
+   */
+  private prepareMasker(run: StatementRun): typeof BLOCKED | void {
+    const columns = run.columns;
+    const masker = this.maskerFor(run);
+    if (!masker || !columns || columns.every((c) => c.tableOid === 0 || c.relation !== undefined)) {
+      run.masker = masker;
+      return;
+    }
+    const relations = this.context.relations;
+    const named = (): void => {
+      for (const c of columns) c.relation = relations.known(c.tableOid);
+    };
+    named();
+    if (columns.every((c) => c.tableOid === 0 || c.relation !== undefined)) {
+      run.masker = this.maskerFor(run);
+      return;
+    }
+    this.upstreamBlocked = true;
+    this.upstream.pause();
+    void relations.resolve(columns.map((c) => c.tableOid)).then(() => {
+      named();
+      // Still unnamed (dropped table, failed lookup): the policy masks as if it were any table.
+      run.masker = this.maskerFor(run);
+      this.upstreamBlocked = false;
+      if (this.ended) return;
+      this.upstream.resume();
+      this.processUpstream();
+    });
+    return BLOCKED;
   }
 
   private writeClient(parts: Buffer[]): void {
@@ -591,14 +644,14 @@ export class ProxySession {
     return null;
   }
 
-  private onBackendMessage(msg: Buffer): void {
+  private onBackendMessage(msg: Buffer): typeof BLOCKED | void {
     const type = msg[0]!;
     switch (type) {
       case BackendType.DataRow: {
         const run = this.currentRun();
         if (run) {
+          if (run.masker === undefined && this.prepareMasker(run) === BLOCKED) return BLOCKED;
           run.rows += 1;
-          if (run.masker === undefined) run.masker = this.maskerFor(run);
           if (run.masker) {
             this.outbox.add(maskRow(msg, run.masker, run.columns));
             return;
