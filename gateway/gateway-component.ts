@@ -1,6 +1,7 @@
 import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
+import { HttpGateway } from './http/listener';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
@@ -15,7 +16,10 @@ export function gatewayComponent(config: Config, log: Logger): Component {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
+  let http: HttpGateway | null = null;
   const stopAll = async (): Promise<void> => {
+    await http?.stop();
+    http = null;
     await postgres?.stop();
     postgres = null;
     policy?.close();
@@ -32,6 +36,11 @@ export function gatewayComponent(config: Config, log: Logger): Component {
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
         const lines = await postgres.start();
+        // The HTTP listener serves only configured resources; without any it does not listen.
+        if (config.gateway.http.resources.length > 0) {
+          http = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
+          lines.push(...(await http.start()));
+        }
         return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
       } catch (err) {
         await stopAll();

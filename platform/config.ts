@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
@@ -80,6 +81,7 @@ const gatewaySchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
     .default('gw-local'),
   postgres: postgresGatewaySchema.prefault({}),
+  http: httpGatewayConfigSchema.prefault({}),
   /** The hash-chained audit journal (gateway/journal/), under <dataDir>/journal/<id>/. */
   journal: z
     .strictObject({
