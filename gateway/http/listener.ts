@@ -325,7 +325,9 @@ export class HttpGateway implements Component {
     const body = jsonBody(err, extra);
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
     if (err.status === HttpStatus.Unauthorized) headers['www-authenticate'] = 'Bearer realm="gapwatch"';
-    if (!req.complete) headers.connection = 'close';
+    // Unread body bytes must not be parsed as a next request, and after a framing refusal nothing
+    // more on this connection can be trusted: both close it.
+    if (!req.complete || err instanceof BadRequestError) headers.connection = 'close';
     res.writeHead(err.status, headers);
     res.end(body);
   }

@@ -16,6 +16,8 @@ export interface HttpUpstream {
   port: number;
   url: string;
   received: ReceivedRequest[];
+  /** Lets held /stream?hold=1 responses finish. */
+  releaseStreams(): void;
   stop(): Promise<void>;
 }
 
@@ -23,7 +25,8 @@ export const STREAM_CHUNKS = 5;
 
 /**
  * A real HTTP server for the gateway's tests and benchmark:
- *   /stream     → a chunked text/plain response written in STREAM_CHUNKS pieces, 30 ms apart
+ *   /stream     → a chunked text/plain response written in STREAM_CHUNKS pieces, 30 ms apart; with
+ *                 ?hold=1 the first piece is written and the rest wait for releaseStreams()
  *   /big?n=     → n bytes of 'x' as text/plain (default 100000)
  *   /hello      → a short fixed body (for load tests)
  *   /ws         → WebSocket echo (upgrade)
@@ -32,6 +35,7 @@ export const STREAM_CHUNKS = 5;
 export async function startHttpUpstream(options: { record?: boolean } = {}): Promise<HttpUpstream> {
   const received: ReceivedRequest[] = [];
   const record = options.record ?? true;
+  let holds: Array<() => void> = [];
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -56,14 +60,23 @@ export async function startHttpUpstream(options: { record?: boolean } = {}): Pro
       } else if (url.pathname === '/stream') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         let sent = 0;
-        const tick = setInterval(() => {
-          sent += 1;
-          res.write(`chunk ${sent}\n`);
-          if (sent === STREAM_CHUNKS) {
-            clearInterval(tick);
-            res.end();
-          }
-        }, 30);
+        const rest = (): void => {
+          const tick = setInterval(() => {
+            sent += 1;
+            res.write(`chunk ${sent}\n`);
+            if (sent === STREAM_CHUNKS) {
+              clearInterval(tick);
+              res.end();
+            }
+          }, 30);
+        };
+        if (url.searchParams.get('hold') === '1') {
+          sent = 1;
+          res.write('chunk 1\n');
+          holds.push(rest);
+        } else {
+          rest();
+        }
       } else if (url.pathname === '/big') {
         const n = Number(url.searchParams.get('n') ?? 100000);
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': n });
@@ -89,6 +102,11 @@ export async function startHttpUpstream(options: { record?: boolean } = {}): Pro
     port,
     url: `http://127.0.0.1:${port}`,
     received,
+    releaseStreams() {
+      const waiting = holds;
+      holds = [];
+      for (const release of waiting) release();
+    },
     async stop() {
       for (const client of wss.clients) client.terminate();
       wss.close();
