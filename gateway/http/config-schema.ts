@@ -111,6 +111,12 @@ export const httpGatewayConfigSchema = z.strictObject({
     .prefault({}),
   record: z
     .strictObject({
+      /**
+       * The request record is on disk (fsync'd) before the request is forwarded, as the PostgreSQL
+       * gateway does. Off: records go to the journal in the background (still group-committed and
+       * hash-chained), trading the guarantee that a crash loses nothing forwarded for throughput.
+       */
+      writeAhead: z.boolean().default(true),
       /** Bytes of each body kept in the journal (the rest is counted, and the record says truncated). */
       bodyBytes: z.number().int().min(0).max(16 << 20).default(16384),
       /** Record bodies of non-textual media types too (as bytes); off: only their size and type. */

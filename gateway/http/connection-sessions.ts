@@ -13,6 +13,8 @@ export function inet(address: string | undefined, port: number | undefined): { i
 /** One journaled session: the requests of one identity to one resource over one agent connection. */
 export class HttpSession {
   exchanges = 0;
+  /** Set when an append of this session failed: nothing more is forwarded for it. */
+  failed: Error | null = null;
   bytesFromClient = 0;
   bytesToClient = 0;
   private readonly inFlight = new Set<Promise<void>>();
@@ -77,7 +79,13 @@ export class ConnectionSessions {
         startUnixNano: unixNanos(),
         outcome: 'SESSION_OUTCOME_OPEN',
       };
-      session = new HttpSession(new SessionRecorder(this.journal, record, this.onAuditFailure));
+      const created: HttpSession = new HttpSession(
+        new SessionRecorder(this.journal, record, (err) => {
+          created.failed = err;
+          this.onAuditFailure(err);
+        }),
+      );
+      session = created;
       void session.recorder.writeSession().catch(() => undefined);
       this.sessions.set(key, session);
     }

@@ -427,7 +427,9 @@ export class HttpGateway implements Component {
       },
     });
     try {
-      await session.recorder.durable();
+      if (session.failed) throw session.failed;
+      if (config.record.writeAhead) await session.recorder.durable();
+      else void session.recorder.durable().catch(() => undefined);
     } catch (err) {
       const refusal = new AuditUnavailableError(err);
       this.refuse(req, res, refusal);
@@ -452,6 +454,10 @@ export class HttpGateway implements Component {
       return;
     }
 
+    if (res.destroyed || req.socket.destroyed) {
+      record(0, 'the client went away before the request was forwarded');
+      return;
+    }
     const responseBody = { recorder: null as BodyRecorder | null };
     await new Promise<void>((resolve) => {
       let done = false;
@@ -629,7 +635,9 @@ export class HttpGateway implements Component {
       },
     });
     try {
-      await session.recorder.durable();
+      if (session.failed) throw session.failed;
+      if (this.options.config.record.writeAhead) await session.recorder.durable();
+      else void session.recorder.durable().catch(() => undefined);
     } catch (err) {
       const refusal = new AuditUnavailableError(err);
       this.refuseRaw(socket, refusal, `${method} ${admitted.path}`);
