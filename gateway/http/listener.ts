@@ -371,7 +371,8 @@ export class HttpGateway implements Component {
       req.once('end', onEnd);
       req.once('error', onError);
       req.once('aborted', onError);
-      if (req.complete && chunks.length === 0) onEnd();
+      // `complete` only says the parser has seen the whole message; its data may still be unread.
+      if (req.readableEnded) onEnd();
     });
   }
 
@@ -412,24 +413,31 @@ export class HttpGateway implements Component {
       return;
     }
 
-    // Write-ahead: the request is on disk before the upstream sees a byte of it.
-    session.recorder.event({
-      httpRequest: {
-        exchangeId,
-        method,
-        path: admitted.path,
-        query: admitted.query,
-        host: req.headers.host ?? '',
-        httpVersion: req.httpVersion,
-        headers: recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders),
-        body: requestBody.snapshot(),
-        policyRule: admitted.rule ?? '',
-      },
-    });
+    const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
     try {
       if (session.failed) throw session.failed;
-      if (config.record.writeAhead) await session.recorder.durable();
-      else void session.recorder.durable().catch(() => undefined);
+      if (config.record.writeAhead) {
+        // Write-ahead: the request is on disk before the upstream sees a byte of it.
+        session.recorder.event({
+          httpRequest: {
+            exchangeId,
+            method,
+            path: admitted.path,
+            query: admitted.query,
+            host: req.headers.host ?? '',
+            httpVersion: req.httpVersion,
+            headers: requestHeaders,
+            body: requestBody.snapshot(),
+            policyRule: admitted.rule ?? '',
+          },
+        });
+        await session.recorder.durable();
+      } else {
+        // One record per exchange, written when it completes (and group-committed in the background).
+        exchange.requestHeaders = requestHeaders;
+        exchange.policyRule = admitted.rule ?? '';
+        void session.recorder.durable().catch(() => undefined);
+      }
     } catch (err) {
       const refusal = new AuditUnavailableError(err);
       this.refuse(req, res, refusal);

@@ -327,3 +327,35 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     assert.equal(report.ok, true, JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).slice(0, 500));
   });
 });
+
+describe('gateway/http without write-ahead (record.writeAhead: false)', function () {
+  this.timeout(30_000);
+
+  it('journals one complete record per exchange, request headers included', async () => {
+    const upstream = await startHttpUpstream();
+    const gw = await startHttpGateway({
+      record: { writeAhead: false },
+      resources: [{ name: 'api', pathPrefix: '/', upstream: { url: upstream.url }, credential: { source: { value: UPSTREAM_SECRET } } }],
+    });
+    try {
+      // Regression: this first POST arrives whole with its headers while the uncached token is being
+      // checked; the gateway once took the parser's `complete` for "body read" and forwarded nothing.
+      const result = await curl(['-H', `Authorization: Bearer ${gw.token}`, '-H', 'Content-Type: text/plain', '--data-binary', 'async body', `${gw.url}/echo/async?q=1`]);
+      assert.equal(result.status, 200);
+      const records = await until('the exchange record', async () => {
+        const all = await gw.records();
+        return exchanges(all).some((e) => e.path === '/echo/async') ? all : null;
+      });
+      assert.deepEqual(requests(records), []);
+      const exchange = exchanges(records).find((e) => e.path === '/echo/async')!;
+      assert.equal(exchange.status, 200);
+      assert.equal(exchange.query, 'q=1');
+      assert.equal(exchange.requestBody!.text, 'async body', JSON.stringify(exchange));
+      assert.ok(exchange.requestHeaders.some((h) => h.name === 'authorization' && h.value === 'Bearer [redacted]'));
+      assert.deepEqual(header(upstream.received.find((r) => r.url === '/echo/async?q=1')!, 'authorization'), [`Bearer ${UPSTREAM_SECRET}`]);
+    } finally {
+      await gw.stop();
+      await upstream.stop();
+    }
+  });
+});

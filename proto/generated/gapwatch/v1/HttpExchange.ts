@@ -48,6 +48,12 @@ export interface HttpExchange {
    * set when policy refused the request (it never went upstream)
    */
   'policy'?: (_gapwatch_v1_PolicyDecision | null);
+  /**
+   * Without write-ahead (gateway.http.record.writeAhead off) there is no HttpRequest record: the
+   * exchange carries the request's headers and allowing rule itself.
+   */
+  'requestHeaders'?: (_gapwatch_v1_HttpHeader)[];
+  'policyRule'?: (string);
 }
 
 export interface HttpExchange__Output {
@@ -90,4 +96,10 @@ export interface HttpExchange__Output {
    * set when policy refused the request (it never went upstream)
    */
   'policy': (_gapwatch_v1_PolicyDecision__Output | null);
+  /**
+   * Without write-ahead (gateway.http.record.writeAhead off) there is no HttpRequest record: the
+   * exchange carries the request's headers and allowing rule itself.
+   */
+  'requestHeaders': (_gapwatch_v1_HttpHeader__Output)[];
+  'policyRule': (string);
 }
