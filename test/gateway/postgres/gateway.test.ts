@@ -447,6 +447,20 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.ok(failed.every((s) => s.failure !== '' && s.client?.port));
     });
 
+    it('runs (and journals) whole statements a client sent right before closing its side', async () => {
+      const client = await nodeClient(viaGateway);
+      client.on('error', () => undefined);
+      const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+      const sql = "INSERT INTO copy_target VALUES (99, 'sent before FIN')";
+      const body = Buffer.from(`${sql}\0`);
+      const query = Buffer.alloc(5);
+      query[0] = 0x51;
+      query.writeInt32BE(4 + body.length, 1);
+      stream.end(Buffer.concat([query, body]));
+      await until('the row', async () => (await gw.pg.admin('SELECT count(*) FROM copy_target WHERE id = 99', gw.pg.database)) === '1');
+      await until('its statement record', async () => events(await gw.records()).some((e) => e.statement?.text === sql && e.statement.commandTag === 'INSERT 0 1'));
+    });
+
     it('ends an established session on an absurd message length or a client vanishing mid-message, journaled as failed', async () => {
       const client = await nodeClient(viaGateway);
       const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
