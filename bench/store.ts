@@ -6,7 +6,7 @@ import { createChdbConnection } from 'chdb/connection';
 import { embeddedStorePath, openStore, type Store } from '../collector/store/connection';
 import { qualified } from '../collector/store/ddl';
 import { migrate } from '../collector/store/migration';
-import { connectEventRow, type Row } from '../collector/store/rows';
+import { connectEventRow, encodeRows, TABLE_COLUMNS, type Row } from '../collector/store/rows';
 import { storeSink, type InsertSink } from '../collector/store/sink';
 import { Spool } from '../collector/store/spool';
 import { StoreWriter, type WriterOptions } from '../collector/store/writer';
@@ -16,10 +16,10 @@ import { round, summarize } from './stats';
 /**
  * `npm run bench -- store [rows] [rounds]`: connect events into the embedded engine.
  *
- * - writer: rows handed to StoreWriter one producer chunk at a time, batched at the default batch size,
- *   inserted through @clickhouse/client into chDB (row building and JSON encoding included);
- * - baseline: the same batches, already encoded, inserted straight through the sink (what the writer
- *   adds on top of @clickhouse/client + chDB is the difference);
+ * - writer: ready-made rows handed to StoreWriter one producer chunk at a time, encoded and batched at
+ *   the default batch size, inserted through @clickhouse/client into chDB;
+ * - baseline: batches already encoded, inserted straight through the sink (what the writer adds on top
+ *   of @clickhouse/client + chDB is the difference);
  * - chdb_raw: the same batches through chDB's own zero-copy insert (`connection.chdb.rawInsert`), which
  *   bypasses @clickhouse/client: the engine's ceiling on this machine, for reference;
  * - spool: the writer with the store unreachable, so every batch is appended (fsync'd) to the spool;
@@ -60,9 +60,16 @@ function makeRows(count: number, first: number, baseNanos: bigint): Row[] {
   return rows;
 }
 
-async function feed(writer: StoreWriter, total: number, first: number, baseNanos: bigint): Promise<void> {
+/**
+ * Hands `total` connect events to the writer in producer-sized chunks. The rows come ready-made from a
+ * pool (as the correlator hands them over): building them is the producer's cost, not the store's. Each
+ * gets its own event id, so none collapse with another.
+ */
+async function feed(writer: StoreWriter, pool: readonly Row[], total: number, first: number): Promise<void> {
   for (let done = 0; done < total; done += PRODUCER_CHUNK) {
-    await writer.write('connect_events', makeRows(Math.min(PRODUCER_CHUNK, total - done), first + done, baseNanos));
+    const chunk: Row[] = [];
+    for (let i = done; i < Math.min(done + PRODUCER_CHUNK, total); i++) chunk.push({ ...pool[i % pool.length]!, event_id: `bench-${first + i}` });
+    await writer.write('connect_events', chunk);
   }
   await writer.flush();
 }
@@ -93,30 +100,31 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       const bodies: Buffer[] = [];
       for (let done = 0; done < total; done += BATCH_ROWS) {
         const rows = makeRows(Math.min(BATCH_ROWS, total - done), next + done, baseNanos);
-        bodies.push(Buffer.from(`${rows.map((r) => JSON.stringify(r)).join('\n')}\n`));
+        bodies.push(encodeRows('connect_events', rows));
       }
       next += total;
       let started = process.hrtime.bigint();
-      for (const body of bodies) await sink.insert('connect_events', body, BATCH_ROWS);
+      for (const body of bodies) await sink.insert('connect_events', TABLE_COLUMNS.connect_events, body, BATCH_ROWS);
       baselineRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       bodies.length = 0;
 
       for (let done = 0; done < total; done += BATCH_ROWS) {
         const rows = makeRows(Math.min(BATCH_ROWS, total - done), next + done, baseNanos);
-        bodies.push(Buffer.from(`${rows.map((r) => JSON.stringify(r)).join('\n')}\n`));
+        bodies.push(encodeRows('connect_events', rows));
       }
       next += total;
       started = process.hrtime.bigint();
-      for (const body of bodies) await raw.chdb.rawInsert({ table: `${store.dialect.database}.connect_events`, values: body, format: 'JSONEachRow' });
+      for (const body of bodies) await raw.chdb.rawInsert({ table: `${store.dialect.database}.connect_events`, values: body, columns: TABLE_COLUMNS.connect_events, format: 'JSONCompactEachRow' });
       rawRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       bodies.length = 0;
 
       // The writer into the engine.
       const spoolDir = join(dir, `spool-${round}`);
+      const pool = makeRows(BATCH_ROWS, 0, baseNanos);
       const direct = new StoreWriter(sink, Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES }).spool, options, silent, 'bench-host');
       direct.start();
       started = process.hrtime.bigint();
-      await feed(direct, total, next, baseNanos);
+      await feed(direct, pool, total, next);
       writerRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       await direct.close();
       next += total;
@@ -126,7 +134,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       const spooling = new StoreWriter(unreachable, spool, options, silent, 'bench-host');
       spooling.start();
       started = process.hrtime.bigint();
-      await feed(spooling, total, next, baseNanos);
+      await feed(spooling, pool, total, next);
       spoolRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       await spooling.close();
       if (spooling.stats().spooled !== total) throw new Error(`spooled ${JSON.stringify(spooling.stats())} of ${total}`);
@@ -135,7 +143,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       // Recovery: the spool replayed into the engine.
       const reopened = Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES });
       started = process.hrtime.bigint();
-      const replayed = await reopened.spool.replay((batch) => sink.insert(batch.table, batch.body, batch.rows));
+      const replayed = await reopened.spool.replay((batch) => sink.insert(batch.table, batch.columns, batch.body, batch.rows));
       replayRates.push(replayed.rows / (Number(process.hrtime.bigint() - started) / 1e9));
       rmSync(spoolDir, { recursive: true, force: true });
     }

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../../platform/config';
 import type { Logger } from '../../platform/log';
 import { WriterClosedError } from './errors';
-import { deterministicId, TIME_COLUMN, type Row, type TableName } from './rows';
+import { deterministicId, encodeRow, encodeRows, TABLE_COLUMNS, TIME_COLUMN, type Row, type TableName } from './rows';
 import type { InsertSink } from './sink';
 import type { PendingGap, Spool, SpoolBatch, SpoolDamage } from './spool';
 import { DATETIME64_TEXT, dateTime64, nowNanos } from './time';
@@ -130,7 +130,7 @@ export class StoreWriter {
     }
     const timeColumn = TIME_COLUMN[table];
     for (const row of list) {
-      buffer.lines.push(JSON.stringify(row));
+      buffer.lines.push(encodeRow(table, row));
       const time = String(row[timeColumn] ?? '');
       if (buffer.minTime === '' || laterTime(buffer.minTime, time)) buffer.minTime = time;
       if (laterTime(time, buffer.maxTime)) buffer.maxTime = time;
@@ -181,6 +181,7 @@ export class StoreWriter {
         const lines = buffer.lines.splice(0, this.options.batchRows);
         const batch: SpoolBatch = {
           table,
+          columns: TABLE_COLUMNS[table],
           rows: lines.length,
           minTime: buffer.minTime,
           maxTime: buffer.maxTime,
@@ -233,7 +234,7 @@ export class StoreWriter {
    */
   private async insertIsolating(batch: SpoolBatch): Promise<number> {
     try {
-      await this.sink.insert(batch.table, batch.body, batch.rows);
+      await this.sink.insert(batch.table, batch.columns, batch.body, batch.rows);
       return batch.rows;
     } catch (err) {
       if (!isRejectedData(err)) throw err;
@@ -317,7 +318,7 @@ export class StoreWriter {
     try {
       const gaps = this.spool.pendingGaps();
       if (gaps.length > 0) {
-        await this.sink.insert('audit_gaps', Buffer.from(`${gaps.map((g) => JSON.stringify(g)).join('\n')}\n`), gaps.length);
+        await this.sink.insert('audit_gaps', TABLE_COLUMNS.audit_gaps, encodeRows('audit_gaps', gaps), gaps.length);
         this.spool.removeGaps(gaps.map((g) => g.gap_id));
         this.overflow.clear();
       }

@@ -48,7 +48,7 @@ export class FaultySink implements InsertSink {
     this.failures = failures;
   }
 
-  async insert(table: TableName, body: Buffer, rows: number): Promise<void> {
+  async insert(table: TableName, columns: readonly string[], body: Buffer, rows: number): Promise<void> {
     this.attempts++;
     if (this.failures > 0) {
       this.failures--;
@@ -57,7 +57,7 @@ export class FaultySink implements InsertSink {
       err.code = 'ECONNREFUSED';
       throw err;
     }
-    await this.real.insert(table, body, rows);
+    await this.real.insert(table, columns, body, rows);
   }
 }
 

@@ -7,6 +7,7 @@ import { qualified } from '../../../collector/store/ddl';
 import { migrate } from '../../../collector/store/migration';
 import { storeSink } from '../../../collector/store/sink';
 import { Spool } from '../../../collector/store/spool';
+import { dateTime64, nowNanos } from '../../../collector/store/time';
 import { StoreWriter, type WriterOptions } from '../../../collector/store/writer';
 import { connectRows, countFinal, countRaw, FaultySink, queryRows, silentLog, tempConfig } from './store-fixture';
 
@@ -166,6 +167,22 @@ describe('collector/store writer (embedded engine)', function () {
     const gaps = await queryRows<{ source: string; lost: string; reason: string }>(store, `SELECT source, lost, reason FROM ${qualified(store.dialect, 'audit_gaps')} FINAL`);
     assert.deepEqual(gaps.map((g) => [g.source, Number(g.lost)]), [['store', 1], ['store', 1], ['store', 1]]);
     for (const gap of gaps) assert.match(gap.reason, /refused 1 connect_events row as malformed: Cannot/);
+  });
+
+  it('replays a spooled batch by the column list it was spooled with, so spools survive schema changes', async () => {
+    const { spool } = openSpool();
+    // As an older version with fewer connect_events columns would have spooled it.
+    const body = Buffer.from(`${JSON.stringify(['old-1', 'host-a', dateTime64(nowNanos()), 'bypass'])}\n`);
+    assert.ok(spool.append({ table: 'connect_events', columns: ['event_id', 'host', 'time', 'verdict'], rows: 1, minTime: '', maxTime: '', body }));
+    const writer = new StoreWriter(storeSink(store), spool, FAST, silentLog, 'host-a');
+    writer.start();
+    await until(() => !writer.stats().degraded, 'replay');
+    await writer.close();
+    const rows = await queryRows<Record<string, unknown>>(
+      store,
+      `SELECT event_id, verdict, resource, session_id FROM ${qualified(store.dialect, 'connect_events')} FINAL`,
+    );
+    assert.deepEqual(rows, [{ event_id: 'old-1', verdict: 'bypass', resource: '', session_id: '' }]);
   });
 
   it('applies back-pressure: write() waits while the backlog is at its bound', async () => {
