@@ -72,20 +72,6 @@ export class StoreQueryFailedError extends GapwatchError {
   }
 }
 
-export class SpoolCorruptError extends GapwatchError {
-  readonly file: string;
-  readonly offset: number;
-
-  constructor(file: string, offset: number, detail: string) {
-    super(
-      'STORE_ERR_SPOOL_CORRUPT',
-      `spool file ${file} is damaged at byte ${offset}: ${detail}; the records before it were replayed and the loss is recorded in audit_gaps`,
-    );
-    this.file = file;
-    this.offset = offset;
-  }
-}
-
 export class WriterClosedError extends GapwatchError {
   constructor() {
     super('STORE_ERR_WRITER_CLOSED', 'the store writer is closed; rows can no longer be accepted (this is a bug in the caller)');

@@ -149,6 +149,28 @@ describe('gapwatch query (embedded store)', function () {
     assert.match(missing.stderr, /needs --param session_id=<value>/);
   });
 
+  it('says the embedded store is owned by another process instead of waiting or corrupting it', async () => {
+    const store = await openStore(config);
+    try {
+      const result = await runCli(['query', 'recent-alerts', '--config', configFile]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /the embedded store .* is open in another process/);
+      assert.match(result.stderr, /STORE_ERR_ENGINE_BUSY/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('says when a configured server does not answer', async () => {
+    const file = join(config.dataDir, 'server.yaml');
+    writeFileSync(file, `dataDir: ${config.dataDir}\nstore:\n  url: http://127.0.0.1:1\n  password: hunter2\n`);
+    const result = await runCli(['query', 'recent-alerts', '--config', file]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /the ClickHouse store at http:\/\/127\.0\.0\.1:1\/ did not answer: .*ECONNREFUSED/);
+    assert.match(result.stderr, /STORE_ERR_UNREACHABLE/);
+    assert.doesNotMatch(result.stderr + result.stdout, /hunter2/);
+  });
+
   it('parses --since durations and ISO times', () => {
     assert.equal(parseSince('90s', Date.UTC(2026, 0, 2, 3, 4, 5)), '2026-01-02 03:02:35.000000000');
     assert.equal(parseSince('2026-01-02T03:04:05.5Z'), '2026-01-02 03:04:05.500000000');
