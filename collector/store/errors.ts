@@ -38,6 +38,12 @@ export class StorePasswordUnreadableError extends GapwatchError {
   }
 }
 
+export class StoreTlsFileUnreadableError extends GapwatchError {
+  constructor(key: string, file: string, cause: unknown) {
+    super('STORE_ERR_TLS_FILE_UNREADABLE', `cannot read ${key} ${file}: ${describeCause(cause)}; fix store.tls in the configuration`, { cause });
+  }
+}
+
 export class StoreMigrationError extends GapwatchError {
   readonly version: number;
 

@@ -56,6 +56,7 @@ describe('collector/store DDL for server and cluster', () => {
     assert.equal(describeStore(remote), 'https://ch.example:8443/ (cluster audit)');
     assert.throws(() => parseConfig('store:\n  cluster: audit\n'), /cluster needs url/);
     assert.throws(() => parseConfig('store:\n  url: https://ch.example\n  password: a\n  passwordEnv: CH_PASSWORD\n'), /at most one of password/);
+    assert.throws(() => parseConfig('store:\n  url: https://ch.example\n  tls: { certFile: c.pem }\n'), /certFile and tls.keyFile go together/);
   });
 });
 
