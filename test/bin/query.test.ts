@@ -80,6 +80,18 @@ describe('gapwatch query (embedded store)', function () {
     }
   });
 
+  it('runs every named query against the real schema', async () => {
+    for (const name of namedQueries()) {
+      const result = await runCli(['query', name, '--since', '30d', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--param', 'session_id=gw-1', '--config', configFile]);
+      assert.equal(result.code, 0, `${name}: ${result.stderr}`);
+    }
+    const timeline = await runCli(['query', 'agent-run-timeline', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--config', configFile]);
+    const rows = timeline.stdout.trim().split('\n').map((line) => JSON.parse(line) as { what: string; verdict: string; target: string });
+    assert.equal(rows.length, 9);
+    assert.deepEqual(new Set(rows.map((r) => `${r.what} ${r.target}`)), new Set(['connect 10.0.0.5:5432']));
+    assert.equal(rows.filter((r) => r.verdict === 'bypass').length, 3);
+  });
+
   it('runs a named query as JSON lines', async () => {
     const result = await runCli(['query', 'bypass-by-agent-run', '--since', '7d', '--format', 'json', '--config', configFile]);
     assert.equal(result.code, 0, result.stderr);
