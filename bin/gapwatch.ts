@@ -5,6 +5,7 @@ import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
 import { registerGateway } from './commands/gateway';
 import { registerReviews } from './commands/reviews';
+import { registerQuery } from './commands/query';
 import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
 import { registerVerify } from './commands/verify';
@@ -21,6 +22,7 @@ async function main(argv: string[]): Promise<void> {
   registerToken(program);
   registerReviews(program);
   registerGateway(program);
+  registerQuery(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -107,12 +107,89 @@ const gatewaySchema = z.strictObject({
   policy: policyConfigSchema.prefault({}),
 });
 
+/**
+ * The ClickHouse store. No url → the embedded engine (chDB) with its data under `<dataDir>/<embedded.dir>`;
+ * a url → a ClickHouse server; a cluster name as well → DDL runs ON CLUSTER with replicated tables and
+ * distributed tables over them. The password comes from `password`, `passwordFile` or `passwordEnv`
+ * (at most one); it is never logged.
+ */
+const storeSchema = z
+  .strictObject({
+    url: z.url({ protocol: /^https?$/ }).optional(),
+    user: z.string().min(1).default('default'),
+    password: z.string().optional(),
+    passwordFile: z.string().min(1).optional(),
+    passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+    /** A CA bundle for https:// servers with a private CA; client cert and key for mutual TLS. */
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1).optional(),
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    database: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a ClickHouse identifier of letters, digits and underscores')
+      .default('gapwatch'),
+    cluster: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,62}$/, 'a cluster name as in remote_servers')
+      .optional(),
+    /** Rows older than this many days are deleted by ClickHouse's TTL. */
+    ttlDays: z.number().int().min(1).max(36500).default(90),
+    embedded: z
+      .strictObject({
+        /** Relative to dataDir. */
+        dir: z.string().min(1).default('store'),
+        /** Caps the whole embedded engine, so a runaway query fails instead of taking the process down. */
+        maxMemoryMiB: z.number().int().min(256).default(2048),
+        /** Caps one query. */
+        maxQueryMemoryMiB: z.number().int().min(64).default(1024),
+      })
+      .prefault({}),
+    writer: z
+      .strictObject({
+        /** A batch is sent when it holds this many rows … */
+        batchRows: z.number().int().min(1).max(1_000_000).default(20_000),
+        /** … or when its oldest row has waited this long. */
+        flushIntervalMs: z.number().int().min(10).max(60_000).default(1000),
+        /** Producers wait (back-pressure) while this many rows are buffered and not yet written or spooled. */
+        maxBufferedRows: z.number().int().min(1).max(10_000_000).default(200_000),
+        /** Attempts per batch before it goes to the spool; waits grow from retryBaseMs to retryMaxMs. */
+        attempts: z.number().int().min(1).max(20).default(4),
+        retryBaseMs: z.number().int().min(1).default(100),
+        retryMaxMs: z.number().int().min(1).default(10_000),
+      })
+      .prefault({}),
+    spool: z
+      .strictObject({
+        /** Relative to dataDir. */
+        dir: z.string().min(1).default('spool'),
+        /** Beyond this, batches are dropped and each drop becomes an audit_gaps row. */
+        maxBytes: z.number().int().min(4096).default(512 * 1024 * 1024),
+      })
+      .prefault({}),
+  })
+  .refine((s) => [s.password, s.passwordFile, s.passwordEnv].filter((v) => v !== undefined).length <= 1, {
+    message: 'at most one of password, passwordFile, passwordEnv',
+  })
+  .refine((s) => (s.tls.certFile === undefined) === (s.tls.keyFile === undefined) && (s.tls.certFile === undefined || s.tls.caFile !== undefined), {
+    message: 'tls.certFile and tls.keyFile go together, and need tls.caFile',
+    path: ['tls'],
+  })
+  .refine((s) => s.cluster === undefined || s.url !== undefined, {
+    message: 'cluster needs url: the embedded engine has no cluster',
+    path: ['cluster'],
+  });
+
 export const configSchema = z.strictObject({
   /** Where the embedded store, spool and journals live. Relative paths resolve against the working directory. */
   dataDir: z.string().min(1).default('.gapwatch'),
   log: logSchema.prefault({}),
   collector: collectorSchema.prefault({}),
   gateway: gatewaySchema.prefault({}),
+  store: storeSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

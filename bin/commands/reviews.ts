@@ -7,7 +7,7 @@ function directoryOf(context: CommandContext): ReviewDirectory {
 }
 
 function entryJson(entry: ReviewEntry): Record<string, unknown> {
-  return { ...entry.request, status: entry.status, decision: entry.decision };
+  return { ...entry.request, status: entry.status, gatewayRunning: entry.gatewayRunning, decision: entry.decision };
 }
 
 function renderEntry(entry: ReviewEntry): string {
@@ -17,11 +17,13 @@ function renderEntry(entry: ReviewEntry): string {
     `  rule ${request.rule}: ${request.reason}`,
     `  expires ${request.expiresAt}; session ${request.sessionId}`,
   ];
+  if (entry.status === 'pending' && !entry.gatewayRunning) lines.push(`  (gateway process ${request.gatewayPid} is not running on this host: nothing may be waiting for this decision)`);
   for (const statement of request.statements) {
     lines.push(`  > ${statement.text.replace(/\s+/g, ' ')}`);
     lines.push(`    classes: ${statement.classes.join(', ') || '-'}; relations: ${statement.relations.join(', ') || '-'}`);
   }
   if (entry.decision?.reviewer) lines.push(`  decided by ${entry.decision.reviewer} at ${entry.decision.at}${entry.decision.reason ? `: ${entry.decision.reason}` : ''}`);
+  else if (entry.decision) lines.push(`  settled at ${entry.decision.at}${entry.decision.reason ? `: ${entry.decision.reason}` : ' (no decision in time)'}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { runDoctor } from '../../collector/doctor/checks';
 import { renderDoctorReport } from '../../collector/doctor/report';
 import { DoctorFailedError } from '../../collector/errors';
+import { storeCheck } from '../../collector/store/store-check';
+import { storeComponent } from '../../collector/store/store-component';
 import { gatewayComponent } from '../../gateway/gateway-component';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import { runUntilSignal, type Component } from '../../platform/supervisor';
@@ -18,7 +20,7 @@ export function registerUp(program: Command): void {
     'run gapwatch on this host: check it, start every component, keep running until Ctrl-C',
     () => undefined,
     async (context) => {
-      const report = await runDoctor();
+      const report = await runDoctor([storeCheck(context.config)]);
       process.stdout.write(renderDoctorReport(report));
       if (!report.ok) {
         throw new DoctorFailedError(report.checks.filter((c) => c.status === 'fail').map((c) => c.title));
@@ -37,7 +39,7 @@ export function registerUp(program: Command): void {
 }
 
 function oneHostComponents(context: CommandContext): Component[] {
-  const components = [dataDirComponent(context.config.dataDir)];
+  const components = [dataDirComponent(context.config.dataDir), storeComponent(context.config, context.log)];
   // The gateway runs when it has something to guard.
   if (context.config.gateway.postgres.resources.length > 0) components.push(gatewayComponent(context.config, context.log));
   return components;

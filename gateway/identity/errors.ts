@@ -68,3 +68,15 @@ export class IdentityStoreAccessError extends GapwatchError {
     this.file = file;
   }
 }
+
+export class IdentityStoreInsecureError extends GapwatchError {
+  readonly file: string;
+
+  constructor(file: string, detail: string) {
+    super(
+      'IDENTITY_ERR_INSECURE',
+      `identity file ${file} ${detail}: anyone who can write it can add a login; nothing was read. Fix it with \`chown <gateway user> ${file} && chmod 600 ${file}\` after checking its content`,
+    );
+    this.file = file;
+  }
+}

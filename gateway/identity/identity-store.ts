@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../platform/atomic-file';
 import type { AgentIdentity, IdentityStore, ScramVerifier } from './contract';
-import { IdentityExistsError, IdentityInputError, IdentityNotFoundError, IdentityStoreAccessError, IdentityStoreBusyError, IdentityStoreCorruptError } from './errors';
+import { IdentityExistsError, IdentityInputError, IdentityNotFoundError, IdentityStoreAccessError, IdentityStoreBusyError, IdentityStoreCorruptError, IdentityStoreInsecureError } from './errors';
 import { createScramVerifier, formatScramVerifier, parseScramVerifier, SCRAM_DEFAULT_ITERATIONS } from './scram';
 
 export const IDENTITY_FILE = 'identities.json';
@@ -148,13 +148,18 @@ export class FileIdentityStore implements IdentityStore {
   /** The parsed file, reloaded only when it was replaced (rename gives it a new inode). */
   private read(): IdentityFile {
     let key: string;
+    let stat;
     try {
-      const stat = statSync(this.file);
-      key = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+      stat = statSync(this.file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, identities: {} };
       throw new IdentityStoreAccessError(this.file, err);
     }
+    // The file decides who may log in: refuse it when someone else could have written it.
+    const uid = process.geteuid?.() ?? 0;
+    if ((stat.mode & 0o022) !== 0) throw new IdentityStoreInsecureError(this.file, `is writable by other users (mode ${(stat.mode & 0o777).toString(8)})`);
+    if (stat.uid !== uid && stat.uid !== 0) throw new IdentityStoreInsecureError(this.file, `is owned by uid ${stat.uid}, not by this user or root`);
+    key = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
     if (this.cache?.key === key) return this.cache.content;
     let text: string;
     try {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
 import type { JournalGap } from '../../proto/generated/gapwatch/v1/JournalGap';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
@@ -160,7 +160,8 @@ export class Journal implements JournalWriter, JournalReader {
   private readonly counters: JournalStats = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0 };
 
   /** Opens (creating or recovering) the journal; a torn tail is cut and journaled as a gap record before this resolves. */
-  static async open(options: JournalOptions): Promise<Journal> {
+  static async open(given: JournalOptions): Promise<Journal> {
+    const options = { ...given, dir: resolve(given.dir) };
     const dir = options.dir;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (openDirs.has(dir)) throw new JournalInUseError(dir);
@@ -254,6 +255,8 @@ export class Journal implements JournalWriter, JournalReader {
       const torn = this.recovery.tornTail;
       this.log?.warn({ journal: this.dir, tornTail: { ...torn, afterSeq: torn.afterSeq.toString() } }, 'journal recovery cut a torn tail; journaling the loss');
     }
+    // Every follower waiting at the head listens here; any number of subscribers is expected.
+    this.durable.setMaxListeners(0);
     this.timer = setInterval(() => this.onTimer(), Math.max(10, this.options.checkpointEveryMs));
     this.timer.unref();
     // Age limits must apply to an idle journal too, not only when a rotation happens.

@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { decodeRecord } from './canonical-encoding';
 import { JournalCorruptError, JournalGatewayMismatchError } from './errors';
 import { ZERO_HASH, recordHash } from './record-chain';
@@ -119,6 +119,9 @@ export function recoverJournal(dir: string, gatewayId: string, fsyncEnabled: boo
     const path = join(dir, name);
     writeNewFile(path, fileHeader(SEGMENT_MAGIC, 1n), fsyncEnabled);
     syncDirectory(dir, fsyncEnabled);
+    // A new journal directory's own entry must be durable too, or a crash could lose the whole journal.
+    syncDirectory(dirname(dir), fsyncEnabled);
+    syncDirectory(dirname(dirname(dir)), fsyncEnabled);
     return {
       segments: [{ firstSeq: 1n, name, path, bytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] }],
       lastSeq: 0n,

@@ -25,7 +25,7 @@ const compiles = (source: string): boolean => {
 };
 
 /** A value pattern masked wherever it appears in a text field. */
-const valuePatternSchema = z.union([
+export const valuePatternSchema = z.union([
   z.enum(['email', 'card_number']),
   z.strictObject({
     regex: z.string().min(1).refine(compiles, 'a valid JavaScript regular expression'),
@@ -79,8 +79,15 @@ export const policyConfigSchema = z
      * role's default; PostgreSQL's is "$user", public). The gateway follows SET search_path after that.
      */
     searchPath: z.array(z.string().min(1)).default(['public']),
+    /** Settled and expired review files are removed from the data directory after this many days. */
+    reviewRetentionDays: z.number().int().min(1).max(3650).default(30),
     /** When set, only these names may approve or deny (`gapwatch approve --as <name>`). */
     reviewers: z.array(z.string().min(1)).default([]),
+    /**
+     * Value patterns redacted from what the journal records of every session (bind parameters),
+     * in addition to the value patterns of the mask rules that apply to the session.
+     */
+    auditRedact: z.array(valuePatternSchema).default(['card_number']),
     /** Checked in order; the first rule that matches a statement decides it. */
     rules: z.array(ruleSchema).default([]),
   })

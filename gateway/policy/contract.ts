@@ -59,6 +59,11 @@ export interface PendingReview {
   reviewId: string;
   /** Settles when a human decides or the review times out; never rejects. */
   outcome: Promise<ReviewOutcome>;
+  /**
+   * The client went away (or cancelled) before a decision: settle the review now (as timed out,
+   * with this reason), so no one approves a statement nothing waits for. No-op once settled.
+   */
+  withdraw(reason: string): void;
 }
 
 export interface PolicyEngine {
@@ -71,9 +76,15 @@ export interface PolicyEngine {
    * them): null when nothing needs masking, else a function over each text-format field value.
    */
   maskerFor(resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null;
+  /**
+   * How to write a text-format value (a bind parameter) into the audit journal: sensitive values
+   * (the value patterns of the mask rules that apply, and gateway.policy.auditRedact) are replaced.
+   * null when nothing is redacted for this resource and identity.
+   */
+  auditRedactor(resource: string, identity: AgentIdentity): ((value: string) => string) | null;
   /** The client closed a prepared statement (Close 'S'): forget what the name stood for. */
   forgetStatement(sessionId: string, statementName: string): void;
-  /** The session ended: drop its prepared-statement state. */
+  /** The session ended: drop its state (prepared statements, search_path as followed). */
   endSession(sessionId: string): void;
 }
 

@@ -109,6 +109,23 @@ export interface MaskRuleInput {
   relations: readonly string[];
 }
 
+/**
+ * A redactor for values written to the audit journal (bind parameters, COPY data samples): the value
+ * patterns of the mask rules that apply, plus the always-on audit patterns; null when there are none.
+ */
+export function buildAuditRedactor(
+  rules: readonly MaskRuleInput[],
+  auditPatterns: readonly ValuePatternConfig[],
+  replacement: string,
+): ((value: string) => string) | null {
+  const rewriters = [
+    ...auditPatterns.map((pattern) => rewriterFor(pattern, replacement)),
+    ...rules.flatMap((rule) => rule.mask.values.map((pattern) => rewriterFor(pattern, rule.mask.replacement))),
+  ];
+  if (rewriters.length === 0) return null;
+  return (value) => rewriters.reduce((text, rewrite) => rewrite(text), value);
+}
+
 /** Builds a masker from the mask rules that apply, or null when none changes anything. */
 export function buildMasker(rules: readonly MaskRuleInput[], columns: ReadonlyArray<MaskColumn>): Masker | null {
   if (rules.length === 0) return null;

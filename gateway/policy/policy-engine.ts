@@ -2,7 +2,7 @@ import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyConfig } from './config-schema';
 import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest } from './contract';
-import { buildMasker } from './masker';
+import { buildAuditRedactor, buildMasker } from './masker';
 import { ReviewDirectory, ReviewWaiter } from './review-channel';
 import { RuleSet } from './rule-set';
 import { classifySql, loadStatementParser, type PreparedEffect, type SearchPathEffect } from './statement-classifier';
@@ -24,7 +24,10 @@ export interface PolicyEngineOptions {
 }
 
 export interface GatewayPolicyEngine extends PolicyEngine {
-  /** Refuses every review still waiting (as timed out) and stops watching the review directory. */
+  /**
+   * Settles every review still waiting as timed out (their statements are refused) and stops
+   * watching the review directory.
+   */
   close(): void;
 }
 
@@ -40,6 +43,8 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const rules = new RuleSet(options.config);
   const directory = new ReviewDirectory(options.dataDir);
   directory.ensure();
+  const pruned = directory.prune(new Date(Date.now() - options.config.reviewRetentionDays * 86_400_000));
+  if (pruned > 0) options.log?.info({ pruned }, 'removed old settled reviews');
   const waiter = new ReviewWaiter(directory, options.config.reviewTimeoutSeconds * 1000, (err) =>
     options.log?.warn({ err }, 'review channel: could not read a decision; retrying'),
   );
@@ -189,7 +194,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       if (result.outcome === 'approved') commit?.();
       return result;
     });
-    return { reviewId: pending.reviewId, outcome };
+    return { reviewId: pending.reviewId, outcome, withdraw: pending.withdraw };
   };
 
   const maskerFor = (resource: string, identity: AgentIdentity, columns: ReadonlyArray<MaskColumn>): Masker | null =>
@@ -198,10 +203,18 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       columns,
     );
 
+  const auditRedactor = (resource: string, identity: AgentIdentity): ((value: string) => string) | null =>
+    buildAuditRedactor(
+      rules.maskRules(resource, identity).map((rule) => ({ mask: rule.config.mask!, relations: rule.config.relations })),
+      options.config.auditRedact,
+      '****',
+    );
+
   return {
     evaluate,
     requestReview,
     maskerFor,
+    auditRedactor,
     forgetStatement(sessionId, statementName) {
       sessions.get(sessionId)?.prepared.delete(statementName);
     },

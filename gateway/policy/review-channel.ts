@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync, watch, chmodSync, type FSWatcher } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -70,6 +70,17 @@ export interface ReviewEntry {
   request: ReviewRequestRecord;
   decision: ReviewDecisionRecord | null;
   status: ReviewStatus;
+  /** Whether the gateway process that holds the statement runs on this host (false: nothing waits for a decision). */
+  gatewayRunning: boolean;
+}
+
+function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function newReviewId(): string {
@@ -230,9 +241,21 @@ export class ReviewDirectory {
       }
       const decision = this.readDecision(request.reviewId);
       const status: ReviewStatus = decision ? decision.outcome : Date.parse(request.expiresAt) <= now.getTime() ? 'expired' : 'pending';
-      entries.push({ request, decision, status });
+      entries.push({ request, decision, status, gatewayRunning: processRunning(request.gatewayPid) });
     }
     return entries.sort((a, b) => a.request.createdAt.localeCompare(b.request.createdAt));
+  }
+
+  /** Removes settled and expired reviews whose deadline passed before `before` (the journal keeps their record). */
+  prune(before: Date): number {
+    let removed = 0;
+    for (const entry of this.list()) {
+      if (entry.status === 'pending' || Date.parse(entry.request.expiresAt) >= before.getTime()) continue;
+      rmSync(this.decisionPath(entry.request.reviewId), { force: true });
+      rmSync(this.requestPath(entry.request.reviewId), { force: true });
+      removed++;
+    }
+    return removed;
   }
 }
 
@@ -260,7 +283,7 @@ export interface ReviewRequestInput {
 /** The gateway side: writes requests and waits for their decisions. */
 export class ReviewWaiter {
   private readonly waiting = new Map<string, () => void>();
-  private readonly expirers = new Map<string, () => void>();
+  private readonly expirers = new Map<string, (reason: string | null) => void>();
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private closed = false;
@@ -271,7 +294,7 @@ export class ReviewWaiter {
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
-  request(input: ReviewRequestInput, now = new Date()): { reviewId: string; outcome: Promise<ReviewOutcome> } {
+  request(input: ReviewRequestInput, now = new Date()): { reviewId: string; outcome: Promise<ReviewOutcome>; withdraw(reason: string): void } {
     if (this.closed) throw new ReviewChannelError(this.directory.dir, 'the policy engine is closed');
     const reviewId = newReviewId();
     const expiresAt = new Date(now.getTime() + this.timeoutMs);
@@ -301,27 +324,28 @@ export class ReviewWaiter {
           this.onError(err);
         }
       };
-      const expire = (): void => {
+      /** Records that no human decided in time (or that the request was withdrawn), unless one just did. */
+      const expire = (reason: string | null): void => {
         try {
-          finish(this.directory.settle(reviewId, { outcome: 'timed_out', reviewer: null, reason: null }).decision);
+          finish(this.directory.settle(reviewId, { outcome: 'timed_out', reviewer: null, reason }).decision);
         } catch (err) {
           this.onError(err);
-          finish({ outcome: 'timed_out', reviewer: null, reason: null, at: new Date().toISOString(), decidedBy: { uid: -1, user: 'gapwatch', pid: process.pid } });
+          finish({ outcome: 'timed_out', reviewer: null, reason, at: new Date().toISOString(), decidedBy: { uid: -1, user: 'gapwatch', pid: process.pid } });
         }
       };
       this.waiting.set(reviewId, check);
-      timer = setTimeout(expire, Math.max(0, expiresAt.getTime() - Date.now()));
+      timer = setTimeout(() => expire(null), Math.max(0, expiresAt.getTime() - Date.now()));
       this.expirers.set(reviewId, expire);
       check();
     });
     void outcome.finally(() => this.expirers.delete(reviewId));
-    return { reviewId, outcome };
+    return { reviewId, outcome, withdraw: (reason) => this.expirers.get(reviewId)?.(reason) };
   }
 
   /** Settles every waiting review as timed out (the statements are refused) and stops watching. */
   close(): void {
     this.closed = true;
-    for (const expire of [...this.expirers.values()]) expire();
+    for (const expire of [...this.expirers.values()]) expire('the gateway stopped');
     this.stopWatching();
   }
 

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Journal } from '../../gateway/journal/journal';
 import { listSegments } from '../../gateway/journal/segment-directory';
-import { statementEvent, tempJournalDir } from '../gateway/journal/journal-files';
+import { removeScratchDirs, statementEvent, tempJournalDir } from '../gateway/journal/journal-files';
 import { runCli } from '../support/host';
 
 describe('gapwatch verify', function () {
   this.timeout(60_000);
+  after(removeScratchDirs);
 
   it('exits 0 for an intact journal and 1 with the problem named once a record is changed', async () => {
     const dir = tempJournalDir();

@@ -101,6 +101,17 @@ describe('gateway/identity/identity-store', () => {
     assert.equal(readFileSync(join(dataDir, 'identities.json'), 'utf8'), '{"version": 1, "identities": ');
   });
 
+  it('refuses an identity file that other users could have written', async () => {
+    const dataDir = tempDataDir();
+    const store = new FileIdentityStore({ dataDir });
+    await store.create('bot');
+    chmodSync(join(dataDir, 'identities.json'), 0o666);
+    await assert.rejects(store.lookup('bot'), { code: 'IDENTITY_ERR_INSECURE' });
+    await assert.rejects(store.create('other'), /is writable by other users \(mode 666\)/);
+    chmodSync(join(dataDir, 'identities.json'), 0o600);
+    assert.notEqual(await store.lookup('bot'), null);
+  });
+
   it('tells a user without access to the data directory what to do', async function () {
     this.timeout(30_000);
     requireRoot();

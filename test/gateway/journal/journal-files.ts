@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SessionEvent } from '../../../proto/generated/gapwatch/v1/SessionEvent';
@@ -9,8 +9,23 @@ import { HEADER_BYTES, SEGMENT_MAGIC, fileHeader, frame, parseFrame } from '../.
 
 /** Test helpers that read and rewrite journal files the way an attacker with disk access could. */
 
+const scratchRoots: string[] = [];
+
+/** A fresh scratch directory, removed by removeScratchDirs(). */
+export function scratchDir(prefix = 'gapwatch-journal-'): string {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  scratchRoots.push(root);
+  return root;
+}
+
+/** A fresh journal directory laid out as in a data directory: <scratch>/journal/gw-test. */
 export function tempJournalDir(): string {
-  return join(mkdtempSync(join(tmpdir(), 'gapwatch-journal-')), 'journal', 'gw-test');
+  return join(scratchDir(), 'journal', 'gw-test');
+}
+
+/** Other helpers run tests on this machine at the same time: leave /tmp as it was found. */
+export function removeScratchDirs(): void {
+  for (const root of scratchRoots.splice(0)) rmSync(root, { recursive: true, force: true });
 }
 
 export function statementEvent(n: number, text = `select ${n}`): { event: SessionEvent } {

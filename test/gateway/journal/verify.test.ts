@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { cpSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from '../../../gateway/journal/journal';
 import { listSegments } from '../../../gateway/journal/segment-directory';
 import { SEGMENT_MAGIC, fileHeader, frame } from '../../../gateway/journal/segment-format';
 import { verifyJournal, type JournalProblemKind } from '../../../gateway/journal/verify';
-import { rechain, readSegment, statementEvent, tempJournalDir, writeSegment } from './journal-files';
+import { rechain, readSegment, removeScratchDirs, scratchDir, statementEvent, tempJournalDir, writeSegment } from './journal-files';
 
 /**
  * Tampering as someone with write access to the files would do it: records are rewritten with
@@ -15,18 +14,20 @@ import { rechain, readSegment, statementEvent, tempJournalDir, writeSegment } fr
  */
 describe('gateway/journal verifyJournal', () => {
   let pristine: string;
+  after(removeScratchDirs);
+
 
   before(async () => {
     pristine = tempJournalDir();
     // Two segments, checkpoints every 10 records, a final checkpoint at close.
-    const journal = await Journal.open({ dir: pristine, gatewayId: 'gw-test', segmentBytes: 8192, checkpoint: { everyRecords: 10 } });
+    const journal = await Journal.open({ dir: pristine, gatewayId: 'gw-test', segmentBytes: 4096, checkpoint: { everyRecords: 10 } });
     for (let i = 0; i < 60; i++) await journal.append(statementEvent(i));
     await journal.close();
     assert.ok(listSegments(pristine).length >= 2);
   });
 
   function copy(): { dir: string; segment: string; firstSeq: bigint } {
-    const dir = join(mkdtempSync(join(tmpdir(), 'gapwatch-tamper-')), 'gw-test');
+    const dir = join(scratchDir('gapwatch-tamper-'), 'gw-test');
     cpSync(pristine, dir, { recursive: true });
     const first = listSegments(dir)[0]!;
     return { dir, segment: first.path, firstSeq: first.firstSeq };
@@ -102,6 +103,22 @@ describe('gateway/journal verifyJournal', () => {
     assert.equal(report.ok, false);
     assert.deepEqual(kinds(report.problems), ['truncated']);
     assert.match(report.problems[0]!.detail, /are missing/);
+  });
+
+  it('detects a whole segment deleted from the middle or the end', async () => {
+    const middle = copy();
+    const segments = listSegments(middle.dir);
+    assert.ok(segments.length >= 3);
+    rmSync(segments[1]!.path);
+    const gap = await verifyJournal(middle.dir);
+    assert.equal(gap.ok, false);
+    assert.ok(gap.problems.some((p) => p.kind === 'deleted' && p.seq === segments[1]!.firstSeq));
+
+    const end = copy();
+    rmSync(listSegments(end.dir).at(-1)!.path);
+    const cut = await verifyJournal(end.dir);
+    assert.equal(cut.ok, false);
+    assert.deepEqual(kinds(cut.problems), ['truncated']);
   });
 
   it('detects a forged checkpoint signature', async () => {

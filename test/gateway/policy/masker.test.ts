@@ -128,6 +128,14 @@ gateway:
     assert.equal(masker.maskBinary(0, null), null);
   });
 
+  it('redacts sensitive values for the audit journal: mask rule patterns of the identity, and card numbers always', () => {
+    const agent = engine.auditRedactor('db', AGENT)!;
+    assert.equal(agent('ann@example.com paid with 4111 1111 1111 1111'), '****@example.com paid with **** **** **** 1111');
+    const admin = engine.auditRedactor('db', ADMIN)!;
+    assert.equal(admin('ann@example.com paid with 4111111111111111'), 'ann@example.com paid with ************1111');
+    assert.equal(admin('order 42'), 'order 42');
+  });
+
   it('checks card numbers with the Luhn algorithm', () => {
     assert.equal(luhnValid('79927398713'), true);
     assert.equal(luhnValid('79927398710'), false);

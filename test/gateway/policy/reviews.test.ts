@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,6 +107,23 @@ describe('gateway/policy reviews across processes', function () {
     }
   });
 
+  it('a withdrawn review (the client went away) is settled at once and can no longer be approved', async () => {
+    const gateway = await startGateway();
+    try {
+      const pending = await held(gateway.engine, 'DROP TABLE orders');
+      pending.withdraw('the client disconnected');
+      assert.equal((await pending.outcome).outcome, 'timed_out');
+      const late = await runCli(['approve', pending.reviewId, '--as', 'alice', '--config', gateway.configFile]);
+      assert.equal(late.code, 1);
+      assert.match(late.stderr, /already settled: timed_out/);
+      const all = await runCli(['reviews', '--all', '--json', '--config', gateway.configFile]);
+      const entry = JSON.parse(all.stdout.trim()) as { decision: { reason: string } };
+      assert.equal(entry.decision.reason, 'the client disconnected');
+    } finally {
+      gateway.engine.close();
+    }
+  });
+
   it('accepts only the configured reviewers', async () => {
     const gateway = await startGateway('    reviewers: [carol]\n');
     try {
@@ -150,6 +168,40 @@ describe('gateway/policy reviews across processes', function () {
       assert.match(outcome.outcome === 'denied' ? outcome.reason : '', /decision file was rejected: writable by other users/);
     } finally {
       gateway.engine.close();
+    }
+  });
+
+  it('removes old settled reviews at start, and says when the holding gateway is gone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gapwatch-review-'));
+    const dataDir = join(dir, 'data');
+    const directory = new ReviewDirectory(dataDir);
+    const base = {
+      version: 1 as const,
+      sessionId: 's',
+      resource: 'db',
+      login: 'claude-ci',
+      subject: 'agent:claude-ci',
+      claims: {},
+      via: 'query',
+      text: 'DROP TABLE t',
+      statements: [],
+      rule: 'gapwatch:review-ddl',
+      reason: 'ddl',
+    };
+    const gone = spawnSync('true').pid!;
+    directory.create({ ...base, reviewId: 'rv-00000000000a', createdAt: '2020-01-01T00:00:00Z', expiresAt: '2020-01-01T00:05:00Z', gatewayPid: gone });
+    directory.settle('rv-00000000000a', { outcome: 'timed_out', reviewer: null, reason: null });
+    const soon = new Date(Date.now() + 600_000).toISOString();
+    directory.create({ ...base, reviewId: 'rv-00000000000b', createdAt: new Date().toISOString(), expiresAt: soon, gatewayPid: gone });
+    const configFile = join(dir, 'gapwatch.yaml');
+    writeFileSync(configFile, `dataDir: ${dataDir}\n`);
+    const engine = await createPolicyEngine({ config: parseConfig(`dataDir: ${dataDir}\n`).gateway.policy, dataDir });
+    try {
+      assert.deepEqual(directory.list().map((entry) => [entry.request.reviewId, entry.status, entry.gatewayRunning]), [['rv-00000000000b', 'pending', false]]);
+      const listed = await runCli(['reviews', '--config', configFile]);
+      assert.match(listed.stdout, new RegExp(`gateway process ${gone} is not running on this host`));
+    } finally {
+      engine.close();
     }
   });
 

@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
+import { StoreQueryRefusedError } from '../../collector/store/errors';
+import { defineCommand } from '../cli';
+
+interface QueryOptions {
+  since: string;
+  format: OutputFormat;
+  param: string[];
+}
+
+/**
+ * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql) or read-only SQL
+ * against the configured store. Writes are refused by the store itself (readonly connection).
+ */
+export function registerQuery(program: Command): void {
+  defineCommand<QueryOptions>(
+    program,
+    'query',
+    'run a named dashboard query or read-only SQL against the store',
+    (command) =>
+      command
+        .argument('<name|SQL>', `a named query (${namedQueries().join(', ')}) or SQL text`)
+        .option('--since <when>', 'bound to {since:…}: a duration back from now (30m, 24h, 7d) or an ISO 8601 time', '24h')
+        .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+        .option('--param <name=value>', 'a query parameter {name:Type}; repeatable', (value: string, previous: string[]) => [...previous, value], []),
+    async (context, options, args) => {
+      const params: Record<string, string> = {};
+      for (const pair of options.param) {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new StoreQueryRefusedError(`--param ${JSON.stringify(pair)} is not name=value`);
+        params[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
+      const output = await runQuery(context.config, {
+        query: args[0]!,
+        format: options.format,
+        since: parseSince(options.since),
+        params,
+      });
+      process.stdout.write(output);
+      return 0;
+    },
+  );
+}
