@@ -49,6 +49,11 @@ describe('gapwatch query (embedded store)', function () {
             endUnixNano: end,
             outcome,
             targetUser: 'app',
+            bytesFromClient: '0',
+            bytesToClient: '0',
+            database: '',
+            failure: '',
+            clientParameters: {},
           }),
         );
       }
