@@ -392,7 +392,7 @@ export class ProxySession {
     this.forwardedInBatch = true;
   }
 
-  private request_(via: PolicyRequest['via'], text: string): PolicyRequest {
+  private policyRequest(via: PolicyRequest['via'], text: string): PolicyRequest {
     return { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
   }
 
@@ -481,7 +481,7 @@ export class ProxySession {
   }
 
   private async onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> {
-    const request = this.request_('query', text);
+    const request = this.policyRequest('query', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
@@ -499,7 +499,7 @@ export class ProxySession {
   }
 
   private async onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> {
-    const request: PolicyRequest = { ...this.request_('parse', text), statementName: name };
+    const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
@@ -558,7 +558,7 @@ export class ProxySession {
   }
 
   private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
-    const request = this.request_('function_call', text);
+    const request = this.policyRequest('function_call', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
