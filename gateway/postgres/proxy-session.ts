@@ -152,6 +152,7 @@ export class ProxySession {
   private dataWhileDraining = false;
   private cancelHold: (() => void) | null = null;
   private ended = false;
+  private clientGone = false;
   bytesFromClient = 0;
   bytesToClient = 0;
   readonly done: Promise<SessionEnd>;
@@ -173,12 +174,13 @@ export class ProxySession {
       if (this.parser.pendingBytes > PAUSE_CLIENT_AT_BYTES) this.client.pause();
       this.pump();
     });
-    const clientGone = (): void =>
-      this.end(
-        this.parser.pendingBytes > 0
-          ? { outcome: 'failed', failure: `the client disconnected in the middle of a message (${this.parser.pendingBytes} bytes of it received)` }
-          : { outcome: 'closed' },
-      );
+    // Messages that arrived whole before the client's FIN still run, as they would on the server;
+    // the session ends once they are forwarded.
+    const clientGone = (): void => {
+      this.clientGone = true;
+      // A statement held for review has nobody left to answer; end at once.
+      if (!this.draining || this.cancelHold) this.endAfterClient();
+    };
     this.client.on('end', clientGone);
     this.client.on('close', clientGone);
     this.client.on('error', (err) => this.end({ outcome: 'failed', failure: `client connection error: ${err.message}` }));
@@ -239,11 +241,28 @@ export class ProxySession {
       this.fail(err);
     } finally {
       this.draining = false;
+      if (this.clientGone) this.endAfterClient();
     }
   }
 
-  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): void {
-    this.request.push(messageRecord(msg, withheld, redact));
+  private endAfterClient(): void {
+    const partial = this.parser.pendingBytes;
+    if (partial === 0 && this.awaitingReady > 0 && !this.ended && !this.cancelHold) {
+      // The server still owes answers to what was forwarded: wait for them, so they are journaled.
+      this.idleWaiters.push(() => this.endAfterClient());
+      return;
+    }
+    this.end(
+      partial > 0
+        ? { outcome: 'failed', failure: `the client disconnected in the middle of a message (${partial} bytes of it received)` }
+        : { outcome: 'closed' },
+    );
+  }
+
+  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): PgMessage {
+    const record = messageRecord(msg, withheld, redact);
+    this.request.push(record);
+    return record;
   }
 
   /**
@@ -299,11 +318,9 @@ export class ProxySession {
     }
     switch (msg.type) {
       case FrontendType.Query:
-        this.record(msg);
-        return this.onQuery(msg.raw, msg.text);
+        return this.onQuery(msg.raw, msg.text, this.record(msg));
       case FrontendType.Parse:
-        this.record(msg);
-        return this.onParse(msg.raw, msg.name, msg.text);
+        return this.onParse(msg.raw, msg.name, msg.text, this.record(msg));
       case FrontendType.Bind: {
         const redact = this.redactorFor(msg.parameters.length);
         this.record(msg, false, redact);
@@ -346,8 +363,8 @@ export class ProxySession {
         return this.onSync(msg.raw);
       case FrontendType.FunctionCall: {
         const redact = this.redactorFor(msg.arguments.length);
-        this.record(msg, false, redact);
-        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact));
+        const record = this.record(msg, false, redact);
+        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact), record);
       }
       case FrontendType.CopyData:
         // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
@@ -375,7 +392,7 @@ export class ProxySession {
     this.forwardedInBatch = true;
   }
 
-  private request_(via: PolicyRequest['via'], text: string): PolicyRequest {
+  private policyRequest(via: PolicyRequest['via'], text: string): PolicyRequest {
     return { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
   }
 
@@ -463,13 +480,17 @@ export class ProxySession {
     this.writeClient([error, readyForQuery(this.transactionStatus)]);
   }
 
-  private async onQuery(raw: Buffer, text: string): Promise<void> {
-    const request = this.request_('query', text);
+  private async onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+    const request = this.policyRequest('query', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
-      if (refusal) return this.refuseNow(refusal);
+      if (refusal) {
+        // Marks the write-ahead record when it is still to be written (a review has written it already).
+        record.withheld = true;
+        return this.refuseNow(refusal);
+      }
     }
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
     this.forward(raw);
@@ -477,13 +498,14 @@ export class ProxySession {
     this.awaitingReady += 1;
   }
 
-  private async onParse(raw: Buffer, name: string, text: string): Promise<void> {
-    const request: PolicyRequest = { ...this.request_('parse', text), statementName: name };
+  private async onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> {
+    const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
       if (refusal) {
+        record.withheld = true;
         this.skipUntilSync = true;
         this.batchRefusal = refusal;
         return;
@@ -535,13 +557,16 @@ export class ProxySession {
     this.forwardedInBatch = false;
   }
 
-  private async onFunctionCall(raw: Buffer, text: string): Promise<void> {
-    const request = this.request_('function_call', text);
+  private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+    const request = this.policyRequest('function_call', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
-      if (refusal) return this.refuseNow(refusal);
+      if (refusal) {
+        record.withheld = true;
+        return this.refuseNow(refusal);
+      }
     }
     this.forward(raw);
     this.units.push({
@@ -609,7 +634,9 @@ export class ProxySession {
   }
 
   private writeClient(parts: Buffer[]): void {
-    if (parts.length === 0 || this.client.destroyed) return;
+    // After the client's FIN the socket is no longer writable (no half-open sockets): answers still
+    // owed are journaled but cannot be delivered.
+    if (parts.length === 0 || this.client.destroyed || !this.client.writable) return;
     let ok = true;
     if (parts.length === 1) {
       this.bytesToClient += parts[0]!.length;

@@ -3,14 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Client, DatabaseError } from 'pg';
+import type { Client, DatabaseError, QueryConfig } from 'pg';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import type { SessionEvent__Output } from '../../../proto/generated/gapwatch/v1/SessionEvent';
 import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
 import { runCli } from '../../support/host';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
 import { selfSignedCertificate } from '../../support/postgres';
-import { nodeClient, pgbench, psql, rawConnection, readUntilClose, spawnClient, type Target } from './clients';
+import { serialize } from 'pg-protocol';
+import { nodeClient, pgbench, psql, rawConnection, rawSession, readUntilClose, spawnClient, type Target } from './clients';
 
 /**
  * The PostgreSQL gateway end to end: real clients (psql, node pg, pgbench) through the real gateway
@@ -316,6 +317,31 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.ok(denials.every((e) => e.policy!.rule === 'secrets-read-only' || e.policy!.rule === 'no-copy-program'));
     });
 
+    it('answers a refused Parse in a pipeline after the results of what came before it, and skips the rest until Sync', async () => {
+      const conn = await rawSession(viaGateway);
+      try {
+        const replies = await conn.exchange([
+          serialize.parse({ name: '', text: 'SELECT 41 + 1' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.parse({ name: '', text: 'DELETE FROM secrets' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        assert.deepEqual(
+          replies.map((m) => m.name),
+          ['parseComplete', 'bindComplete', 'dataRow', 'commandComplete', 'error', 'readyForQuery'],
+        );
+        assert.equal((replies[4] as unknown as { code: string }).code, '42501');
+        assert.deepEqual((replies[2] as unknown as { fields: string[] }).fields, ['42']);
+        const after = await conn.exchange([serialize.query('SELECT count(*) FROM secrets')]);
+        assert.deepEqual((after.find((m) => m.name === 'dataRow') as unknown as { fields: string[] }).fields, ['1']);
+      } finally {
+        conn.close();
+      }
+    });
+
     const heldCount = (): Promise<string> => gw.pg.admin('SELECT count(*) FROM held', gw.pg.database);
 
     /** Runs a held statement; resolves with its review id once the client got the notice. */
@@ -405,6 +431,10 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
         assert.notEqual(rows[0]!.email, 'ada@example.com');
         assert.doesNotMatch(rows[0]!.note, /4111/);
+        // pg asks for binary results with `binary: true`, which its type definitions do not list.
+        const binaryQuery = { text: 'SELECT email FROM customers WHERE id = 1', binary: true } as unknown as QueryConfig;
+        const binary = (await client.query(binaryQuery)).rows as Array<{ email: Buffer | string }>;
+        assert.doesNotMatch(String(binary[0]!.email), /ada@example\.com/, 'binary-format results are masked too');
         // A card number sent as a parameter stays out of the journal too.
         await client.query('SELECT count(*) FROM customers WHERE note LIKE $1 AND id = $2', ['%4111 1111 1111 1111%', 1]);
       } finally {
@@ -445,6 +475,20 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         return s.length >= 3 ? s : null;
       });
       assert.ok(failed.every((s) => s.failure !== '' && s.client?.port));
+    });
+
+    it('runs (and journals) whole statements a client sent right before closing its side', async () => {
+      const client = await nodeClient(viaGateway);
+      client.on('error', () => undefined);
+      const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+      const sql = "INSERT INTO copy_target VALUES (99, 'sent before FIN')";
+      const body = Buffer.from(`${sql}\0`);
+      const query = Buffer.alloc(5);
+      query[0] = 0x51;
+      query.writeInt32BE(4 + body.length, 1);
+      stream.end(Buffer.concat([query, body]));
+      await until('the row', async () => (await gw.pg.admin('SELECT count(*) FROM copy_target WHERE id = 99', gw.pg.database)) === '1');
+      await until('its statement record', async () => events(await gw.records()).some((e) => e.statement?.text === sql && e.statement.commandTag === 'INSERT 0 1'));
     });
 
     it('ends an established session on an absurd message length or a client vanishing mid-message, journaled as failed', async () => {
