@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
+import { registerSensor } from './commands/sensor';
 import { registerUp } from './commands/up';
 
 async function main(argv: string[]): Promise<void> {
@@ -13,6 +14,7 @@ async function main(argv: string[]): Promise<void> {
     .exitOverride();
   registerUp(program);
   registerDoctor(program);
+  registerSensor(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

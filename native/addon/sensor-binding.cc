@@ -2,6 +2,7 @@
 // stats(), plus eventLayouts() describing events.h for the decoder test.
 #include "sensor-binding.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -75,7 +76,9 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
     options_.cgroup_path = required_string(options, "cgroupPath");
     options_.argv_max_bytes = optional_uint(options, "argvMaxBytes", options_.argv_max_bytes);
     options_.ring_bytes = optional_uint(options, "ringBytes", options_.ring_bytes);
-    options_.wakeup_bytes = optional_uint(options, "wakeupBytes", static_cast<std::uint32_t>(options_.wakeup_bytes));
+    // By default wake the reader at a quarter of the ring, so a small ring still never fills between wakeups.
+    std::uint32_t default_wakeup = std::min<std::uint32_t>(256u << 10, options_.ring_bytes / 4);
+    options_.wakeup_bytes = optional_uint(options, "wakeupBytes", default_wakeup);
     reader_options_.batch_bytes = optional_uint(options, "batchBytes", reader_options_.batch_bytes);
     reader_options_.flush_ms = optional_uint(options, "flushMs", reader_options_.flush_ms);
     if (options_.ring_bytes < 4096 || (options_.ring_bytes & (options_.ring_bytes - 1)) != 0) {

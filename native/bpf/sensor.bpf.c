@@ -398,8 +398,11 @@ int sensor_exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 	if (!event)
 		return 0;
+	/* Keep the flags: the cgroup hook may have joined its intent already. */
+	__u16 flags = event->header.flags | GW_CONNECT_F_OUTCOME;
+
 	fill_header(&event->header, GW_EVENT_CONNECT, sizeof(*event));
-	event->header.flags |= GW_CONNECT_F_OUTCOME;
+	event->header.flags = flags;
 	event->ret = ret;
 	fill_task(&event->task, (struct task_struct *)bpf_get_current_task());
 
@@ -451,7 +454,8 @@ int BPF_PROG(sensor_sock_state, const struct sock *sk, const int oldstate, const
 	if (oldstate != TCP_SYN_SENT || newstate != TCP_CLOSE)
 		return 0;
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* The socket may already be unhashed (skc_num 0); inet_sport still holds the port. */
+	local.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	if (family == AF_INET) {
 		__be32 ip4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 

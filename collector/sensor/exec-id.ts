@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+/**
+ * Linux reports process start times in /proc/<pid>/stat (field 22) in USER_HZ clock ticks, which is
+ * 100 on every architecture gapwatch supports; the kernel computes it as start_boottime / (1e9 / USER_HZ).
+ * exec_ids use ticks so a process seeded from /proc and the same process seen by the BPF programs
+ * (which report start_boottime in ns) get the same id.
+ */
+export const USER_HZ = 100;
+const NS_PER_TICK = BigInt(1_000_000_000 / USER_HZ);
+
+export function startTicksOfNs(startNs: bigint): bigint {
+  return startNs / NS_PER_TICK;
+}
+
+/** This boot of this host: exec_ids from another boot or host never collide with ours. */
+export interface HostIdentity {
+  host: string;
+  bootId: string;
+}
+
+export function readHostIdentity(): HostIdentity {
+  return { host: hostname(), bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() };
+}
+
+/**
+ * exec_id: a process, unique across pid reuse (host, boot, pid, start time). 128 bits of SHA-256 in
+ * hex, so it is a fixed-width key for the store and reveals nothing about the host by itself.
+ */
+export function execIdOf(identity: HostIdentity, pid: number, startTicks: bigint): string {
+  return createHash('sha256')
+    .update(`${identity.host}\0${identity.bootId}\0${pid}\0${startTicks}`)
+    .digest('hex')
+    .slice(0, 32);
+}
