@@ -24,7 +24,7 @@ const SECRET_FLAGS = new Set([
 ]);
 
 /** Environment-style assignments whose name says it holds a secret. */
-const SECRET_ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*(?:PASSWORD|PASSWD|PASS|TOKEN|SECRET|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY)[A-Za-z0-9_]*)=(.+)$/i;
+const SECRET_ASSIGNMENT = /^([A-Za-z_][A-Za-z0-9_]*(?:PASSWORD|PASSWD|PASS|TOKEN|SECRET|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY)[A-Za-z0-9_]*)=(\S+)$/i;
 
 /** user:password@ in any scheme://… URL. */
 const URL_USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^\s/:@]*):([^\s/@]+)@/gi;
