@@ -67,6 +67,8 @@ export interface NativeSensor {
   /** Detaches everything and returns the last stats (null when not started). Batches still queued arrive after. */
   stop(): NativeSensorStats | null;
   stats(): NativeSensorStats;
+  /** Packed events.h gw_task_start records of every process alive now (the task iterator). */
+  taskStarts(): Buffer;
 }
 
 export interface FieldLayout {
@@ -80,7 +82,7 @@ export interface RecordLayout {
 }
 
 /** sizeof/offsetof of every events.h struct, as the addon was compiled. */
-export type EventLayouts = Record<'header' | 'task' | 'exec' | 'fork' | 'exit' | 'connect' | 'loss', RecordLayout> & {
+export type EventLayouts = Record<'header' | 'task' | 'exec' | 'fork' | 'exit' | 'connect' | 'loss' | 'taskStart', RecordLayout> & {
   constants: Record<string, number>;
 };
 

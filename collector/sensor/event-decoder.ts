@@ -17,6 +17,7 @@ import {
   Loss,
   SocketType,
   Task,
+  TaskStart,
 } from './event-layout';
 
 /** The process an event happened in (struct gw_task). Times are CLOCK_BOOTTIME nanoseconds. */
@@ -287,6 +288,15 @@ function decodeLoss(record: Buffer, timeNs: bigint): LossEvent {
     if (queue > 0) queueDrops[name] = queue;
   }
   return { type: EventType.Loss, timeNs, kernelDrops, queueDrops };
+}
+
+/** The task iterator's packed gw_task_start records: tgid -> start_boottime ns. */
+export function decodeTaskStarts(buffer: Buffer): Map<number, bigint> {
+  const starts = new Map<number, bigint>();
+  for (let offset = 0; offset + TaskStart.size <= buffer.length; offset += TaskStart.size) {
+    starts.set(buffer.readUInt32LE(offset + TaskStart.tgid), buffer.readBigUInt64LE(offset + TaskStart.startNs));
+  }
+  return starts;
 }
 
 export function formatIpv4(bytes: Buffer): string {

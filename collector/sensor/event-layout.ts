@@ -109,4 +109,7 @@ export const Connect = {
   unixPath: 144,
 } as const;
 
+/** struct gw_task_start (task iterator output, not a ring buffer record) */
+export const TaskStart = { size: 16, tgid: 0, startNs: 8 } as const;
+
 export const Loss = { size: 112, kernelDrops: 16, queueDrops: 64 } as const;

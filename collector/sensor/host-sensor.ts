@@ -5,7 +5,7 @@ import { cgroup2Root } from '../doctor/host-facts';
 import { SensorAttachError, SensorNotRootError, sensorStartError } from '../errors';
 import { AgentMatcher } from './agent-signatures';
 import { redactArgv } from './argv-redaction';
-import { decodeBatch, EINPROGRESS, type ConnectEvent, type SensorEvent, type TaskFields } from './event-decoder';
+import { decodeBatch, decodeTaskStarts, EINPROGRESS, type ConnectEvent, type SensorEvent, type TaskFields } from './event-decoder';
 import { EventType } from './event-layout';
 import { readHostIdentity, startTicksOfNs, type HostIdentity } from './exec-id';
 import { markerProbe, readAllProcesses } from './proc-reader';
@@ -149,7 +149,7 @@ export class HostSensor {
     }
     this.native = native;
     // Seed after attaching: a process born in between is then in both, and exec_ids de-duplicate it.
-    const seeded = this.seed();
+    const seeded = this.seed(native);
     this.sweepTimer = setInterval(() => this.table.sweep(Date.now()), Math.max(1000, this.config.processGraceMs / 2));
     this.sweepTimer.unref();
     return { ...started, seededProcesses: seeded, tracefsMountedNow: tracefs.mountedNow, cgroupRoot };
@@ -172,20 +172,27 @@ export class HostSensor {
     return stats;
   }
 
-  private seed(): number {
-    const snapshots = readAllProcesses();
-    const starts = new Map(snapshots.map((s) => [s.pid, s.startTicks]));
-    for (const s of snapshots) {
+  /**
+   * Exact start times come from the kernel's task iterator, the rest from /proc. A pid in /proc the
+   * iterator did not report was born after it ran, so after attaching: the live stream has it.
+   */
+  private seed(native: NativeSensor): number {
+    const starts = decodeTaskStarts(native.taskStarts());
+    let seeded = 0;
+    for (const s of readAllProcesses()) {
+      const startNs = starts.get(s.pid);
+      if (startNs === undefined || startTicksOfNs(startNs) !== s.startTicks) continue;
       const redacted = this.redact(s.argv);
+      seeded++;
       this.table.seed(
-        { pid: s.pid, startTicks: s.startTicks, ppid: s.ppid, parentStartTicks: starts.get(s.ppid) ?? null, uid: s.uid, gid: s.gid, comm: s.comm },
+        { pid: s.pid, startNs, ppid: s.ppid, parentStartNs: starts.get(s.ppid) ?? null, uid: s.uid, gid: s.gid, comm: s.comm },
         { filename: s.filename, comm: s.comm, argv: s.argv, argvRedacted: redacted.redacted },
       );
       // Signatures matched on the real argv; only the redacted one is kept.
       const entry = this.table.byPidNow(s.pid);
       if (entry) entry.argv = redacted.argv;
     }
-    return snapshots.length;
+    return seeded;
   }
 
   private redact(argv: string[]): { argv: string[]; redacted: boolean } {
@@ -216,9 +223,9 @@ export class HostSensor {
   private identityOf(task: TaskFields): ProcessIdentity {
     return {
       pid: task.tgid,
-      startTicks: startTicksOfNs(task.startNs),
+      startNs: task.startNs,
       ppid: task.ppid,
-      parentStartTicks: task.ppid === 0 ? null : startTicksOfNs(task.parentStartNs),
+      parentStartNs: task.ppid === 0 ? null : task.parentStartNs,
       uid: task.uid,
       gid: task.gid,
       comm: task.comm,
@@ -283,7 +290,7 @@ export class HostSensor {
       }
       case EventType.Connect: {
         const identity = this.identityOf(event.task);
-        const entry = this.table.get(this.table.execIdOf(identity.pid, identity.startTicks)) ?? this.table.fork(identity);
+        const entry = this.table.get(this.table.execIdOf(identity.pid, identity.startNs)) ?? this.table.fork(identity);
         const ret = event.ret;
         this.onRecord({
           kind: 'connect',

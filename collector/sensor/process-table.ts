@@ -5,8 +5,8 @@ import { execIdOf, type HostIdentity } from './exec-id';
 export interface ProcessEntry {
   execId: string;
   pid: number;
-  /** Start time in USER_HZ ticks since boot (what /proc/<pid>/stat reports). */
-  startTicks: bigint;
+  /** start_boottime in ns. */
+  startNs: bigint;
   ppid: number;
   parentExecId: string | null;
   uid: number | null;
@@ -32,9 +32,9 @@ export interface ProcessEntry {
 
 export interface ProcessIdentity {
   pid: number;
-  startTicks: bigint;
+  startNs: bigint;
   ppid: number;
-  parentStartTicks: bigint | null;
+  parentStartNs: bigint | null;
   uid: number | null;
   gid: number | null;
   comm: string;
@@ -66,8 +66,8 @@ export class ProcessTable {
     return this.byExecId.size;
   }
 
-  execIdOf(pid: number, startTicks: bigint): string {
-    return execIdOf(this.identity, pid, startTicks);
+  execIdOf(pid: number, startNs: bigint): string {
+    return execIdOf(this.identity, pid, startNs);
   }
 
   get(execId: string): ProcessEntry | undefined {
@@ -82,15 +82,15 @@ export class ProcessTable {
 
   /** The entry for this process, creating a bare one (parent linked) when it is new. */
   private ensure(identity: ProcessIdentity, source: ProcessEntry['source']): ProcessEntry {
-    const execId = this.execIdOf(identity.pid, identity.startTicks);
+    const execId = this.execIdOf(identity.pid, identity.startNs);
     let entry = this.byExecId.get(execId);
     if (!entry) {
-      const parentExecId = identity.parentStartTicks === null ? null : this.execIdOf(identity.ppid, identity.parentStartTicks);
+      const parentExecId = identity.parentStartNs === null ? null : this.execIdOf(identity.ppid, identity.parentStartNs);
       const parent = parentExecId === null ? undefined : this.byExecId.get(parentExecId);
       entry = {
         execId,
         pid: identity.pid,
-        startTicks: identity.startTicks,
+        startNs: identity.startNs,
         ppid: identity.ppid,
         parentExecId,
         uid: identity.uid,

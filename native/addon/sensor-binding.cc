@@ -63,6 +63,7 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
                            InstanceMethod<&SensorBinding::Start>("start"),
                            InstanceMethod<&SensorBinding::Stop>("stop"),
                            InstanceMethod<&SensorBinding::Stats>("stats"),
+                           InstanceMethod<&SensorBinding::TaskStarts>("taskStarts"),
                        });
   }
 
@@ -130,6 +131,19 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
     Napi::Env env = info.Env();
     if (!reader_) throw Napi::Error::New(env, "the sensor is not started");
     return stats_object(env);
+  }
+
+  // Packed gw_task_start records: one Buffer, decoded by collector/sensor.
+  Napi::Value TaskStarts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!session_) throw Napi::Error::New(env, "the sensor is not started");
+    try {
+      std::vector<gw_task_start> starts = session_->task_starts();
+      return Napi::Buffer<std::uint8_t>::Copy(env, reinterpret_cast<const std::uint8_t*>(starts.data()),
+                                              starts.size() * sizeof(gw_task_start));
+    } catch (const SensorError& error) {
+      throw sensor_error(env, error);
+    }
   }
 
   Napi::Object stats_object(Napi::Env env) {
@@ -240,6 +254,9 @@ Napi::Value EventLayouts(const Napi::CallbackInfo& info) {
   GW_FIELD(connect, gw_connect, remote_addr);
   GW_FIELD(connect, gw_connect, local_addr);
   GW_FIELD(connect, gw_connect, unix_path);
+  Napi::Object task_start = layout("taskStart", sizeof(gw_task_start));
+  GW_FIELD(task_start, gw_task_start, tgid);
+  GW_FIELD(task_start, gw_task_start, start_ns);
   Napi::Object loss = layout("loss", sizeof(gw_loss));
   GW_FIELD(loss, gw_loss, kernel_drops);
   GW_FIELD(loss, gw_loss, queue_drops);

@@ -78,6 +78,8 @@ SensorSession::~SensorSession() { release(); }
 void SensorSession::release() {
   for (bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
+  if (task_iter_ != nullptr) bpf_link__destroy(task_iter_);
+  task_iter_ = nullptr;
   if (object_ != nullptr) bpf_object__close(object_);
   object_ = nullptr;
 }
@@ -196,6 +198,17 @@ void SensorSession::attach() {
   bpf_object__for_each_program(program, object_) {
     if (!bpf_program__autoload(program)) continue;
     const char* name = bpf_program__name(program);
+    if (bpf_program__type(program) == BPF_PROG_TYPE_TRACING &&
+        bpf_program__expected_attach_type(program) == BPF_TRACE_ITER) {
+      // An iterator runs on demand (task_starts), it observes nothing while attached.
+      task_iter_ = bpf_program__attach_iter(program, nullptr);
+      if (task_iter_ == nullptr) {
+        int error_number = errno;
+        close(cgroup);
+        fail("SENSOR_ERR_ATTACH", std::string("attaching the task iterator ") + name + " failed", error_number);
+      }
+      continue;
+    }
     bpf_link* link = is_cgroup_program(program) ? bpf_program__attach_cgroup(program, cgroup)
                                                 : bpf_program__attach(program);
     if (link == nullptr) {
@@ -216,6 +229,33 @@ void SensorSession::attach() {
 }
 
 int SensorSession::ring_fd() const { return bpf_map__fd(events_); }
+
+std::vector<gw_task_start> SensorSession::task_starts() const {
+  int fd = bpf_iter_create(bpf_link__fd(task_iter_));
+  if (fd < 0) {
+    throw SensorError("SENSOR_ERR_BPF_UNAVAILABLE",
+                      std::string("running the task iterator failed: ") + std::strerror(-fd));
+  }
+  std::vector<gw_task_start> starts;
+  std::vector<char> bytes;
+  char chunk[16384];
+  for (;;) {
+    ssize_t got = read(fd, chunk, sizeof chunk);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int error_number = errno;
+      close(fd);
+      throw SensorError("SENSOR_ERR_BPF_UNAVAILABLE",
+                        std::string("reading the task iterator failed: ") + std::strerror(error_number));
+    }
+    if (got == 0) break;
+    bytes.insert(bytes.end(), chunk, chunk + got);
+  }
+  close(fd);
+  starts.resize(bytes.size() / sizeof(gw_task_start));
+  std::memcpy(starts.data(), bytes.data(), starts.size() * sizeof(gw_task_start));
+  return starts;
+}
 
 KernelDrops SensorSession::read_drops() const {
   KernelDrops drops;

@@ -54,6 +54,8 @@ class SensorSession {
   SensorSession& operator=(const SensorSession&) = delete;
 
   int ring_fd() const;
+  // Runs the task iterator: (tgid, start_boottime) of every process alive now.
+  std::vector<gw_task_start> task_starts() const;
   KernelDrops read_drops() const;
   bool unix_connect_hook() const { return unix_connect_hook_; }
   const std::vector<std::string>& attached() const { return attached_; }
@@ -72,6 +74,7 @@ class SensorSession {
   bpf_map* events_ = nullptr;
   bpf_map* drops_ = nullptr;
   std::vector<bpf_link*> links_;
+  bpf_link* task_iter_ = nullptr;
   std::vector<std::string> attached_;
   bool unix_connect_hook_ = false;
   int cpus_ = 0;

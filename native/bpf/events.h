@@ -125,4 +125,11 @@ struct gw_loss {
 	__u64 queue_drops[GW_EVENT_TYPE_COUNT];
 };
 
+/* Written by the task iterator (not the ring buffer): one per process alive at start. */
+struct gw_task_start {
+	__u32 tgid;
+	__u32 reserved;
+	__u64 start_ns; /* start_boottime */
+};
+
 #endif

@@ -467,4 +467,24 @@ int BPF_PROG(sensor_sock_state, const struct sock *sk, const int oldstate, const
 	return 0;
 }
 
+/*
+ * The exact start time of every process that exists when the sensor starts.
+ * /proc only reports start times in 10 ms ticks, too coarse for exec_ids (a
+ * pid can be reused within one tick); the loader runs this iterator once
+ * after attaching and seeds the process table with it.
+ */
+SEC("iter/task")
+int sensor_task_starts(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct gw_task_start record = {};
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	record.tgid = task->tgid;
+	record.start_ns = task->start_boottime;
+	bpf_seq_write(ctx->meta->seq, &record, sizeof(record));
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -80,8 +80,13 @@ describe('collector/sensor/event-layout matches native/bpf/events.h', () => {
     assert.equal(layouts.loss.fields.kernel_drops!.size, 8 * Layout.EVENT_TYPE_COUNT);
   });
 
+  it('task start (iterator output)', () => {
+    assert.equal(Layout.TaskStart.size, layouts.taskStart.size);
+    expectFields('gw_task_start', layouts.taskStart, Layout.TaskStart, 0, { tgid: 'tgid', startNs: 'start_ns' });
+  });
+
   it('every record is a multiple of 8 bytes, so packed records stay aligned', () => {
-    for (const name of ['header', 'task', 'exec', 'fork', 'exit', 'connect', 'loss'] as const) {
+    for (const name of ['header', 'task', 'exec', 'fork', 'exit', 'connect', 'loss', 'taskStart'] as const) {
       assert.equal(layouts[name].size % 8, 0, `${name} is ${layouts[name].size} bytes`);
     }
   });

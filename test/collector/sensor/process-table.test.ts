@@ -4,11 +4,11 @@ import { parseStat } from '../../../collector/sensor/proc-reader';
 import { ProcessTable, type ProcessIdentity } from '../../../collector/sensor/process-table';
 
 const identity = { host: 'h', bootId: 'b' };
-const proc = (pid: number, startTicks: number, ppid: number, parentStartTicks: number | null, comm = 'x'): ProcessIdentity => ({
+const proc = (pid: number, startNs: number, ppid: number, parentStartNs: number | null, comm = 'x'): ProcessIdentity => ({
   pid,
-  startTicks: BigInt(startTicks),
+  startNs: BigInt(startNs),
   ppid,
-  parentStartTicks: parentStartTicks === null ? null : BigInt(parentStartTicks),
+  parentStartNs: parentStartNs === null ? null : BigInt(parentStartNs),
   uid: 0,
   gid: 0,
   comm,

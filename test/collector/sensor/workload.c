@@ -4,6 +4,7 @@
  * can compare with the events. Built by the test with gcc.
  *
  *   workload connect <tcp|tcp6|udp|unix> <addr-or-path> <port> [nonblock]
+ *     (unix @name: an abstract name; the workload listens on it itself first)
  *   workload fork-exit <code>       fork a child that exits with <code>, no exec
  *   workload pid-reuse              two processes with the same pid, one after the other
  *   workload udp-storm <port> <n>   n UDP connects in a tight loop
@@ -52,8 +53,15 @@ static int do_connect(const char *kind, const char *where, int port, int nonbloc
 		sun->sun_family = AF_UNIX;
 		memcpy(sun->sun_path, where, n);
 		if (where[0] == '@') {
+			/* Node binds abstract names with the whole sun_path; listen here with the exact name instead. */
+			int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+
 			sun->sun_path[0] = 0;
 			len = offsetof(struct sockaddr_un, sun_path) + n;
+			if (listener < 0 || bind(listener, (struct sockaddr *)&storage, len) != 0 || listen(listener, 1) != 0) {
+				perror("abstract listener");
+				return 2;
+			}
 		} else {
 			len = sizeof(*sun);
 		}
