@@ -47,8 +47,12 @@ const collectorSchema = z.strictObject({
           }),
         )
         .default(DEFAULT_AGENT_SIGNATURES),
-      /** Environment variables that mark an agent run where no signature can be seen (value = agent name). */
-      agentEnvMarkers: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default(['GAPWATCH_AGENT_RUN']),
+      /**
+       * Environment variables that mark an agent run where no signature can be seen (value = agent
+       * name), e.g. GAPWATCH_AGENT_RUN. Off by default: it costs a read of /proc/<pid>/environ per
+       * exec that no signature attributes.
+       */
+      agentEnvMarkers: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
       /** cgroup v2 paths (regular expressions) that mark an agent run. */
       agentCgroupMarkers: z.array(z.strictObject({ agent: z.string().min(1), pattern: z.string().min(1) })).default([]),
     })

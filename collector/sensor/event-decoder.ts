@@ -8,6 +8,7 @@ import {
   EventType,
   EventTypeName,
   FILENAME_LEN,
+  UNIX_PATH_LEN,
   Exec,
   ExecFlag,
   Exit,
@@ -121,57 +122,61 @@ export function decodeBatch(batch: Buffer, onEvent: (event: SensorEvent) => void
     if (size < Header.size || size % 8 !== 0 || offset + size > batch.length) {
       throw new BatchFormatError(`bad record size ${size} (type ${type}) at offset ${offset} of ${batch.length}`);
     }
-    const record = batch.subarray(offset, offset + size);
-    const event = decodeRecord(record, type);
+    const event = decodeRecord(batch, offset, size, type);
     if (event) onEvent(event);
     offset += size;
   }
 }
 
-function decodeRecord(record: Buffer, type: number): SensorEvent | null {
-  const minimum: Record<number, number> = {
-    [EventType.Exec]: Exec.size,
-    [EventType.Fork]: Fork.size,
-    [EventType.Exit]: Exit.size,
-    [EventType.Connect]: Connect.size,
-    [EventType.Loss]: Loss.size,
-  };
-  const needed = minimum[type];
+const MINIMUM_SIZE: Record<number, number> = {
+  [EventType.Exec]: Exec.size,
+  [EventType.Fork]: Fork.size,
+  [EventType.Exit]: Exit.size,
+  [EventType.Connect]: Connect.size,
+  [EventType.Loss]: Loss.size,
+};
+
+/** Reads in place (absolute offsets into the batch): no per-record Buffer views on the hot path. */
+function decodeRecord(batch: Buffer, at: number, size: number, type: number): SensorEvent | null {
+  const needed = MINIMUM_SIZE[type];
   // An unknown type from a newer kernel object is skipped whole; its size still frames the stream.
   if (needed === undefined) return null;
-  if (record.length < needed) throw new BatchFormatError(`${EventTypeName[type as EventType]} record of ${record.length} bytes, need ${needed}`);
-  const flags = record.readUInt16LE(Header.flags);
-  const timeNs = record.readBigUInt64LE(Header.timeNs);
+  if (size < needed) throw new BatchFormatError(`${EventTypeName[type as EventType]} record of ${size} bytes, need ${needed}`);
+  const flags = batch.readUInt16LE(at + Header.flags);
+  const timeNs = batch.readBigUInt64LE(at + Header.timeNs);
   switch (type as EventType) {
     case EventType.Exec:
-      return decodeExec(record, flags, timeNs);
+      return decodeExec(batch, at, size, flags, timeNs);
     case EventType.Fork:
-      return { type: EventType.Fork, timeNs, task: decodeTask(record, Fork.task) };
+      return { type: EventType.Fork, timeNs, task: decodeTask(batch, at + Fork.task) };
     case EventType.Exit:
-      return decodeExit(record, timeNs);
+      return decodeExit(batch, at, timeNs);
     case EventType.Connect:
-      return decodeConnect(record, flags, timeNs);
+      return decodeConnect(batch, at, flags, timeNs);
     case EventType.Loss:
-      return decodeLoss(record, timeNs);
+      return decodeLoss(batch, at, timeNs);
   }
 }
 
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0);
-  return bytes.subarray(0, end === -1 ? bytes.length : end).toString('utf8');
+/** A NUL-terminated string in a fixed field of `length` bytes. */
+function cString(batch: Buffer, start: number, length: number): string {
+  let end = start;
+  const limit = start + length;
+  while (end < limit && batch[end] !== 0) end++;
+  return batch.toString('utf8', start, end);
 }
 
-function decodeTask(record: Buffer, at: number): TaskFields {
+function decodeTask(batch: Buffer, at: number): TaskFields {
   return {
-    pid: record.readUInt32LE(at + Task.pid),
-    tgid: record.readUInt32LE(at + Task.tgid),
-    ppid: record.readUInt32LE(at + Task.ppid),
-    uid: record.readUInt32LE(at + Task.uid),
-    gid: record.readUInt32LE(at + Task.gid),
-    startNs: record.readBigUInt64LE(at + Task.startNs),
-    parentStartNs: record.readBigUInt64LE(at + Task.parentStartNs),
-    cgroupId: record.readBigUInt64LE(at + Task.cgroupId),
-    comm: cString(record.subarray(at + Task.comm, at + Task.comm + COMM_LEN)),
+    pid: batch.readUInt32LE(at + Task.pid),
+    tgid: batch.readUInt32LE(at + Task.tgid),
+    ppid: batch.readUInt32LE(at + Task.ppid),
+    uid: batch.readUInt32LE(at + Task.uid),
+    gid: batch.readUInt32LE(at + Task.gid),
+    startNs: batch.readBigUInt64LE(at + Task.startNs),
+    parentStartNs: batch.readBigUInt64LE(at + Task.parentStartNs),
+    cgroupId: batch.readBigUInt64LE(at + Task.cgroupId),
+    comm: cString(batch, at + Task.comm, COMM_LEN),
   };
 }
 
@@ -182,34 +187,34 @@ export function splitArgv(bytes: Buffer): string[] {
   return bytes.subarray(0, end).toString('utf8').split('\0');
 }
 
-function decodeExec(record: Buffer, flags: number, timeNs: bigint): ExecEvent {
-  const captured = record.readUInt32LE(Exec.argvCaptured);
-  if (captured > ARGV_AREA || Exec.size + captured > record.length) {
-    throw new BatchFormatError(`exec record claims ${captured} argv bytes in ${record.length - Exec.size}`);
+function decodeExec(batch: Buffer, at: number, size: number, flags: number, timeNs: bigint): ExecEvent {
+  const captured = batch.readUInt32LE(at + Exec.argvCaptured);
+  if (captured > ARGV_AREA || Exec.size + captured > size) {
+    throw new BatchFormatError(`exec record claims ${captured} argv bytes in ${size - Exec.size}`);
   }
-  const filenameLen = Math.min(record.readUInt32LE(Exec.filenameLen), FILENAME_LEN);
+  const filenameLen = Math.min(batch.readUInt32LE(at + Exec.filenameLen), FILENAME_LEN);
   return {
     type: EventType.Exec,
     timeNs,
-    task: decodeTask(record, Exec.task),
-    filename: cString(record.subarray(Exec.filename, Exec.filename + filenameLen)),
+    task: decodeTask(batch, at + Exec.task),
+    filename: cString(batch, at + Exec.filename, filenameLen),
     filenameTruncated: (flags & ExecFlag.FilenameTruncated) !== 0,
-    argv: splitArgv(record.subarray(Exec.size, Exec.size + captured)),
-    argvTotalBytes: record.readUInt32LE(Exec.argvTotal),
+    argv: splitArgv(batch.subarray(at + Exec.size, at + Exec.size + captured)),
+    argvTotalBytes: batch.readUInt32LE(at + Exec.argvTotal),
     argvCapturedBytes: captured,
     argvTruncated: (flags & ExecFlag.ArgvTruncated) !== 0,
     argvReadFailed: (flags & ExecFlag.ArgvReadFailed) !== 0,
-    oldPid: record.readUInt32LE(Exec.oldPid),
+    oldPid: batch.readUInt32LE(at + Exec.oldPid),
   };
 }
 
-function decodeExit(record: Buffer, timeNs: bigint): ExitEvent {
-  const status = record.readUInt32LE(Exit.exitStatus);
+function decodeExit(batch: Buffer, at: number, timeNs: bigint): ExitEvent {
+  const status = batch.readUInt32LE(at + Exit.exitStatus);
   const signal = status & 0x7f;
   return {
     type: EventType.Exit,
     timeNs,
-    task: decodeTask(record, Exit.task),
+    task: decodeTask(batch, at + Exit.task),
     exitStatus: status,
     exitCode: signal === 0 ? (status >> 8) & 0xff : null,
     signal: signal === 0 ? null : signal,
@@ -217,51 +222,49 @@ function decodeExit(record: Buffer, timeNs: bigint): ExitEvent {
   };
 }
 
-function decodeConnect(record: Buffer, flags: number, timeNs: bigint): ConnectEvent {
+function decodeConnect(batch: Buffer, at: number, flags: number, timeNs: bigint): ConnectEvent {
   const outcome = (flags & ConnectFlag.Outcome) !== 0;
-  const rawFamily = record.readUInt16LE(Connect.family);
-  const sockType = record.readUInt16LE(Connect.sockType);
-  const protocol = record.readUInt16LE(Connect.protocol);
+  const rawFamily = batch.readUInt16LE(at + Connect.family);
+  const sockType = batch.readUInt16LE(at + Connect.sockType);
+  const protocol = batch.readUInt16LE(at + Connect.protocol);
   let family: ConnectEvent['family'] = rawFamily === AddressFamily.Unix ? 'unix' : rawFamily === AddressFamily.Inet6 ? 'inet6' : 'inet';
   let remoteAddress: string | null = null;
   let localAddress: string | null = null;
   let unixPath: string | null = null;
   const hasLocal = (flags & ConnectFlag.Local) !== 0;
+  const remote = at + Connect.remoteAddr;
+  const local = at + Connect.localAddr;
   if (family === 'unix') {
-    const pathLen = Math.min(record.readUInt16LE(Connect.pathLen), 108);
-    unixPath = formatUnixPath(record.subarray(Connect.unixPath, Connect.unixPath + pathLen));
+    const pathLen = Math.min(batch.readUInt16LE(at + Connect.pathLen), UNIX_PATH_LEN);
+    unixPath = formatUnixPath(batch.subarray(at + Connect.unixPath, at + Connect.unixPath + pathLen));
   } else if (family === 'inet') {
-    remoteAddress = formatIpv4(record.subarray(Connect.remoteAddr, Connect.remoteAddr + 4));
-    if (hasLocal) localAddress = formatIpv4(record.subarray(Connect.localAddr, Connect.localAddr + 4));
-  } else {
-    const remote = record.subarray(Connect.remoteAddr, Connect.remoteAddr + 16);
-    const local = record.subarray(Connect.localAddr, Connect.localAddr + 16);
+    remoteAddress = ipv4At(batch, remote);
+    if (hasLocal) localAddress = ipv4At(batch, local);
+  } else if (isV4MappedAt(batch, remote)) {
     // A v4-mapped destination (::ffff:a.b.c.d) is an IPv4 connection made through an IPv6 socket.
-    if (isV4Mapped(remote)) {
-      family = 'inet';
-      remoteAddress = formatIpv4(remote.subarray(12));
-      if (hasLocal) localAddress = isV4Mapped(local) ? formatIpv4(local.subarray(12)) : formatIpv6(local);
-    } else {
-      remoteAddress = formatIpv6(remote);
-      if (hasLocal) localAddress = formatIpv6(local);
-    }
+    family = 'inet';
+    remoteAddress = ipv4At(batch, remote + 12);
+    if (hasLocal) localAddress = isV4MappedAt(batch, local) ? ipv4At(batch, local + 12) : formatIpv6(batch.subarray(local, local + 16));
+  } else {
+    remoteAddress = formatIpv6(batch.subarray(remote, remote + 16));
+    if (hasLocal) localAddress = formatIpv6(batch.subarray(local, local + 16));
   }
   return {
     type: EventType.Connect,
     timeNs,
-    task: decodeTask(record, Connect.task),
+    task: decodeTask(batch, at + Connect.task),
     intent: (flags & ConnectFlag.Intent) !== 0,
     outcome,
-    ret: outcome ? record.readInt32LE(Connect.ret) : null,
-    fd: outcome ? record.readInt32LE(Connect.fd) : null,
+    ret: outcome ? batch.readInt32LE(at + Connect.ret) : null,
+    fd: outcome ? batch.readInt32LE(at + Connect.fd) : null,
     family,
     transport: transportOf(rawFamily, sockType, protocol),
     remoteAddress,
-    remotePort: family === 'unix' ? null : record.readUInt16LE(Connect.remotePort),
+    remotePort: family === 'unix' ? null : batch.readUInt16LE(at + Connect.remotePort),
     localAddress,
-    localPort: hasLocal ? record.readUInt16LE(Connect.localPort) : null,
+    localPort: hasLocal ? batch.readUInt16LE(at + Connect.localPort) : null,
     unixPath,
-    socketCookie: record.readBigUInt64LE(Connect.socketCookie),
+    socketCookie: batch.readBigUInt64LE(at + Connect.socketCookie),
   };
 }
 
@@ -277,13 +280,13 @@ function transportOf(family: number, sockType: number, protocol: number): Transp
   return 'other';
 }
 
-function decodeLoss(record: Buffer, timeNs: bigint): LossEvent {
+function decodeLoss(batch: Buffer, at: number, timeNs: bigint): LossEvent {
   const kernelDrops: Record<string, number> = {};
   const queueDrops: Record<string, number> = {};
   for (let type = 1; type < EVENT_TYPE_COUNT; type++) {
     const name = EventTypeName[type as EventType];
-    const kernel = Number(record.readBigUInt64LE(Loss.kernelDrops + type * 8));
-    const queue = Number(record.readBigUInt64LE(Loss.queueDrops + type * 8));
+    const kernel = Number(batch.readBigUInt64LE(at + Loss.kernelDrops + type * 8));
+    const queue = Number(batch.readBigUInt64LE(at + Loss.queueDrops + type * 8));
     if (kernel > 0) kernelDrops[name] = kernel;
     if (queue > 0) queueDrops[name] = queue;
   }
@@ -299,13 +302,13 @@ export function decodeTaskStarts(buffer: Buffer): Map<number, bigint> {
   return starts;
 }
 
-export function formatIpv4(bytes: Buffer): string {
-  return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+function ipv4At(batch: Buffer, at: number): string {
+  return `${batch[at]}.${batch[at + 1]}.${batch[at + 2]}.${batch[at + 3]}`;
 }
 
-function isV4Mapped(bytes: Buffer): boolean {
-  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
-  return bytes[10] === 0xff && bytes[11] === 0xff;
+function isV4MappedAt(batch: Buffer, at: number): boolean {
+  for (let i = 0; i < 10; i++) if (batch[at + i] !== 0) return false;
+  return batch[at + 10] === 0xff && batch[at + 11] === 0xff;
 }
 
 /** RFC 5952 text form: lowercase, the longest run of two or more zero groups as "::". */
@@ -336,5 +339,5 @@ export function formatIpv6(bytes: Buffer): string {
 export function formatUnixPath(bytes: Buffer): string {
   if (bytes.length === 0) return '';
   if (bytes[0] === 0) return `@${bytes.subarray(1).toString('utf8').replace(/\0/g, '@')}`;
-  return cString(bytes);
+  return cString(bytes, 0, bytes.length);
 }

@@ -83,10 +83,12 @@ export interface MarkerOptions {
 }
 
 /** A probe for the process table: the agent a marker names for this pid, or null. */
-export function markerProbe(options: MarkerOptions, root = '/proc'): ((pid: number) => string | null) | null {
+export function markerProbe(options: MarkerOptions, root = '/proc'): ((pid: number, cgroupId: bigint | null) => string | null) | null {
   if (options.envMarkers.length === 0 && options.cgroupMarkers.length === 0) return null;
   const cgroupPatterns = options.cgroupMarkers.map((m) => ({ agent: m.agent, pattern: new RegExp(m.pattern) }));
-  return (pid) => {
+  // Processes of one cgroup share its verdict; reading /proc once per cgroup keeps exec storms cheap.
+  const byCgroup = new Map<bigint, string | null>();
+  return (pid, cgroupId) => {
     if (options.envMarkers.length > 0) {
       const environ = readText(`${root}/${pid}/environ`);
       if (environ) {
@@ -101,9 +103,14 @@ export function markerProbe(options: MarkerOptions, root = '/proc'): ((pid: numb
       }
     }
     if (cgroupPatterns.length > 0) {
+      const known = cgroupId === null ? undefined : byCgroup.get(cgroupId);
+      if (known !== undefined) return known;
       const cgroup = readText(`${root}/${pid}/cgroup`);
       const unified = cgroup === null ? null : /^0::(.*)$/m.exec(cgroup);
-      if (unified) for (const { agent, pattern } of cgroupPatterns) if (pattern.test(unified[1]!)) return agent;
+      if (!unified) return null;
+      const agent = cgroupPatterns.find(({ pattern }) => pattern.test(unified[1]!))?.agent ?? null;
+      if (cgroupId !== null) byCgroup.set(cgroupId, agent);
+      return agent;
     }
     return null;
   };

@@ -38,6 +38,8 @@ export interface ProcessIdentity {
   uid: number | null;
   gid: number | null;
   comm: string;
+  /** cgroup v2 id, when the kernel reported it. */
+  cgroupId?: bigint;
 }
 
 export interface ProcessTableOptions {
@@ -48,7 +50,7 @@ export interface ProcessTableOptions {
 }
 
 /** Where a signature cannot be seen (agent started elsewhere): an env or cgroup marker names the agent. */
-export type MarkerProbe = (pid: number) => string | null;
+export type MarkerProbe = (pid: number, cgroupId: bigint | null) => string | null;
 
 export class ProcessTable {
   private readonly byExecId = new Map<string, ProcessEntry>();
@@ -66,8 +68,15 @@ export class ProcessTable {
     return this.byExecId.size;
   }
 
+  /** Hashing is the costliest step per event; the last exec_id per pid answers almost every lookup. */
+  private readonly idCache = new Map<number, { startNs: bigint; execId: string }>();
+
   execIdOf(pid: number, startNs: bigint): string {
-    return execIdOf(this.identity, pid, startNs);
+    const cached = this.idCache.get(pid);
+    if (cached && cached.startNs === startNs) return cached.execId;
+    const execId = execIdOf(this.identity, pid, startNs);
+    this.idCache.set(pid, { startNs, execId });
+    return execId;
   }
 
   get(execId: string): ProcessEntry | undefined {
@@ -119,7 +128,7 @@ export class ProcessTable {
   /** A process that existed before the sensor started; parents must be seeded before children. */
   seed(identity: ProcessIdentity, image: ProcessImage & { argvRedacted: boolean }): ProcessEntry {
     const entry = this.ensure(identity, 'proc');
-    this.applyImage(entry, image, false);
+    this.applyImage(entry, image, false, null);
     return entry;
   }
 
@@ -132,7 +141,7 @@ export class ProcessTable {
     entry.comm = identity.comm;
     entry.uid = identity.uid;
     entry.gid = identity.gid;
-    this.applyImage(entry, image, true);
+    this.applyImage(entry, image, true, identity.cgroupId ?? null);
     entry.argvTruncated = image.argvTruncated;
     return entry;
   }
@@ -145,14 +154,14 @@ export class ProcessTable {
     return entry;
   }
 
-  private applyImage(entry: ProcessEntry, image: ProcessImage & { argvRedacted: boolean }, live: boolean): void {
+  private applyImage(entry: ProcessEntry, image: ProcessImage & { argvRedacted: boolean }, live: boolean, cgroupId: bigint | null): void {
     entry.filename = image.filename;
     entry.comm = image.comm;
     entry.argv = [...image.argv];
     entry.argvRedacted = image.argvRedacted;
     // Signatures are matched on the real argv (before redaction would not change names) and image.
     let agent = this.matcher.match(image);
-    if (agent === null && entry.agentRunId === null && this.markerProbe) agent = live || entry.source === 'proc' ? this.markerProbe(entry.pid) : null;
+    if (agent === null && entry.agentRunId === null && this.markerProbe) agent = live || entry.source === 'proc' ? this.markerProbe(entry.pid, cgroupId) : null;
     if (agent !== null) {
       entry.agent = agent;
       entry.agentRunId = entry.execId;

@@ -1,0 +1,114 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HostSensor, type SensorRecord } from '../collector/sensor/host-sensor';
+import { configSchema } from '../platform/config';
+import { packageRoot } from '../platform/package-root';
+import { round, summarize } from './stats';
+
+/**
+ * The host sensor under load: a connect storm and an exec storm (bench/sensor-load.c, built here),
+ * each run untraced and traced (HostSensor attached, every record decoded and joined with the
+ * process table in this process) in alternating rounds. Reports the workload rate ratio traced /
+ * untraced, events per second reaching JavaScript, drops (kernel ring + addon queue) and the
+ * sensor's CPU (this process: reader thread + JS) per 100k events.
+ *
+ * Usage: npm run bench -- sensor [rounds=3] [seconds=3] [workers=2]
+ */
+export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
+  if (process.geteuid?.() !== 0) throw new Error('bench/sensor loads BPF programs: run it as root');
+  const rounds = Number(args[0] ?? 3);
+  const seconds = Number(args[1] ?? 3);
+  const workers = Number(args[2] ?? 2);
+  const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-sensor-'));
+  const load = join(dir, 'sensor-load');
+  execFileSync('gcc', ['-O2', '-Wall', '-pthread', '-o', load, join(packageRoot(), 'bench', 'sensor-load.c')]);
+
+  const config = configSchema.parse({}).collector.sensor;
+  const storm = (kind: 'connect' | 'exec'): Promise<number> =>
+    new Promise((resolve, reject) => {
+      execFile(load, [kind, String(seconds), String(workers)], (err, stdout) => {
+        if (err) return reject(err);
+        const ops = /ops=(\d+) seconds=([\d.]+)/.exec(stdout);
+        if (!ops) return reject(new Error(`sensor-load printed ${stdout}`));
+        resolve(Number(ops[1]) / Number(ops[2]));
+      });
+    });
+
+  const rates: Record<string, number[]> = { connect_untraced: [], connect_traced: [], exec_untraced: [], exec_traced: [] };
+  const eventsPerSec: number[] = [];
+  const cpuPer100k: number[] = [];
+  let kernelDrops = 0;
+  let queueDrops = 0;
+  let lossRecords = 0;
+  let totalEvents = 0;
+
+  const traced = async (kind: 'connect' | 'exec'): Promise<void> => {
+    let events = 0;
+    const sensor = new HostSensor(config, (record: SensorRecord) => {
+      events++;
+      if (record.kind === 'loss') lossRecords++;
+    });
+    sensor.start();
+    // Let start-up (seeding, first batches) settle before measuring.
+    await new Promise((r) => setTimeout(r, 200));
+    const before = events;
+    const cpuBefore = process.cpuUsage();
+    const wallBefore = process.hrtime.bigint();
+    rates[`${kind}_traced`]!.push(await storm(kind));
+    // The last records are delivered on the reader's flush timer.
+    await new Promise((r) => setTimeout(r, 3 * config.flushMs + 50));
+    const cpu = process.cpuUsage(cpuBefore);
+    const wallS = Number(process.hrtime.bigint() - wallBefore) / 1e9;
+    const stats = await sensor.stop();
+    const seen = events - before;
+    totalEvents += seen;
+    eventsPerSec.push(seen / wallS);
+    cpuPer100k.push(((cpu.user + cpu.system) / 1e6 / Math.max(seen, 1)) * 100_000);
+    if (stats) {
+      kernelDrops += stats.kernelDrops.reduce((a, b) => a + b, 0);
+      queueDrops += stats.queueDrops.reduce((a, b) => a + b, 0);
+    }
+  };
+
+  try {
+    for (let i = 0; i < rounds; i++) {
+      for (const kind of ['connect', 'exec'] as const) {
+        // Alternate the order so drift on this noisy machine does not favour one side.
+        if (i % 2 === 0) {
+          rates[`${kind}_untraced`]!.push(await storm(kind));
+          await traced(kind);
+        } else {
+          await traced(kind);
+          rates[`${kind}_untraced`]!.push(await storm(kind));
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const median = (xs: number[]): number => summarize(xs).median;
+  return {
+    name: 'sensor',
+    rounds,
+    seconds_per_storm: seconds,
+    workers,
+    connect_per_sec_untraced: summarize(rates.connect_untraced!),
+    connect_per_sec_traced: summarize(rates.connect_traced!),
+    exec_per_sec_untraced: summarize(rates.exec_untraced!),
+    exec_per_sec_traced: summarize(rates.exec_traced!),
+    events_total: totalEvents,
+    kernel_drops: kernelDrops,
+    queue_drops: queueDrops,
+    loss_records: lossRecords,
+    ring_bytes: config.ringBytes,
+    events_per_sec: round(Math.max(...eventsPerSec), 0),
+    events_per_sec_median: round(median(eventsPerSec), 0),
+    drops: kernelDrops + queueDrops,
+    cpu_s_per_100k: round(median(cpuPer100k), 3),
+    connect_ratio: round(median(rates.connect_traced!) / median(rates.connect_untraced!), 3),
+    exec_ratio: round(median(rates.exec_traced!) / median(rates.exec_untraced!), 3),
+  };
+}
