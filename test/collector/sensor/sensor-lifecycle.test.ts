@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bpfObjectPath, loadNative } from '../../../native/binding';
@@ -21,6 +22,9 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
   });
 
   it('starts and stops twice in one process, seeing events each time and leaving nothing attached', async () => {
+    // Every BPF object (program, map, link, ring buffer mapping) is a file descriptor of this process.
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const baseline = fds();
     for (let round = 0; round < 2; round++) {
       const log = new RecordLog();
       const sensor = new HostSensor(configSchema.parse({}).collector.sensor, log.push);
@@ -36,6 +40,7 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
       const after = await run('/bin/true', [`after-${round}`]);
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(log.of(after.pid).length, 0);
+      assert.equal(fds(), baseline, 'no program, map or link left open');
     }
   });
 
@@ -65,29 +70,27 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
   });
 
   it('`gapwatch sensor --json --filter` streams NDJSON of the matching events', async () => {
-    {
-      const cli = spawn(process.execPath, [cliPath, 'sensor', '--json', '--duration', '4', '--filter', 'kind=connect', '--filter', 'port=9'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      cli.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      cli.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      const closed = new Promise<number | null>((resolve) => cli.on('close', resolve));
-      const deadline = Date.now() + 15_000;
-      while (!stderr.includes('sensor started')) {
-        if (Date.now() > deadline) throw new Error(`the CLI did not start: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const ran = await run(workload, ['connect', 'udp', '127.0.0.1', '9']);
-      assert.equal(await closed, 0, stderr);
-      const records = stdout.trim().split('\n').map((line) => JSON.parse(line) as SensorRecord);
-      assert.ok(records.every((r) => r.kind === 'connect' || r.kind === 'loss'));
-      const mine = records.filter((r): r is ConnectRecord => r.kind === 'connect' && r.pid === ran.pid);
-      assert.equal(mine.length, 1);
-      assert.equal(mine[0]!.remotePort, 9);
-      assert.equal(mine[0]!.transport, 'udp');
+    const cli = spawn(process.execPath, [cliPath, 'sensor', '--json', '--duration', '4', '--filter', 'kind=connect', '--filter', 'port=9'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    cli.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    cli.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const closed = new Promise<number | null>((resolve) => cli.on('close', resolve));
+    const deadline = Date.now() + 15_000;
+    while (!stderr.includes('sensor started')) {
+      if (Date.now() > deadline) throw new Error(`the CLI did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
     }
+    const ran = await run(workload, ['connect', 'udp', '127.0.0.1', '9']);
+    assert.equal(await closed, 0, stderr);
+    const records = stdout.trim().split('\n').map((line) => JSON.parse(line) as SensorRecord);
+    assert.ok(records.every((r) => r.kind === 'connect' || r.kind === 'loss'));
+    const mine = records.filter((r): r is ConnectRecord => r.kind === 'connect' && r.pid === ran.pid);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0]!.remotePort, 9);
+    assert.equal(mine[0]!.transport, 'udp');
   });
 
   it('refuses to start without root, with a pointed error', async () => {
