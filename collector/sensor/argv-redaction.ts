@@ -82,7 +82,11 @@ export function redactArgv(argv: readonly string[]): RedactedArgv {
 }
 
 /** Redacts secrets inside one argument (also used for shell `-c` scripts, which carry whole command lines). */
+/** Every pattern below needs one of these; most arguments (paths, plain words) have none and skip the rest. */
+const MAY_HOLD_SECRET = /[=@:]|gh[pousr]_|github_pat_|glpat-|AKIA|ASIA|sk-|xox|AIza|npm_/i;
+
 export function redactValue(arg: string): string {
+  if (!MAY_HOLD_SECRET.test(arg)) return arg;
   const assignment = SECRET_ASSIGNMENT.exec(arg);
   if (assignment) return `${assignment[1]}=${REDACTED}`;
   const header = AUTH_HEADER.exec(arg);
