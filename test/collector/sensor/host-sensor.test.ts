@@ -207,6 +207,26 @@ describe('collector/sensor/host-sensor (real kernel)', function () {
     assert.equal(anon.record.result, 'started');
   });
 
+  it('sees a connect made through io_uring, which never calls connect(2), as an intent', async () => {
+    const server = createServer((s) => s.destroy());
+    servers.push(server);
+    const port = await listen(server, '127.0.0.1');
+    const ran = await run(workload, ['uring-connect', String(port)]);
+    assert.equal(ran.values.res, '0', `io_uring connect result ${ran.values.res}`);
+    // io_uring may run the connect in the submitting task or in one of its io-wq workers (same tgid).
+    await log.settle(() => log.of(ran.pid, 'exit').length > 0 && log.of(ran.pid, 'connect').length > 0, 'io_uring connect');
+    const connects = log.of(ran.pid, 'connect') as ConnectRecord[];
+    assert.equal(connects.length, 1, JSON.stringify(connects));
+    const record = connects[0]!;
+    assert.equal(record.intent, true);
+    assert.equal(record.outcome, false);
+    assert.equal(record.result, null);
+    assert.equal(record.remoteAddress, '127.0.0.1');
+    assert.equal(record.remotePort, port);
+    assert.equal(record.transport, 'tcp');
+    assert.equal(record.execId, (log.of(ran.pid, 'exec')[0] as ExecRecord).execId);
+  });
+
   it('knows a process that started before the sensor, by the same exec_id the kernel events use', async () => {
     const pid = early.pid!;
     const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!;

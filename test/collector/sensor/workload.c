@@ -8,9 +8,14 @@
  *   workload fork-exit <code>       fork a child that exits with <code>, no exec
  *   workload pid-reuse              two processes with the same pid, one after the other
  *   workload udp-storm <port> <n>   n UDP connects in a tight loop
+ *   workload uring-connect <port>   a TCP connect to 127.0.0.1:<port> through io_uring,
+ *                                   which never calls connect(2)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/io_uring.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -124,8 +129,57 @@ static int pid_reuse(void)
 	return 1;
 }
 
+/* One IORING_OP_CONNECT, with raw syscalls (no liburing on the build host). */
+static int uring_connect(int port)
+{
+	struct io_uring_params params;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int ring, fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned char *sq, *cq;
+	struct io_uring_sqe *sqes;
+	unsigned *tail, *array, *cq_head;
+	struct io_uring_cqe *cqes;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memset(&params, 0, sizeof(params));
+	ring = syscall(__NR_io_uring_setup, 4, &params);
+	if (ring < 0) {
+		perror("io_uring_setup");
+		return 2;
+	}
+	sq = mmap(NULL, params.sq_off.array + params.sq_entries * sizeof(unsigned), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
+	cq = mmap(NULL, params.cq_off.cqes + params.cq_entries * sizeof(struct io_uring_cqe),
+		  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_CQ_RING);
+	sqes = mmap(NULL, params.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+	if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
+		perror("mmap");
+		return 2;
+	}
+	tail = (unsigned *)(sq + params.sq_off.tail);
+	array = (unsigned *)(sq + params.sq_off.array);
+	memset(&sqes[0], 0, sizeof(sqes[0]));
+	sqes[0].opcode = IORING_OP_CONNECT;
+	sqes[0].fd = fd;
+	sqes[0].addr = (unsigned long)&sin;
+	sqes[0].off = sizeof(sin);
+	array[*tail & *(unsigned *)(sq + params.sq_off.ring_mask)] = 0;
+	__atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+		perror("io_uring_enter");
+		return 2;
+	}
+	cq_head = (unsigned *)(cq + params.cq_off.head);
+	cqes = (struct io_uring_cqe *)(cq + params.cq_off.cqes);
+	printf("pid=%d\nres=%d\n", getpid(), cqes[*cq_head & *(unsigned *)(cq + params.cq_off.ring_mask)].res);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "uring-connect") == 0)
+		return uring_connect(atoi(argv[2]));
 	if (argc >= 5 && strcmp(argv[1], "connect") == 0)
 		return do_connect(argv[2], argv[3], atoi(argv[4]), argc > 5 && strcmp(argv[5], "nonblock") == 0);
 	if (argc == 3 && strcmp(argv[1], "fork-exit") == 0) {
