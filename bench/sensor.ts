@@ -14,11 +14,11 @@ import { round, summarize } from './stats';
  * untraced, events per second reaching JavaScript, drops (kernel ring + addon queue) and the
  * sensor's CPU (this process: reader thread + JS) per 100k events.
  *
- * Usage: npm run bench -- sensor [rounds=3] [seconds=3] [workers=2]
+ * Usage: npm run bench -- sensor [rounds=5] [seconds=3] [workers=2]
  */
 export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
   if (process.geteuid?.() !== 0) throw new Error('bench/sensor loads BPF programs: run it as root');
-  const rounds = Number(args[0] ?? 3);
+  const rounds = Number(args[0] ?? 5);
   const seconds = Number(args[1] ?? 3);
   const workers = Number(args[2] ?? 2);
   const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-sensor-'));

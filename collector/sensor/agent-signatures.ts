@@ -38,30 +38,29 @@ export interface ProcessImage {
 }
 
 export class AgentMatcher {
-  private readonly compiled: { agent: string; binaries: Set<string>; argv: RegExp[] }[];
+  /** Binary name -> agent; the first signature naming a binary wins, as in the configured order. */
+  private readonly byBinary = new Map<string, string>();
+  private readonly argvPatterns: { agent: string; pattern: RegExp }[];
 
   constructor(signatures: readonly AgentSignature[]) {
-    this.compiled = signatures.map((s) => ({
-      agent: s.agent,
-      binaries: new Set(s.binaries),
-      argv: s.argv.map((pattern) => new RegExp(pattern)),
-    }));
+    for (const s of signatures) for (const name of s.binaries) if (!this.byBinary.has(name)) this.byBinary.set(name, s.agent);
+    this.argvPatterns = signatures.flatMap((s) => s.argv.map((pattern) => ({ agent: s.agent, pattern: new RegExp(pattern) })));
   }
 
-  /** The agent this process image is, or null. */
+  /** The agent this process image is, or null. Runs for every exec, so it avoids allocating. */
   match(image: ProcessImage): string | null {
-    const names = new Set<string>([basename(image.filename), image.comm]);
+    const byName =
+      this.byBinary.get(basename(image.filename)) ?? this.byBinary.get(image.comm) ?? (image.argv[0] !== undefined ? this.byBinary.get(basename(image.argv[0])) : undefined);
+    if (byName !== undefined) return byName;
     const argv0 = image.argv[0];
-    if (argv0 !== undefined) {
-      names.add(basename(argv0));
-      const script = image.argv.slice(1).find((a) => !a.startsWith('-'));
-      if (INTERPRETERS.test(basename(argv0)) && script !== undefined) names.add(basename(script));
+    if (argv0 !== undefined && INTERPRETERS.test(basename(argv0))) {
+      const script = image.argv.find((a, i) => i > 0 && !a.startsWith('-'));
+      const agent = script === undefined ? undefined : this.byBinary.get(basename(script));
+      if (agent !== undefined) return agent;
     }
+    if (this.argvPatterns.length === 0) return null;
     const line = image.argv.join(' ');
-    for (const signature of this.compiled) {
-      for (const name of names) if (signature.binaries.has(name)) return signature.agent;
-      for (const pattern of signature.argv) if (pattern.test(line)) return signature.agent;
-    }
+    for (const { agent, pattern } of this.argvPatterns) if (pattern.test(line)) return agent;
     return null;
   }
 }
