@@ -129,6 +129,26 @@ static __always_inline void fill_task(struct gw_task *out, struct task_struct *t
 	bpf_probe_read_kernel_str(out->comm, sizeof(out->comm), &task->comm);
 }
 
+/* fill_task for the current task in tracing programs: helpers instead of pointer chases where they exist. */
+static __always_inline void fill_current_task(struct gw_task *out)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	out->pid = (__u32)pid_tgid;
+	out->tgid = pid_tgid >> 32;
+	out->ppid = BPF_CORE_READ(parent, tgid);
+	out->uid = (__u32)uid_gid;
+	out->gid = uid_gid >> 32;
+	out->reserved = 0;
+	out->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	out->parent_start_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
+	out->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(out->comm, sizeof(out->comm));
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sensor_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -404,7 +424,7 @@ int sensor_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	fill_header(&event->header, GW_EVENT_CONNECT, sizeof(*event));
 	event->header.flags = flags;
 	event->ret = ret;
-	fill_task(&event->task, (struct task_struct *)bpf_get_current_task());
+	fill_current_task(&event->task);
 
 	/* -EBADF/-ENOTSOCK: the fd is not a socket, nothing to read from it. */
 	sk = (ret == -EBADF || ret == -ENOTSOCK) ? NULL : socket_of_fd(event->fd);
