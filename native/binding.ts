@@ -64,7 +64,7 @@ export interface NativeSensorStats {
 export interface NativeSensor {
   /** Loads and attaches; throws an Error whose `code` is a SENSOR_ERR_* code. */
   start(): NativeSensorStart;
-  /** Detaches everything and returns the last stats (null when not started). Batches still queued arrive after. */
+  /** Detaches everything and returns the last stats (null when not started). Batches still queued arrive after, then onDrained. */
   stop(): NativeSensorStats | null;
   stats(): NativeSensorStats;
   /** Packed events.h gw_task_start records of every process alive now (the task iterator). */
@@ -90,7 +90,8 @@ export interface NativeAddon {
   kernelInfo(): KernelInfo;
   progTypeSupported(type: ProgType): boolean;
   probeProgram(objectPath: string, programName: string, options?: { cgroupPath?: string }): ProbeResult;
-  Sensor: new (options: NativeSensorOptions, onBatch: (batch: Buffer) => void) => NativeSensor;
+  /** onDrained runs after each stop(), once the last batch has been delivered to onBatch. */
+  Sensor: new (options: NativeSensorOptions, onBatch: (batch: Buffer) => void, onDrained?: () => void) => NativeSensor;
   eventLayouts(): EventLayouts;
 }
 

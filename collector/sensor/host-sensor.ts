@@ -98,6 +98,7 @@ export class HostSensor {
   readonly table: ProcessTable;
   private native: NativeSensor | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private drained: (() => void) | null = null;
   /** CLOCK_REALTIME minus CLOCK_BOOTTIME, in ms, to give records a wall-clock time. */
   private bootEpochMs = 0;
   decodeErrors = 0;
@@ -140,6 +141,11 @@ export class HostSensor {
         flushMs: this.config.flushMs,
       },
       (batch) => this.onBatch(batch),
+      () => {
+        const drained = this.drained;
+        this.drained = null;
+        drained?.();
+      },
     );
     let started: NativeSensorStart;
     try {
@@ -159,16 +165,17 @@ export class HostSensor {
     return this.native ? this.native.stats() : null;
   }
 
-  /** Detaches everything. Batches already queued are still delivered; wait for them before returning. */
+  /** Detaches everything; resolves once every batch the reader produced has been delivered. */
   async stop(): Promise<NativeSensorStats | null> {
     const native = this.native;
     if (!native) return null;
     this.native = null;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    // The reader's last batches go through the thread-safe function queue: wait until it is drained.
+    const drained = new Promise<void>((resolve) => (this.drained = resolve));
     const stats = native.stop();
-    // The reader's last batch goes through the thread-safe function queue: let it drain.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await drained;
     return stats;
   }
 

@@ -1,4 +1,4 @@
-// JS face of the sensor: `new Sensor(options, onBatch)`, start(), stop(),
+// JS face of the sensor: `new Sensor(options, onBatch, onDrained?)`, start(), stop(),
 // stats(), plus eventLayouts() describing events.h for the decoder test.
 #include "sensor-binding.h"
 
@@ -87,6 +87,7 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
     }
     if (reader_options_.flush_ms == 0) throw Napi::RangeError::New(env, "options.flushMs must be at least 1");
     on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
+    if (info.Length() > 2 && info[2].IsFunction()) on_drained_ = Napi::Persistent(info[2].As<Napi::Function>());
   }
 
   ~SensorBinding() override { shutdown(); }
@@ -100,7 +101,18 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
     } catch (const SensorError& error) {
       throw sensor_error(env, error);
     }
-    queue_ = BatchQueue::New(env, on_batch_.Value(), "gapwatch-sensor-batches", kMaxQueuedBatches, 1);
+    // Runs on the JS thread once stop() released the queue and its last batch was delivered.
+    auto* drained = on_drained_.IsEmpty() ? nullptr : new Napi::FunctionReference(Napi::Persistent(on_drained_.Value()));
+    queue_ = BatchQueue::New(env, on_batch_.Value(), "gapwatch-sensor-batches", kMaxQueuedBatches, 1,
+                             static_cast<std::nullptr_t*>(nullptr),
+                             [](Napi::Env finalize_env, Napi::FunctionReference* callback, std::nullptr_t*) {
+                               if (callback != nullptr) {
+                                 Napi::HandleScope scope(finalize_env);
+                                 callback->Call({});
+                                 delete callback;
+                               }
+                             },
+                             drained);
     BatchQueue* queue = &queue_;
     try {
       reader_ = std::make_unique<RingReader>(*session_, reader_options_, [queue](std::vector<std::uint8_t>* batch) {
@@ -187,6 +199,7 @@ class SensorBinding : public Napi::ObjectWrap<SensorBinding> {
   SensorOptions options_;
   ReaderOptions reader_options_;
   Napi::FunctionReference on_batch_;
+  Napi::FunctionReference on_drained_;
   std::unique_ptr<SensorSession> session_;
   BatchQueue queue_;
   std::unique_ptr<RingReader> reader_;

@@ -47,10 +47,13 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
   it('reports kernel drops as loss records when the ring buffer overflows', async () => {
     const addon = loadNative();
     const events: SensorEvent[] = [];
+    let drained!: () => void;
+    const allDelivered = new Promise<void>((resolve) => (drained = resolve));
     // A one-page ring the kernel never wakes the reader for, drained every 300 ms: a storm overflows it.
     const native = new addon.Sensor(
       { objectPath: bpfObjectPath('sensor.bpf.o'), cgroupPath: cgroup2Root()!, ringBytes: 4096, wakeupBytes: 1 << 30, flushMs: 300 },
       (batch) => decodeBatch(batch, (e) => events.push(e)),
+      drained,
     );
     native.start();
     let stats;
@@ -61,7 +64,7 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
     } finally {
       native.stop();
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await allDelivered;
     const losses = events.filter((e): e is LossEvent => e.type === EventType.Loss);
     assert.ok(losses.length > 0, 'a loss record arrived');
     const reported = losses.reduce((n, l) => n + (l.kernelDrops.connect ?? 0), 0);
