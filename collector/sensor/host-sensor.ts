@@ -22,6 +22,9 @@ export interface ProcessFields {
   parentExecId: string | null;
   comm: string;
   uid: number | null;
+  gid: number | null;
+  /** cgroup v2 id (decimal), as the kernel reported it for this event. */
+  cgroupId: string | null;
   /** exec_id of the agent run (nearest agent ancestor-or-self), and which agent it is. */
   agentRunId: string | null;
   agent: string | null;
@@ -249,7 +252,7 @@ export class HostSensor {
     };
   }
 
-  private processFields(entry: ProcessEntry): ProcessFields {
+  private processFields(entry: ProcessEntry, task: TaskFields): ProcessFields {
     return {
       execId: entry.execId,
       pid: entry.pid,
@@ -257,6 +260,8 @@ export class HostSensor {
       parentExecId: entry.parentExecId,
       comm: entry.comm,
       uid: entry.uid,
+      gid: entry.gid,
+      cgroupId: task.cgroupId === 0n ? null : task.cgroupId.toString(),
       agentRunId: entry.agentRunId,
       agent: entry.agentRunAgent,
     };
@@ -277,7 +282,7 @@ export class HostSensor {
         this.onRecord({
           kind: 'exec',
           ...this.times(event.timeNs),
-          ...this.processFields(entry),
+          ...this.processFields(entry, event.task),
           filename: event.filename,
           argv: redacted.argv,
           argvRedacted: redacted.redacted,
@@ -290,7 +295,7 @@ export class HostSensor {
       }
       case EventType.Fork: {
         const entry = this.table.fork(this.identityOf(event.task));
-        this.onRecord({ kind: 'fork', ...this.times(event.timeNs), ...this.processFields(entry) });
+        this.onRecord({ kind: 'fork', ...this.times(event.timeNs), ...this.processFields(entry, event.task) });
         return;
       }
       case EventType.Exit: {
@@ -298,7 +303,7 @@ export class HostSensor {
         this.onRecord({
           kind: 'exit',
           ...this.times(event.timeNs),
-          ...this.processFields(entry),
+          ...this.processFields(entry, event.task),
           exitCode: event.exitCode,
           signal: event.signal,
           coreDumped: event.coreDumped,
@@ -312,7 +317,7 @@ export class HostSensor {
         this.onRecord({
           kind: 'connect',
           ...this.times(event.timeNs),
-          ...this.processFields(entry),
+          ...this.processFields(entry, event.task),
           intent: event.intent,
           outcome: event.outcome,
           result: ret === null ? null : ret === 0 || ret === -EINPROGRESS ? 'started' : 'failed',

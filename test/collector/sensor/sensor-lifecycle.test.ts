@@ -29,11 +29,15 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
       const log = new RecordLog();
       const sensor = new HostSensor(configSchema.parse({}).collector.sensor, log.push);
       const started = sensor.start();
-      assert.ok(started.programs.includes('sensor_exec'));
-      const ran = await run('/bin/true', [`round-${round}`]);
-      await log.settle(() => log.of(ran.pid, 'exit').length > 0, `round ${round}`);
-      assert.equal(log.of(ran.pid, 'exec').length, 1);
-      const stats = await sensor.stop();
+      let stats;
+      try {
+        assert.ok(started.programs.includes('sensor_exec'));
+        const ran = await run('/bin/true', [`round-${round}`]);
+        await log.settle(() => log.of(ran.pid, 'exit').length > 0, `round ${round}`);
+        assert.equal(log.of(ran.pid, 'exec').length, 1);
+      } finally {
+        stats = await sensor.stop();
+      }
       assert.ok(stats && stats.records > 0);
       assert.equal(sensor.running, false);
       // Stopped means detached: a new process is no longer reported.
