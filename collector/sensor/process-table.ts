@@ -200,6 +200,7 @@ export class ProcessTable {
   private remove(execId: string, entry: ProcessEntry): void {
     this.byExecId.delete(execId);
     if (this.byPid.get(entry.pid) === execId) this.byPid.delete(entry.pid);
+    if (this.idCache.get(entry.pid)?.execId === execId) this.idCache.delete(entry.pid);
   }
 
   private enforceBound(): void {
