@@ -87,6 +87,8 @@ export function registerSensor(program: Command): void {
         };
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
+        // The reader went away (`gapwatch sensor | head`): stop like on a signal.
+        process.stdout.once('error', onSignal);
       });
       const stats = await sensor.stop();
       if (stats) context.log.info({ records: stats.records, kernelDrops: stats.kernelDrops, queueDrops: stats.queueDrops }, 'sensor stopped');

@@ -100,6 +100,15 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
     assert.equal(mine[0]!.transport, 'udp');
   });
 
+  it('names a missing or foreign BPF object as BPF unavailable, and stays usable', () => {
+    const addon = loadNative();
+    const sensor = new addon.Sensor({ objectPath: '/nonexistent/sensor.bpf.o', cgroupPath: cgroup2Root()! }, () => undefined);
+    assert.throws(() => sensor.start(), (err: Error & { code?: string }) => err.code === 'SENSOR_ERR_BPF_UNAVAILABLE' && /npm run setup/.test(err.message));
+    const foreign = new addon.Sensor({ objectPath: bpfObjectPath('probe.bpf.o'), cgroupPath: cgroup2Root()! }, () => undefined);
+    assert.throws(() => foreign.start(), /not the sensor object/);
+    assert.equal(sensor.stop(), null);
+  });
+
   it('refuses to start without root, with a pointed error', async () => {
     const uid = nobodyUid();
     const result = await runCli(['sensor', '--duration', '1'], { uid, gid: uid, cwd: tmpdir() });
