@@ -72,8 +72,9 @@ export function registerSensor(program: Command): void {
         duration = Number(options.duration);
         if (!Number.isFinite(duration) || duration <= 0) throw new SensorFilterErrorDuration(options.duration);
       }
+      let closed = false;
       const write = (record: SensorRecord): void => {
-        if (!filter(record)) return;
+        if (closed || !filter(record)) return;
         process.stdout.write(options.json ? `${JSON.stringify(record)}\n` : `${humanLine(record)}\n`);
       };
       const sensor = new HostSensor(context.config.collector.sensor, write);
@@ -87,8 +88,11 @@ export function registerSensor(program: Command): void {
         };
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
-        // The reader went away (`gapwatch sensor | head`): stop like on a signal.
-        process.stdout.once('error', onSignal);
+        // The reader went away (`gapwatch sensor | head`): stop writing, stop like on a signal.
+        process.stdout.on('error', () => {
+          closed = true;
+          onSignal();
+        });
       });
       const stats = await sensor.stop();
       if (stats) context.log.info({ records: stats.records, kernelDrops: stats.kernelDrops, queueDrops: stats.queueDrops }, 'sensor stopped');
