@@ -5,6 +5,9 @@
  *   sensor-load connect <seconds> <workers>
  *       workers loop TCP connect to a loopback listener served by this
  *       process, closing with RST (SO_LINGER 0) so no TIME_WAIT piles up.
+ *   sensor-load udp <seconds> <workers>
+ *       workers loop UDP socket + connect + close: the highest connect rate
+ *       this host can offer, to find where the sensor starts dropping.
  *   sensor-load exec <seconds> <workers>
  *       workers loop posix_spawn of this binary with "noop" and wait for it.
  *   sensor-load noop
@@ -69,6 +72,24 @@ static long connect_worker(int port, double until)
 	return ops;
 }
 
+static long udp_worker(double until)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(9) };
+	long ops = 0;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	while (now() < until) {
+		for (int i = 0; i < 256; i++) {
+			int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+			if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+				ops++;
+			close(fd);
+		}
+	}
+	return ops;
+}
+
 static long exec_worker(const char *self, double until)
 {
 	char *argv[] = { (char *)self, "noop", NULL };
@@ -93,8 +114,8 @@ int main(int argc, char **argv)
 
 	if (argc == 2 && strcmp(argv[1], "noop") == 0)
 		return 0;
-	if (argc != 4 || (strcmp(argv[1], "connect") != 0 && strcmp(argv[1], "exec") != 0)) {
-		fprintf(stderr, "usage: sensor-load <connect|exec> <seconds> <workers> | noop\n");
+	if (argc != 4 || (strcmp(argv[1], "connect") != 0 && strcmp(argv[1], "udp") != 0 && strcmp(argv[1], "exec") != 0)) {
+		fprintf(stderr, "usage: sensor-load <connect|udp|exec> <seconds> <workers> | noop\n");
 		return 2;
 	}
 	seconds = atof(argv[2]);
@@ -123,7 +144,12 @@ int main(int argc, char **argv)
 		pid_t pid = fork();
 
 		if (pid == 0) {
-			counts[w] = strcmp(argv[1], "connect") == 0 ? connect_worker(port, until) : exec_worker(argv[0], until);
+			if (strcmp(argv[1], "connect") == 0)
+				counts[w] = connect_worker(port, until);
+			else if (strcmp(argv[1], "udp") == 0)
+				counts[w] = udp_worker(until);
+			else
+				counts[w] = exec_worker(argv[0], until);
 			_exit(0);
 		}
 	}
