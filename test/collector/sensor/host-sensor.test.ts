@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { configSchema } from '../../../platform/config';
 import { HostSensor, type ConnectRecord, type ExecRecord, type ExitRecord, type ForkRecord } from '../../../collector/sensor/host-sensor';
 import { execIdOf, startTicksOfNs } from '../../../collector/sensor/exec-id';
@@ -50,6 +50,7 @@ describe('collector/sensor/host-sensor (real kernel)', function () {
     for (const server of servers) server.close();
     await sensor?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
+    if (workload) rmSync(dirname(workload), { recursive: true, force: true });
   });
 
   it('captures a long, many-argument exec up to the cap and flags the truncation', async () => {

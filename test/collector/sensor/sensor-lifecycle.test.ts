@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { bpfObjectPath, loadNative } from '../../../native/binding';
 import { cgroup2Root } from '../../../collector/doctor/host-facts';
 import { decodeBatch, type LossEvent, type SensorEvent } from '../../../collector/sensor/event-decoder';
@@ -19,6 +19,10 @@ describe('collector/sensor lifecycle, loss and CLI (real kernel)', function () {
   before(() => {
     requireRoot();
     workload = buildWorkload();
+  });
+
+  after(() => {
+    if (workload) rmSync(dirname(workload), { recursive: true, force: true });
   });
 
   it('starts and stops twice in one process, seeing events each time and leaving nothing attached', async () => {
