@@ -70,7 +70,7 @@ export function registerSensor(program: Command): void {
       let duration: number | null = null;
       if (options.duration !== undefined) {
         duration = Number(options.duration);
-        if (!Number.isFinite(duration) || duration <= 0) throw new SensorFilterErrorDuration(options.duration);
+        if (!Number.isFinite(duration) || duration <= 0) throw new SensorDurationError(options.duration);
       }
       let closed = false;
       const write = (record: SensorRecord): void => {
@@ -101,7 +101,7 @@ export function registerSensor(program: Command): void {
   );
 }
 
-export class SensorFilterErrorDuration extends GapwatchError {
+export class SensorDurationError extends GapwatchError {
   constructor(value: string) {
     super('CLI_ERR_BAD_DURATION', `bad --duration '${value}': expected a positive number of seconds`);
   }
