@@ -91,6 +91,7 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
       ],
       resources: [
         { name: 'api', pathPrefix: '/api/', upstream: { url: upstream.url }, credential: { header: 'Authorization', scheme: 'Bearer', source: { value: UPSTREAM_SECRET } } },
+        { name: 'down', pathPrefix: '/down/', upstream: { url: 'http://127.0.0.1:1' } },
         { name: 'keyed', hosts: ['keyed.example'], upstream: { url: `${upstream.url}/base/` }, credential: { header: 'X-Api-Key', scheme: '', source: { env: 'GW_HTTP_TEST_KEY' } } },
       ],
     });
@@ -276,6 +277,20 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     assert.equal(session.protocol, 'PROTOCOL_HTTP');
     assert.equal(session.client!.ip, '127.0.0.1');
     assert.ok(session.client!.port > 0);
+  });
+
+  it('answers 502 with a JSON reason when the upstream is unreachable, and journals the failed exchange', async () => {
+    const result = await curl(['-H', `Authorization: ${bearer}`, `${gw.url}/down/anything`]);
+    assert.equal(result.status, 502);
+    assert.equal((JSON.parse(result.body) as { error: string }).error, 'GW_ERR_HTTP_UPSTREAM');
+    const exchange = await until('the failed exchange', async () => exchanges(await gw.records()).find((e) => e.path === '/anything' && e.status === 502));
+    assert.match(exchange.error, /ECONNREFUSED/);
+  });
+
+  it('refuses a declared body over the limit with 413 before reading it', async () => {
+    const response = await raw(gw.port, `POST /api/echo/smuggle-huge HTTP/1.1\r\nHost: x\r\nAuthorization: ${bearer}\r\nContent-Length: 200000000\r\n\r\nabc`, { endAfterMs: 2000 });
+    assert.equal(statusOf(response), 413);
+    assert.deepEqual(upstream.received.filter((r) => r.url.includes('smuggle')), []);
   });
 
   describe('request smuggling and bad input never reach the upstream', () => {
