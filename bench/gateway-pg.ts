@@ -48,6 +48,8 @@ interface RunResult {
    * processes) per transaction: the gateway's own cost, which the noise of a shared machine hardly moves.
    */
   cpuUsPerTx: number;
+  /** The part of it spent in the kernel (socket and file system calls). */
+  sysUsPerTx: number;
 }
 
 const SCRIPTS = [
@@ -150,7 +152,9 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   }
   rmSync(logDir, { recursive: true, force: true });
   latencies.sort((a, b) => a - b);
-  return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUsPerTx: transactions > 0 ? (cpu.user + cpu.system) / transactions : 0 };
+  return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUsPerTx: transactions > 0 ? (cpu.user + cpu.system) / transactions : 0,
+    sysUsPerTx: transactions > 0 ? cpu.system / transactions : 0,
+  };
 }
 
 export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
@@ -231,7 +235,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
             const path = order[(i + r) % order.length]!;
             const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch);
             samples[path].push(result);
-            const cpu = path.startsWith('gapwatch') ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx` : '';
+            const cpu = path.startsWith('gapwatch') ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)` : '';
             say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms${cpu}`);
           }
         }
