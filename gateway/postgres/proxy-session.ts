@@ -131,6 +131,8 @@ class Outbox {
 }
 
 const PAUSE_CLIENT_AT_BYTES = 8 << 20;
+/** Answers up to this size are copied into one buffer for one write; larger ones go out corked. */
+const COALESCE_WRITE_BYTES = 64 << 10;
 
 /** Returned by the backend message handler to stop the stream until an asynchronous step is done. */
 const BLOCKED = Symbol('blocked');
@@ -343,11 +345,15 @@ export class ProxySession {
   }
 
   private releaseReplies(): void {
+    const released: Buffer[] = [];
     while (this.heldReplies.length > 0 && this.heldReplies[0]!.barrier <= this.barriersDurable) {
       const held = this.heldReplies.shift()!;
-      for (const p of held.parts) this.heldReplyBytes -= p.length;
-      this.writeClientNow(held.parts);
+      for (const p of held.parts) {
+        this.heldReplyBytes -= p.length;
+        released.push(p);
+      }
     }
+    this.writeClientNow(released);
     if (this.heldReplies.length === 0) {
       if (this.upstream.isPaused() && !this.upstreamBlocked && this.client.writableLength < PAUSE_CLIENT_AT_BYTES) this.upstream.resume();
       const waiters = this.repliesReleased;
@@ -704,9 +710,13 @@ export class ProxySession {
     // owed are journaled but cannot be delivered.
     if (parts.length === 0 || this.client.destroyed || !this.client.writable) return;
     let ok = true;
-    if (parts.length === 1) {
-      this.bytesToClient += parts[0]!.length;
-      ok = this.client.write(parts[0]!);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (parts.length === 1 || total <= COALESCE_WRITE_BYTES) {
+      // A round trip's answer is usually a few small runs: copying them into one buffer is cheaper
+      // than a corked writev.
+      this.bytesToClient += total;
+      ok = this.client.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
     } else {
       this.client.cork();
       for (const p of parts) {
