@@ -28,8 +28,9 @@ export type { TornTail } from './recovery';
 export { journalDirFor } from './segment-directory';
 
 /**
- * How appends reach the disk. `group` is the product: concurrent appends share one write and one
- * fdatasync and each resolves only once durable. `per-record` (one write+fdatasync per record) and
+ * How appends reach the disk. `group` is the product: concurrent appends share one durable write
+ * (the segment is open with O_DSYNC) and each resolves only once durable. `per-record` (one durable
+ * write per record) and
  * `none` (no fsync at all: NOT durable) exist as benchmark baselines.
  */
 export type JournalSyncMode = 'group' | 'per-record' | 'none';
@@ -60,7 +61,7 @@ export interface RecoveryReport {
 export interface JournalStats {
   /** Records written (including checkpoints and gap records). */
   records: number;
-  /** Write+fdatasync rounds; with group commit, one per group of concurrent appends. */
+  /** Durable write rounds (O_DSYNC writes); with group commit, one per group of concurrent appends. */
   groups: number;
   fsyncs: number;
   checkpoints: number;
@@ -604,7 +605,7 @@ export class Journal implements JournalWriter, JournalReader {
     this.checkpointFileSize = next.length;
   }
 
-  /** One write and one fdatasync for a run of records bound for the active segment. */
+  /** One durable (O_DSYNC) write for a run of records bound for the active segment. */
   private async writeActive(entries: PendingRecord[]): Promise<void> {
     if (entries.length === 0) return;
     const bytes = entries.length === 1 ? entries[0]!.frame : Buffer.concat(entries.map((e) => e.frame));
