@@ -17,18 +17,20 @@ import { round, summarize, type Summary } from './stats';
  * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15 by
  * three paths in the same run — direct, through PgBouncer (session pooling), and through the
  * gapwatch gateway with full audit (every request journaled and fsync'd before it is forwarded,
- * every result journaled, policy evaluated), plus a diagnostic fourth (the gateway with an unsynced
- * journal) — for `-S` (select-only) and the default TPC-B-like
+ * every result journaled, policy evaluated), the gateway in `before-reply` durability, and a diagnostic
+ * (the gateway with an unsynced journal) — for `-S` (select-only) and the default TPC-B-like
  * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
- * this noisy machine hits all three alike. Reports median TPS and per-transaction latency p50/p99
- * (from pgbench's transaction log), and gapwatch/PgBouncer ratios.
+ * this noisy machine hits all alike. Reports median TPS and per-transaction latency p50/p99
+ * (from pgbench's transaction log), the gateway process's CPU per transaction, and gapwatch/PgBouncer ratios.
  */
 
 /**
+ * gapwatch is the default (gateway.postgres.audit.durability: before-forward); gapwatch_before_reply
+ * the other product mode (forward at once, hold the answer until the request's record is durable).
  * gapwatch_nofsync is a diagnostic, not a product mode: the same gateway with a journal that skips
  * fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
  */
-type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_nofsync';
+type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
 
 interface Endpoint {
   port: number;
@@ -41,6 +43,13 @@ interface RunResult {
   tps: number;
   p50Ms: number;
   p99Ms: number;
+  /**
+   * CPU time of this process (which hosts the gateways; pgbench, PgBouncer and PostgreSQL are other
+   * processes) per transaction: the gateway's own cost, which the noise of a shared machine hardly moves.
+   */
+  cpuUsPerTx: number;
+  /** The part of it spent in the kernel (socket and file system calls). */
+  sysUsPerTx: number;
 }
 
 const SCRIPTS = [
@@ -128,9 +137,12 @@ function pgbench(target: Endpoint, args: string[], logDir: string | null): Promi
 
 async function runOnce(target: Endpoint, script: readonly string[], protocol: string, clients: number, seconds: number, scratch: string): Promise<RunResult> {
   const logDir = mkdtempSync(join(scratch, 'run-'));
+  const cpuBefore = process.cpuUsage();
   const out = await pgbench(target, ['-n', ...script, '-M', protocol, '-c', String(clients), '-j', '2', '-T', String(seconds), '-l', '--log-prefix', 'tx'], logDir);
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1]);
   if (!Number.isFinite(tps)) throw new Error(`no tps in pgbench output:\n${out}`);
+  const cpu = process.cpuUsage(cpuBefore);
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]);
   const latencies: number[] = [];
   for (const file of readdirSync(logDir)) {
     for (const line of readFileSync(join(logDir, file), 'utf8').split('\n')) {
@@ -140,7 +152,9 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   }
   rmSync(logDir, { recursive: true, force: true });
   latencies.sort((a, b) => a - b);
-  return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUsPerTx: transactions > 0 ? (cpu.user + cpu.system) / transactions : 0,
+    sysUsPerTx: transactions > 0 ? cpu.system / transactions : 0,
+  };
 }
 
 export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
@@ -183,9 +197,10 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     cleanups.push(async () => policy.close());
     const identities = new FileIdentityStore({ dataDir });
     const { token } = await identities.create('bench-agent');
-    const startGateway = async (gatewayId: string, sync: 'group' | 'none'): Promise<{ port: number; journal: Journal }> => {
+    const startGateway = async (gatewayId: string, sync: 'group' | 'none', durability: 'before-forward' | 'before-reply' = 'before-forward'): Promise<{ port: number; journal: Journal }> => {
       const journal = await openJournal({ ...journalOptionsFromConfig({ ...config, gateway: { ...config.gateway, id: gatewayId } }, log), sync });
-      const gateway = new PostgresGateway({ gatewayId, config: config.gateway.postgres, journal, identities, policy, log });
+      const postgres = { ...config.gateway.postgres, audit: { durability } };
+      const gateway = new PostgresGateway({ gatewayId, config: postgres, journal, identities, policy, log });
       await gateway.start();
       cleanups.push(async () => {
         await gateway.stop();
@@ -194,6 +209,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       return { port: gateway.address().port, journal };
     };
     const audited = await startGateway('gw-bench', 'group');
+    const beforeReply = await startGateway('gw-bench-before-reply', 'group', 'before-reply');
     const unsynced = await startGateway('gw-bench-nofsync', 'none');
     const journal = audited.journal;
 
@@ -201,9 +217,10 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
       gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
+      gapwatch_before_reply: { port: beforeReply.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_nofsync'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_before_reply', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -211,22 +228,30 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_nofsync: [] };
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
             const path = order[(i + r) % order.length]!;
             const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch);
             samples[path].push(result);
-            say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms`);
+            const cpu = path.startsWith('gapwatch') ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)` : '';
+            say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms${cpu}`);
           }
         }
-        const summaryOf = (path: PathName): { tps: Summary; p50_ms: number; p99_ms: number } => ({
+        const summaryOf = (path: PathName): { tps: Summary; p50_ms: number; p99_ms: number; cpu_us_per_tx?: number } => ({
           tps: summarize(samples[path].map((s) => s.tps)),
           p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
           p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
+          ...(path.startsWith('gapwatch') ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
         });
-        const per = { direct: summaryOf('direct'), pgbouncer: summaryOf('pgbouncer'), gapwatch: summaryOf('gapwatch'), gapwatch_nofsync: summaryOf('gapwatch_nofsync') };
+        const per = {
+          direct: summaryOf('direct'),
+          pgbouncer: summaryOf('pgbouncer'),
+          gapwatch: summaryOf('gapwatch'),
+          gapwatch_before_reply: summaryOf('gapwatch_before_reply'),
+          gapwatch_nofsync: summaryOf('gapwatch_nofsync'),
+        };
         const ratio = per.gapwatch.tps.median / per.pgbouncer.tps.median;
         lowest = Math.min(lowest, ratio);
         modes[mode] = {
@@ -234,12 +259,14 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           ratio_vs_pgbouncer: round(ratio),
           ratio_vs_direct: round(per.gapwatch.tps.median / per.direct.tps.median),
           pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
+          before_reply_ratio_vs_pgbouncer: round(per.gapwatch_before_reply.tps.median / per.pgbouncer.tps.median),
           nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
         };
         tps[mode] = {
           direct: per.direct.tps.median,
           pgbouncer: per.pgbouncer.tps.median,
           gapwatch: per.gapwatch.tps.median,
+          gapwatch_before_reply: per.gapwatch_before_reply.tps.median,
           gapwatch_nofsync: per.gapwatch_nofsync.tps.median,
         };
       }
@@ -257,6 +284,9 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       tps,
       modes,
       journal_records: journalRecords,
+      // Group commit at work: records per write+fdatasync round across all concurrent sessions.
+      journal_stats: journal.stats(),
+      records_per_fsync: round(journal.stats().records / Math.max(1, journal.stats().fsyncs), 2),
       ratio_vs_pgbouncer: round(lowest),
     };
   } finally {

@@ -107,6 +107,16 @@ const postgresGatewaySchema = z.strictObject({
   /** Larger frontend messages end the session with 08P01 instead of being buffered. */
   maxMessageBytes: z.number().int().min(1 << 16).max(1 << 30).default(64 << 20),
   resources: z.array(postgresResourceSchema).default([]),
+  audit: z
+    .strictObject({
+      /**
+       * When a request's journal record must be durable: `before-forward` (nothing reaches the server
+       * before its record is fsync'd) or `before-reply` (forwarded at once; the agent sees no answer
+       * before the record is fsync'd). See gateway/postgres/README.md for the trade-off.
+       */
+      durability: z.enum(['before-forward', 'before-reply']).default('before-forward'),
+    })
+    .prefault({}),
 });
 
 const gatewaySchema = z.strictObject({

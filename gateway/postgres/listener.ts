@@ -209,6 +209,7 @@ export class PostgresGateway implements Component {
         identity,
         policy: this.options.policy,
         recorder,
+        durability: this.options.config.audit.durability,
         log,
       });
       this.sessions.add(proxy);

@@ -83,8 +83,15 @@ export interface ProxyContext {
   identity: AgentIdentity;
   policy: PolicyEngine;
   recorder: SessionRecorder;
+  /**
+   * `before-forward`: a request is forwarded only once its record is durable (write-ahead).
+   * `before-reply`: forwarded at once, and nothing more reaches the agent until the record is durable.
+   */
+  durability: AuditDurability;
   log: Logger;
 }
+
+export type AuditDurability = 'before-forward' | 'before-reply';
 
 export type SessionEnd = { outcome: 'closed' } | { outcome: 'failed'; failure: string };
 
@@ -124,6 +131,8 @@ class Outbox {
 }
 
 const PAUSE_CLIENT_AT_BYTES = 8 << 20;
+/** Answers up to this size are copied into one buffer for one write; larger ones go out corked. */
+const COALESCE_WRITE_BYTES = 64 << 10;
 
 /** Returned by the backend message handler to stop the stream until an asynchronous step is done. */
 const BLOCKED = Symbol('blocked');
@@ -151,6 +160,15 @@ export class ProxySession {
   private draining = false;
   private dataWhileDraining = false;
   private cancelHold: (() => void) | null = null;
+  /**
+   * before-reply: barriers are numbered as requests are forwarded; what goes to the agent while a
+   * barrier is open waits, in order, until every barrier issued before it is durable.
+   */
+  private barriersIssued = 0;
+  private barriersDurable = 0;
+  private heldReplies: Array<{ barrier: number; parts: Buffer[] }> = [];
+  private heldReplyBytes = 0;
+  private repliesReleased: Array<() => void> = [];
   private ended = false;
   private clientGone = false;
   bytesFromClient = 0;
@@ -206,7 +224,7 @@ export class ProxySession {
   /** Ends the session from outside (gateway shutdown): tells the agent, as PostgreSQL does. */
   shutdown(): void {
     if (this.ended) return;
-    this.writeClient([errorResponse({ severity: 'FATAL', code: SqlState.AdminShutdown, message: 'terminating connection: the gateway is shutting down' })]);
+    this.writeClientNow([errorResponse({ severity: 'FATAL', code: SqlState.AdminShutdown, message: 'terminating connection: the gateway is shutting down' })]);
     this.end({ outcome: 'closed' });
   }
 
@@ -289,25 +307,65 @@ export class ProxySession {
     this.upstreamOut.push(raw);
   }
 
-  /** Journals what was received, waits until it is durable, then forwards it (write-ahead audit). */
+  /**
+   * Journals what was received and forwards it: after the record is durable (before-forward), or at
+   * once with the agent's next answers held until it is (before-reply). Either way the record is
+   * appended first, so its seq precedes anything the server does with the request.
+   */
   private async flushUpstream(): Promise<void> {
+    const recorder = this.context.recorder;
     if (this.request.length > 0) {
       const messages = this.request;
       this.request = [];
-      void this.context.recorder.event({ pgRequest: { messages } });
+      void recorder.event({ pgRequest: { messages } });
     }
-    if (this.context.recorder.hasPending) await this.context.recorder.durable();
+    if (recorder.hasPending) {
+      if (this.context.durability === 'before-forward') await recorder.durable();
+      else this.holdRepliesUntil(recorder.durable());
+    }
     if (this.upstreamOut.length === 0 || this.ended) return;
     const out = this.upstreamOut;
     this.upstreamOut = [];
-    let ok = true;
-    if (out.length === 1) ok = this.upstream.write(out[0]!);
-    else {
-      this.upstream.cork();
-      for (const b of out) ok = this.upstream.write(b);
-      this.upstream.uncork();
-    }
+    // One buffer, one write: most batches are a few small messages (Bind/Execute/Sync).
+    const ok = this.upstream.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     if (!ok) this.client.pause();
+  }
+
+  /** before-reply: answers written from now on wait until `durable` settles. */
+  private holdRepliesUntil(durable: Promise<void>): void {
+    const barrier = ++this.barriersIssued;
+    durable.then(
+      () => {
+        this.barriersDurable = Math.max(this.barriersDurable, barrier);
+        this.releaseReplies();
+      },
+      // A failed append fails the session (SessionRecorder's onFailure): held answers never go out.
+      () => undefined,
+    );
+  }
+
+  private releaseReplies(): void {
+    const released: Buffer[] = [];
+    while (this.heldReplies.length > 0 && this.heldReplies[0]!.barrier <= this.barriersDurable) {
+      const held = this.heldReplies.shift()!;
+      for (const p of held.parts) {
+        this.heldReplyBytes -= p.length;
+        released.push(p);
+      }
+    }
+    this.writeClientNow(released);
+    if (this.heldReplies.length === 0) {
+      if (this.upstream.isPaused() && !this.upstreamBlocked && this.client.writableLength < PAUSE_CLIENT_AT_BYTES) this.upstream.resume();
+      const waiters = this.repliesReleased;
+      this.repliesReleased = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves once no answer is held back for durability (at once in before-forward mode). */
+  private repliesDelivered(): Promise<void> {
+    if (this.heldReplies.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.repliesReleased.push(resolve));
   }
 
   private onClientMessage(msg: FrontendMessage): Promise<void> | void {
@@ -380,7 +438,9 @@ export class ProxySession {
       case FrontendType.Terminate:
         this.record(msg);
         this.forward(msg.raw);
-        return this.flushUpstream().then(() => this.end({ outcome: 'closed' }));
+        return this.flushUpstream()
+          .then(() => this.repliesDelivered())
+          .then(() => this.end({ outcome: 'closed' }));
       case FrontendType.Password:
         throw new FrontendProtocolError('unexpected password message after authentication');
     }
@@ -634,13 +694,29 @@ export class ProxySession {
   }
 
   private writeClient(parts: Buffer[]): void {
+    if (parts.length === 0) return;
+    if (this.barriersDurable < this.barriersIssued || this.heldReplies.length > 0) {
+      this.heldReplies.push({ barrier: this.barriersIssued, parts });
+      for (const p of parts) this.heldReplyBytes += p.length;
+      // A large result held behind a slow fsync: stop reading the server rather than buffer it all.
+      if (this.heldReplyBytes > PAUSE_CLIENT_AT_BYTES) this.upstream.pause();
+      return;
+    }
+    this.writeClientNow(parts);
+  }
+
+  private writeClientNow(parts: Buffer[]): void {
     // After the client's FIN the socket is no longer writable (no half-open sockets): answers still
     // owed are journaled but cannot be delivered.
     if (parts.length === 0 || this.client.destroyed || !this.client.writable) return;
     let ok = true;
-    if (parts.length === 1) {
-      this.bytesToClient += parts[0]!.length;
-      ok = this.client.write(parts[0]!);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (parts.length === 1 || total <= COALESCE_WRITE_BYTES) {
+      // A round trip's answer is usually a few small runs: copying them into one buffer is cheaper
+      // than a corked writev.
+      this.bytesToClient += total;
+      ok = this.client.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
     } else {
       this.client.cork();
       for (const p of parts) {
@@ -905,7 +981,8 @@ export class ProxySession {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof PostgresGatewayError) {
       // The agent gets the reason in the protocol's own form before the connection closes.
-      this.writeClient([errorResponse({ severity: 'FATAL', code: err.sqlState, message })]);
+      // Straight out: answers still held for durability are dropped with the session.
+      this.writeClientNow([errorResponse({ severity: 'FATAL', code: err.sqlState, message })]);
       this.context.log.warn({ sessionId: this.context.sessionId, code: err.code }, message);
     } else {
       this.context.log.error({ err, sessionId: this.context.sessionId }, 'session failed');
@@ -924,6 +1001,8 @@ export class ProxySession {
     this.cancelHold?.();
     for (const w of this.idleWaiters) w();
     this.idleWaiters = [];
+    for (const w of this.repliesReleased) w();
+    this.repliesReleased = [];
     this.client.end();
     this.upstream.destroy();
     this.context.policy.endSession(this.context.sessionId);

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import type { Client } from 'pg';
+import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
+import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
+import { nodeClient, type Target } from './clients';
+
+/**
+ * gateway.postgres.audit.durability: whichever mode, an agent never sees the answer to a request
+ * whose journal record is not durable yet. Observed from the agent's side: the journal's durable head
+ * when the first bytes of each answer arrive must already include the request's PgRequest record.
+ */
+
+/** The first byte of an answer arrives in the socket's first 'data' event after the request went out. */
+function watchFirstAnswer(client: Client, head: () => bigint): { reset(): void; seen(): bigint | null } {
+  const stream = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+  let seen: bigint | null = null;
+  stream.prependListener('data', () => {
+    if (seen === null) seen = head();
+  });
+  return {
+    reset: () => (seen = null),
+    seen: () => seen,
+  };
+}
+
+/** seq of the PgRequest record that carried `needle` (a Query's or Parse's text). */
+function requestSeq(records: JournalRecord__Output[], needle: string): bigint {
+  const record = records.find((r) => r.event?.pgRequest?.messages.some((m) => m.text.includes(needle)));
+  assert.ok(record, `no PgRequest record holds ${needle}`);
+  return BigInt(record.seq);
+}
+
+for (const durability of ['before-reply', 'before-forward'] as const) {
+  describe(`gateway/postgres audit durability ${durability} (real PostgreSQL 15)`, function () {
+    this.timeout(120_000);
+    let gw: GatewayUnderTest;
+    let target: Target;
+
+    before(async () => {
+      gw = await startGateway({ postgres: { audit: { durability } }, policy: { builtinRules: false, default: 'allow' } });
+      target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    });
+
+    after(async () => {
+      await gw?.stop();
+    });
+
+    it('every answer reaches the agent only after its request record is durable (simple and extended protocol, concurrent sessions)', async () => {
+      const perClient = 40;
+      const seenAt = new Map<string, bigint>();
+      const session = async (c: number): Promise<void> => {
+        const client = await nodeClient(target);
+        try {
+          const watch = watchFirstAnswer(client, () => gw.journal.head().seq);
+          for (let i = 0; i < perClient; i++) {
+            const marker = `probe_${c}_${i}`;
+            watch.reset();
+            // Alternate the simple protocol (no parameters) and the extended one (Parse/Bind/Execute/Sync).
+            const result = i % 2 === 0 ? await client.query(`SELECT ${i} AS ${marker}`) : await client.query(`SELECT $1::int AS ${marker}`, [i]);
+            assert.equal(Number(result.rows[0][marker]), i);
+            const seen = watch.seen();
+            assert.ok(seen !== null, `no bytes arrived for ${marker}`);
+            seenAt.set(marker, seen);
+          }
+        } finally {
+          await client.end();
+        }
+      };
+      await Promise.all([0, 1, 2].map(session));
+      assert.equal(seenAt.size, 3 * perClient);
+      // Result records are appended as answers pass, so the last ones may still be on their way to disk.
+      let records: JournalRecord__Output[] = [];
+      for (let tries = 0; tries < 100; tries++) {
+        records = await gw.records();
+        if (records.filter((r) => r.event?.statement?.text.includes('probe_')).length >= 3 * perClient) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const [marker, seen] of seenAt) {
+        const seq = requestSeq(records, marker);
+        assert.ok(seq <= seen, `${marker}: request record seq ${seq} was not durable (head ${seen}) when its answer arrived`);
+      }
+      // Every statement still has its result record.
+      const statements = records.flatMap((r) => (r.event?.statement ? [r.event.statement] : []));
+      for (const marker of seenAt.keys()) {
+        assert.ok(statements.some((s) => s.text.includes(marker) && s.commandTag === 'SELECT 1' && s.rows === '1'), `no Statement record for ${marker}`);
+      }
+    });
+  });
+}
