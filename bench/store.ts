@@ -7,6 +7,7 @@ import { embeddedStorePath, openStore, type Store } from '../collector/store/con
 import { qualified } from '../collector/store/ddl';
 import { migrate } from '../collector/store/migration';
 import { connectEventRow, encodeRows, TABLE_COLUMNS, type Row } from '../collector/store/rows';
+import { Readable } from 'node:stream';
 import { storeSink, type InsertSink } from '../collector/store/sink';
 import { Spool } from '../collector/store/spool';
 import { StoreWriter, type WriterOptions } from '../collector/store/writer';
@@ -14,10 +15,14 @@ import { parseConfig } from '../platform/config';
 import { round, summarize } from './stats';
 
 /**
- * `npm run bench -- store [rows] [rounds]`: connect events into the embedded engine.
+ * `npm run bench -- store [rows] [rounds] [maxMemoryMiB]`: connect events into the embedded engine.
  *
  * - writer: ready-made rows handed to StoreWriter one producer chunk at a time, encoded and batched at
- *   the default batch size, inserted through @clickhouse/client into chDB;
+ *   the default batch size, inserted through @clickhouse/client into chDB, with the configured
+ *   `inflightBatches` (default 2) inserts at once;
+ * - writer_before: the writer as it was before it was tuned, for the before/after ratio in the same run:
+ *   one insert at a time (`inflightBatches: 1`), each insert carrying the client's settings (which chDB
+ *   sends as `SET …;` statements in front of the INSERT); the two alternate which goes first in each round;
  * - baseline: batches already encoded, inserted straight through the sink (what the writer adds on top
  *   of @clickhouse/client + chDB is the difference);
  * - chdb_raw: the same batches through chDB's own zero-copy insert (`connection.chdb.rawInsert`), which
@@ -25,7 +30,11 @@ import { round, summarize } from './stats';
  * - spool: the writer with the store unreachable, so every batch is appended (fsync'd) to the spool;
  * - replay: that spool replayed into the engine.
  *
- * Medians of several rounds; ratios against the baseline. Peak RSS is the process maximum.
+ * Medians of several rounds; ratios against the baseline, and writer/writer_serial as the median of the
+ * per-round ratios. CPU per row is the whole process (Node and the engine's threads, background merges
+ * included), which the other load on a shared machine does not inflate the way it does wall time.
+ * Peak RSS is the process maximum (the engine, and the bench's own pre-encoded batches);
+ * `maxMemoryMiB` sets `store.embedded.maxMemoryMiB` to see what capping the engine costs.
  */
 const BATCH_ROWS = 20_000;
 const PRODUCER_CHUNK = 1_000;
@@ -60,6 +69,19 @@ function makeRows(count: number, first: number, baseNanos: bigint): Row[] {
   return rows;
 }
 
+/** The sink as it was before tuning: the insert carries the client's default settings. */
+function settingsCarryingSink(store: Store): InsertSink {
+  return {
+    async insert(table, columns, body) {
+      const result = await store.client.exec({
+        query: `INSERT INTO ${qualified(store.dialect, table)} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
+        values: Readable.from([body], { objectMode: false }),
+      });
+      for await (const chunk of result.stream) void chunk;
+    },
+  };
+}
+
 /**
  * Hands `total` connect events to the writer in producer-sized chunks. The rows come ready-made from a
  * pool (as the correlator hands them over): building them is the producer's cost, not the store's. Each
@@ -77,12 +99,18 @@ async function feed(writer: StoreWriter, pool: readonly Row[], total: number, fi
 export async function run(args: string[]): Promise<Record<string, unknown> & { name: string }> {
   const total = Number(args[0] ?? 400_000);
   const rounds = Number(args[1] ?? 3);
+  const maxMemoryMiB = args[2] === undefined ? undefined : Number(args[2]);
   const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-store-'));
-  const config = parseConfig(`dataDir: ${dir}\n`);
+  const config = parseConfig(`dataDir: ${dir}\n${maxMemoryMiB === undefined ? '' : `store: { embedded: { maxMemoryMiB: ${maxMemoryMiB} } }\n`}`);
   const options: WriterOptions = { ...config.store.writer, batchRows: BATCH_ROWS, attempts: 1 };
+  const beforeOptions: WriterOptions = { ...options, inflightBatches: 1 };
   const baseNanos = BigInt(Date.now()) * 1_000_000n;
   let store: Store | null = null;
   const writerRates: number[] = [];
+  const serialRates: number[] = [];
+  const pairedRatios: number[] = [];
+  const writerCpu: number[] = [];
+  const serialCpu: number[] = [];
   const baselineRates: number[] = [];
   const rawRates: number[] = [];
   const spoolRates: number[] = [];
@@ -93,6 +121,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     store = await openStore(config);
     await migrate(store.client, store.dialect);
     const sink = storeSink(store);
+    const beforeSink = settingsCarryingSink(store);
     const raw = createChdbConnection({ path: embeddedStorePath(config) });
     let next = 0;
     for (let round = 0; round < rounds; round++) {
@@ -118,16 +147,32 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       rawRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       bodies.length = 0;
 
-      // The writer into the engine.
+      // The writer into the engine, as tuned and as before, alternating which goes first.
       const spoolDir = join(dir, `spool-${round}`);
       const pool = makeRows(BATCH_ROWS, 0, baseNanos);
-      const direct = new StoreWriter(sink, Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES }).spool, options, silent, 'bench-host');
-      direct.start();
-      started = process.hrtime.bigint();
-      await feed(direct, pool, total, next);
-      writerRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
-      await direct.close();
-      next += total;
+      let pipelinedRate = 0;
+      let serialRate = 0;
+      for (const pipelined of round % 2 === 0 ? [true, false] : [false, true]) {
+        const spoolForRun = Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES }).spool;
+        const direct = pipelined
+          ? new StoreWriter(sink, spoolForRun, options, silent, 'bench-host')
+          : new StoreWriter(beforeSink, spoolForRun, beforeOptions, silent, 'bench-host');
+        direct.start();
+        const cpu = process.cpuUsage();
+        started = process.hrtime.bigint();
+        await feed(direct, pool, total, next);
+        const rate = total / (Number(process.hrtime.bigint() - started) / 1e9);
+        const used = process.cpuUsage(cpu);
+        (pipelined ? writerCpu : serialCpu).push((used.user + used.system) / total);
+        if (pipelined) pipelinedRate = rate;
+        else serialRate = rate;
+        await direct.close();
+        if (direct.stats().written !== total) throw new Error(`writer stored ${JSON.stringify(direct.stats())} of ${total}`);
+        next += total;
+      }
+      writerRates.push(pipelinedRate);
+      serialRates.push(serialRate);
+      pairedRatios.push(pipelinedRate / serialRate);
 
       // The spool path: the store unreachable, every batch appended to disk.
       const { spool } = Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES });
@@ -159,6 +204,8 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
   }
   peakRss = Math.max(peakRss, process.resourceUsage().maxRSS * 1024);
   const writer = summarize(writerRates);
+  const serial = summarize(serialRates);
+  const paired = summarize(pairedRatios);
   const baseline = summarize(baselineRates);
   const chdbRaw = summarize(rawRates);
   const spool = summarize(spoolRates);
@@ -167,7 +214,13 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     name: 'store',
     rows_per_round: total,
     batch_rows: BATCH_ROWS,
+    inflight_batches: options.inflightBatches,
+    engine_max_memory_mib: config.store.embedded.maxMemoryMiB,
     rows_per_sec: Math.round(writer.median),
+    writer_before_rows_per_sec: Math.round(serial.median),
+    writer_vs_before: round(paired.median),
+    writer_cpu_us_per_row: round(summarize(writerCpu).median, 2),
+    writer_before_cpu_us_per_row: round(summarize(serialCpu).median, 2),
     baseline_insert_rows_per_sec: Math.round(baseline.median),
     chdb_raw_insert_rows_per_sec: Math.round(chdbRaw.median),
     spool_rows_per_sec: Math.round(spool.median),
@@ -176,7 +229,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     baseline_vs_chdb_raw: round(baseline.median / chdbRaw.median),
     spool_vs_writer: round(spool.median / writer.median),
     peak_rss_mib: Math.round(peakRss / (1024 * 1024)),
-    rounds: { writer, baseline, chdb_raw: chdbRaw, spool, replay },
+    rounds: { writer, writer_before: serial, writer_vs_before: paired, baseline, chdb_raw: chdbRaw, spool, replay },
   };
   process.stderr.write(`${JSON.stringify(result, null, 2)}\n`);
   return result;

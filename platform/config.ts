@@ -207,6 +207,11 @@ const storeSchema = z
         attempts: z.number().int().min(1).max(20).default(4),
         retryBaseMs: z.number().int().min(1).default(100),
         retryMaxMs: z.number().int().min(1).default(10_000),
+        /**
+         * Inserts running at once. Batches still reach the spool in order and nothing overtakes a spool
+         * replay; only a batch already in flight when the store fails may land before the one it followed.
+         */
+        inflightBatches: z.number().int().min(1).max(8).default(2),
       })
       .prefault({}),
     spool: z

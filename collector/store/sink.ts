@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { qualified, quoteIdent } from './ddl';
-import type { Store } from './connection';
+import { OUTPUT_SETTINGS, type Store } from './connection';
 import { migrate } from './migration';
 import type { TableName } from './rows';
 
@@ -11,6 +11,9 @@ import type { TableName } from './rows';
 export interface InsertSink {
   insert(table: TableName, columns: readonly string[], body: Buffer, rows: number): Promise<void>;
 }
+
+/** Output settings mean nothing to an INSERT; an undefined setting is not sent at all. */
+const UNSET_OUTPUT_SETTINGS = Object.fromEntries(Object.keys(OUTPUT_SETTINGS).map((key) => [key, undefined]));
 
 /**
  * Delivers batches to a store through `@clickhouse/client`. The schema is brought up to date before the
@@ -32,6 +35,7 @@ export function storeSink(store: Store): InsertSink {
         const result = await store.client.exec({
           query: `INSERT INTO ${qualified(store.dialect, table)} (${columns.map(quoteIdent).join(', ')}) FORMAT JSONCompactEachRow`,
           values: Readable.from([body], { objectMode: false }),
+          clickhouse_settings: UNSET_OUTPUT_SETTINGS,
         });
         await drain(result.stream);
       } catch (err) {

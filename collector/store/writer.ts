@@ -43,6 +43,9 @@ export function isRejectedData(err: unknown): boolean {
   return typeof type === 'string' && REJECTED_DATA.test(type);
 }
 
+/** What became of one batch's insert: stored (rows kept), failed after every attempt, or not tried (degraded). */
+type InsertOutcome = { stored: number } | { error: unknown } | null;
+
 /** DateTime64 text is fixed-width, so it compares as the times do. */
 function laterTime(a: string, b: string): boolean {
   return a > b;
@@ -53,7 +56,12 @@ function laterTime(a: string, b: string): boolean {
  * its oldest row is `flushIntervalMs` old. A failed batch is retried with exponential back-off; after
  * `attempts` failures the store counts as unreachable: that batch and every later one go to the spool
  * (in order, behind what is already there), and the spool is replayed once the store answers again.
- * Rows in the spool are never overtaken by newer rows.
+ * Rows in the spool are never overtaken by newer rows, with one exception: up to `inflightBatches`
+ * inserts run at once (the engine parses a batch on its own thread, so a second insert uses the other
+ * core while the first is parsed), and a batch already in flight when the one before it fails may land
+ * first. Outcomes are still applied in order, so batches reach the spool in order, and nothing starts
+ * while the spool is replayed. Rows carry deterministic ids, so the order of inserts never changes what
+ * is stored.
  *
  * Memory is bounded: `write` returns a promise that settles at once while fewer than `maxBufferedRows`
  * rows are waiting, and only when the backlog has drained below that otherwise. Producers must await it.
@@ -77,8 +85,12 @@ export class StoreWriter {
   private timer: NodeJS.Timeout | null = null;
   private recoveryTimer: NodeJS.Timeout | null = null;
   private recoveryAttempt = 0;
-  /** The one chain every delivery runs on, so batches reach the store and the spool in order. */
+  /** The chain every outcome is applied on, so batches reach the spool (and are counted) in order. */
   private chain: Promise<void> = Promise.resolve();
+  /** When the last `inflightBatches` batches queued were settled, oldest first: a new insert waits for the oldest. */
+  private readonly settlements: Array<Promise<void>> = [];
+  /** When the last recovery queued has finished: no insert starts before it, so none overtakes the replay. */
+  private barrier: Promise<void> = Promise.resolve();
   private closed = false;
   /** Open spool-overflow gaps per table, extended while drops continue. */
   private readonly overflow = new Map<TableName, PendingGap>();
@@ -192,35 +204,54 @@ export class StoreWriter {
           buffer.minTime = '';
           buffer.maxTime = '';
         }
-        this.chain = this.chain.then(() => this.deliver(batch));
+        this.queueDelivery(batch);
       }
       if (buffer.lines.length > 0) waiting = true;
     }
     if (waiting) this.armTimer();
   }
 
-  private async deliver(batch: SpoolBatch): Promise<void> {
+  /**
+   * Starts the batch's insert once fewer than `inflightBatches` inserts are running and no recovery is
+   * pending, and applies its outcome after the outcome of the batch before it.
+   */
+  private queueDelivery(batch: SpoolBatch): void {
+    const inflight = this.options.inflightBatches;
+    const oldest = this.settlements.length >= inflight ? this.settlements[this.settlements.length - inflight]! : Promise.resolve();
+    const attempt = Promise.all([oldest, this.barrier]).then(() => (this.statsCounters.degraded ? null : this.attempt(batch)));
+    const settled = this.chain.then(() => this.settle(batch, attempt));
+    this.chain = settled;
+    this.settlements.push(settled);
+    if (this.settlements.length > inflight) this.settlements.shift();
+  }
+
+  /** Inserts a batch, retrying with back-off; never rejects (the outcome says what happened). */
+  private async attempt(batch: SpoolBatch): Promise<InsertOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return { stored: await this.insertIsolating(batch) };
+      } catch (err) {
+        if (attempt >= this.options.attempts) return { error: err };
+        this.log.debug({ table: batch.table, attempt, err: (err as Error).message }, 'insert failed; retrying');
+        await sleep(this.backoff(attempt - 1));
+      }
+    }
+  }
+
+  private async settle(batch: SpoolBatch, attempt: Promise<InsertOutcome>): Promise<void> {
     try {
-      if (this.statsCounters.degraded) {
-        this.toSpool(batch);
+      const outcome = await attempt;
+      if (outcome !== null && 'stored' in outcome) {
+        this.statsCounters.written += outcome.stored;
         return;
       }
-      for (let attempt = 1; ; attempt++) {
-        try {
-          this.statsCounters.written += await this.insertIsolating(batch);
-          return;
-        } catch (err) {
-          if (attempt >= this.options.attempts) {
-            this.log.warn({ table: batch.table, rows: batch.rows, attempts: attempt, err: (err as Error).message }, 'store unreachable; spooling to disk until it answers');
-            this.statsCounters.degraded = true;
-            this.toSpool(batch);
-            this.scheduleRecovery(this.backoff(0));
-            return;
-          }
-          this.log.debug({ table: batch.table, attempt, err: (err as Error).message }, 'insert failed; retrying');
-          await sleep(this.backoff(attempt - 1));
-        }
+      if (!this.statsCounters.degraded) {
+        const err = outcome === null ? 'not tried' : (outcome.error as Error).message;
+        this.log.warn({ table: batch.table, rows: batch.rows, attempts: this.options.attempts, err }, 'store unreachable; spooling to disk until it answers');
+        this.statsCounters.degraded = true;
+        this.scheduleRecovery(this.backoff(0));
       }
+      this.toSpool(batch);
     } finally {
       this.release(batch.rows);
     }
@@ -305,6 +336,7 @@ export class StoreWriter {
     this.recoveryTimer = setTimeout(() => {
       this.recoveryTimer = null;
       this.chain = this.chain.then(() => this.recover());
+      this.barrier = this.chain;
     }, delayMs);
     this.recoveryTimer.unref();
   }

@@ -9,9 +9,57 @@ import { storeSink } from '../../../collector/store/sink';
 import { Spool } from '../../../collector/store/spool';
 import { dateTime64, nowNanos } from '../../../collector/store/time';
 import { StoreWriter, type WriterOptions } from '../../../collector/store/writer';
+import type { InsertSink } from '../../../collector/store/sink';
+import type { TableName } from '../../../collector/store/rows';
 import { connectRows, countFinal, countRaw, FaultySink, queryRows, silentLog, tempConfig } from './store-fixture';
 
-const FAST: WriterOptions = { batchRows: 500, flushIntervalMs: 20, maxBufferedRows: 5000, attempts: 3, retryBaseMs: 5, retryMaxMs: 40 };
+const FAST: WriterOptions = { batchRows: 500, flushIntervalMs: 20, maxBufferedRows: 5000, attempts: 3, retryBaseMs: 5, retryMaxMs: 40, inflightBatches: 2 };
+
+/**
+ * Holds each insert until another one starts (or `holdMs` passes), so inserts the writer lets overlap do
+ * overlap; counts how many ran at once. The first insert to arrive fails (connection refused) when
+ * `failFirst` is set, after the second has arrived.
+ */
+class OverlapSink implements InsertSink {
+  active = 0;
+  maxActive = 0;
+  /** The event id of the first row of each batch the store took, in the order it took them. */
+  readonly stored: string[] = [];
+  private calls = 0;
+  private waiting: (() => void) | null = null;
+
+  constructor(
+    private readonly real: InsertSink,
+    private readonly failFirst: boolean,
+    private readonly holdMs: number,
+  ) {}
+
+  async insert(table: TableName, columns: readonly string[], body: Buffer, rows: number): Promise<void> {
+    const call = this.calls++;
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    try {
+      if (this.waiting !== null) {
+        this.waiting();
+        this.waiting = null;
+      } else {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.holdMs);
+          this.waiting = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.waiting = null;
+      }
+      if (call === 0 && this.failFirst) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
+      await this.real.insert(table, columns, body, rows);
+      this.stored.push((JSON.parse(body.subarray(0, body.indexOf(0x0a)).toString('utf8')) as string[])[0]!);
+    } finally {
+      this.active--;
+    }
+  }
+}
 
 async function until(condition: () => Promise<boolean> | boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000; i++) {
@@ -202,5 +250,39 @@ describe('collector/store writer (embedded engine)', function () {
     assert.ok(writer.stats().buffered < 300, 'it settled only once the backlog had drained below the bound');
     await writer.close();
     assert.equal(await countRaw(store, 'connect_events'), 450);
+  });
+
+  it('runs inflightBatches inserts at once, and one at a time when it is 1', async () => {
+    for (const inflightBatches of [2, 1]) {
+      const sink = new OverlapSink(storeSink(store), false, 150);
+      const { spool } = openSpool();
+      const writer = new StoreWriter(sink, spool, { ...FAST, inflightBatches }, silentLog, 'host-a');
+      writer.start();
+      await writer.write('connect_events', connectRows(2000, inflightBatches * 10_000));
+      await writer.close();
+      assert.equal(sink.maxActive, inflightBatches);
+      assert.equal(writer.stats().written, 2000);
+    }
+    assert.equal(await countFinal(store, 'connect_events'), 4000);
+  });
+
+  it('with two inserts in flight, spools a failed batch and every later one in order, and replays them exactly once', async () => {
+    const sink = new OverlapSink(storeSink(store), true, 100);
+    const { spool } = openSpool();
+    const writer = new StoreWriter(sink, spool, { ...FAST, attempts: 1, inflightBatches: 2 }, silentLog, 'host-a');
+    writer.start();
+    // Four batches of 500: the first fails while the second is in flight; the second lands; the third and
+    // fourth start after the failure and go to the spool behind the first.
+    await writer.write('connect_events', connectRows(2000, 0));
+    await writer.flush();
+    assert.equal(writer.stats().spooled, 1500);
+    await until(() => !writer.stats().degraded && spool.isEmpty, 'spool replay');
+    await writer.close();
+    const stats = writer.stats();
+    assert.deepEqual([stats.written, stats.replayed, stats.dropped], [2000, 1500, 0]);
+    assert.equal(await countFinal(store, 'connect_events'), 2000);
+    assert.equal(await countRaw(store, 'connect_events'), 2000);
+    // The batch in flight at the failure landed first; the spool replayed its batches in order.
+    assert.deepEqual(sink.stored, ['ce-500', 'ce-0', 'ce-1000', 'ce-1500']);
   });
 });
