@@ -1,6 +1,8 @@
 import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
+import { AuditServer } from './audit/audit-server';
+import { resourceCatalog } from './audit/resource-catalog';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
@@ -8,14 +10,18 @@ import { PostgresGateway } from './postgres/listener';
 
 /**
  * The gateway as one supervised component: the journal first (nothing is served that cannot be
- * recorded), then the policy engine and identity store, then the protocol listeners. Stopping goes
- * in reverse, so the last session records reach the journal before it closes with a checkpoint.
+ * recorded), then the policy engine and identity store, then the protocol listeners, then the Audit
+ * stream collectors subscribe to. Stopping goes in reverse, so the last session records reach the
+ * journal before it closes with a checkpoint.
  */
 export function gatewayComponent(config: Config, log: Logger): Component {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
+  let audit: AuditServer | null = null;
   const stopAll = async (): Promise<void> => {
+    await audit?.stop();
+    audit = null;
     await postgres?.stop();
     postgres = null;
     policy?.close();
@@ -32,6 +38,15 @@ export function gatewayComponent(config: Config, log: Logger): Component {
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
         const lines = await postgres.start();
+        const pg = postgres;
+        audit = new AuditServer({
+          config: config.gateway.audit,
+          journal,
+          log,
+          resources: (auditListener) =>
+            resourceCatalog({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: pg.address(), auditListener }),
+        });
+        lines.push(...(await audit.start()));
         return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
       } catch (err) {
         await stopAll();
