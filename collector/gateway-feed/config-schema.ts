@@ -26,6 +26,8 @@ export const gatewayFeedTuningSchema = z
     reconnectBaseMs: z.number().int().min(10).default(250),
     /** … to this. */
     reconnectMaxMs: z.number().int().min(10).default(15_000),
+    /** ListResources is asked again this often while connected; listeners hear of changes. */
+    resourcesIntervalMs: z.number().int().min(100).default(30_000),
   })
   .prefault({});
 
