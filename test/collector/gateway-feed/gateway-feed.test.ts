@@ -176,6 +176,26 @@ describe('collector/gateway-feed: subscriptions to the gateway Audit stream', fu
     }
   });
 
+  it('stops instead of resuming when the gateway at the address is not the one its position belongs to', async () => {
+    const dataDir = join(parent, 'other-gateway');
+    mkdirSync(dataDir);
+    new PositionFile(dataDir, env.address).save({ address: env.address, gatewayId: 'gw-elsewhere', lastSeq: 3n });
+    const collector = await collectorStore(dataDir);
+    const feed = new GatewaySubscriptions({ gateways: [env.entry], dataDir, writer: collector.writer, tuning: TUNING, log: silentLog });
+    const seen: string[] = [];
+    feed.onRecord((record) => seen.push(record.seq));
+    try {
+      feed.start();
+      await waitFor(() => feed.subscribers[0]!.failure !== null, 'the subscription to stop');
+      assert.equal((feed.subscribers[0]!.failure as Error & { code: string }).code, 'COLLECTOR_ERR_GATEWAY_FEED_GATEWAY_CHANGED');
+      assert.match(feed.subscribers[0]!.failure!.message, /saved position belongs to "gw-elsewhere"/);
+      assert.deepEqual(seen, []);
+    } finally {
+      await feed.stop();
+      await collector.close();
+    }
+  });
+
   it('stores every record exactly once when the collector is killed and restarted while the gateway keeps serving', async () => {
     const dataDir = join(parent, 'kill');
     mkdirSync(dataDir);
