@@ -127,9 +127,16 @@ export class AuditServer {
     this.counters.subscribers++;
     const peer = call.getPeer();
     const subject = call.getAuthContext().sslPeerCertificate?.subject?.CN ?? '';
-    call.on('cancelled', () => abort.abort());
-    call.on('close', () => abort.abort());
-    call.on('error', () => abort.abort());
+    // The subscriber went away (cancelled, reset): nothing more can be sent. A stop() of the server
+    // aborts too, but then the call is still open and is ended, so the subscriber reconnects.
+    let gone = false;
+    const leave = (): void => {
+      gone = true;
+      abort.abort();
+    };
+    call.on('cancelled', leave);
+    call.on('close', leave);
+    call.on('error', leave);
     const fromSeq = BigInt(call.request.fromSeq || '0');
     log.info({ peer, subject, fromSeq: fromSeq.toString() }, 'audit subscriber connected');
     let sent = 0;
@@ -142,10 +149,10 @@ export class AuditServer {
         sent++;
         if (!room && !(await drained(call, abort.signal))) break;
       }
-      if (!abort.signal.aborted) call.end();
+      if (!gone) call.end();
     } catch (err) {
       log.error({ err, peer }, 'audit stream failed');
-      if (!abort.signal.aborted) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the gateway journal cannot be read: ${(err as Error).message}` });
+      if (!gone) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the gateway journal cannot be read: ${(err as Error).message}` });
     } finally {
       this.counters.subscribers--;
       this.calls.delete(abort);

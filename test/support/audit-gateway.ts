@@ -27,6 +27,8 @@ export interface AuditGatewayUnderTest {
   /** Runs `count` statements through the gateway on one connection, then closes it (one session). */
   traffic(count: number, label?: string): Promise<void>;
   head(): Promise<bigint>;
+  /** Stops the Audit service and starts a new one on the same port (a gateway restart, as subscribers see it). */
+  restartAudit(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,18 +37,25 @@ export async function startAuditGateway(options: GatewayOptions = {}): Promise<A
   const certsDir = mkdtempSync(join(tmpdir(), 'gapwatch-certs-'));
   try {
     const certs = createDevCertificates({ dir: certsDir });
-    const config = auditConfigSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, tls: { caFile: certs.caCert, certFile: certs.gatewayCert, keyFile: certs.gatewayKey } });
-    const audit = new AuditServer({
-      config,
-      journal: gw.journal,
-      log: createLogger({ level: 'fatal', format: 'json' }),
-      resources: (auditListener) => resourceCatalog({ gatewayId: gw.config.gateway.id, postgres: gw.config.gateway.postgres, postgresListener: gw.gateway.address(), auditListener }),
-    });
-    await audit.start();
-    const address = `127.0.0.1:${audit.address().port}`;
+    const serve = async (port: number): Promise<AuditServer> => {
+      const config = auditConfigSchema.parse({ listen: { host: '127.0.0.1', port }, tls: { caFile: certs.caCert, certFile: certs.gatewayCert, keyFile: certs.gatewayKey } });
+      const server = new AuditServer({
+        config,
+        journal: gw.journal,
+        log: createLogger({ level: 'fatal', format: 'json' }),
+        resources: (auditListener) => resourceCatalog({ gatewayId: gw.config.gateway.id, postgres: gw.config.gateway.postgres, postgresListener: gw.gateway.address(), auditListener }),
+      });
+      await server.start();
+      return server;
+    };
+    let audit = await serve(0);
+    const port = audit.address().port;
+    const address = `127.0.0.1:${port}`;
     return {
       gw,
-      audit,
+      get audit() {
+        return audit;
+      },
       certs,
       address,
       entry: { address, caFile: certs.caCert, certFile: certs.collectorCert, keyFile: certs.collectorKey, serverName: null },
@@ -69,6 +78,10 @@ export async function startAuditGateway(options: GatewayOptions = {}): Promise<A
         let last = 0n;
         for await (const record of gw.journal.read(1n)) last = BigInt(record.seq);
         return last;
+      },
+      async restartAudit() {
+        await audit.stop();
+        audit = await serve(port);
       },
       async stop() {
         await audit.stop();

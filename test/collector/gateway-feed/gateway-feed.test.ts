@@ -176,6 +176,29 @@ describe('collector/gateway-feed: subscriptions to the gateway Audit stream', fu
     }
   });
 
+  it('reconnects to a restarted gateway and goes on from its position', async () => {
+    const dataDir = join(parent, 'restart');
+    mkdirSync(dataDir);
+    const collector = await collectorStore(dataDir);
+    const feed = new GatewaySubscriptions({ gateways: [env.entry], dataDir, writer: collector.writer, tuning: TUNING, log: silentLog });
+    const seen: bigint[] = [];
+    feed.onRecord((record) => seen.push(BigInt(record.seq)));
+    try {
+      feed.start();
+      const before = await env.head();
+      await waitFor(() => BigInt(feed.stats()[0]!.handedSeq) === before, 'the feed to catch up');
+      await env.restartAudit();
+      await env.traffic(1, 'after-restart');
+      const head = await env.head();
+      await waitFor(() => BigInt(feed.stats()[0]!.handedSeq) === head, `the feed to reach seq ${head}`);
+      assert.ok(feed.stats()[0]!.connects >= 2, 'it connected again');
+      assert.deepEqual(seen, Array.from({ length: Number(head) }, (_, i) => BigInt(i + 1)));
+    } finally {
+      await feed.stop();
+      await collector.close();
+    }
+  });
+
   it('stops instead of resuming when the gateway at the address is not the one its position belongs to', async () => {
     const dataDir = join(parent, 'other-gateway');
     mkdirSync(dataDir);
