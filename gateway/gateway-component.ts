@@ -3,6 +3,7 @@ import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
 import { AuditServer } from './audit/audit-server';
 import { resourceCatalog } from './audit/resource-catalog';
+import { HttpGateway } from './http/listener';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
@@ -18,10 +19,13 @@ export function gatewayComponent(config: Config, log: Logger): Component {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
+  let http: HttpGateway | null = null;
   let audit: AuditServer | null = null;
   const stopAll = async (): Promise<void> => {
     await audit?.stop();
     audit = null;
+    await http?.stop();
+    http = null;
     await postgres?.stop();
     postgres = null;
     policy?.close();
@@ -38,13 +42,26 @@ export function gatewayComponent(config: Config, log: Logger): Component {
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
         const lines = await postgres.start();
+        // The HTTP listener serves only configured resources; without any it does not listen.
+        if (config.gateway.http.resources.length > 0) {
+          http = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
+          lines.push(...(await http.start()));
+        }
         const pg = postgres;
+        const web = http;
         audit = new AuditServer({
           config: config.gateway.audit,
           journal,
           log,
           resources: (auditListener) =>
-            resourceCatalog({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: pg.address(), auditListener }),
+            resourceCatalog({
+              gatewayId: config.gateway.id,
+              postgres: config.gateway.postgres,
+              postgresListener: pg.address(),
+              http: config.gateway.http,
+              httpListener: web?.address() ?? null,
+              auditListener,
+            }),
         });
         lines.push(...(await audit.start()));
         return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];

@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { auditConfigSchema } from '../gateway/audit/config-schema';
 import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/gateway-feed/config-schema';
+import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { DEFAULT_AGENT_SIGNATURES } from '../collector/sensor/agent-signatures';
@@ -122,6 +123,7 @@ const gatewaySchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lowercase name of letters, digits and dashes')
     .default('gw-local'),
   postgres: postgresGatewaySchema.prefault({}),
+  http: httpGatewayConfigSchema.prefault({}),
   /** The hash-chained audit journal (gateway/journal/), under <dataDir>/journal/<id>/. */
   journal: z
     .strictObject({

@@ -9,6 +9,7 @@ import { packageRoot } from '../platform/package-root';
 export const PROTO_FILES = [
   'gapwatch/v1/resource.proto',
   'gapwatch/v1/session.proto',
+  'gapwatch/v1/http.proto',
   'gapwatch/v1/journal.proto',
   'gapwatch/v1/host.proto',
   'gapwatch/v1/alert.proto',

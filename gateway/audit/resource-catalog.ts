@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Config } from '../../platform/config';
 import type { Endpoint } from '../../proto/generated/gapwatch/v1/Endpoint';
 import type { Listener } from '../../proto/generated/gapwatch/v1/Listener';
+import type { Resource } from '../../proto/generated/gapwatch/v1/Resource';
 import type { ResourcesResponse } from '../../proto/generated/gapwatch/v1/ResourcesResponse';
 
 export interface ListenAddress {
@@ -15,6 +16,9 @@ export interface CatalogInput {
   postgres: Config['gateway']['postgres'];
   /** Where the PostgreSQL listener actually listens (port 0 in config resolves at bind). */
   postgresListener: ListenAddress | null;
+  http?: Config['gateway']['http'];
+  /** Where the HTTP listener listens; null when it does not (no HTTP resources). */
+  httpListener?: ListenAddress | null;
   auditListener: ListenAddress | null;
 }
 
@@ -47,11 +51,13 @@ export function postgresSocketPath(directory: string, port: number): string {
 export function resourceCatalog(input: CatalogInput): ResourcesResponse {
   const pgListener = input.postgresListener ? endpointOf(input.postgresListener.host, input.postgresListener.port) : null;
   const listeners: Listener[] = [];
+  const httpListener = input.httpListener ? endpointOf(input.httpListener.host, input.httpListener.port) : null;
   if (pgListener) listeners.push({ protocol: 'PROTOCOL_POSTGRES', endpoint: pgListener, role: 'postgres' });
+  if (httpListener) listeners.push({ protocol: 'PROTOCOL_HTTP', endpoint: httpListener, role: 'http' });
   if (input.auditListener) listeners.push({ protocol: 'PROTOCOL_UNSPECIFIED', endpoint: endpointOf(input.auditListener.host, input.auditListener.port), role: 'audit' });
   return {
     gatewayId: input.gatewayId,
-    resources: input.postgres.resources.map((resource) => {
+    resources: input.postgres.resources.map((resource): Resource => {
       const upstream = resource.upstream;
       return {
         name: resource.name,
@@ -61,7 +67,20 @@ export function resourceCatalog(input: CatalogInput): ResourcesResponse {
         labels: { database: upstream.database },
         tags: [...resource.tags],
       };
-    }),
+    }).concat(
+      (input.http?.resources ?? []).map((resource): Resource => {
+        const url = new URL(resource.upstream.url);
+        const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+        return {
+          name: resource.name,
+          protocol: 'PROTOCOL_HTTP',
+          upstream: [endpointOf(url.hostname, port)],
+          listener: httpListener ? [httpListener] : [],
+          labels: { url: `${url.protocol}//${url.host}` },
+          tags: [...resource.tags],
+        };
+      }),
+    ),
     listeners,
   };
 }

@@ -6,7 +6,10 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 import type { Checkpoint as _gapwatch_v1_Checkpoint, Checkpoint__Output as _gapwatch_v1_Checkpoint__Output } from './gapwatch/v1/Checkpoint';
 import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from './gapwatch/v1/CopyTransfer';
 import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v1_Endpoint__Output } from './gapwatch/v1/Endpoint';
+import type { HttpBody as _gapwatch_v1_HttpBody, HttpBody__Output as _gapwatch_v1_HttpBody__Output } from './gapwatch/v1/HttpBody';
 import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as _gapwatch_v1_HttpExchange__Output } from './gapwatch/v1/HttpExchange';
+import type { HttpHeader as _gapwatch_v1_HttpHeader, HttpHeader__Output as _gapwatch_v1_HttpHeader__Output } from './gapwatch/v1/HttpHeader';
+import type { HttpRequest as _gapwatch_v1_HttpRequest, HttpRequest__Output as _gapwatch_v1_HttpRequest__Output } from './gapwatch/v1/HttpRequest';
 import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v1_Identity__Output } from './gapwatch/v1/Identity';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
 import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from './gapwatch/v1/JournalGap';
@@ -23,6 +26,7 @@ import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from './gapwatch/v1/SessionEvent';
 import type { ShellOutput as _gapwatch_v1_ShellOutput, ShellOutput__Output as _gapwatch_v1_ShellOutput__Output } from './gapwatch/v1/ShellOutput';
 import type { Statement as _gapwatch_v1_Statement, Statement__Output as _gapwatch_v1_Statement__Output } from './gapwatch/v1/Statement';
+import type { WebSocketSummary as _gapwatch_v1_WebSocketSummary, WebSocketSummary__Output as _gapwatch_v1_WebSocketSummary__Output } from './gapwatch/v1/WebSocketSummary';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -34,7 +38,10 @@ export interface ProtoGrpcType {
       Checkpoint: MessageTypeDefinition<_gapwatch_v1_Checkpoint, _gapwatch_v1_Checkpoint__Output>
       CopyTransfer: MessageTypeDefinition<_gapwatch_v1_CopyTransfer, _gapwatch_v1_CopyTransfer__Output>
       Endpoint: MessageTypeDefinition<_gapwatch_v1_Endpoint, _gapwatch_v1_Endpoint__Output>
+      HttpBody: MessageTypeDefinition<_gapwatch_v1_HttpBody, _gapwatch_v1_HttpBody__Output>
       HttpExchange: MessageTypeDefinition<_gapwatch_v1_HttpExchange, _gapwatch_v1_HttpExchange__Output>
+      HttpHeader: MessageTypeDefinition<_gapwatch_v1_HttpHeader, _gapwatch_v1_HttpHeader__Output>
+      HttpRequest: MessageTypeDefinition<_gapwatch_v1_HttpRequest, _gapwatch_v1_HttpRequest__Output>
       Identity: MessageTypeDefinition<_gapwatch_v1_Identity, _gapwatch_v1_Identity__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
       JournalGap: MessageTypeDefinition<_gapwatch_v1_JournalGap, _gapwatch_v1_JournalGap__Output>
@@ -55,6 +62,7 @@ export interface ProtoGrpcType {
       SessionOutcome: EnumTypeDefinition
       ShellOutput: MessageTypeDefinition<_gapwatch_v1_ShellOutput, _gapwatch_v1_ShellOutput__Output>
       Statement: MessageTypeDefinition<_gapwatch_v1_Statement, _gapwatch_v1_Statement__Output>
+      WebSocketSummary: MessageTypeDefinition<_gapwatch_v1_WebSocketSummary, _gapwatch_v1_WebSocketSummary__Output>
     }
   }
 }

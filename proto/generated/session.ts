@@ -5,7 +5,10 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from './gapwatch/v1/CopyTransfer';
 import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v1_Endpoint__Output } from './gapwatch/v1/Endpoint';
+import type { HttpBody as _gapwatch_v1_HttpBody, HttpBody__Output as _gapwatch_v1_HttpBody__Output } from './gapwatch/v1/HttpBody';
 import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as _gapwatch_v1_HttpExchange__Output } from './gapwatch/v1/HttpExchange';
+import type { HttpHeader as _gapwatch_v1_HttpHeader, HttpHeader__Output as _gapwatch_v1_HttpHeader__Output } from './gapwatch/v1/HttpHeader';
+import type { HttpRequest as _gapwatch_v1_HttpRequest, HttpRequest__Output as _gapwatch_v1_HttpRequest__Output } from './gapwatch/v1/HttpRequest';
 import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v1_Identity__Output } from './gapwatch/v1/Identity';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
 import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
@@ -20,6 +23,7 @@ import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from './gapwatch/v1/SessionEvent';
 import type { ShellOutput as _gapwatch_v1_ShellOutput, ShellOutput__Output as _gapwatch_v1_ShellOutput__Output } from './gapwatch/v1/ShellOutput';
 import type { Statement as _gapwatch_v1_Statement, Statement__Output as _gapwatch_v1_Statement__Output } from './gapwatch/v1/Statement';
+import type { WebSocketSummary as _gapwatch_v1_WebSocketSummary, WebSocketSummary__Output as _gapwatch_v1_WebSocketSummary__Output } from './gapwatch/v1/WebSocketSummary';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -30,7 +34,10 @@ export interface ProtoGrpcType {
     v1: {
       CopyTransfer: MessageTypeDefinition<_gapwatch_v1_CopyTransfer, _gapwatch_v1_CopyTransfer__Output>
       Endpoint: MessageTypeDefinition<_gapwatch_v1_Endpoint, _gapwatch_v1_Endpoint__Output>
+      HttpBody: MessageTypeDefinition<_gapwatch_v1_HttpBody, _gapwatch_v1_HttpBody__Output>
       HttpExchange: MessageTypeDefinition<_gapwatch_v1_HttpExchange, _gapwatch_v1_HttpExchange__Output>
+      HttpHeader: MessageTypeDefinition<_gapwatch_v1_HttpHeader, _gapwatch_v1_HttpHeader__Output>
+      HttpRequest: MessageTypeDefinition<_gapwatch_v1_HttpRequest, _gapwatch_v1_HttpRequest__Output>
       Identity: MessageTypeDefinition<_gapwatch_v1_Identity, _gapwatch_v1_Identity__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
       NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
@@ -48,6 +55,7 @@ export interface ProtoGrpcType {
       SessionOutcome: EnumTypeDefinition
       ShellOutput: MessageTypeDefinition<_gapwatch_v1_ShellOutput, _gapwatch_v1_ShellOutput__Output>
       Statement: MessageTypeDefinition<_gapwatch_v1_Statement, _gapwatch_v1_Statement__Output>
+      WebSocketSummary: MessageTypeDefinition<_gapwatch_v1_WebSocketSummary, _gapwatch_v1_WebSocketSummary__Output>
     }
   }
 }

@@ -2,6 +2,10 @@
 // @ts-nocheck
 // Original file: proto/gapwatch/v1/session.proto
 
+import type { HttpHeader as _gapwatch_v1_HttpHeader, HttpHeader__Output as _gapwatch_v1_HttpHeader__Output } from '../../gapwatch/v1/HttpHeader';
+import type { HttpBody as _gapwatch_v1_HttpBody, HttpBody__Output as _gapwatch_v1_HttpBody__Output } from '../../gapwatch/v1/HttpBody';
+import type { WebSocketSummary as _gapwatch_v1_WebSocketSummary, WebSocketSummary__Output as _gapwatch_v1_WebSocketSummary__Output } from '../../gapwatch/v1/WebSocketSummary';
+import type { PolicyDecision as _gapwatch_v1_PolicyDecision, PolicyDecision__Output as _gapwatch_v1_PolicyDecision__Output } from '../../gapwatch/v1/PolicyDecision';
 import type { Long } from '@grpc/proto-loader';
 
 export interface HttpExchange {
@@ -10,6 +14,46 @@ export interface HttpExchange {
   'status'?: (number);
   'requestBytes'?: (number | string | Long);
   'responseBytes'?: (number | string | Long);
+  'query'?: (string);
+  /**
+   * the HttpRequest this completes
+   */
+  'exchangeId'?: (number);
+  /**
+   * selected, credentials redacted
+   */
+  'responseHeaders'?: (_gapwatch_v1_HttpHeader)[];
+  /**
+   * the whole request body as recorded
+   */
+  'requestBody'?: (_gapwatch_v1_HttpBody | null);
+  'responseBody'?: (_gapwatch_v1_HttpBody | null);
+  /**
+   * from the request's first byte to the response's last
+   */
+  'durationNano'?: (number | string | Long);
+  /**
+   * from the request's first byte to the upstream's response head
+   */
+  'firstByteNano'?: (number | string | Long);
+  /**
+   * for upgraded exchanges, when the connection ended
+   */
+  'websocket'?: (_gapwatch_v1_WebSocketSummary | null);
+  /**
+   * why the exchange failed (upstream unreachable, client gone …)
+   */
+  'error'?: (string);
+  /**
+   * set when policy refused the request (it never went upstream)
+   */
+  'policy'?: (_gapwatch_v1_PolicyDecision | null);
+  /**
+   * Without write-ahead (gateway.http.record.writeAhead off) there is no HttpRequest record: the
+   * exchange carries the request's headers and allowing rule itself.
+   */
+  'requestHeaders'?: (_gapwatch_v1_HttpHeader)[];
+  'policyRule'?: (string);
 }
 
 export interface HttpExchange__Output {
@@ -18,4 +62,44 @@ export interface HttpExchange__Output {
   'status': (number);
   'requestBytes': (string);
   'responseBytes': (string);
+  'query': (string);
+  /**
+   * the HttpRequest this completes
+   */
+  'exchangeId': (number);
+  /**
+   * selected, credentials redacted
+   */
+  'responseHeaders': (_gapwatch_v1_HttpHeader__Output)[];
+  /**
+   * the whole request body as recorded
+   */
+  'requestBody': (_gapwatch_v1_HttpBody__Output | null);
+  'responseBody': (_gapwatch_v1_HttpBody__Output | null);
+  /**
+   * from the request's first byte to the response's last
+   */
+  'durationNano': (string);
+  /**
+   * from the request's first byte to the upstream's response head
+   */
+  'firstByteNano': (string);
+  /**
+   * for upgraded exchanges, when the connection ended
+   */
+  'websocket': (_gapwatch_v1_WebSocketSummary__Output | null);
+  /**
+   * why the exchange failed (upstream unreachable, client gone …)
+   */
+  'error': (string);
+  /**
+   * set when policy refused the request (it never went upstream)
+   */
+  'policy': (_gapwatch_v1_PolicyDecision__Output | null);
+  /**
+   * Without write-ahead (gateway.http.record.writeAhead off) there is no HttpRequest record: the
+   * exchange carries the request's headers and allowing rule itself.
+   */
+  'requestHeaders': (_gapwatch_v1_HttpHeader__Output)[];
+  'policyRule': (string);
 }

@@ -9,6 +9,7 @@ import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as
 import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as _gapwatch_v1_SessionError__Output } from '../../gapwatch/v1/SessionError';
 import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from '../../gapwatch/v1/PgRequest';
 import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from '../../gapwatch/v1/CopyTransfer';
+import type { HttpRequest as _gapwatch_v1_HttpRequest, HttpRequest__Output as _gapwatch_v1_HttpRequest__Output } from '../../gapwatch/v1/HttpRequest';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -28,7 +29,8 @@ export interface SessionEvent {
   'error'?: (_gapwatch_v1_SessionError | null);
   'pgRequest'?: (_gapwatch_v1_PgRequest | null);
   'copy'?: (_gapwatch_v1_CopyTransfer | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy";
+  'httpRequest'?: (_gapwatch_v1_HttpRequest | null);
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"httpRequest";
 }
 
 /**
@@ -48,5 +50,6 @@ export interface SessionEvent__Output {
   'error'?: (_gapwatch_v1_SessionError__Output | null);
   'pgRequest'?: (_gapwatch_v1_PgRequest__Output | null);
   'copy'?: (_gapwatch_v1_CopyTransfer__Output | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy";
+  'httpRequest'?: (_gapwatch_v1_HttpRequest__Output | null);
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"httpRequest";
 }

@@ -1,0 +1,219 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { HttpGateway } from '../gateway/http/listener';
+import { FileIdentityStore } from '../gateway/identity/identity-store';
+import { journalOptionsFromConfig, openJournal } from '../gateway/journal/journal';
+import { parseConfig } from '../platform/config';
+import { createLogger } from '../platform/log';
+import { round, summarize, type Summary } from './stats';
+
+/**
+ * `npm run bench -- gateway-http [rounds] [seconds] [connections]`: wrk against one HTTP upstream (a
+ * Node server in its own process) by three paths in the same run — direct, through nginx as a
+ * reverse proxy (one worker, keep-alive upstream pool, injecting an Authorization header), and through
+ * the gapwatch HTTP gateway with recording on (bearer-token check, policy, every request journaled and
+ * fsync'd before it is forwarded, every exchange journaled with headers and body excerpts), and the
+ * same gateway with record.writeAhead off (records group-committed in the background). Paths
+ * alternate within each round so drift on this noisy machine hits all alike; medians of the rounds.
+ * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body.
+ */
+
+/** gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off. */
+type PathName = 'direct' | 'nginx' | 'gapwatch' | 'gapwatch_async';
+const PATHS: PathName[] = ['direct', 'nginx', 'gapwatch', 'gapwatch_async'];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The upstream in a child process, so it does not share the gateway's event loop. */
+async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
+  const script = `
+    const { startHttpUpstream } = require(${JSON.stringify(join(__dirname, '..', 'test', 'support', 'http-upstream.js'))});
+    startHttpUpstream({ record: false }).then((u) => process.stdout.write(u.port + '\\n'));
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`the upstream exited (${code})`)));
+  });
+  return { port, child };
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = require('node:net').connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** nginx with its own config in a temp dir: not a daemon, pid file and temp paths inside the dir. */
+async function startNginx(dir: string, upstreamPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer upstream-secret";
+    }
+  }
+}
+`,
+  );
+  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port);
+  return {
+    port,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGQUIT');
+      await exited;
+    },
+  };
+}
+
+function wrk(url: string, seconds: number, connections: number, extra: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, ...extra, url], (err, stdout, stderr) => {
+      if (err) {
+        reject(new Error(`wrk failed: ${stderr || err.message}`));
+        return;
+      }
+      const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+      const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
+      if (!rps) return reject(new Error(`wrk printed no Requests/sec:\n${stdout}`));
+      if (non2xx) return reject(new Error(`wrk saw ${non2xx[1]} error responses from ${url}`));
+      resolve(Number(rps[1]));
+    });
+  });
+}
+
+export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
+  const rounds = Number(args[0] ?? 3);
+  const seconds = Number(args[1] ?? 5);
+  const connections = Number(args[2] ?? 32);
+  const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-http-'));
+  const upstream = await startUpstream();
+  let nginx: Awaited<ReturnType<typeof startNginx>> | null = null;
+  let gateway: HttpGateway | null = null;
+  let gatewayAsync: HttpGateway | null = null;
+  let journal: Awaited<ReturnType<typeof openJournal>> | null = null;
+  try {
+    nginx = await startNginx(dir, upstream.port);
+    const dataDir = join(dir, 'data');
+    const config = parseConfig(
+      stringify({
+        dataDir,
+        gateway: {
+          id: 'gw-bench',
+          http: {
+            listen: { host: '127.0.0.1', port: 0 },
+            resources: [{ name: 'app', pathPrefix: '/', upstream: { url: `http://127.0.0.1:${upstream.port}` }, credential: { source: { value: 'upstream-secret' } } }],
+          },
+        },
+      }),
+    );
+    const log = createLogger({ level: 'error', format: 'json' });
+    journal = await openJournal(journalOptionsFromConfig(config, log));
+    const identities = new FileIdentityStore({ dataDir });
+    const { token } = await identities.create('bench-agent');
+    gateway = new HttpGateway({ gatewayId: 'gw-bench', config: config.gateway.http, journal, identities, log });
+    await gateway.start();
+    const asyncConfig = { ...config.gateway.http, record: { ...config.gateway.http.record, writeAhead: false } };
+    gatewayAsync = new HttpGateway({ gatewayId: 'gw-bench', config: asyncConfig, journal, identities, log });
+    await gatewayAsync.start();
+    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
+    const auth = ['-H', `Authorization: Bearer ${token}`];
+    const script = join(dir, 'post.lua');
+    const body = JSON.stringify({ items: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `item-${i}` })) });
+    writeFileSync(script, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`);
+    const kinds = [
+      { name: 'get_hello', path: '/hello', extra: [] as string[] },
+      { name: 'post_echo_1k', path: '/echo', extra: ['-s', script] },
+    ];
+    const samples: Record<string, Record<PathName, number[]>> = {};
+    for (const kind of kinds) samples[kind.name] = { direct: [], nginx: [], gapwatch: [], gapwatch_async: [] };
+    // Warm-up: connection pools, JIT, the token cache.
+    for (const path of PATHS) await wrk(`http://127.0.0.1:${ports[path]}/hello`, 1, connections, auth);
+    for (let r = 0; r < rounds; r++) {
+      for (const kind of kinds) {
+        const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
+        for (const path of order) {
+          const rps = await wrk(`http://127.0.0.1:${ports[path]}${kind.path}`, seconds, connections, [...auth, ...kind.extra]);
+          samples[kind.name]![path].push(rps);
+          process.stderr.write(`round ${r + 1} ${kind.name} ${path}: ${Math.round(rps)} req/s\n`);
+        }
+      }
+    }
+    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number }> = {};
+    for (const kind of kinds) {
+      const s = samples[kind.name]!;
+      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
+      results[kind.name] = {
+        ...summary,
+        ratio_vs_nginx: round(summary.gapwatch.median / summary.nginx.median),
+        ratio_vs_nginx_async: round(summary.gapwatch_async.median / summary.nginx.median),
+        ratio_vs_direct: round(summary.gapwatch.median / summary.direct.median),
+      };
+    }
+    return {
+      name: 'gateway-http',
+      rounds,
+      seconds,
+      connections,
+      tool: 'wrk -t2',
+      nginx_workers: 1,
+      rps: Object.fromEntries(kinds.map((k) => [k.name, Object.fromEntries(PATHS.map((path) => [path, results[k.name]![path].median]))])),
+      detail: results,
+      journal_records: journal.stats().records,
+      ratio_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx)),
+      ratio_vs_nginx_async: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx_async)),
+      goal_ratio_vs_nginx: 0.7,
+    };
+  } finally {
+    await gatewayAsync?.stop();
+    await gateway?.stop();
+    await journal?.close();
+    await nginx?.stop();
+    upstream.child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

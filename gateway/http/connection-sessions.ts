@@ -1,0 +1,133 @@
+import type { Socket } from 'node:net';
+import type { Session } from '../../proto/generated/gapwatch/v1/Session';
+import type { AgentIdentity } from '../identity/contract';
+import type { JournalWriter } from '../journal/contract';
+import { SessionRecorder, unixNanos } from '../postgres/session-recorder';
+import { newSessionId } from '../session-id';
+
+export function inet(address: string | undefined, port: number | undefined): { ip: string; port: number } {
+  const ip = (address ?? '').startsWith('::ffff:') ? address!.slice(7) : (address ?? '');
+  return { ip, port: port ?? 0 };
+}
+
+/** One journaled session: the requests of one identity to one resource over one agent connection. */
+export class HttpSession {
+  exchanges = 0;
+  /** Set when an append of this session failed: nothing more is forwarded for it. */
+  failed: Error | null = null;
+  bytesFromClient = 0;
+  bytesToClient = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(readonly recorder: SessionRecorder) {}
+
+  nextExchangeId(): number {
+    this.exchanges += 1;
+    return this.exchanges;
+  }
+
+  /** Keeps the session open until an exchange's last record has been appended. */
+  track(exchange: Promise<void>): void {
+    this.inFlight.add(exchange);
+    void exchange.finally(() => this.inFlight.delete(exchange));
+  }
+
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+}
+
+/**
+ * Sessions of one agent connection. HTTP authenticates each request, so one keep-alive connection
+ * may carry several identities or resources: each (identity, resource) pair gets its own session,
+ * all with the connection's client address and port (the key the collector correlates on). The
+ * sessions end when the connection closes.
+ */
+export class ConnectionSessions {
+  private readonly sessions = new Map<string, HttpSession>();
+  readonly client: { ip: string; port: number };
+  readonly listener: { ip: string; port: number };
+  /** Set by the clientError handler when the parser refused bytes of a request being handled. */
+  parseError: string | null = null;
+  /** The response of the exchange in progress, so a parse error knows whether it may still answer. */
+  activeResponse: { headersSent: boolean } | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly journal: JournalWriter,
+    private readonly gatewayId: string,
+    private readonly onAuditFailure: (err: Error) => void,
+  ) {
+    this.client = inet(socket.remoteAddress, socket.remotePort);
+    this.listener = inet(socket.localAddress, socket.localPort);
+  }
+
+  /** The session for this identity and resource, opened (and its record appended) on first use. */
+  sessionFor(identity: AgentIdentity, resource: string, upstream: { ip: string; port: number }): HttpSession {
+    const key = `${identity.login}\0${resource}`;
+    let session = this.sessions.get(key);
+    if (!session) {
+      const record: Session = {
+        sessionId: newSessionId(),
+        gatewayId: this.gatewayId,
+        protocol: 'PROTOCOL_HTTP',
+        identity: { subject: identity.subject, method: 'token', claims: identity.claims },
+        resource,
+        client: this.client,
+        listener: this.listener,
+        upstream,
+        startUnixNano: unixNanos(),
+        outcome: 'SESSION_OUTCOME_OPEN',
+      };
+      const created: HttpSession = new HttpSession(
+        new SessionRecorder(this.journal, record, (err) => {
+          created.failed = err;
+          this.onAuditFailure(err);
+        }),
+      );
+      session = created;
+      void session.recorder.writeSession().catch(() => undefined);
+      this.sessions.set(key, session);
+    }
+    return session;
+  }
+
+  /** A request refused before it had a session (authentication, routing, framing): journaled on its own. */
+  rejected(failure: string, identity: AgentIdentity | null = null, resource = ''): Promise<unknown> {
+    const now = unixNanos();
+    const record: Session = {
+      sessionId: newSessionId(),
+      gatewayId: this.gatewayId,
+      protocol: 'PROTOCOL_HTTP',
+      client: this.client,
+      listener: this.listener,
+      resource,
+      startUnixNano: now,
+      endUnixNano: now,
+      outcome: 'SESSION_OUTCOME_REJECTED',
+      failure,
+    };
+    if (identity) record.identity = { subject: identity.subject, method: 'token', claims: identity.claims };
+    return this.journal.append({ session: record });
+  }
+
+  /** The connection closed: every session's last exchange is recorded, then the session's end. */
+  async close(failure: string | null): Promise<void> {
+    const only = this.sessions.size === 1;
+    await Promise.all(
+      [...this.sessions.values()].map(async (session) => {
+        await session.settled();
+        await session.recorder.durable().catch(() => undefined);
+        await session.recorder.writeSession({
+          outcome: failure === null ? 'SESSION_OUTCOME_CLOSED' : 'SESSION_OUTCOME_FAILED',
+          failure: failure ?? '',
+          endUnixNano: unixNanos(),
+          // With one session the socket's counters are exact (heads included); otherwise body bytes per session.
+          bytesFromClient: String(only ? this.socket.bytesRead : session.bytesFromClient),
+          bytesToClient: String(only ? this.socket.bytesWritten : session.bytesToClient),
+        });
+      }),
+    );
+    this.sessions.clear();
+  }
+}

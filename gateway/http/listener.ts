@@ -1,0 +1,766 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../platform/log';
+import type { Component } from '../../platform/supervisor';
+import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
+import type { AgentIdentity } from '../identity/contract';
+import type { JournalWriter } from '../journal/contract';
+import { nowNanos } from '../postgres/session-recorder';
+import { AgentAuthenticator, type TokenIdentityStore } from './agent-auth';
+import { BodyRecorder, recordHeaders } from './audit-format';
+import type { HttpGatewayConfig } from './config-schema';
+import { ConnectionSessions, type HttpSession } from './connection-sessions';
+import { AuditUnavailableError, BadRequestError, HttpGatewayError, ListenerTlsError, PolicyDeniedError, UpstreamError } from './errors';
+import { HttpStatus } from './protocol';
+import { parseRequestTarget } from './request-target';
+import { ResourceRouter } from './resource-router';
+import { RoutePolicy } from './route-policy';
+import { UpstreamTarget, forwardHeaders, responseHeaders } from './upstream-request';
+import { WebSocketFrameCounter } from './websocket-frame-counter';
+
+export interface HttpGatewayOptions {
+  gatewayId: string;
+  config: HttpGatewayConfig;
+  journal: JournalWriter;
+  identities: TokenIdentityStore;
+  log: Logger;
+}
+
+/** Methods whose requests have no body unless they say so; others get an explicit Content-Length. */
+const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
+
+/** What a checked, authenticated, routed and allowed request carries into the exchange. */
+interface Admitted {
+  identity: AgentIdentity;
+  target: UpstreamTarget;
+  path: string;
+  query: string;
+  rule: string | null;
+}
+
+function jsonBody(err: HttpGatewayError, extra: Record<string, unknown> = {}): string {
+  return `${JSON.stringify({ error: err.code, message: err.message, ...extra })}\n`;
+}
+
+/** A complete error response written straight to a socket (upgrade requests and parse errors have no ServerResponse). */
+function rawErrorResponse(status: number, body: string, extraHeaders: string[] = []): string {
+  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }[status] ?? 'Error';
+  const length = Buffer.byteLength(body);
+  return [`HTTP/1.1 ${status} ${reason}`, 'content-type: application/json', `content-length: ${length}`, 'connection: close', ...extraHeaders, '', body].join('\r\n');
+}
+
+/** Parser error codes (llhttp) answered with something more precise than 400. */
+function statusForParseError(code: string | undefined): number {
+  if (code === 'HPE_HEADER_OVERFLOW') return HttpStatus.RequestHeaderFieldsTooLarge;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') return HttpStatus.RequestTimeout;
+  return HttpStatus.BadRequest;
+}
+
+/**
+ * The HTTP listener: a reverse proxy per resource. Every request is checked for framing that two
+ * parsers could read differently, authenticated by the agent's gapwatch token, routed by Host or
+ * path prefix, decided by method/path policy and journaled (write-ahead, fsync'd) before the
+ * upstream sees it; the upstream gets the resource's credential instead of the agent's. Responses
+ * stream back while the journal keeps the status, selected headers, timing and a body excerpt.
+ * WebSocket upgrades pass through with their frames counted.
+ */
+export class HttpGateway implements Component {
+  readonly name = 'http gateway';
+  private server: Server | null = null;
+  private readonly connections = new Map<Socket, ConnectionSessions>();
+  /** Resolves when a connection closed and its sessions' ends are journaled. */
+  private readonly connectionEnds = new Map<Socket, Promise<void>>();
+  private readonly auth: AgentAuthenticator;
+  private readonly router: ResourceRouter;
+  private readonly policy: RoutePolicy;
+  private readonly targets = new Map<string, UpstreamTarget>();
+  private readonly recordedHeaders: ReadonlySet<string>;
+  private readonly redactedHeaders: Set<string>;
+  private readonly tls: { cert: Buffer; key: Buffer } | null;
+
+  constructor(private readonly options: HttpGatewayOptions) {
+    const { config } = options;
+    this.auth = new AgentAuthenticator(options.identities);
+    this.router = new ResourceRouter(config.resources);
+    this.policy = new RoutePolicy(config);
+    for (const resource of config.resources) this.targets.set(resource.name, new UpstreamTarget(resource));
+    this.recordedHeaders = new Set(config.record.headers);
+    this.redactedHeaders = new Set(config.record.redactHeaders);
+    for (const resource of config.resources) if (resource.credential) this.redactedHeaders.add(resource.credential.header);
+    const { cert, key } = config.tls;
+    if ((cert === null) !== (key === null)) throw new ListenerTlsError('give both tls.cert and tls.key, or neither');
+    try {
+      this.tls = cert && key ? { cert: readFileSync(cert), key: readFileSync(key) } : null;
+    } catch (err) {
+      throw new ListenerTlsError((err as Error).message, err);
+    }
+  }
+
+  async start(): Promise<string[]> {
+    const { config } = this.options;
+    const limits = config.limits;
+    const serverOptions = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Timeouts are enforced by a periodic sweep; it must run often enough to honour them.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+      noDelay: true,
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+    };
+    const server: Server = this.tls ? createHttpsServer({ ...serverOptions, ...this.tls }) : createHttpServer(serverOptions);
+    server.on('connection', (socket: Socket) => this.accept(socket));
+    if (this.tls) server.on('secureConnection', (socket: Socket) => this.accept(socket));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      void this.handleRequest(req, res).catch((err: unknown) => {
+        this.options.log.error({ err }, 'http request handler failed');
+        req.socket.destroy();
+      });
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void this.handleUpgrade(req, socket as Socket, head).catch((err: unknown) => {
+        this.options.log.error({ err }, 'http upgrade handler failed');
+        socket.destroy();
+      });
+    });
+    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      const err = new BadRequestError('CONNECT is not served: this gateway is a reverse proxy', HttpStatus.MethodNotAllowed);
+      this.refuseRaw(req.socket, err, `CONNECT ${req.url ?? ''}`);
+      socket.destroy();
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.handleClientError(err, socket as Socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.options.log.error({ err }, 'http listener error'));
+    this.server = server;
+    const address = this.address();
+    const names = config.resources.map((r) => r.name).join(', ');
+    return [`http on ${address.host}:${address.port}${this.tls ? ' (TLS)' : ''}, resources: ${names}`];
+  }
+
+  address(): { host: string; port: number } {
+    const address = this.server?.address() as AddressInfo | null;
+    if (!address) throw new Error('the http gateway is not listening');
+    return { host: address.address, port: address.port };
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Each connection's close handler journals the end of its sessions; wait for those before returning.
+    const ended = [...this.connectionEnds.values()];
+    for (const socket of this.connectionEnds.keys()) socket.destroy();
+    await Promise.allSettled(ended);
+    await closed;
+    for (const target of this.targets.values()) target.close();
+  }
+
+  private accept(socket: Socket): void {
+    // A TLS server reports the raw socket first, then the TLS one; sessions hang off the latter.
+    if (this.tls && !('encrypted' in socket)) return;
+    const connection = new ConnectionSessions(socket, this.options.journal, this.options.gatewayId, (err) =>
+      this.options.log.error({ err }, 'journal append failed; closing the connection'),
+    );
+    this.connections.set(socket, connection);
+    const ended = new Promise<void>((resolve) => {
+      socket.once('close', () => {
+        this.connections.delete(socket);
+        void connection
+          .close(null)
+          .catch((err: unknown) => this.options.log.error({ err }, 'could not journal the end of an http session'))
+          .finally(() => {
+            this.connectionEnds.delete(socket);
+            resolve();
+          });
+      });
+    });
+    this.connectionEnds.set(socket, ended);
+  }
+
+  private connectionOf(socket: Socket): ConnectionSessions {
+    let connection = this.connections.get(socket);
+    if (!connection) {
+      this.accept(socket);
+      connection = this.connections.get(socket)!;
+    }
+    return connection;
+  }
+
+  private handleClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const connection = this.connections.get(socket);
+    const code = err.code ?? 'ERR';
+    if (code === 'ECONNRESET' || code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const failure = `bad request (${code}): ${err.message}`;
+    if (connection) connection.parseError = failure;
+    const answered = connection?.activeResponse?.headersSent ?? false;
+    if (!answered) {
+      const status = statusForParseError(err.code);
+      const refusal = new BadRequestError(`${err.message} (${code})`, status);
+      socket.end(rawErrorResponse(status, jsonBody(refusal)));
+    }
+    socket.destroy();
+    // A request already being handled records its own failure; otherwise the refusal is journaled here.
+    if (connection && connection.activeResponse === null) {
+      void connection.rejected(failure).catch((e: unknown) => this.options.log.error({ err: e }, 'could not journal a refused request'));
+    }
+    this.options.log.warn({ code, client: connection?.client }, 'refused a malformed http request');
+  }
+
+  /**
+   * Framing and target checks: what Node's parser lets through but a proxy must not forward
+   * ambiguously. Returns the normalised target.
+   */
+  private checkRequest(req: IncomingMessage): { path: string; query: string; contentLength: number | null } {
+    const raw = req.rawHeaders;
+    let contentLengths = 0;
+    let transferEncodings = 0;
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      if (name === 'content-length') contentLengths += 1;
+      else if (name === 'transfer-encoding') transferEncodings += 1;
+      else if (name === 'host') hosts += 1;
+    }
+    if (hosts !== 1) throw new BadRequestError(`a request needs exactly one Host header, this one has ${hosts}`);
+    if (transferEncodings > 0 && contentLengths > 0) throw new BadRequestError('Content-Length and Transfer-Encoding are both present');
+    if (contentLengths > 1) throw new BadRequestError('Content-Length is given more than once');
+    if (transferEncodings > 1) throw new BadRequestError('Transfer-Encoding is given more than once');
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      throw new BadRequestError(`Transfer-Encoding "${te}" is not supported (only chunked)`, HttpStatus.NotImplemented);
+    }
+    const expect = req.headers.expect;
+    if (expect !== undefined && expect.toLowerCase() !== '100-continue') throw new BadRequestError(`Expect "${expect}" cannot be met`, HttpStatus.ExpectationFailed);
+    let contentLength: number | null = null;
+    const cl = req.headers['content-length'];
+    if (cl !== undefined) {
+      if (!/^\d{1,15}$/.test(cl)) throw new BadRequestError('Content-Length is not a decimal number');
+      contentLength = Number(cl);
+      if (contentLength > this.options.config.limits.maxBodyBytes) {
+        throw new BadRequestError(`the body of ${contentLength} bytes exceeds the limit of ${this.options.config.limits.maxBodyBytes}`, HttpStatus.PayloadTooLarge);
+      }
+    }
+    const target = parseRequestTarget(req.url ?? '');
+    return { ...target, contentLength };
+  }
+
+  /** Everything that happens before an exchange may touch the upstream. */
+  private async admit(req: IncomingMessage): Promise<Admitted & { contentLength: number | null }> {
+    const { path, query, contentLength } = this.checkRequest(req);
+    const identity = await this.auth.authenticate(req.headers.authorization);
+    const route = this.router.route(req.headers.host ?? '', path);
+    const target = this.targets.get(route.resource.name)!;
+    const decision = this.policy.decide({ resource: route.resource.name, identity, method: req.method ?? '', path: route.path });
+    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule };
+    if (decision.action === 'deny') throw Object.assign(new PolicyDeniedError(decision.rule, decision.reason), { admitted });
+    return admitted;
+  }
+
+  private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = nowNanos();
+    const connection = this.connectionOf(req.socket);
+    connection.activeResponse = res;
+    res.once('finish', () => {
+      if (connection.activeResponse === res) connection.activeResponse = null;
+    });
+    const method = req.method ?? '';
+    let admitted: (Admitted & { contentLength: number | null }) | null = null;
+    try {
+      admitted = await this.admit(req);
+    } catch (err) {
+      const partial = (err as { admitted?: Admitted }).admitted;
+      if (err instanceof PolicyDeniedError && partial) {
+        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
+        this.refuse(req, res, err, { rule: err.rule });
+        const exchange: HttpExchange = {
+          exchangeId: session.nextExchangeId(),
+          method,
+          path: partial.path,
+          query: partial.query,
+          status: err.status,
+          durationNano: String(nowNanos() - started),
+          policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
+        };
+        session.track(session.recorder.event({ http: exchange }).then(() => undefined, () => undefined));
+        this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
+        return;
+      }
+      if (!(err instanceof HttpGatewayError)) throw err;
+      this.refuse(req, res, err);
+      void connection.rejected(`${err.status} ${method} ${(req.url ?? '').slice(0, 200)}: ${err.message}`).catch((e: unknown) => this.options.log.error({ err: e }, 'could not journal a refused request'));
+      this.options.log.warn({ code: err.code, client: connection.client, method }, err.message);
+      return;
+    }
+    const session = connection.sessionFor(admitted.identity, admitted.target.resource.name, { ip: admitted.target.host, port: admitted.target.port });
+    let finished!: () => void;
+    session.track(new Promise<void>((resolve) => (finished = resolve)));
+    try {
+      await this.exchange(req, res, connection, session, admitted, started);
+    } finally {
+      finished();
+    }
+  }
+
+  /** Sends an error as JSON; a request whose body was not read closes the connection, so no unread bytes are parsed as a request. */
+  private refuse(req: IncomingMessage, res: ServerResponse, err: HttpGatewayError, extra: Record<string, unknown> = {}): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = jsonBody(err, extra);
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (err.status === HttpStatus.Unauthorized) headers['www-authenticate'] = 'Bearer realm="gapwatch"';
+    // Unread body bytes must not be parsed as a next request, and after a framing refusal nothing
+    // more on this connection can be trusted: both close it.
+    if (!req.complete || err instanceof BadRequestError) headers.connection = 'close';
+    res.writeHead(err.status, headers);
+    res.end(body);
+  }
+
+  /** Reads up to bufferBodyBytes of the request body (all of it when it is shorter). */
+  private async readBody(req: IncomingMessage, recorder: BodyRecorder): Promise<{ chunks: Buffer[]; complete: boolean }> {
+    const limit = this.options.config.limits.bufferBodyBytes;
+    const maxBody = this.options.config.limits.maxBodyBytes;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    return new Promise((resolve, reject) => {
+      const cleanup = (): void => {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.off('error', onError);
+        req.off('aborted', onError);
+      };
+      const onData = (chunk: Buffer): void => {
+        chunks.push(chunk);
+        size += chunk.length;
+        recorder.push(chunk);
+        if (size > maxBody) {
+          cleanup();
+          req.pause();
+          reject(new BadRequestError(`the body exceeds the limit of ${maxBody} bytes`, HttpStatus.PayloadTooLarge));
+        } else if (size >= limit && limit > 0) {
+          cleanup();
+          req.pause();
+          resolve({ chunks, complete: false });
+        }
+      };
+      const onEnd = (): void => {
+        cleanup();
+        resolve({ chunks, complete: true });
+      };
+      const onError = (): void => {
+        cleanup();
+        reject(new BadRequestError('the client stopped sending the body, or sent a malformed one'));
+      };
+      req.on('data', onData);
+      req.once('end', onEnd);
+      req.once('error', onError);
+      req.once('aborted', onError);
+      // `complete` only says the parser has seen the whole message; its data may still be unread.
+      if (req.readableEnded) onEnd();
+    });
+  }
+
+  private async exchange(req: IncomingMessage, res: ServerResponse, connection: ConnectionSessions, session: HttpSession, admitted: Admitted & { contentLength: number | null }, started: bigint): Promise<void> {
+    const { config, log } = this.options;
+    const { target } = admitted;
+    const resource = target.resource.name;
+    const method = req.method ?? '';
+    const exchangeId = session.nextExchangeId();
+    const requestBody = new BodyRecorder(req.headers['content-type'] ?? '', req.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
+    const exchange: HttpExchange = { exchangeId, method, path: admitted.path, query: admitted.query };
+    const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
+      session.bytesFromClient += requestBody.size;
+      session.track(
+        session.recorder
+          .event({
+            http: {
+              ...exchange,
+              status,
+              error,
+              requestBytes: String(requestBody.size),
+              requestBody: requestBody.snapshot(),
+              durationNano: String(nowNanos() - started),
+              ...extra,
+            },
+          })
+          .then(() => undefined, () => undefined),
+      );
+    };
+
+    let body: { chunks: Buffer[]; complete: boolean };
+    try {
+      body = await this.readBody(req, requestBody);
+    } catch (err) {
+      const failure = connection.parseError ?? (err as Error).message;
+      if (err instanceof HttpGatewayError) this.refuse(req, res, err);
+      record(err instanceof HttpGatewayError && !res.destroyed ? err.status : 0, failure);
+      return;
+    }
+
+    const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
+    try {
+      if (session.failed) throw session.failed;
+      if (config.record.writeAhead) {
+        // Write-ahead: the request is on disk before the upstream sees a byte of it.
+        session.recorder.event({
+          httpRequest: {
+            exchangeId,
+            method,
+            path: admitted.path,
+            query: admitted.query,
+            host: req.headers.host ?? '',
+            httpVersion: req.httpVersion,
+            headers: requestHeaders,
+            body: requestBody.snapshot(),
+            policyRule: admitted.rule ?? '',
+          },
+        });
+        await session.recorder.durable();
+      } else {
+        // One record per exchange, written when it completes (and group-committed in the background).
+        exchange.requestHeaders = requestHeaders;
+        exchange.policyRule = admitted.rule ?? '';
+        void session.recorder.durable().catch(() => undefined);
+      }
+    } catch (err) {
+      const refusal = new AuditUnavailableError(err);
+      this.refuse(req, res, refusal);
+      record(refusal.status, refusal.message);
+      return;
+    }
+
+    let contentLength: number | null;
+    if (body.complete) {
+      const length = body.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      contentLength = length > 0 || !BODYLESS_METHODS.has(method) ? length : null;
+    } else {
+      contentLength = admitted.contentLength;
+    }
+    let headers: string[];
+    try {
+      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength }, false);
+    } catch (err) {
+      if (!(err instanceof HttpGatewayError)) throw err;
+      this.refuse(req, res, err);
+      record(err.status, err.message);
+      return;
+    }
+
+    if (res.destroyed || req.socket.destroyed) {
+      record(0, 'the client went away before the request was forwarded');
+      return;
+    }
+    const responseBody = { recorder: null as BodyRecorder | null };
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
+        if (done) return;
+        done = true;
+        if (responseBody.recorder) {
+          session.bytesToClient += responseBody.recorder.size;
+          extra = { ...extra, responseBytes: String(responseBody.recorder.size), responseBody: responseBody.recorder.snapshot() };
+        }
+        record(status, error, extra);
+        resolve();
+      };
+      const send = target.secure ? httpsRequest : httpRequest;
+      const upstream = send({
+        agent: target.agent,
+        host: target.host,
+        port: target.port,
+        method,
+        path: target.target(admitted.path, admitted.query),
+        headers: headers as unknown as Record<string, string>,
+        servername: target.secure ? target.url.hostname : undefined,
+      });
+      const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), config.limits.upstreamTimeoutMs);
+      upstream.on('error', (err) => {
+        clearTimeout(timer);
+        const failure = err instanceof UpstreamError ? err : new UpstreamError(resource, (err as Error).message, HttpStatus.BadGateway, err);
+        if (!res.headersSent) {
+          this.refuse(req, res, failure);
+          finish(failure.status, failure.message);
+        } else {
+          res.destroy();
+          finish(res.statusCode, failure.message);
+        }
+        if (!req.complete) req.socket.destroy();
+      });
+      upstream.on('response', (upRes) => {
+        clearTimeout(timer);
+        const firstByte = nowNanos() - started;
+        const status = upRes.statusCode ?? 0;
+        const recorder = new BodyRecorder(upRes.headers['content-type'] ?? '', upRes.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
+        responseBody.recorder = recorder;
+        const extra = (): Partial<HttpExchange> => ({
+          firstByteNano: String(firstByte),
+          responseHeaders: recordHeaders(upRes.rawHeaders, this.recordedHeaders, this.redactedHeaders),
+        });
+        res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders, upRes.headers) as unknown as Record<string, string>);
+        upRes.on('data', (chunk: Buffer) => recorder.push(chunk));
+        upRes.pipe(res);
+        upRes.on('error', () => undefined);
+        upRes.on('aborted', () => {
+          res.destroy();
+          finish(status, 'the upstream broke off the response', extra());
+        });
+        res.on('finish', () => finish(status, '', extra()));
+        res.on('close', () => {
+          if (!res.writableFinished) {
+            upRes.destroy();
+            upstream.destroy();
+            finish(status, 'the client went away before the response was complete', extra());
+          }
+        });
+      });
+      res.on('close', () => {
+        if (!res.headersSent) {
+          upstream.destroy();
+          finish(0, connection.parseError ?? 'the client went away before the response began');
+        }
+      });
+      for (const chunk of body.chunks) upstream.write(chunk);
+      if (body.complete) {
+        upstream.end();
+        return;
+      }
+      // A long body streams on; a framing error in the rest aborts the upstream request mid-body,
+      // so the upstream never receives a complete request built from bytes the gateway refused.
+      req.on('data', (chunk: Buffer) => {
+        requestBody.push(chunk);
+        if (requestBody.size > config.limits.maxBodyBytes) {
+          upstream.destroy(new BadRequestError(`the body exceeds the limit of ${config.limits.maxBodyBytes} bytes`, HttpStatus.PayloadTooLarge));
+          req.socket.destroy();
+        }
+      });
+      req.pipe(upstream);
+      const abort = (): void => {
+        if (req.complete) return;
+        upstream.destroy();
+        if (!res.headersSent) res.destroy();
+        finish(0, connection.parseError ?? 'the client stopped sending the body, or sent a malformed one');
+      };
+      req.once('aborted', abort);
+      req.once('error', abort);
+      req.resume();
+    });
+    log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+  }
+
+  /** Answers a refused request on a bare socket (upgrade, CONNECT) and journals it. */
+  private refuseRaw(socket: Socket, err: HttpGatewayError, what: string, extra: Record<string, unknown> = {}): void {
+    const headers = err.status === HttpStatus.Unauthorized ? ['www-authenticate: Bearer realm="gapwatch"'] : [];
+    if (socket.writable) socket.end(rawErrorResponse(err.status, jsonBody(err, extra), headers));
+    setTimeout(() => socket.destroy(), 1000).unref();
+    const connection = this.connections.get(socket);
+    if (connection && !(err instanceof PolicyDeniedError)) {
+      void connection.rejected(`${err.status} ${what.slice(0, 200)}: ${err.message}`).catch((e: unknown) => this.options.log.error({ err: e }, 'could not journal a refused request'));
+    }
+  }
+
+  private async handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const started = nowNanos();
+    const connection = this.connectionOf(req.socket);
+    const method = req.method ?? '';
+    socket.on('error', () => undefined);
+    let admitted: (Admitted & { contentLength: number | null }) | null = null;
+    try {
+      if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+        throw new BadRequestError(`upgrading to "${req.headers.upgrade ?? ''}" is not supported (only websocket)`, HttpStatus.NotImplemented);
+      }
+      admitted = await this.admit(req);
+    } catch (err) {
+      if (!(err instanceof HttpGatewayError)) throw err;
+      const partial = (err as { admitted?: Admitted }).admitted;
+      if (err instanceof PolicyDeniedError && partial) {
+        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
+        session.track(
+          session.recorder
+            .event({
+              http: {
+                exchangeId: session.nextExchangeId(),
+                method,
+                path: partial.path,
+                query: partial.query,
+                status: err.status,
+                durationNano: String(nowNanos() - started),
+                policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
+              },
+            })
+            .then(() => undefined, () => undefined),
+        );
+        this.refuseRaw(socket, err, `${method} ${partial.path}`, { rule: err.rule });
+        return;
+      }
+      this.refuseRaw(socket, err, `${method} ${req.url ?? ''}`);
+      return;
+    }
+    const { target } = admitted;
+    const resource = target.resource.name;
+    const session = connection.sessionFor(admitted.identity, resource, { ip: target.host, port: target.port });
+    const exchangeId = session.nextExchangeId();
+    let finished!: () => void;
+    session.track(new Promise<void>((resolve) => (finished = resolve)));
+    const base: HttpExchange = { exchangeId, method, path: admitted.path, query: admitted.query };
+    let recorded = false;
+    const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
+      if (recorded) return;
+      recorded = true;
+      session.track(
+        session.recorder
+          .event({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } })
+          .then(() => undefined, () => undefined),
+      );
+      finished();
+    };
+    session.recorder.event({
+      httpRequest: {
+        exchangeId,
+        method,
+        path: admitted.path,
+        query: admitted.query,
+        host: req.headers.host ?? '',
+        httpVersion: req.httpVersion,
+        headers: recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders),
+        policyRule: admitted.rule ?? '',
+        upgrade: true,
+      },
+    });
+    try {
+      if (session.failed) throw session.failed;
+      if (this.options.config.record.writeAhead) await session.recorder.durable();
+      else void session.recorder.durable().catch(() => undefined);
+    } catch (err) {
+      const refusal = new AuditUnavailableError(err);
+      this.refuseRaw(socket, refusal, `${method} ${admitted.path}`);
+      record(refusal.status, refusal.message);
+      return;
+    }
+    let headers: string[];
+    try {
+      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength: null }, true);
+    } catch (err) {
+      if (!(err instanceof HttpGatewayError)) throw err;
+      this.refuseRaw(socket, err, `${method} ${admitted.path}`);
+      record(err.status, err.message);
+      return;
+    }
+    const send = target.secure ? httpsRequest : httpRequest;
+    const upstream = send({
+      // An upgraded connection leaves the pool for good, so it gets its own.
+      agent: false,
+      host: target.host,
+      port: target.port,
+      method,
+      path: target.target(admitted.path, admitted.query),
+      headers: headers as unknown as Record<string, string>,
+      servername: target.secure ? target.url.hostname : undefined,
+      ca: target.resource.upstream.ca ? readFileSync(target.resource.upstream.ca) : undefined,
+    });
+    const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${this.options.config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), this.options.config.limits.upstreamTimeoutMs);
+    let upgraded = false;
+    socket.once('close', () => {
+      if (!upstream.destroyed && !upgraded) {
+        upstream.destroy();
+        record(0, 'the client went away before the upstream answered');
+      }
+    });
+    upstream.on('error', (err) => {
+      clearTimeout(timer);
+      if (upgraded) return;
+      const failure = err instanceof UpstreamError ? err : new UpstreamError(resource, err.message, HttpStatus.BadGateway, err);
+      this.refuseRaw(socket, failure, `${method} ${admitted!.path}`);
+      record(failure.status, failure.message);
+    });
+    upstream.on('response', (upRes) => {
+      // The upstream refused the upgrade: pass its answer on (bounded) and close.
+      clearTimeout(timer);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        if (size < 65536) chunks.push(chunk);
+        size += chunk.length;
+      });
+      upRes.on('end', () => {
+        const bodyBytes = Buffer.concat(chunks).subarray(0, 65536);
+        const lines = [`HTTP/1.1 ${upRes.statusCode ?? 502} ${upRes.statusMessage ?? ''}`];
+        const pairs = responseHeaders(upRes.rawHeaders, upRes.headers);
+        for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i]!.toLowerCase() !== 'content-length') lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
+        lines.push(`content-length: ${bodyBytes.length}`, 'connection: close', '', '');
+        socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bodyBytes]));
+        record(upRes.statusCode ?? 0, 'the upstream did not switch protocols', {
+          responseHeaders: recordHeaders(upRes.rawHeaders, this.recordedHeaders, this.redactedHeaders),
+          responseBytes: String(size),
+        });
+      });
+    });
+    upstream.on('upgrade', (upRes, upSocket, upHead) => {
+      clearTimeout(timer);
+      upgraded = true;
+      const firstByte = nowNanos() - started;
+      const lines = [`HTTP/1.1 101 ${upRes.statusMessage ?? 'Switching Protocols'}`];
+      const pairs = responseHeaders(upRes.rawHeaders, upRes.headers, true);
+      for (let i = 0; i + 1 < pairs.length; i += 2) lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
+      lines.push('', '');
+      const fromClient = new WebSocketFrameCounter();
+      const toClient = new WebSocketFrameCounter();
+      socket.write(lines.join('\r\n'));
+      if (upHead.length > 0) {
+        toClient.push(upHead);
+        socket.write(upHead);
+      }
+      if (head.length > 0) {
+        fromClient.push(head);
+        upSocket.write(head);
+      }
+      socket.setTimeout(0);
+      socket.on('data', (chunk: Buffer) => fromClient.push(chunk));
+      upSocket.on('data', (chunk: Buffer) => toClient.push(chunk));
+      socket.pipe(upSocket);
+      upSocket.pipe(socket);
+      upSocket.on('error', () => socket.destroy());
+      let ended = false;
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        socket.destroy();
+        upSocket.destroy();
+        session.bytesFromClient += fromClient.bytes;
+        session.bytesToClient += toClient.bytes;
+        record(HttpStatus.SwitchingProtocols, '', {
+          firstByteNano: String(firstByte),
+          requestBytes: String(fromClient.bytes),
+          responseBytes: String(toClient.bytes),
+          responseHeaders: recordHeaders(upRes.rawHeaders, this.recordedHeaders, this.redactedHeaders),
+          websocket: {
+            framesFromClient: String(fromClient.frames),
+            framesToClient: String(toClient.frames),
+            bytesFromClient: String(fromClient.bytes),
+            bytesToClient: String(toClient.bytes),
+            closeCode: fromClient.closeCode || toClient.closeCode,
+            subprotocol: typeof upRes.headers['sec-websocket-protocol'] === 'string' ? upRes.headers['sec-websocket-protocol'] : '',
+          },
+        });
+      };
+      socket.once('close', end);
+      upSocket.once('close', end);
+    });
+    upstream.end();
+  }
+}
