@@ -1,6 +1,8 @@
 import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
+import { AuditServer } from './audit/audit-server';
+import { resourceCatalog } from './audit/resource-catalog';
 import { HttpGateway } from './http/listener';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
@@ -9,15 +11,19 @@ import { PostgresGateway } from './postgres/listener';
 
 /**
  * The gateway as one supervised component: the journal first (nothing is served that cannot be
- * recorded), then the policy engine and identity store, then the protocol listeners. Stopping goes
- * in reverse, so the last session records reach the journal before it closes with a checkpoint.
+ * recorded), then the policy engine and identity store, then the protocol listeners, then the Audit
+ * stream collectors subscribe to. Stopping goes in reverse, so the last session records reach the
+ * journal before it closes with a checkpoint.
  */
 export function gatewayComponent(config: Config, log: Logger): Component {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
   let http: HttpGateway | null = null;
+  let audit: AuditServer | null = null;
   const stopAll = async (): Promise<void> => {
+    await audit?.stop();
+    audit = null;
     await http?.stop();
     http = null;
     await postgres?.stop();
@@ -41,6 +47,23 @@ export function gatewayComponent(config: Config, log: Logger): Component {
           http = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
           lines.push(...(await http.start()));
         }
+        const pg = postgres;
+        const web = http;
+        audit = new AuditServer({
+          config: config.gateway.audit,
+          journal,
+          log,
+          resources: (auditListener) =>
+            resourceCatalog({
+              gatewayId: config.gateway.id,
+              postgres: config.gateway.postgres,
+              postgresListener: pg.address(),
+              http: config.gateway.http,
+              httpListener: web?.address() ?? null,
+              auditListener,
+            }),
+        });
+        lines.push(...(await audit.start()));
         return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
       } catch (err) {
         await stopAll();

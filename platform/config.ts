@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
+import { auditConfigSchema } from '../gateway/audit/config-schema';
+import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/gateway-feed/config-schema';
 import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
@@ -60,6 +62,9 @@ const collectorSchema = z.strictObject({
       agentCgroupMarkers: z.array(z.strictObject({ agent: z.string().min(1), pattern: z.string().min(1) })).default([]),
     })
     .prefault({}),
+  /** Gateways whose Audit stream this collector subscribes to (collector/gateway-feed/). */
+  gateways: gatewayFeedConfigSchema,
+  gatewayFeed: gatewayFeedTuningSchema,
 });
 
 /** Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line). */
@@ -88,6 +93,8 @@ const postgresResourceSchema = z.strictObject({
     /** CA bundle for tls: verify-full; the system store when null. */
     ca: z.string().min(1).nullable().default(null),
   }),
+  /** Reported to collectors by ListResources, e.g. "production" (bypass alerts become critical). */
+  tags: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/, 'letters, digits, "_", ".", ":" and "-"')).default([]),
 });
 
 const postgresGatewaySchema = z.strictObject({
@@ -152,6 +159,8 @@ const gatewaySchema = z.strictObject({
     .prefault({}),
   identity: identityConfigSchema.prefault({}),
   policy: policyConfigSchema.prefault({}),
+  /** The gRPC Audit service (gateway/audit/). */
+  audit: auditConfigSchema.prefault({}),
 });
 
 /**

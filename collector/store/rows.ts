@@ -6,6 +6,7 @@ import type { ProcessEvent__Output } from '../../proto/generated/gapwatch/v1/Pro
 import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session';
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { INITIAL_TABLES } from './migrations/0001-initial-schema';
+import { ADDED_COLUMNS } from './migrations/0002-gateway-session-details';
 import { dateTime64 } from './time';
 
 /**
@@ -35,9 +36,9 @@ export const TIME_COLUMN: Record<TableName, string> = {
 
 export type Row = Record<string, string | number | boolean | string[] | Record<string, string>>;
 
-/** The columns of each table, in schema order: the order rows are encoded in. */
+/** The columns of each table, in schema order (first schema, then columns later migrations added): the order rows are encoded in. */
 export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEntries(
-  INITIAL_TABLES.map((spec) => [spec.name, spec.columns.map((column) => column.split(' ')[0]!)]),
+  INITIAL_TABLES.map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
 ) as unknown as Record<TableName, readonly string[]>;
 
 /**
@@ -142,7 +143,37 @@ export function sessionRow(session: Session__Output): Row {
     end_time: dateTime64(session.endUnixNano),
     outcome: enumValue(session.outcome, 'SESSION_OUTCOME_'),
     target_user: session.targetUser,
+    bytes_from_client: session.bytesFromClient,
+    bytes_to_client: session.bytesToClient,
+    database: session.database,
+    failure: session.failure,
+    client_parameters: session.clientParameters ?? {},
   };
+}
+
+/** SessionEvent.detail (the oneof's field name) → the kind column's enum name. */
+const EVENT_KINDS: Record<string, string> = {
+  statement: 'statement',
+  policy: 'policy',
+  shellOutput: 'shell_output',
+  http: 'http',
+  error: 'error',
+  pgRequest: 'pg_request',
+  copy: 'copy',
+};
+
+/** A write-ahead request as one text: the SQL of its Query/Parse messages, one per line. */
+function requestText(event: SessionEvent__Output): string {
+  return (event.pgRequest?.messages ?? [])
+    .filter((message) => message.text !== '')
+    .map((message) => `${message.withheld ? '-- withheld: ' : ''}${message.text}`)
+    .join('\n');
+}
+
+function requestParameters(event: SessionEvent__Output): string[] {
+  return (event.pgRequest?.messages ?? []).flatMap((message) =>
+    message.parameters.map((p) => (p.value === 'text' ? p.text! : p.value === 'hex' ? `\\x${p.hex!}` : p.value === 'null' ? 'NULL' : '[redacted]')),
+  );
 }
 
 export function sessionEventRow(event: SessionEvent__Output): Row {
@@ -151,16 +182,17 @@ export function sessionEventRow(event: SessionEvent__Output): Row {
   const shell = event.shellOutput;
   const http = event.http;
   const error = event.error;
+  const copy = event.copy;
   return {
     session_id: event.sessionId,
     event_seq: event.eventSeq,
     time: dateTime64(event.timeUnixNano),
-    kind: event.detail === 'shellOutput' ? 'shell_output' : (event.detail ?? 'unspecified'),
-    statement_text: statement?.text ?? '',
-    statement_parameters: statement?.parameters ?? [],
+    kind: EVENT_KINDS[event.detail ?? ''] ?? 'unspecified',
+    statement_text: statement?.text ?? copy?.statement ?? (event.pgRequest ? requestText(event) : ''),
+    statement_parameters: statement?.parameters ?? (event.pgRequest ? requestParameters(event) : []),
     command_tag: statement?.commandTag ?? '',
-    rows: statement?.rows ?? '0',
-    error_code: statement?.errorCode ?? error?.code ?? '',
+    rows: statement?.rows ?? copy?.rows ?? '0',
+    error_code: statement?.errorCode || error?.code || copy?.errorCode || '',
     duration_nano: statement?.durationNano ?? '0',
     policy_action: policy ? enumValue(policy.action, 'POLICY_ACTION_') : 'unspecified',
     policy_rule: policy?.rule ?? '',
@@ -174,7 +206,9 @@ export function sessionEventRow(event: SessionEvent__Output): Row {
     http_status: http?.status ?? 0,
     request_bytes: http?.requestBytes ?? '0',
     response_bytes: http?.responseBytes ?? '0',
-    error_message: error?.message ?? '',
+    error_message: statement?.errorMessage || error?.message || copy?.errorMessage || '',
+    copy_direction: copy?.direction ?? '',
+    copy_bytes: copy?.bytes ?? '0',
   };
 }
 

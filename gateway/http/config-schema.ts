@@ -51,6 +51,8 @@ const httpResourceSchema = z
       })
       .nullable()
       .default(null),
+    /** Reported to collectors by ListResources, e.g. "production" (bypass alerts become critical). */
+    tags: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/, 'letters, digits, "_", ".", ":" and "-"')).default([]),
   })
   .refine((r) => r.hosts.length > 0 || r.pathPrefix !== null, { message: 'give hosts, a pathPrefix, or both, so requests can reach the resource' });
 

@@ -15,6 +15,8 @@ import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
 import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from './gapwatch/v1/JournalGap';
 import type { JournalRecord as _gapwatch_v1_JournalRecord, JournalRecord__Output as _gapwatch_v1_JournalRecord__Output } from './gapwatch/v1/JournalRecord';
+import type { Listener as _gapwatch_v1_Listener, Listener__Output as _gapwatch_v1_Listener__Output } from './gapwatch/v1/Listener';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
 import type { PgMessage as _gapwatch_v1_PgMessage, PgMessage__Output as _gapwatch_v1_PgMessage__Output } from './gapwatch/v1/PgMessage';
 import type { PgParameter as _gapwatch_v1_PgParameter, PgParameter__Output as _gapwatch_v1_PgParameter__Output } from './gapwatch/v1/PgParameter';
 import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from './gapwatch/v1/PgRequest';
@@ -28,6 +30,7 @@ import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from './gapwatch/v1/SessionEvent';
 import type { ShellOutput as _gapwatch_v1_ShellOutput, ShellOutput__Output as _gapwatch_v1_ShellOutput__Output } from './gapwatch/v1/ShellOutput';
 import type { Statement as _gapwatch_v1_Statement, Statement__Output as _gapwatch_v1_Statement__Output } from './gapwatch/v1/Statement';
+import type { SubscribeFilter as _gapwatch_v1_SubscribeFilter, SubscribeFilter__Output as _gapwatch_v1_SubscribeFilter__Output } from './gapwatch/v1/SubscribeFilter';
 import type { SubscribeRequest as _gapwatch_v1_SubscribeRequest, SubscribeRequest__Output as _gapwatch_v1_SubscribeRequest__Output } from './gapwatch/v1/SubscribeRequest';
 import type { WebSocketSummary as _gapwatch_v1_WebSocketSummary, WebSocketSummary__Output as _gapwatch_v1_WebSocketSummary__Output } from './gapwatch/v1/WebSocketSummary';
 
@@ -54,6 +57,8 @@ export interface ProtoGrpcType {
       JournalGap: MessageTypeDefinition<_gapwatch_v1_JournalGap, _gapwatch_v1_JournalGap__Output>
       JournalGapKind: EnumTypeDefinition
       JournalRecord: MessageTypeDefinition<_gapwatch_v1_JournalRecord, _gapwatch_v1_JournalRecord__Output>
+      Listener: MessageTypeDefinition<_gapwatch_v1_Listener, _gapwatch_v1_Listener__Output>
+      NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
       PgMessage: MessageTypeDefinition<_gapwatch_v1_PgMessage, _gapwatch_v1_PgMessage__Output>
       PgParameter: MessageTypeDefinition<_gapwatch_v1_PgParameter, _gapwatch_v1_PgParameter__Output>
       PgRequest: MessageTypeDefinition<_gapwatch_v1_PgRequest, _gapwatch_v1_PgRequest__Output>
@@ -70,6 +75,7 @@ export interface ProtoGrpcType {
       SessionOutcome: EnumTypeDefinition
       ShellOutput: MessageTypeDefinition<_gapwatch_v1_ShellOutput, _gapwatch_v1_ShellOutput__Output>
       Statement: MessageTypeDefinition<_gapwatch_v1_Statement, _gapwatch_v1_Statement__Output>
+      SubscribeFilter: MessageTypeDefinition<_gapwatch_v1_SubscribeFilter, _gapwatch_v1_SubscribeFilter__Output>
       SubscribeRequest: MessageTypeDefinition<_gapwatch_v1_SubscribeRequest, _gapwatch_v1_SubscribeRequest__Output>
       WebSocketSummary: MessageTypeDefinition<_gapwatch_v1_WebSocketSummary, _gapwatch_v1_WebSocketSummary__Output>
     }

@@ -6,6 +6,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 import type { ConnectEvent as _gapwatch_v1_ConnectEvent, ConnectEvent__Output as _gapwatch_v1_ConnectEvent__Output } from './gapwatch/v1/ConnectEvent';
 import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v1_Endpoint__Output } from './gapwatch/v1/Endpoint';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
 import type { ProcessEvent as _gapwatch_v1_ProcessEvent, ProcessEvent__Output as _gapwatch_v1_ProcessEvent__Output } from './gapwatch/v1/ProcessEvent';
 import type { ProcessRef as _gapwatch_v1_ProcessRef, ProcessRef__Output as _gapwatch_v1_ProcessRef__Output } from './gapwatch/v1/ProcessRef';
 import type { Resource as _gapwatch_v1_Resource, Resource__Output as _gapwatch_v1_Resource__Output } from './gapwatch/v1/Resource';
@@ -20,6 +21,7 @@ export interface ProtoGrpcType {
       ConnectEvent: MessageTypeDefinition<_gapwatch_v1_ConnectEvent, _gapwatch_v1_ConnectEvent__Output>
       Endpoint: MessageTypeDefinition<_gapwatch_v1_Endpoint, _gapwatch_v1_Endpoint__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
+      NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
       ProcessEvent: MessageTypeDefinition<_gapwatch_v1_ProcessEvent, _gapwatch_v1_ProcessEvent__Output>
       ProcessEventKind: EnumTypeDefinition
       ProcessRef: MessageTypeDefinition<_gapwatch_v1_ProcessRef, _gapwatch_v1_ProcessRef__Output>

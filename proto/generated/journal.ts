@@ -14,6 +14,7 @@ import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
 import type { JournalGap as _gapwatch_v1_JournalGap, JournalGap__Output as _gapwatch_v1_JournalGap__Output } from './gapwatch/v1/JournalGap';
 import type { JournalRecord as _gapwatch_v1_JournalRecord, JournalRecord__Output as _gapwatch_v1_JournalRecord__Output } from './gapwatch/v1/JournalRecord';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
 import type { PgMessage as _gapwatch_v1_PgMessage, PgMessage__Output as _gapwatch_v1_PgMessage__Output } from './gapwatch/v1/PgMessage';
 import type { PgParameter as _gapwatch_v1_PgParameter, PgParameter__Output as _gapwatch_v1_PgParameter__Output } from './gapwatch/v1/PgParameter';
 import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from './gapwatch/v1/PgRequest';
@@ -46,6 +47,7 @@ export interface ProtoGrpcType {
       JournalGap: MessageTypeDefinition<_gapwatch_v1_JournalGap, _gapwatch_v1_JournalGap__Output>
       JournalGapKind: EnumTypeDefinition
       JournalRecord: MessageTypeDefinition<_gapwatch_v1_JournalRecord, _gapwatch_v1_JournalRecord__Output>
+      NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
       PgMessage: MessageTypeDefinition<_gapwatch_v1_PgMessage, _gapwatch_v1_PgMessage__Output>
       PgParameter: MessageTypeDefinition<_gapwatch_v1_PgParameter, _gapwatch_v1_PgParameter__Output>
       PgRequest: MessageTypeDefinition<_gapwatch_v1_PgRequest, _gapwatch_v1_PgRequest__Output>

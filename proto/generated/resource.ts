@@ -5,6 +5,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { Endpoint as _gapwatch_v1_Endpoint, Endpoint__Output as _gapwatch_v1_Endpoint__Output } from './gapwatch/v1/Endpoint';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
 import type { Resource as _gapwatch_v1_Resource, Resource__Output as _gapwatch_v1_Resource__Output } from './gapwatch/v1/Resource';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -16,6 +17,7 @@ export interface ProtoGrpcType {
     v1: {
       Endpoint: MessageTypeDefinition<_gapwatch_v1_Endpoint, _gapwatch_v1_Endpoint__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
+      NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
       Protocol: EnumTypeDefinition
       Resource: MessageTypeDefinition<_gapwatch_v1_Resource, _gapwatch_v1_Resource__Output>
     }

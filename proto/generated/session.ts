@@ -11,6 +11,7 @@ import type { HttpHeader as _gapwatch_v1_HttpHeader, HttpHeader__Output as _gapw
 import type { HttpRequest as _gapwatch_v1_HttpRequest, HttpRequest__Output as _gapwatch_v1_HttpRequest__Output } from './gapwatch/v1/HttpRequest';
 import type { Identity as _gapwatch_v1_Identity, Identity__Output as _gapwatch_v1_Identity__Output } from './gapwatch/v1/Identity';
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from './gapwatch/v1/InetEndpoint';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from './gapwatch/v1/NamedEndpoint';
 import type { PgMessage as _gapwatch_v1_PgMessage, PgMessage__Output as _gapwatch_v1_PgMessage__Output } from './gapwatch/v1/PgMessage';
 import type { PgParameter as _gapwatch_v1_PgParameter, PgParameter__Output as _gapwatch_v1_PgParameter__Output } from './gapwatch/v1/PgParameter';
 import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from './gapwatch/v1/PgRequest';
@@ -39,6 +40,7 @@ export interface ProtoGrpcType {
       HttpRequest: MessageTypeDefinition<_gapwatch_v1_HttpRequest, _gapwatch_v1_HttpRequest__Output>
       Identity: MessageTypeDefinition<_gapwatch_v1_Identity, _gapwatch_v1_Identity__Output>
       InetEndpoint: MessageTypeDefinition<_gapwatch_v1_InetEndpoint, _gapwatch_v1_InetEndpoint__Output>
+      NamedEndpoint: MessageTypeDefinition<_gapwatch_v1_NamedEndpoint, _gapwatch_v1_NamedEndpoint__Output>
       PgMessage: MessageTypeDefinition<_gapwatch_v1_PgMessage, _gapwatch_v1_PgMessage__Output>
       PgParameter: MessageTypeDefinition<_gapwatch_v1_PgParameter, _gapwatch_v1_PgParameter__Output>
       PgRequest: MessageTypeDefinition<_gapwatch_v1_PgRequest, _gapwatch_v1_PgRequest__Output>

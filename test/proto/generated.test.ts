@@ -29,7 +29,7 @@ describe('proto', () => {
   it('loads the Audit service and round-trips a journal record', () => {
     const proto = loadGapwatchProto();
     const service = proto.gapwatch.v1.Audit.service;
-    assert.deepEqual(Object.keys(service).sort(), ['Resources', 'Subscribe']);
+    assert.deepEqual(Object.keys(service).sort(), ['ListResources', 'Subscribe']);
     assert.equal(service.Subscribe.responseStream, true);
     const record = {
       gatewayId: 'gw-local',

@@ -40,6 +40,8 @@ export interface GatewayOptions {
   /** Extra `gateway.postgres` keys (tls …). */
   postgres?: Record<string, unknown>;
   pgOptions?: PostgresOptions;
+  /** Extra keys of the `orders` resource (tags …). */
+  resource?: Record<string, unknown>;
   /** Log level for the gateway under test; silent by default to keep test output readable. */
   logLevel?: 'info' | 'warn' | 'error' | 'fatal';
 }
@@ -59,6 +61,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           {
             name: resource,
             upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: { value: pg.password } },
+            ...options.resource,
           },
         ],
         ...options.postgres,

@@ -1,5 +1,6 @@
 import type { Migration } from '../migration';
 import { initialSchema } from './0001-initial-schema';
+import { gatewaySessionDetails } from './0002-gateway-session-details';
 
 /** Every migration, in version order. A released migration is never edited: add the next one. */
-export const MIGRATIONS: readonly Migration[] = [initialSchema];
+export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails];

@@ -47,6 +47,7 @@ describe('gateway/postgres upstream login (credential injection)', function () {
   const resource = (overrides: Partial<PostgresResourceConfig['upstream']>): PostgresResourceConfig => ({
     name: 'orders',
     databases: [],
+    tags: [],
     upstream: {
       host: pg.host,
       port: pg.port,

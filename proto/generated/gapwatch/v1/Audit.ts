@@ -16,27 +16,31 @@ export interface AuditClient extends grpc.Client {
   /**
    * The protected resources and the gateway listeners that front them.
    */
-  Resources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  Resources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  Resources(argument: _gapwatch_v1_ResourcesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  Resources(argument: _gapwatch_v1_ResourcesRequest, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  ListResources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  ListResources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  ListResources(argument: _gapwatch_v1_ResourcesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  ListResources(argument: _gapwatch_v1_ResourcesRequest, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
   /**
    * The protected resources and the gateway listeners that front them.
    */
-  resources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  resources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  resources(argument: _gapwatch_v1_ResourcesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
-  resources(argument: _gapwatch_v1_ResourcesRequest, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  listResources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  listResources(argument: _gapwatch_v1_ResourcesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  listResources(argument: _gapwatch_v1_ResourcesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
+  listResources(argument: _gapwatch_v1_ResourcesRequest, callback: grpc.requestCallback<_gapwatch_v1_ResourcesResponse__Output>): grpc.ClientUnaryCall;
   
   /**
    * Streams journal records from from_seq (inclusive) and then follows new ones, so a subscriber
-   * that restarts resumes where it stopped without loss.
+   * that restarts resumes where it stopped without loss. Records are sent only as fast as the
+   * subscriber reads them (HTTP/2 flow control): the gateway never buffers a slow subscriber's backlog.
+   * Authentication is mutual TLS: the channel refuses clients without a certificate of the configured CA.
    */
   Subscribe(argument: _gapwatch_v1_SubscribeRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_gapwatch_v1_JournalRecord__Output>;
   Subscribe(argument: _gapwatch_v1_SubscribeRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_gapwatch_v1_JournalRecord__Output>;
   /**
    * Streams journal records from from_seq (inclusive) and then follows new ones, so a subscriber
-   * that restarts resumes where it stopped without loss.
+   * that restarts resumes where it stopped without loss. Records are sent only as fast as the
+   * subscriber reads them (HTTP/2 flow control): the gateway never buffers a slow subscriber's backlog.
+   * Authentication is mutual TLS: the channel refuses clients without a certificate of the configured CA.
    */
   subscribe(argument: _gapwatch_v1_SubscribeRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_gapwatch_v1_JournalRecord__Output>;
   subscribe(argument: _gapwatch_v1_SubscribeRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_gapwatch_v1_JournalRecord__Output>;
@@ -50,17 +54,19 @@ export interface AuditHandlers extends grpc.UntypedServiceImplementation {
   /**
    * The protected resources and the gateway listeners that front them.
    */
-  Resources: grpc.handleUnaryCall<_gapwatch_v1_ResourcesRequest__Output, _gapwatch_v1_ResourcesResponse>;
+  ListResources: grpc.handleUnaryCall<_gapwatch_v1_ResourcesRequest__Output, _gapwatch_v1_ResourcesResponse>;
   
   /**
    * Streams journal records from from_seq (inclusive) and then follows new ones, so a subscriber
-   * that restarts resumes where it stopped without loss.
+   * that restarts resumes where it stopped without loss. Records are sent only as fast as the
+   * subscriber reads them (HTTP/2 flow control): the gateway never buffers a slow subscriber's backlog.
+   * Authentication is mutual TLS: the channel refuses clients without a certificate of the configured CA.
    */
   Subscribe: grpc.handleServerStreamingCall<_gapwatch_v1_SubscribeRequest__Output, _gapwatch_v1_JournalRecord>;
   
 }
 
 export interface AuditDefinition extends grpc.ServiceDefinition {
-  Resources: MethodDefinition<_gapwatch_v1_ResourcesRequest, _gapwatch_v1_ResourcesResponse, _gapwatch_v1_ResourcesRequest__Output, _gapwatch_v1_ResourcesResponse__Output>
+  ListResources: MethodDefinition<_gapwatch_v1_ResourcesRequest, _gapwatch_v1_ResourcesResponse, _gapwatch_v1_ResourcesRequest__Output, _gapwatch_v1_ResourcesResponse__Output>
   Subscribe: MethodDefinition<_gapwatch_v1_SubscribeRequest, _gapwatch_v1_JournalRecord, _gapwatch_v1_SubscribeRequest__Output, _gapwatch_v1_JournalRecord__Output>
 }

@@ -3,21 +3,26 @@
 // Original file: proto/gapwatch/v1/resource.proto
 
 import type { InetEndpoint as _gapwatch_v1_InetEndpoint, InetEndpoint__Output as _gapwatch_v1_InetEndpoint__Output } from '../../gapwatch/v1/InetEndpoint';
+import type { NamedEndpoint as _gapwatch_v1_NamedEndpoint, NamedEndpoint__Output as _gapwatch_v1_NamedEndpoint__Output } from '../../gapwatch/v1/NamedEndpoint';
 
 /**
- * A network endpoint: an IP address and port, or a unix socket path (abstract names start with "@").
+ * A network endpoint: an IP address and port, a unix socket path (abstract names start with "@"),
+ * or a host name and port (resource upstreams configured by name).
  */
 export interface Endpoint {
   'inet'?: (_gapwatch_v1_InetEndpoint | null);
   'unixPath'?: (string);
-  'address'?: "inet"|"unixPath";
+  'named'?: (_gapwatch_v1_NamedEndpoint | null);
+  'address'?: "inet"|"unixPath"|"named";
 }
 
 /**
- * A network endpoint: an IP address and port, or a unix socket path (abstract names start with "@").
+ * A network endpoint: an IP address and port, a unix socket path (abstract names start with "@"),
+ * or a host name and port (resource upstreams configured by name).
  */
 export interface Endpoint__Output {
   'inet'?: (_gapwatch_v1_InetEndpoint__Output | null);
   'unixPath'?: (string);
-  'address'?: "inet"|"unixPath";
+  'named'?: (_gapwatch_v1_NamedEndpoint__Output | null);
+  'address'?: "inet"|"unixPath"|"named";
 }

@@ -25,6 +25,10 @@ export interface Resource {
    */
   'listener'?: (_gapwatch_v1_Endpoint)[];
   'labels'?: ({[key: string]: string});
+  /**
+   * e.g. "production": alerts on a production resource are critical
+   */
+  'tags'?: (string)[];
 }
 
 /**
@@ -47,4 +51,8 @@ export interface Resource__Output {
    */
   'listener': (_gapwatch_v1_Endpoint__Output)[];
   'labels': ({[key: string]: string});
+  /**
+   * e.g. "production": alerts on a production resource are critical
+   */
+  'tags': (string)[];
 }

@@ -3,13 +3,22 @@
 // Original file: proto/gapwatch/v1/audit.proto
 
 import type { Resource as _gapwatch_v1_Resource, Resource__Output as _gapwatch_v1_Resource__Output } from '../../gapwatch/v1/Resource';
+import type { Listener as _gapwatch_v1_Listener, Listener__Output as _gapwatch_v1_Listener__Output } from '../../gapwatch/v1/Listener';
 
 export interface ResourcesResponse {
   'gatewayId'?: (string);
   'resources'?: (_gapwatch_v1_Resource)[];
+  /**
+   * every endpoint the gateway itself accepts connections on
+   */
+  'listeners'?: (_gapwatch_v1_Listener)[];
 }
 
 export interface ResourcesResponse__Output {
   'gatewayId': (string);
   'resources': (_gapwatch_v1_Resource__Output)[];
+  /**
+   * every endpoint the gateway itself accepts connections on
+   */
+  'listeners': (_gapwatch_v1_Listener__Output)[];
 }

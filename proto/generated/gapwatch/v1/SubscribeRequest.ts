@@ -2,12 +2,27 @@
 // @ts-nocheck
 // Original file: proto/gapwatch/v1/audit.proto
 
+import type { SubscribeFilter as _gapwatch_v1_SubscribeFilter, SubscribeFilter__Output as _gapwatch_v1_SubscribeFilter__Output } from '../../gapwatch/v1/SubscribeFilter';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SubscribeRequest {
+  /**
+   * 0 and 1 both mean the first record
+   */
   'fromSeq'?: (number | string | Long);
+  /**
+   * unset: every record
+   */
+  'filter'?: (_gapwatch_v1_SubscribeFilter | null);
 }
 
 export interface SubscribeRequest__Output {
+  /**
+   * 0 and 1 both mean the first record
+   */
   'fromSeq': (string);
+  /**
+   * unset: every record
+   */
+  'filter': (_gapwatch_v1_SubscribeFilter__Output | null);
 }
