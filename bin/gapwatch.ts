@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
+import { registerCollector } from './commands/collector';
 import { registerDoctor } from './commands/doctor';
 import { registerGateway } from './commands/gateway';
 import { registerQuery } from './commands/query';
@@ -25,6 +26,7 @@ async function main(argv: string[]): Promise<void> {
   registerGateway(program);
   registerQuery(program);
   registerSensor(program);
+  registerCollector(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
