@@ -90,6 +90,11 @@ export class WebhookSink implements AlertSink {
     this.running ??= this.drain().finally(() => (this.running = null));
   }
 
+  /** Resolves when everything queued so far has been delivered or given up on. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     while (this.running) await this.running;

@@ -59,12 +59,12 @@ export function clientTargets(client: string, argv: readonly string[]): ClientTa
     else if (!arg.startsWith('-')) positional.push(arg);
   }
   if (family === 'ssh') {
-    for (const arg of positional) {
-      const match = /^(?:[^@\s]+@)?(\[[^\]]+\]|[A-Za-z0-9_.:-]+?)(?::.*)?$/.exec(arg);
-      if (match && (arg.includes('@') || hosts.length === 0)) {
-        hosts.push({ host: match[1]!.replace(/^\[|\]$/g, ''), port: null });
-        if (client === 'ssh') break; // what follows is the remote command
-      }
+    // ssh and sftp take the destination first (what follows ssh's is the remote command); scp and
+    // rsync name remote files as [user@]host:path, local ones without a colon.
+    const copies = client === 'scp' || client === 'rsync';
+    for (const arg of copies ? positional.filter((a) => /^(?:[^@\s/]+@)?(\[[^\]]+\]|[A-Za-z0-9_.-]+):/.test(a)) : positional.slice(0, 1)) {
+      const match = /^(?:[^@\s]+@)?(\[[^\]]+\]|[A-Za-z0-9_.-]+)(?::.*)?$/.exec(arg);
+      if (match) hosts.push({ host: match[1]!.replace(/^\[|\]$/g, ''), port: null });
     }
   }
   if (family === 'generic' && positional.length >= 2) hosts.push({ host: positional[0]!, port: toPort(positional[1]) });
