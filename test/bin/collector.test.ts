@@ -19,7 +19,7 @@ describe('gapwatch collector', () => {
       let stdout = '';
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const exited = new Promise<number | string | null>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal)));
       await new Promise<void>((resolve, reject) => {
         child.stdout.on('data', (chunk: Buffer) => {
           stdout += chunk.toString();
@@ -31,7 +31,7 @@ describe('gapwatch collector', () => {
       assert.match(stdout, /collector: protecting 1 resource: billing \(0 gateway feeds\)/);
       assert.match(stdout, /collector: alerts to log, store/);
       child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
+      assert.equal(await exited, 0, `${stdout}\n${stderr}`);
       assert.match(stdout, /gapwatch collector stopped\./);
     } finally {
       rmSync(dir, { recursive: true, force: true });
