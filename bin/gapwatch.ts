@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerCerts } from './commands/certs';
+import { registerCollector } from './commands/collector';
 import { registerDoctor } from './commands/doctor';
 import { registerGateway } from './commands/gateway';
 import { registerQuery } from './commands/query';
@@ -27,6 +28,7 @@ async function main(argv: string[]): Promise<void> {
   registerQuery(program);
   registerSensor(program);
   registerCerts(program);
+  registerCollector(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -15,7 +15,14 @@ import { PostgresGateway } from './postgres/listener';
  * stream collectors subscribe to. Stopping goes in reverse, so the last session records reach the
  * journal before it closes with a checkpoint.
  */
-export function gatewayComponent(config: Config, log: Logger): Component {
+export interface GatewayComponent extends Component {
+  /** The journal, once started (a collector in the same process follows it). */
+  readonly journal: Journal | null;
+  /** The PostgreSQL listener's address, once started. */
+  postgresAddress(): { host: string; port: number } | null;
+}
+
+export function gatewayComponent(config: Config, log: Logger): GatewayComponent {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
@@ -35,6 +42,12 @@ export function gatewayComponent(config: Config, log: Logger): Component {
   };
   return {
     name: 'gateway',
+    get journal() {
+      return journal;
+    },
+    postgresAddress() {
+      return postgres ? postgres.address() : null;
+    },
     async start() {
       try {
         journal = await openJournal(journalOptionsFromConfig(config, log));

@@ -65,6 +65,69 @@ const collectorSchema = z.strictObject({
   /** Gateways whose Audit stream this collector subscribes to (collector/gateway-feed/). */
   gateways: gatewayFeedConfigSchema,
   gatewayFeed: gatewayFeedTuningSchema,
+  /** Protected resources the collector knows besides what the gateways report (merged by name). */
+  resources: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        protocol: z.enum(['postgres', 'ssh', 'http']).default('postgres'),
+        /** Where the real target listens: host names are resolved, and re-resolved every resolveIntervalMs. */
+        upstream: z.array(z.union([z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }), z.strictObject({ unixPath: z.string().min(1) })])).default([]),
+        /** Gateway listeners that front it (connects there are mediated). */
+        listener: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).default([]),
+        /** Tags such as production: "true" (a bypass of a production resource is critical). */
+        labels: z.record(z.string(), z.string()).default({}),
+      }),
+    )
+    .default([]),
+  correlate: z
+    .strictObject({
+      /** How long a mediated connect waits for the gateway session with its client address and port. */
+      joinWindowMs: z.number().int().min(100).max(600_000).default(10_000),
+      /** Connects neither mediated nor bypass: keep all, keep one in otherSampleEvery, or drop. */
+      otherConnects: z.enum(['keep', 'sample', 'drop']).default('keep'),
+      otherSampleEvery: z.number().int().min(1).default(100),
+      /** Re-resolution period of resource host names (DNS answers change). */
+      resolveIntervalMs: z.number().int().min(1000).default(60_000),
+      /** Executables of the gateway (its own upstream connections are never a bypass), besides its pid in `up`. */
+      gatewayExecutables: z.array(z.string().min(1)).default([]),
+      /** Bounds for long runs: mediated connects waiting for their session, and sessions kept for joining. */
+      maxPendingConnects: z.number().int().min(100).default(50_000),
+      maxSessions: z.number().int().min(100).default(100_000),
+      /** Client programs that, exec'd with a protected upstream in their arguments, raise an alert. */
+      knownClients: z.array(z.string().min(1)).default(['psql', 'pg_dump', 'pg_dumpall', 'pg_restore', 'pgcli', 'ssh', 'scp', 'sftp', 'rsync', 'curl', 'wget', 'mysql', 'redis-cli', 'mongosh', 'nc', 'ncat', 'socat', 'telnet']),
+    })
+    .prefault({}),
+  alerts: z
+    .strictObject({
+      /** The same alert (rule, process, resource, destination) again within this window only adds to its count. */
+      dedupWindowMs: z.number().int().min(0).default(60_000),
+      /** At most this many alerts per minute leave for the sinks; the rest are counted and reported in a summary. */
+      maxPerMinute: z.number().int().min(1).default(600),
+      /** Resources whose labels carry one of these (key=value or key) make their bypasses critical. */
+      criticalLabels: z.array(z.string().min(1)).default(['production', 'env=production', 'environment=production', 'tier=production']),
+      log: z.boolean().default(true),
+      store: z.boolean().default(true),
+      webhooks: z
+        .array(
+          z.strictObject({
+            url: z.url({ protocol: /^https?$/ }),
+            /** generic: the alert as JSON; slack: a Slack-compatible {text, blocks} body. */
+            format: z.enum(['generic', 'slack']).default('generic'),
+            /** HMAC-SHA256 key for the X-Gapwatch-Signature header; the receiver verifies with the same key. */
+            secret: z
+              .union([z.strictObject({ value: z.string().min(1) }), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })])
+              .nullable()
+              .default(null),
+            attempts: z.number().int().min(1).max(20).default(5),
+            timeoutMs: z.number().int().min(100).default(5000),
+            /** Alerts waiting for delivery; beyond it the oldest are dropped and counted. */
+            maxQueue: z.number().int().min(1).default(10_000),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
 });
 
 /** Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line). */

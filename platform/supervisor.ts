@@ -30,16 +30,18 @@ export async function runUntilSignal(
     await stopAll(started, log);
     throw err;
   }
-  announce(lines);
-
-  // Signal listeners do not keep Node's event loop alive; without this timer a host whose components
-  // hold no sockets would exit here, silently, while saying it is up.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
-  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
+  // Listening before announcing: whoever reads "up" may signal at once, and a signal that arrives
+  // before the listeners exist kills the process without a clean stop.
+  const signalled = new Promise<NodeJS.Signals>((resolveSignal) => {
     const onSignal = (sig: NodeJS.Signals): void => resolveSignal(sig);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
   });
+  // Signal listeners do not keep Node's event loop alive; without this timer a host whose components
+  // hold no sockets would exit here, silently, while saying it is up.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  announce(lines);
+  const signal = await signalled;
   clearInterval(keepAlive);
   const forceExit = (): void => {
     log.warn('second signal during shutdown; exiting without a clean stop');

@@ -76,6 +76,11 @@ describe('bin/gapwatch', function () {
         assert.match(stdout, new RegExp(`data directory: ${dataDir} \\(locked by pid ${child.pid}\\)`));
         assert.ok(existsSync(join(dataDir, 'gapwatch.pid')));
         assert.match(stdout, new RegExp(`store: embedded ClickHouse, data in ${join(dataDir, 'store')} \\(schema version \\d+\\)`));
+        // No resource configured: a demo database, reachable through the gateway and around it, guarded by the collector.
+        assert.match(stdout, /demo postgres: a real PostgreSQL for the demo resource "demo" on 127\.0\.0\.1:\d+/);
+        assert.match(stdout, /collector: protecting 1 resource: demo \(1 gateway feed\)/);
+        assert.match(stdout, /try it: +PGPASSWORD=gwt_\S+ psql "host=127\.0\.0\.1 port=\d+ dbname=demo user=demo-agent"/);
+        assert.match(stdout, /try it: +psql -w "host=127\.0\.0\.1 port=\d+ dbname=demo user=gapwatch_demo"/);
 
         // A second instance on the same data directory is refused while the first runs.
         const second = await runCli(['up'], { cwd: dir });

@@ -1,0 +1,160 @@
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { CollectorAlert } from '../collector/alerts/alert';
+import type { AlertSink } from '../collector/alerts/contract';
+import { WebhookSink } from '../collector/alerts/webhook-sink';
+import { collectorComponent } from '../collector/collector-component';
+import { openStore } from '../collector/store/connection';
+import { migrate } from '../collector/store/migration';
+import { storeSink } from '../collector/store/sink';
+import { Spool } from '../collector/store/spool';
+import { StoreWriter } from '../collector/store/writer';
+import { parseConfig } from '../platform/config';
+import { packageRoot } from '../platform/package-root';
+import { round } from './stats';
+
+/**
+ * Bypass alert latency: from the kernel timestamp of a connect(2) to a protected upstream (the
+ * sensor's CLOCK_BOOTTIME) to the alert reaching a sink (an in-process sink, and a webhook at a real
+ * local HTTP receiver), with the whole collector running (sensor, correlation, embedded store). Each
+ * round runs quiet and then under a background TCP connect storm (bench/sensor-load.c), side by side.
+ * Bypasses come from a separate process, one connect every intervalMs; alerts are not de-duplicated
+ * here, so each connect must produce one: `missed` counts those that did not.
+ *
+ * Usage: npm run bench -- alert-latency [rounds=3] [bypasses=100] [intervalMs=20] [stormWorkers=2]
+ */
+export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
+  if (process.geteuid?.() !== 0) throw new Error('bench/alert-latency loads BPF programs: run it as root');
+  const rounds = Number(args[0] ?? 3);
+  const bypasses = Number(args[1] ?? 100);
+  const intervalMs = Number(args[2] ?? 20);
+  const stormWorkers = Number(args[3] ?? 2);
+  const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-alerts-'));
+  const load = join(dir, 'sensor-load');
+  execFileSync('gcc', ['-O2', '-Wall', '-pthread', '-o', load, join(packageRoot(), 'bench', 'sensor-load.c')]);
+
+  // The protected upstream: a listener that accepts and closes; what matters is the connect.
+  const upstream = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const port = (upstream.address() as AddressInfo).port;
+  const received = new Map<string, number>();
+  const receiver = createHttpServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const at = process.hrtime.bigint();
+      const alert = (JSON.parse(body) as { alert: CollectorAlert }).alert;
+      received.set(alert.eventId, Number(at - BigInt(alert.kernelBootNs ?? '0')) / 1e6);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/alerts`;
+
+  // CLOCK_BOOTTIME (the sensor's clock) = CLOCK_MONOTONIC (hrtime) + time spent suspended; check it is 0 here.
+  const clockSkewMs = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000 - Number(process.hrtime.bigint()) / 1e6;
+
+  const config = parseConfig(
+    `dataDir: ${join(dir, 'data')}\nstore:\n  writer:\n    flushIntervalMs: 200\ncollector:\n  resources:\n    - name: bench-db\n      labels: { production: "true" }\n      upstream: [{ host: 127.0.0.1, port: ${port} }]\n  correlate:\n    otherConnects: sample\n  alerts:\n    log: false\n    dedupWindowMs: 0\n    maxPerMinute: 1000000\n`,
+  );
+  const log = pino({ level: 'silent' });
+  const store = await openStore(config);
+  await migrate(store.client, store.dialect);
+  const { spool } = Spool.open({ dir: join(config.dataDir, 'spool'), maxBytes: config.store.spool.maxBytes });
+  const writer = new StoreWriter(storeSink(store), spool, config.store.writer, log);
+  writer.start();
+  const collector = collectorComponent({ config, log, writer: () => writer });
+  await collector.start();
+  const atSink = new Map<string, number>();
+  const benchSink: AlertSink = {
+    name: 'bench',
+    deliver(alert) {
+      if (alert.rule === 'connect-bypass') atSink.set(alert.eventId, Number(process.hrtime.bigint() - BigInt(alert.kernelBootNs ?? '0')) / 1e6);
+    },
+    async close() {},
+  };
+  const webhook = new WebhookSink({ url: hookUrl, format: 'generic', secret: 'bench', attempts: 3, timeoutMs: 5000, maxQueue: 100_000 }, log);
+  collector.alerts!.addSink(benchSink);
+  collector.alerts!.addSink(webhook);
+
+  const generator = join(dir, 'bypass.js');
+  writeFileSync(
+    generator,
+    `const net = require('node:net');\nlet left = ${bypasses};\nconst next = () => { if (left-- <= 0) return; const s = net.connect(${port}, '127.0.0.1'); s.on('error', () => {}); s.on('close', () => setTimeout(next, ${intervalMs})); };\nnext();\n`,
+  );
+  const bypassRun = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [generator], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('close', () => resolve());
+    });
+
+  const phase = async (storm: boolean): Promise<{ sink: number[]; webhook: number[]; missed: number }> => {
+    atSink.clear();
+    received.clear();
+    const stormDone = storm
+      ? new Promise<void>((resolve) => execFile(load, ['connect', String(Math.ceil((bypasses * (intervalMs + 2)) / 1000) + 2), String(stormWorkers)], () => resolve()))
+      : Promise.resolve();
+    if (storm) await new Promise((resolve) => setTimeout(resolve, 500));
+    await bypassRun();
+    await stormDone;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await webhook.idle();
+    return { sink: [...atSink.values()], webhook: [...received.values()], missed: Math.max(0, bypasses - atSink.size) };
+  };
+
+  const quiet = { sink: [] as number[], webhook: [] as number[], missed: 0 };
+  const stormy = { sink: [] as number[], webhook: [] as number[], missed: 0 };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const [target, storm] of [[quiet, false], [stormy, true]] as const) {
+        const result = await phase(storm);
+        target.sink.push(...result.sink);
+        target.webhook.push(...result.webhook);
+        target.missed += result.missed;
+      }
+    }
+  } finally {
+    await collector.stop();
+    await writer.close();
+    await store.close();
+    upstream.close();
+    receiver.close();
+    receiver.closeAllConnections();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const stats = correlatorStats(collector);
+  const p = (samples: number[], q: number): number => {
+    if (samples.length === 0) return NaN;
+    const sorted = [...samples].sort((a, b) => a - b);
+    return round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+  };
+  return {
+    name: 'alert-latency',
+    rounds,
+    bypasses_per_phase: bypasses,
+    storm_workers: stormWorkers,
+    quiet_p50_ms: p(quiet.sink, 0.5),
+    quiet_p99_ms: p(quiet.sink, 0.99),
+    webhook_p50_ms: p(stormy.webhook, 0.5),
+    webhook_p99_ms: p(stormy.webhook, 0.99),
+    quiet_missed: quiet.missed,
+    p99_ratio_storm_vs_quiet: round(p(stormy.sink, 0.99) / p(quiet.sink, 0.99)),
+    clock_skew_ms: round(clockSkewMs),
+    connects_seen: stats,
+    p50_ms: p(stormy.sink, 0.5),
+    p99_ms: p(stormy.sink, 0.99),
+    alerts: stormy.sink.length,
+    missed: stormy.missed,
+  };
+}
+
+function correlatorStats(collector: ReturnType<typeof collectorComponent>): Record<string, number> {
+  const stats = collector.correlator?.stats();
+  return stats ? { bypass: stats.bypass, other: stats.other, other_dropped: stats.otherDropped } : {};
+}

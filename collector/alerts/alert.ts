@@ -1,0 +1,61 @@
+import type { Alert } from '../../proto/generated/gapwatch/v1/Alert';
+
+export type AlertKind = 'bypass' | 'secret_in_argv' | 'audit_gap' | 'journal_tampered';
+export type AlertSeverity = 'info' | 'warning' | 'critical';
+
+/** A process as an alert names it. */
+export interface AlertProcess {
+  execId: string;
+  pid: number;
+  comm: string;
+  filename: string;
+}
+
+/**
+ * An alert as the sinks receive it: everything security needs to act without a query. `count` is how
+ * many occurrences it stands for (de-duplicated and rate-limited ones are folded in, never lost).
+ */
+export interface CollectorAlert {
+  alertId: string;
+  kind: AlertKind;
+  /** The detection that raised it, e.g. connect-bypass, exec-client-to-upstream, sensor-loss. */
+  rule: string;
+  severity: AlertSeverity;
+  host: string;
+  /** Wall-clock ns of the occurrence (first one, for a folded alert). */
+  timeUnixNano: string;
+  /** CLOCK_BOOTTIME ns of the kernel event that raised it, when one did (latency measurements). */
+  kernelBootNs: string | null;
+  summary: string;
+  process: AlertProcess | null;
+  /** The process, its parent, … up to the oldest ancestor the sensor knows. */
+  lineage: AlertProcess[];
+  agentRun: { execId: string; agent: string } | null;
+  resource: string;
+  /** Where the process connected, or what its argv aimed at. */
+  destination: string;
+  /** The event (connect, exec, gap) that raised it. */
+  eventId: string;
+  count: number;
+  /** Occurrences of this same alert key since the first, when de-duplication folded them. */
+  lastTimeUnixNano: string;
+}
+
+/** The proto/store form (gapwatch.v1.Alert); rule, count and destination live in the summary there. */
+export function alertMessage(alert: CollectorAlert): Required<Pick<Alert, 'alertId' | 'host' | 'timeUnixNano' | 'summary' | 'execId' | 'agentRun' | 'resource' | 'eventId'>> & {
+  kind: `ALERT_KIND_${string}`;
+  severity: `SEVERITY_${string}`;
+} {
+  return {
+    alertId: alert.alertId,
+    host: alert.host,
+    timeUnixNano: alert.timeUnixNano,
+    kind: `ALERT_KIND_${alert.kind.toUpperCase()}`,
+    severity: `SEVERITY_${alert.severity.toUpperCase()}`,
+    summary: alert.count > 1 ? `${alert.summary} (×${alert.count})` : alert.summary,
+    execId: alert.process?.execId ?? '',
+    agentRun: alert.agentRun?.execId ?? '',
+    resource: alert.resource,
+    eventId: alert.eventId,
+  };
+}

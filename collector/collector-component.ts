@@ -1,0 +1,159 @@
+import { hostname } from 'node:os';
+import type { Config } from '../platform/config';
+import type { Logger } from '../platform/log';
+import type { Component } from '../platform/supervisor';
+import { AlertPipeline, configuredSinks } from './alerts/alert-pipeline';
+import type { GatewayFeed } from './correlate/contract';
+import { Correlator } from './correlate/correlator';
+import { Inventory } from './correlate/inventory';
+import { gatewayRecordRows } from './gateway-feed/record-writer';
+import { HostSensor } from './sensor/host-sensor';
+import { auditGapRow, deterministicId, type Row, type TableName } from './store/rows';
+import type { StoreWriter } from './store/writer';
+
+export interface CollectorOptions {
+  config: Config;
+  log: Logger;
+  /** The store writer, once the store component has started. */
+  writer(): StoreWriter | null;
+  /** Gateway feeds, asked for at start (a gateway started before the collector provides its own). */
+  feeds?(): GatewayFeed[];
+  /** Write the feeds' gateway records (sessions, events, journal gaps) to the store as well. */
+  writeGatewayRecords?: boolean;
+  /** Pids of gateway processes on this host: `gapwatch up` runs the gateway in the collector's own process. */
+  gatewayPids?: ReadonlySet<number>;
+}
+
+export interface CollectorComponent extends Component {
+  readonly inventory: Inventory;
+  readonly correlator: Correlator | null;
+  readonly alerts: AlertPipeline | null;
+  readonly sensor: HostSensor | null;
+}
+
+/**
+ * The collector: host sensor → correlation (verdicts, joins with gateway sessions) → store, with the
+ * gateway feeds and alert sinks. Memory stays bounded: the process table, the joins and the alert keys
+ * have limits, and when the store writer is far behind, rows are counted as lost (an audit_gaps row)
+ * instead of queued without end. Stopping drains the sensor, writes every waiting join, delivers the
+ * folded alerts and flushes the writer.
+ */
+export function collectorComponent(options: CollectorOptions): CollectorComponent {
+  const { config, log } = options;
+  const host = hostname();
+  const inventory = new Inventory(config.collector.correlate.resolveIntervalMs, log);
+  let correlator: Correlator | null = null;
+  let alerts: AlertPipeline | null = null;
+  let sensor: HostSensor | null = null;
+  let writes = 0;
+  let lost = 0;
+  let lostSince = '';
+  let overloaded = false;
+  let gapTimer: NodeJS.Timeout | null = null;
+
+  const write = (table: TableName, row: Row): void => {
+    const writer = options.writer();
+    if (!writer) return;
+    // Checking the writer's buffer on every row costs more than the row; every 256 is enough to bound it.
+    if ((++writes & 255) === 0) overloaded = writer.stats().buffered >= config.store.writer.maxBufferedRows * 2;
+    if (overloaded && table !== 'alerts' && table !== 'audit_gaps') {
+      if (lost++ === 0) lostSince = new Date().toISOString();
+      return;
+    }
+    void writer.write(table, row).catch((err: unknown) => log.error({ err, table }, 'store writer refused a row'));
+  };
+
+  const reportLoss = (): void => {
+    if (lost === 0) return;
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const start = BigInt(Date.parse(lostSince)) * 1_000_000n;
+    const count = lost;
+    lost = 0;
+    log.error({ lost: count }, 'the store writer fell behind; rows were dropped and recorded in audit_gaps');
+    options.writer()?.write(
+      'audit_gaps',
+      auditGapRow({
+        gapId: deterministicId('collector-overload', host, start),
+        host,
+        source: 'collector',
+        startUnixNano: start.toString(),
+        endUnixNano: now.toString(),
+        lost: String(count),
+        reason: `the store writer was more than ${config.store.writer.maxBufferedRows * 2} rows behind: ${count} host event rows dropped`,
+      }),
+    );
+  };
+
+  return {
+    name: 'collector',
+    inventory,
+    get correlator() {
+      return correlator;
+    },
+    get alerts() {
+      return alerts;
+    },
+    get sensor() {
+      return sensor;
+    },
+    async start() {
+      const feeds = options.feeds?.() ?? [];
+      alerts = new AlertPipeline(config.collector.alerts, configuredSinks(config.collector.alerts, log, options.writer()), log);
+      const running = alerts;
+      // The sensor is built after the correlator (its callback needs it); the table is looked up through this.
+      let processes: HostSensor['table'] | null = null;
+      const table = { get: (id: string) => processes?.get(id), lineage: (id: string) => processes?.lineage(id) ?? [] };
+      correlator = new Correlator(
+        inventory,
+        table,
+        { host, config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: options.gatewayPids ?? new Set() },
+        { write, alert: (key, alert) => running.raise(key, alert) },
+        log,
+      );
+      const joined = correlator;
+      await inventory.setConfigured(config.collector.resources);
+      for (const feed of feeds) {
+        feed.onResources((resources) => void inventory.setFromGateway(resources));
+        feed.onRecord((record) => {
+          joined.onJournalRecord(record);
+          if (options.writeGatewayRecords) for (const { table: t, row } of gatewayRecordRows(record)) write(t, row);
+        });
+      }
+      await inventory.settled();
+      inventory.start();
+      correlator.start();
+      sensor = new HostSensor(config.collector.sensor, (record) => joined.onSensorRecord(record));
+      processes = sensor.table;
+      try {
+        sensor.start();
+      } catch (err) {
+        sensor = null;
+        inventory.stop();
+        joined.close();
+        await running.close();
+        throw err;
+      }
+      gapTimer = setInterval(reportLoss, 1000);
+      gapTimer.unref();
+      const resources = inventory.resources();
+      const lines = [
+        `host sensor on ${host}: ${sensor.table.size} processes known`,
+        `protecting ${resources.length} resource${resources.length === 1 ? '' : 's'}${resources.length ? `: ${resources.map((r) => r.name).join(', ')}` : ''} (${feeds.length} gateway feed${feeds.length === 1 ? '' : 's'})`,
+        `alerts to ${running.sinks.map((s) => s.name).join(', ') || 'no sink'}`,
+      ];
+      return lines;
+    },
+    async stop() {
+      if (gapTimer) clearInterval(gapTimer);
+      gapTimer = null;
+      const stopping = sensor;
+      sensor = null;
+      await stopping?.stop();
+      inventory.stop();
+      correlator?.close();
+      reportLoss();
+      await alerts?.close();
+      await options.writer()?.flush();
+    },
+  };
+}

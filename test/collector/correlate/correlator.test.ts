@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import type { CollectorAlert } from '../../../collector/alerts/alert';
+import { Correlator, type VerdictNote } from '../../../collector/correlate/correlator';
+import { Inventory } from '../../../collector/correlate/inventory';
+import type { ConnectRecord, LossRecord } from '../../../collector/sensor/host-sensor';
+import type { Row, TableName } from '../../../collector/store/rows';
+import { parseConfig } from '../../../platform/config';
+import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
+import { silentLog } from '../store/store-fixture';
+
+const T0 = Date.parse('2026-11-25T10:00:00.000Z');
+
+function connect(pid: number, to: { ip?: string; port?: number; path?: string }, local: { ip: string; port: number } | null, overrides: Partial<ConnectRecord> = {}): ConnectRecord {
+  return {
+    kind: 'connect',
+    time: new Date(T0).toISOString(),
+    bootNs: String(1_000_000_000 + pid),
+    execId: `exec-${pid}`,
+    pid,
+    ppid: 1,
+    parentExecId: 'exec-1',
+    comm: 'psql',
+    uid: 0,
+    gid: 0,
+    cgroupId: null,
+    agentRunId: 'exec-7',
+    agent: 'claude',
+    intent: true,
+    outcome: true,
+    result: 'started',
+    errno: null,
+    family: to.path ? 'unix' : 'inet',
+    transport: to.path ? 'unix-stream' : 'tcp',
+    remoteAddress: to.ip ?? null,
+    remotePort: to.port ?? null,
+    localAddress: local?.ip ?? null,
+    localPort: local?.port ?? null,
+    unixPath: to.path ?? null,
+    socketCookie: String(pid),
+    ...overrides,
+  };
+}
+
+function sessionRecord(sessionId: string, client: { ip: string; port: number }): JournalRecord__Output {
+  return {
+    gatewayId: 'gw',
+    seq: '1',
+    prevHash: Buffer.alloc(32),
+    hash: Buffer.alloc(32),
+    timeUnixNano: String(BigInt(T0) * 1_000_000n),
+    body: 'session',
+    session: { sessionId, gatewayId: 'gw', resource: 'orders', client, startUnixNano: String(BigInt(T0 + 5) * 1_000_000n) } as JournalRecord__Output['session'],
+  };
+}
+
+async function setup(yaml = '') {
+  const config = parseConfig(`collector:\n  resources:\n    - name: orders\n      upstream: [{ host: 10.0.0.5, port: 5432 }, { unixPath: /run/pg/.s.PGSQL.5432 }]\n      listener: [{ host: 127.0.0.1, port: 6543 }]\n${yaml}`);
+  const inventory = new Inventory(60_000, silentLog);
+  await inventory.setConfigured(config.collector.resources);
+  const rows: Array<{ table: TableName; row: Row }> = [];
+  const alerts: CollectorAlert[] = [];
+  const notes: VerdictNote[] = [];
+  const correlator = new Correlator(
+    inventory,
+    { get: () => undefined, lineage: () => [] },
+    { host: 'h', config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: new Set([99]) },
+    { write: (table, row) => rows.push({ table, row }), alert: (_key, alert) => alerts.push(alert) },
+    silentLog,
+  );
+  correlator.verdicts.push((note) => notes.push(note));
+  return { correlator, rows, alerts, notes };
+}
+
+describe('collector/correlate correlator (verdicts and joins)', () => {
+  it('joins a mediated connect with the session that arrives later, by client address and port', async () => {
+    const { correlator, notes } = await setup();
+    correlator.onSensorRecord(connect(10, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40001 }));
+    assert.equal(notes.length, 0, 'waits for its session');
+    correlator.onJournalRecord(sessionRecord('S-other', { ip: '127.0.0.1', port: 40002 }));
+    assert.equal(notes.length, 0);
+    correlator.onJournalRecord(sessionRecord('S-1', { ip: '127.0.0.1', port: 40001 }));
+    assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId, n.resource]), [['mediated', 'S-1', 'orders']]);
+    // The session known first, the connect second: joined at once.
+    correlator.onSensorRecord(connect(11, { ip: '::ffff:127.0.0.1', port: 6543 }, { ip: '::ffff:127.0.0.1', port: 40002 }));
+    assert.equal(notes[1]!.sessionId, 'S-other');
+  });
+
+  it('flags a mediated connect with no session after the window (audit_gaps row), and writes it', async () => {
+    const { correlator, notes, rows } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+    correlator.onSensorRecord(connect(12, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40003 }));
+    correlator.expire(Date.now() + 2000);
+    assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId]), [['mediated', '']]);
+    const gap = rows.find((r) => r.table === 'audit_gaps');
+    assert.ok(gap);
+    assert.equal(gap.row.source, 'correlation');
+    assert.match(String(gap.row.reason), /has no gateway session: no session within 1000 ms/);
+  });
+
+  it('bypass for a direct or unix-socket connect to the upstream, never for the gateway itself; other otherwise', async () => {
+    const { correlator, notes, alerts } = await setup('  correlate:\n    otherConnects: drop\n');
+    correlator.onSensorRecord(connect(13, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50000 }));
+    correlator.onSensorRecord(connect(14, { path: '/run/pg/.s.PGSQL.5432' }, null));
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50001 }));
+    correlator.onSensorRecord(connect(15, { ip: '10.0.0.5', port: 22 }, { ip: '10.0.0.9', port: 50002 }));
+    assert.deepEqual(notes.map((n) => [n.pid, n.verdict]), [[13, 'bypass'], [14, 'bypass'], [99, 'other']]);
+    assert.deepEqual(alerts.map((a) => [a.process?.pid, a.rule, a.destination, a.agentRun?.agent]), [
+      [13, 'connect-bypass', '10.0.0.5:5432', 'claude'],
+      [14, 'connect-bypass', '/run/pg/.s.PGSQL.5432', 'claude'],
+    ]);
+    assert.equal(correlator.stats().otherDropped, 1);
+  });
+
+  it('turns sensor loss into an audit_gaps row and an alert', async () => {
+    const { correlator, rows, alerts } = await setup();
+    const loss: LossRecord = { kind: 'loss', time: new Date(T0).toISOString(), bootNs: '5', kernelDrops: { connect: 3 }, queueDrops: { exec: 2 } };
+    correlator.onSensorRecord(loss);
+    const gap = rows.find((r) => r.table === 'audit_gaps')!;
+    assert.equal(gap.row.lost, '5');
+    assert.equal(gap.row.source, 'sensor');
+    assert.equal(alerts[0]!.kind, 'audit_gap');
+  });
+});
