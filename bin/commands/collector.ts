@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { collectorComponent } from '../../collector/collector-component';
+import { gatewayFeedComponent } from '../../collector/gateway-feed/gateway-feed';
 import { storeComponent } from '../../collector/store/store-component';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import { runUntilSignal } from '../../platform/supervisor';
@@ -19,6 +20,10 @@ export function registerCollector(program: Command): void {
     async (context) => {
       const { config, log } = context;
       const store = storeComponent(config, log);
+      // The subscriptions write gateway records to the store themselves (their position commits after
+      // the store has them); correlation only listens. They start after the collector, so its
+      // listeners are in place before the first record arrives, and stop before it.
+      const gateways = gatewayFeedComponent(config, log, () => store.writer);
       let lock: DataDirLock | null = null;
       await runUntilSignal(
         [
@@ -33,7 +38,8 @@ export function registerCollector(program: Command): void {
             },
           },
           store,
-          collectorComponent({ config, log, writer: () => store.writer }),
+          collectorComponent({ config, log, writer: () => store.writer, feeds: () => [gateways.feed] }),
+          gateways,
         ],
         log,
         (lines) => process.stdout.write(`gapwatch collector is up:\n${lines.map((line) => `  ${line}\n`).join('')}Press Ctrl-C to stop.\n`),

@@ -105,8 +105,8 @@ export function gatewayFeedComponent(config: Config, log: Logger, writer: () => 
     async start() {
       feed.start();
       return config.collector.gateways.length === 0
-        ? ['gateway feed: no gateways configured (collector.gateways)']
-        : config.collector.gateways.map((gateway) => `gateway feed: subscribed to ${gateway.address} (mutual TLS), position in ${config.dataDir}/gateway-feed/`);
+        ? ['no gateways configured (collector.gateways)']
+        : config.collector.gateways.map((gateway) => `subscribed to ${gateway.address} (mutual TLS), position in ${config.dataDir}/gateway-feed/`);
     },
     async stop() {
       await feed.stop();

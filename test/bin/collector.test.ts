@@ -28,7 +28,8 @@ describe('gapwatch collector', () => {
         child.on('close', () => reject(new Error(`collector exited early:\n${stdout}\n${stderr}`)));
       });
       assert.match(stdout, /gapwatch collector is up:/);
-      assert.match(stdout, /collector: protecting 1 resource: billing \(0 gateway feeds\)/);
+      assert.match(stdout, /collector: protecting 1 resource: billing \(1 gateway feed\)/);
+      assert.match(stdout, /gateway feed: no gateways configured \(collector\.gateways\)/);
       assert.match(stdout, /collector: alerts to log, store/);
       child.kill('SIGTERM');
       assert.equal(await exited, 0, `${stdout}\n${stderr}`);
