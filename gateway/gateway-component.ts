@@ -5,6 +5,8 @@ import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
 import { PostgresGateway } from './postgres/listener';
+import { SshCommandPolicy } from './ssh/command-policy';
+import { SshGateway } from './ssh/listener';
 
 /**
  * The gateway as one supervised component: the journal first (nothing is served that cannot be
@@ -15,7 +17,11 @@ export function gatewayComponent(config: Config, log: Logger): Component {
   let journal: Journal | null = null;
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
+  let ssh: { gateway: SshGateway; policy: SshCommandPolicy } | null = null;
   const stopAll = async (): Promise<void> => {
+    await ssh?.gateway.stop();
+    ssh?.policy.close();
+    ssh = null;
     await postgres?.stop();
     postgres = null;
     policy?.close();
@@ -32,6 +38,11 @@ export function gatewayComponent(config: Config, log: Logger): Component {
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
         const lines = await postgres.start();
+        if (config.gateway.ssh.resources.length > 0) {
+          const sshPolicy = new SshCommandPolicy(config.gateway.ssh, { dataDir: config.dataDir, timeoutSeconds: config.gateway.policy.reviewTimeoutSeconds, onError: (err) => log.warn({ err }, 'review channel: could not read a decision; retrying') });
+          ssh = { gateway: new SshGateway({ gatewayId: config.gateway.id, config: config.gateway.ssh, dataDir: config.dataDir, journal, identities, policy: sshPolicy, log }), policy: sshPolicy };
+          lines.push(...(await ssh.gateway.start()));
+        }
         return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
       } catch (err) {
         await stopAll();

@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
+import { sshGatewaySchema } from '../gateway/ssh/config-schema';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
 /**
@@ -105,6 +106,8 @@ const gatewaySchema = z.strictObject({
     .prefault({}),
   identity: identityConfigSchema.prefault({}),
   policy: policyConfigSchema.prefault({}),
+  /** The SSH gateway (gateway/ssh/README.md). */
+  ssh: sshGatewaySchema.prefault({}),
 });
 
 /**
