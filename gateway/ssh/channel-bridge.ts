@@ -34,9 +34,16 @@ export function bridgeChannels(agent: ServerChannel, upstream: ClientChannel, ta
   upstream.stderr.on('data', (chunk: Buffer) => {
     result.stderrBytes += chunk.length;
   });
-  upstream.on('exit', (code: number | null, signal?: string) => {
+  let coreDumped = false;
+  let description = '';
+  upstream.on('exit', (code: number | null, signal?: string, dumped?: boolean, message?: string) => {
     if (typeof code === 'number') result.exitStatus = code;
-    else if (signal) result.exitSignal = signal;
+    else if (signal) {
+      // ssh2 prefixes "SIG"; on the wire (RFC 4254 §6.10) and in the journal the name has none.
+      result.exitSignal = signal.replace(/^SIG/, '');
+      coreDumped = dumped === true;
+      description = message ?? '';
+    }
   });
   agent.pipe(upstream);
   upstream.pipe(agent, { end: false });
@@ -51,7 +58,7 @@ export function bridgeChannels(agent: ServerChannel, upstream: ClientChannel, ta
     await drained(agent.stderr);
     if (agent.writable) {
       if (result.exitStatus !== null) agent.exit(result.exitStatus);
-      else if (result.exitSignal !== null) agent.exit(result.exitSignal, false, '');
+      else if (result.exitSignal !== null) agent.exit(result.exitSignal, coreDumped, description);
       agent.end();
     }
     return result;

@@ -10,6 +10,8 @@ import { formatSshPublicKey, parseSshPublicKey } from '../../gateway/ssh/ssh-key
 import { parseConfig, type Config } from '../../platform/config';
 import { createLogger } from '../../platform/log';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session';
+import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { generateKey, startSshd, type SshServer } from './sshd';
 
 /**
@@ -36,12 +38,16 @@ export interface SshGatewayUnderTest {
   directTarget: string;
   gatewayTarget: string;
   records(): Promise<JournalRecord__Output[]>;
+  /** The seq of the last journal record (0 when empty): mark it before a client runs. */
+  head(): Promise<bigint>;
+  /** The first session that ended after `since`, with its events (waits for the gateway to write it). */
+  sessionRecords(since: bigint): Promise<{ session: Session__Output; events: SessionEvent__Output[] }>;
   stop(): Promise<void>;
 }
 
 export interface SshGatewayOptions {
-  /** Extra `gateway.ssh` keys (commands, forwarding …). */
-  ssh?: Record<string, unknown>;
+  /** Extra `gateway.ssh` keys (commands, forwarding …), given the server they front. */
+  ssh?: (sshd: SshServer) => Record<string, unknown>;
   /** Replace the pinned upstream host key (host key mismatch tests). */
   hostKeys?: string[];
   logLevel?: 'info' | 'warn' | 'error' | 'fatal';
@@ -71,7 +77,7 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
             },
           },
         ],
-        ...options.ssh,
+        ...options.ssh?.(sshd),
       },
     },
   };
@@ -97,7 +103,7 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
     const common = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null'];
     const j = journal;
     const p = policy;
-    return {
+    const harness: SshGatewayUnderTest = {
       sshd,
       gateway,
       port,
@@ -112,6 +118,23 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
       gatewayOptions: [...common, '-o', 'StrictHostKeyChecking=accept-new', '-i', agentKeyFile, '-o', `Port=${port}`],
       directTarget: `${sshd.user}@127.0.0.1`,
       gatewayTarget: `${login}@${resource}@127.0.0.1`,
+      async sessionRecords(since) {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const records = (await this.records()).filter((record) => BigInt(record.seq) > since);
+          const ended = records.find((record) => record.session && record.session.endUnixNano !== '0');
+          if (ended) {
+            const id = ended.session!.sessionId;
+            return { session: ended.session!, events: records.flatMap((record) => (record.event?.sessionId === id ? [record.event] : [])) };
+          }
+          if (Date.now() > deadline) throw new Error(`no session ended after journal seq ${since}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      },
+      async head() {
+        const records = await this.records();
+        return records.length === 0 ? 0n : BigInt(records[records.length - 1]!.seq);
+      },
       async records() {
         const out: JournalRecord__Output[] = [];
         for await (const record of j.read(1n)) out.push(record);
@@ -125,6 +148,7 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
         rmSync(dataDir, { recursive: true, force: true });
       },
     };
+    return harness;
   } catch (err) {
     policy?.close();
     await journal?.close();
