@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { FileIdentityStore } from '../gateway/identity/identity-store';
-import { journalOptionsFromConfig, openJournal } from '../gateway/journal/journal';
+import { journalOptionsFromConfig, openJournal, type Journal } from '../gateway/journal/journal';
 import { createPolicyEngine } from '../gateway/policy/policy-engine';
 import { PostgresGateway } from '../gateway/postgres/listener';
 import { parseConfig } from '../platform/config';
@@ -17,13 +17,18 @@ import { round, summarize, type Summary } from './stats';
  * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15 by
  * three paths in the same run — direct, through PgBouncer (session pooling), and through the
  * gapwatch gateway with full audit (every request journaled and fsync'd before it is forwarded,
- * every result journaled, policy evaluated) — for `-S` (select-only) and the default TPC-B-like
+ * every result journaled, policy evaluated), plus a diagnostic fourth (the gateway with an unsynced
+ * journal) — for `-S` (select-only) and the default TPC-B-like
  * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
  * this noisy machine hits all three alike. Reports median TPS and per-transaction latency p50/p99
  * (from pgbench's transaction log), and gapwatch/PgBouncer ratios.
  */
 
-type PathName = 'direct' | 'pgbouncer' | 'gapwatch';
+/**
+ * gapwatch_nofsync is a diagnostic, not a product mode: the same gateway with a journal that skips
+ * fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
+ */
+type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_nofsync';
 
 interface Endpoint {
   port: number;
@@ -174,24 +179,31 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     };
     const config = parseConfig(stringify(document));
     const log = createLogger({ level: 'error', format: 'json' });
-    const journal = await openJournal(journalOptionsFromConfig(config, log));
     const policy = await createPolicyEngine({ config: config.gateway.policy, dataDir, log });
+    cleanups.push(async () => policy.close());
     const identities = new FileIdentityStore({ dataDir });
     const { token } = await identities.create('bench-agent');
-    const gateway = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
-    await gateway.start();
-    cleanups.push(async () => {
-      await gateway.stop();
-      policy.close();
-      await journal.close();
-    });
+    const startGateway = async (gatewayId: string, sync: 'group' | 'none'): Promise<{ port: number; journal: Journal }> => {
+      const journal = await openJournal({ ...journalOptionsFromConfig({ ...config, gateway: { ...config.gateway, id: gatewayId } }, log), sync });
+      const gateway = new PostgresGateway({ gatewayId, config: config.gateway.postgres, journal, identities, policy, log });
+      await gateway.start();
+      cleanups.push(async () => {
+        await gateway.stop();
+        await journal.close();
+      });
+      return { port: gateway.address().port, journal };
+    };
+    const audited = await startGateway('gw-bench', 'group');
+    const unsynced = await startGateway('gw-bench-nofsync', 'none');
+    const journal = audited.journal;
 
     const paths: Record<PathName, Endpoint> = {
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
-      gapwatch: { port: gateway.address().port, user: 'bench-agent', password: token, database: 'bench' },
+      gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
+      gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -199,7 +211,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [] };
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_nofsync: [] };
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
@@ -214,7 +226,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
           p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
         });
-        const per = { direct: summaryOf('direct'), pgbouncer: summaryOf('pgbouncer'), gapwatch: summaryOf('gapwatch') };
+        const per = { direct: summaryOf('direct'), pgbouncer: summaryOf('pgbouncer'), gapwatch: summaryOf('gapwatch'), gapwatch_nofsync: summaryOf('gapwatch_nofsync') };
         const ratio = per.gapwatch.tps.median / per.pgbouncer.tps.median;
         lowest = Math.min(lowest, ratio);
         modes[mode] = {
@@ -222,8 +234,14 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           ratio_vs_pgbouncer: round(ratio),
           ratio_vs_direct: round(per.gapwatch.tps.median / per.direct.tps.median),
           pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
+          nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
         };
-        tps[mode] = { direct: per.direct.tps.median, pgbouncer: per.pgbouncer.tps.median, gapwatch: per.gapwatch.tps.median };
+        tps[mode] = {
+          direct: per.direct.tps.median,
+          pgbouncer: per.pgbouncer.tps.median,
+          gapwatch: per.gapwatch.tps.median,
+          gapwatch_nofsync: per.gapwatch_nofsync.tps.median,
+        };
       }
     }
     let journalRecords = 0;

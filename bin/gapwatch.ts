@@ -21,8 +21,8 @@ async function main(argv: string[]): Promise<void> {
   registerVerify(program);
   registerToken(program);
   registerReviews(program);
-  registerQuery(program);
   registerGateway(program);
+  registerQuery(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

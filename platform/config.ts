@@ -177,6 +177,10 @@ const storeSchema = z
   .refine((s) => [s.password, s.passwordFile, s.passwordEnv].filter((v) => v !== undefined).length <= 1, {
     message: 'at most one of password, passwordFile, passwordEnv',
   })
+  .refine((s) => (s.tls.certFile === undefined) === (s.tls.keyFile === undefined) && (s.tls.certFile === undefined || s.tls.caFile !== undefined), {
+    message: 'tls.certFile and tls.keyFile go together, and need tls.caFile',
+    path: ['tls'],
+  })
   .refine((s) => s.cluster === undefined || s.url !== undefined, {
     message: 'cluster needs url: the embedded engine has no cluster',
     path: ['cluster'],

@@ -5,7 +5,7 @@ import { drainPending, Session } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../../platform/config';
 import type { Dialect, StoreKind } from './ddl';
-import { StoreEngineBusyError, StorePasswordUnreadableError } from './errors';
+import { StoreEngineBusyError, StorePasswordUnreadableError, StoreTlsFileUnreadableError } from './errors';
 
 const MIB = 1024 * 1024;
 
@@ -94,11 +94,19 @@ function storePassword(config: Config): string | undefined {
 function tlsOptions(config: Config): { ca_cert: Buffer; cert?: Buffer; key?: Buffer } | undefined {
   const tls = config.store.tls;
   if (tls.caFile === undefined) return undefined;
-  const ca_cert = readFileSync(resolve(tls.caFile));
+  const ca_cert = readTlsFile('store.tls.caFile', tls.caFile);
   if (tls.certFile !== undefined && tls.keyFile !== undefined) {
-    return { ca_cert, cert: readFileSync(resolve(tls.certFile)), key: readFileSync(resolve(tls.keyFile)) };
+    return { ca_cert, cert: readTlsFile('store.tls.certFile', tls.certFile), key: readTlsFile('store.tls.keyFile', tls.keyFile) };
   }
   return { ca_cert };
+}
+
+function readTlsFile(key: string, file: string): Buffer {
+  try {
+    return readFileSync(resolve(file));
+  } catch (err) {
+    throw new StoreTlsFileUnreadableError(key, file, err);
+  }
 }
 
 /**

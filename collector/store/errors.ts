@@ -38,6 +38,12 @@ export class StorePasswordUnreadableError extends GapwatchError {
   }
 }
 
+export class StoreTlsFileUnreadableError extends GapwatchError {
+  constructor(key: string, file: string, cause: unknown) {
+    super('STORE_ERR_TLS_FILE_UNREADABLE', `cannot read ${key} ${file}: ${describeCause(cause)}; fix store.tls in the configuration`, { cause });
+  }
+}
+
 export class StoreMigrationError extends GapwatchError {
   readonly version: number;
 
@@ -69,20 +75,6 @@ export class StoreQueryRefusedError extends GapwatchError {
 export class StoreQueryFailedError extends GapwatchError {
   constructor(cause: unknown) {
     super('STORE_ERR_QUERY_FAILED', `query failed: ${describeCause(cause)}`, { cause });
-  }
-}
-
-export class SpoolCorruptError extends GapwatchError {
-  readonly file: string;
-  readonly offset: number;
-
-  constructor(file: string, offset: number, detail: string) {
-    super(
-      'STORE_ERR_SPOOL_CORRUPT',
-      `spool file ${file} is damaged at byte ${offset}: ${detail}; the records before it were replayed and the loss is recorded in audit_gaps`,
-    );
-    this.file = file;
-    this.offset = offset;
   }
 }
 

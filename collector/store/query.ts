@@ -5,7 +5,7 @@ import type { Config } from '../../platform/config';
 import { packageRoot } from '../../platform/package-root';
 import { openStore } from './connection';
 import { quoteIdent } from './ddl';
-import { StoreQueryFailedError, StoreQueryRefusedError, StoreQueryUnknownError } from './errors';
+import { StoreQueryFailedError, StoreQueryRefusedError, StoreQueryUnknownError, StoreUnreachableError } from './errors';
 import { dateTime64 } from './time';
 
 export type OutputFormat = 'table' | 'json' | 'csv';
@@ -106,6 +106,8 @@ export async function runQuery(config: Config, request: QueryRequest): Promise<s
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if (code === READONLY_ERROR) throw new StoreQueryRefusedError('the store refused it as a write (ClickHouse readonly mode)', err);
+    // Socket-level failures carry errno codes (ECONNREFUSED, ENOTFOUND, ETIMEDOUT …); ClickHouse errors numeric ones.
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) throw new StoreUnreachableError(store.where, err);
     throw new StoreQueryFailedError(err);
   } finally {
     await store.close();

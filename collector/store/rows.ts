@@ -5,6 +5,7 @@ import type { ConnectEvent__Output } from '../../proto/generated/gapwatch/v1/Con
 import type { ProcessEvent__Output } from '../../proto/generated/gapwatch/v1/ProcessEvent';
 import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session';
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
+import { INITIAL_TABLES } from './migrations/0001-initial-schema';
 import { dateTime64 } from './time';
 
 /**
@@ -33,6 +34,28 @@ export const TIME_COLUMN: Record<TableName, string> = {
 };
 
 export type Row = Record<string, string | number | boolean | string[] | Record<string, string>>;
+
+/** The columns of each table, in schema order: the order rows are encoded in. */
+export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEntries(
+  INITIAL_TABLES.map((spec) => [spec.name, spec.columns.map((column) => column.split(' ')[0]!)]),
+) as unknown as Record<TableName, readonly string[]>;
+
+/**
+ * One row as a JSONCompactEachRow line: a JSON array of the values in TABLE_COLUMNS order. ClickHouse
+ * parses this format markedly faster than JSONEachRow (no key per value), and the column list sent with
+ * each insert keeps spooled rows valid across schema versions. A missing value is null, which the
+ * engine stores as the column default.
+ */
+export function encodeRow(table: TableName, row: Row): string {
+  const columns = TABLE_COLUMNS[table];
+  const values = new Array<unknown>(columns.length);
+  for (let i = 0; i < columns.length; i++) values[i] = row[columns[i]!] ?? null;
+  return JSON.stringify(values);
+}
+
+export function encodeRows(table: TableName, rows: readonly Row[]): Buffer {
+  return Buffer.from(`${rows.map((row) => encodeRow(table, row)).join('\n')}\n`);
+}
 
 /**
  * A deterministic id from the fields that identify a record, for producers whose records carry none:

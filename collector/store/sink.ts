@@ -1,12 +1,15 @@
 import { Readable } from 'node:stream';
-import { qualified } from './ddl';
+import { qualified, quoteIdent } from './ddl';
 import type { Store } from './connection';
 import { migrate } from './migration';
 import type { TableName } from './rows';
 
-/** Where the writer delivers batches: JSON lines for one table. Throws when the batch was not stored. */
+/**
+ * Where the writer delivers batches: rows of one table as JSONCompactEachRow lines, values in the order of
+ * `columns`. Throws when the batch was not stored.
+ */
 export interface InsertSink {
-  insert(table: TableName, body: Buffer, rows: number): Promise<void>;
+  insert(table: TableName, columns: readonly string[], body: Buffer, rows: number): Promise<void>;
 }
 
 /**
@@ -17,7 +20,7 @@ export interface InsertSink {
 export function storeSink(store: Store): InsertSink {
   let migrated = false;
   return {
-    async insert(table, body) {
+    async insert(table, columns, body) {
       if (!migrated) {
         await migrate(store.client, store.dialect);
         migrated = true;
@@ -27,7 +30,7 @@ export function storeSink(store: Store): InsertSink {
         // batch is byte-identical to the first attempt. `insert` would re-encode JSON rows, so the bytes
         // are sent through `exec` with the statement naming the format.
         const result = await store.client.exec({
-          query: `INSERT INTO ${qualified(store.dialect, table)} FORMAT JSONEachRow`,
+          query: `INSERT INTO ${qualified(store.dialect, table)} (${columns.map(quoteIdent).join(', ')}) FORMAT JSONCompactEachRow`,
           values: Readable.from([body], { objectMode: false }),
         });
         await drain(result.stream);

@@ -12,7 +12,8 @@ import type { Row, TableName } from './rows';
  *   magic   u32 LE  0x31535747 ("GWS1")
  *   length  u32 LE  payload bytes
  *   crc32   u32 LE  of the payload
- *   payload         a JSON header line {"table","rows","minTime","maxTime"}, then the batch as JSON lines
+ *   payload         a JSON header line {"table","columns","rows","minTime","maxTime"}, then the batch's
+ *                   JSONCompactEachRow lines
  *
  * Each append is fsync'd before it counts as spooled. On open every segment is checked; a record whose
  * header is cut short, whose magic is wrong or whose checksum fails ends the readable part of that segment
@@ -29,11 +30,13 @@ const GAPS_FILE = 'gaps.json';
 
 export interface SpoolBatch {
   table: TableName;
+  /** The columns of each row in `body`, in order. */
+  columns: readonly string[];
   rows: number;
   /** DateTime64 text of the earliest and latest row, for the time range of a loss. */
   minTime: string;
   maxTime: string;
-  /** The rows as JSON lines, exactly as they are inserted. */
+  /** The rows as JSONCompactEachRow lines, exactly as they are inserted. */
   body: Buffer;
 }
 
@@ -204,7 +207,7 @@ export class Spool {
 }
 
 export function encodeRecord(batch: SpoolBatch): Buffer {
-  const header = Buffer.from(`${JSON.stringify({ table: batch.table, rows: batch.rows, minTime: batch.minTime, maxTime: batch.maxTime })}\n`);
+  const header = Buffer.from(`${JSON.stringify({ table: batch.table, columns: batch.columns, rows: batch.rows, minTime: batch.minTime, maxTime: batch.maxTime })}\n`);
   const payloadLength = header.length + batch.body.length;
   const record = Buffer.allocUnsafe(HEADER_BYTES + payloadLength);
   record.writeUInt32LE(SPOOL_MAGIC, 0);

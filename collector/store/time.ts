@@ -12,8 +12,21 @@ export function dateTime64(nanos: bigint | string | number): string {
     fraction += 1_000_000_000n;
     seconds -= 1n;
   }
-  const iso = new Date(Number(seconds) * 1000).toISOString();
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${fraction.toString().padStart(9, '0')}`;
+  return `${secondsText(seconds)}.${fraction.toString().padStart(9, '0')}`;
+}
+
+// Events arrive in bursts within one second; formatting the date part once per second instead of once
+// per row is most of the cost of this function on the writer's hot path.
+let cachedSeconds = -1n;
+let cachedText = '';
+
+function secondsText(seconds: bigint): string {
+  if (seconds !== cachedSeconds) {
+    const iso = new Date(Number(seconds) * 1000).toISOString();
+    cachedText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+    cachedSeconds = seconds;
+  }
+  return cachedText;
 }
 
 export const DATETIME64_TEXT = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{9}$/;

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from '../../platform/config';
 import type { Logger } from '../../platform/log';
 import { WriterClosedError } from './errors';
-import { deterministicId, TIME_COLUMN, type Row, type TableName } from './rows';
+import { deterministicId, encodeRow, encodeRows, TABLE_COLUMNS, TIME_COLUMN, type Row, type TableName } from './rows';
 import type { InsertSink } from './sink';
 import type { PendingGap, Spool, SpoolBatch, SpoolDamage } from './spool';
 import { DATETIME64_TEXT, dateTime64, nowNanos } from './time';
@@ -57,8 +58,8 @@ function laterTime(a: string, b: string): boolean {
  * Memory is bounded: `write` returns a promise that settles at once while fewer than `maxBufferedRows`
  * rows are waiting, and only when the backlog has drained below that otherwise. Producers must await it.
  *
- * Nothing is dropped silently: a batch the spool has no room for, spool damage found at start, and a
- * batch the store refuses as malformed each become an audit_gaps row (kept durably in the spool directory
+ * Nothing is dropped silently: a batch the spool has no room for, spool damage found at start, and each
+ * row the store refuses as malformed become audit_gaps rows (kept durably in the spool directory
  * until the store has it).
  */
 export class StoreWriter {
@@ -129,7 +130,7 @@ export class StoreWriter {
     }
     const timeColumn = TIME_COLUMN[table];
     for (const row of list) {
-      buffer.lines.push(JSON.stringify(row));
+      buffer.lines.push(encodeRow(table, row));
       const time = String(row[timeColumn] ?? '');
       if (buffer.minTime === '' || laterTime(buffer.minTime, time)) buffer.minTime = time;
       if (laterTime(time, buffer.maxTime)) buffer.maxTime = time;
@@ -180,6 +181,7 @@ export class StoreWriter {
         const lines = buffer.lines.splice(0, this.options.batchRows);
         const batch: SpoolBatch = {
           table,
+          columns: TABLE_COLUMNS[table],
           rows: lines.length,
           minTime: buffer.minTime,
           maxTime: buffer.maxTime,
@@ -205,14 +207,9 @@ export class StoreWriter {
       }
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.sink.insert(batch.table, batch.body, batch.rows);
-          this.statsCounters.written += batch.rows;
+          this.statsCounters.written += await this.insertIsolating(batch);
           return;
         } catch (err) {
-          if (isRejectedData(err)) {
-            this.rejected(batch, err);
-            return;
-          }
           if (attempt >= this.options.attempts) {
             this.log.warn({ table: batch.table, rows: batch.rows, attempts: attempt, err: (err as Error).message }, 'store unreachable; spooling to disk until it answers');
             this.statsCounters.degraded = true;
@@ -226,6 +223,32 @@ export class StoreWriter {
       }
     } finally {
       this.release(batch.rows);
+    }
+  }
+
+  /**
+   * Inserts a batch; when the store refuses it as malformed, halves it until the refused rows are
+   * isolated, so only they are lost (and recorded). Returns the rows stored. Any other failure
+   * propagates: the store is unreachable, and the whole batch is retried or spooled (rows already stored
+   * from it collapse with their replay).
+   */
+  private async insertIsolating(batch: SpoolBatch): Promise<number> {
+    try {
+      await this.sink.insert(batch.table, batch.columns, batch.body, batch.rows);
+      return batch.rows;
+    } catch (err) {
+      if (!isRejectedData(err)) throw err;
+      if (batch.rows <= 1) {
+        this.rejected(batch, err);
+        return 0;
+      }
+      const lines = batch.body.toString('utf8').split('\n').filter((line) => line.length > 0);
+      const middle = Math.floor(lines.length / 2);
+      let stored = 0;
+      for (const half of [lines.slice(0, middle), lines.slice(middle)]) {
+        stored += await this.insertIsolating({ ...batch, rows: half.length, body: Buffer.from(`${half.join('\n')}\n`) });
+      }
+      return stored;
     }
   }
 
@@ -259,14 +282,14 @@ export class StoreWriter {
   private rejected(batch: SpoolBatch, err: unknown): void {
     this.statsCounters.dropped += batch.rows;
     const gap: PendingGap = {
-      gap_id: deterministicId('store-rejected', this.host, batch.table, batch.minTime, batch.maxTime, batch.rows),
+      gap_id: deterministicId('store-rejected', this.host, batch.table, createHash('sha256').update(batch.body).digest('hex')),
       host: this.host,
       source: 'store',
       // The batch's own times may be what made it malformed; the gap row must not be.
       start_time: DATETIME64_TEXT.test(batch.minTime) ? batch.minTime : dateTime64(nowNanos()),
       end_time: DATETIME64_TEXT.test(batch.maxTime) ? batch.maxTime : dateTime64(nowNanos()),
       lost: batch.rows,
-      reason: `the store refused a batch of ${batch.rows} ${batch.table} rows as malformed: ${(err as Error).message.split('\n')[0]}`,
+      reason: `the store refused ${batch.rows} ${batch.table} row${batch.rows === 1 ? '' : 's'} as malformed: ${(err as Error).message.split('\n')[0]}`,
     };
     this.spool.putGap(gap);
     this.log.error({ table: batch.table, rows: batch.rows, err: (err as Error).message }, 'store refused a batch as malformed; recorded in audit_gaps');
@@ -295,20 +318,14 @@ export class StoreWriter {
     try {
       const gaps = this.spool.pendingGaps();
       if (gaps.length > 0) {
-        await this.sink.insert('audit_gaps', Buffer.from(`${gaps.map((g) => JSON.stringify(g)).join('\n')}\n`), gaps.length);
+        await this.sink.insert('audit_gaps', TABLE_COLUMNS.audit_gaps, encodeRows('audit_gaps', gaps), gaps.length);
         this.spool.removeGaps(gaps.map((g) => g.gap_id));
         this.overflow.clear();
       }
       const replayed = await this.spool.replay(async (batch) => {
-        try {
-          await this.sink.insert(batch.table, batch.body, batch.rows);
-        } catch (err) {
-          if (!isRejectedData(err)) throw err;
-          this.rejected(batch, err);
-          return;
-        }
-        this.statsCounters.replayed += batch.rows;
-        this.statsCounters.written += batch.rows;
+        const stored = await this.insertIsolating(batch);
+        this.statsCounters.replayed += stored;
+        this.statsCounters.written += stored;
       });
       this.statsCounters.degraded = false;
       this.recoveryAttempt = 0;

@@ -17,6 +17,7 @@ import { AgentAuthError, FrontendProtocolError, ListenerTlsError, PostgresGatewa
 import { FrontendParser } from './frontend-parser';
 import { SqlState, TransactionStatus } from './protocol';
 import { ProxySession } from './proxy-session';
+import { RelationNames } from './relation-names';
 import { SessionRecorder, unixNanos } from './session-recorder';
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream-connect';
 
@@ -54,6 +55,7 @@ export class PostgresGateway implements Component {
   private readonly cancels = new CancelRegistry();
   private readonly sessions = new Set<ProxySession>();
   private readonly handlers = new Set<Promise<void>>();
+  private readonly relationNames = new Map<string, RelationNames>();
   private readonly tls: SecureContext | null;
 
   constructor(private readonly options: PostgresGatewayOptions) {
@@ -100,6 +102,7 @@ export class PostgresGateway implements Component {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const session of this.sessions) session.shutdown();
     await Promise.allSettled([...this.handlers]);
+    for (const names of this.relationNames.values()) names.close();
     await closed;
   }
 
@@ -194,8 +197,14 @@ export class PostgresGateway implements Component {
         ]),
       );
       channel.detach();
+      let relations = this.relationNames.get(resource.name);
+      if (!relations) {
+        relations = new RelationNames(resource, log);
+        this.relationNames.set(resource.name, relations);
+      }
       proxy = new ProxySession(channel.socket, parser, upstream.socket, {
         sessionId: session.sessionId!,
+        relations,
         resource: resource.name,
         identity,
         policy: this.options.policy,

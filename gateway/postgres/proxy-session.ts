@@ -11,6 +11,7 @@ import { dataRow, errorResponse, noticeResponse, readyForQuery } from './backend
 import { AuditUnavailableError, FrontendProtocolError, PostgresGatewayError, UpstreamProtocolError } from './errors';
 import type { FrontendMessage, FrontendParser } from './frontend-parser';
 import { BackendType, FormatCode, FrontendType, SqlState, TargetKind, TransactionStatus } from './protocol';
+import type { RelationNames } from './relation-names';
 import { nowNanos, type SessionRecorder } from './session-recorder';
 
 /**
@@ -30,6 +31,8 @@ interface Column {
   tableOid: number;
   typeOid: number;
   format: FormatCode;
+  /** "schema.table" once looked up. */
+  relation?: string;
 }
 
 interface PreparedStatement {
@@ -74,6 +77,8 @@ type Unit =
 
 export interface ProxyContext {
   sessionId: string;
+  /** Table names for result columns' table OIDs, for table-qualified mask rules. */
+  relations: RelationNames;
   resource: string;
   identity: AgentIdentity;
   policy: PolicyEngine;
@@ -120,6 +125,9 @@ class Outbox {
 
 const PAUSE_CLIENT_AT_BYTES = 8 << 20;
 
+/** Returned by the backend message handler to stop the stream until an asynchronous step is done. */
+const BLOCKED = Symbol('blocked');
+
 export class ProxySession {
   private readonly framer = new BackendFramer();
   private readonly outbox = new Outbox();
@@ -138,10 +146,13 @@ export class ProxySession {
   private batchRefusal: Buffer | null = null;
   private forwardedInBatch = false;
   private copyIn: StatementRun | null = null;
+  private upstreamBlocked = false;
+  private heldBackend: Buffer | null = null;
   private draining = false;
   private dataWhileDraining = false;
   private cancelHold: (() => void) | null = null;
   private ended = false;
+  private clientGone = false;
   bytesFromClient = 0;
   bytesToClient = 0;
   readonly done: Promise<SessionEnd>;
@@ -163,12 +174,13 @@ export class ProxySession {
       if (this.parser.pendingBytes > PAUSE_CLIENT_AT_BYTES) this.client.pause();
       this.pump();
     });
-    const clientGone = (): void =>
-      this.end(
-        this.parser.pendingBytes > 0
-          ? { outcome: 'failed', failure: `the client disconnected in the middle of a message (${this.parser.pendingBytes} bytes of it received)` }
-          : { outcome: 'closed' },
-      );
+    // Messages that arrived whole before the client's FIN still run, as they would on the server;
+    // the session ends once they are forwarded.
+    const clientGone = (): void => {
+      this.clientGone = true;
+      // A statement held for review has nobody left to answer; end at once.
+      if (!this.draining || this.cancelHold) this.endAfterClient();
+    };
     this.client.on('end', clientGone);
     this.client.on('close', clientGone);
     this.client.on('error', (err) => this.end({ outcome: 'failed', failure: `client connection error: ${err.message}` }));
@@ -229,11 +241,28 @@ export class ProxySession {
       this.fail(err);
     } finally {
       this.draining = false;
+      if (this.clientGone) this.endAfterClient();
     }
   }
 
-  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): void {
-    this.request.push(messageRecord(msg, withheld, redact));
+  private endAfterClient(): void {
+    const partial = this.parser.pendingBytes;
+    if (partial === 0 && this.awaitingReady > 0 && !this.ended && !this.cancelHold) {
+      // The server still owes answers to what was forwarded: wait for them, so they are journaled.
+      this.idleWaiters.push(() => this.endAfterClient());
+      return;
+    }
+    this.end(
+      partial > 0
+        ? { outcome: 'failed', failure: `the client disconnected in the middle of a message (${partial} bytes of it received)` }
+        : { outcome: 'closed' },
+    );
+  }
+
+  private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): PgMessage {
+    const record = messageRecord(msg, withheld, redact);
+    this.request.push(record);
+    return record;
   }
 
   /**
@@ -289,11 +318,9 @@ export class ProxySession {
     }
     switch (msg.type) {
       case FrontendType.Query:
-        this.record(msg);
-        return this.onQuery(msg.raw, msg.text);
+        return this.onQuery(msg.raw, msg.text, this.record(msg));
       case FrontendType.Parse:
-        this.record(msg);
-        return this.onParse(msg.raw, msg.name, msg.text);
+        return this.onParse(msg.raw, msg.name, msg.text, this.record(msg));
       case FrontendType.Bind: {
         const redact = this.redactorFor(msg.parameters.length);
         this.record(msg, false, redact);
@@ -336,8 +363,8 @@ export class ProxySession {
         return this.onSync(msg.raw);
       case FrontendType.FunctionCall: {
         const redact = this.redactorFor(msg.arguments.length);
-        this.record(msg, false, redact);
-        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact));
+        const record = this.record(msg, false, redact);
+        return this.onFunctionCall(msg.raw, functionCallText(msg.functionOid, msg.arguments, msg.argumentFormats, redact), record);
       }
       case FrontendType.CopyData:
         // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
@@ -365,7 +392,7 @@ export class ProxySession {
     this.forwardedInBatch = true;
   }
 
-  private request_(via: PolicyRequest['via'], text: string): PolicyRequest {
+  private policyRequest(via: PolicyRequest['via'], text: string): PolicyRequest {
     return { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
   }
 
@@ -453,13 +480,17 @@ export class ProxySession {
     this.writeClient([error, readyForQuery(this.transactionStatus)]);
   }
 
-  private async onQuery(raw: Buffer, text: string): Promise<void> {
-    const request = this.request_('query', text);
+  private async onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+    const request = this.policyRequest('query', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
-      if (refusal) return this.refuseNow(refusal);
+      if (refusal) {
+        // Marks the write-ahead record when it is still to be written (a review has written it already).
+        record.withheld = true;
+        return this.refuseNow(refusal);
+      }
     }
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
     this.forward(raw);
@@ -467,13 +498,14 @@ export class ProxySession {
     this.awaitingReady += 1;
   }
 
-  private async onParse(raw: Buffer, name: string, text: string): Promise<void> {
-    const request: PolicyRequest = { ...this.request_('parse', text), statementName: name };
+  private async onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> {
+    const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
       if (refusal) {
+        record.withheld = true;
         this.skipUntilSync = true;
         this.batchRefusal = refusal;
         return;
@@ -525,13 +557,16 @@ export class ProxySession {
     this.forwardedInBatch = false;
   }
 
-  private async onFunctionCall(raw: Buffer, text: string): Promise<void> {
-    const request = this.request_('function_call', text);
+  private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+    const request = this.policyRequest('function_call', text);
     const decision = await this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
-      if (refusal) return this.refuseNow(refusal);
+      if (refusal) {
+        record.withheld = true;
+        return this.refuseNow(refusal);
+      }
     }
     this.forward(raw);
     this.units.push({
@@ -546,8 +581,17 @@ export class ProxySession {
   private onUpstreamData(chunk: Buffer): void {
     if (this.ended) return;
     this.framer.push(chunk);
+    if (!this.upstreamBlocked) this.processUpstream();
+  }
+
+  private processUpstream(): void {
     try {
-      for (let msg = this.framer.next(); msg; msg = this.framer.next()) this.onBackendMessage(msg);
+      while (!this.upstreamBlocked && !this.ended) {
+        const msg = this.heldBackend ?? this.framer.next();
+        this.heldBackend = null;
+        if (!msg) break;
+        if (this.onBackendMessage(msg) === BLOCKED) this.heldBackend = msg;
+      }
     } catch (err) {
       this.fail(err);
       return;
@@ -555,8 +599,44 @@ export class ProxySession {
     this.writeClient(this.outbox.take());
   }
 
+  /**
+   * Decides the masker of a result set at its first row. When masking applies and the columns'
+   * tables are not named yet, the stream stops (this row held back) until they are looked up.
+   */
+  private prepareMasker(run: StatementRun): typeof BLOCKED | void {
+    const columns = run.columns;
+    const masker = this.maskerFor(run);
+    if (!masker || !columns || columns.every((c) => c.tableOid === 0 || c.relation !== undefined)) {
+      run.masker = masker;
+      return;
+    }
+    const relations = this.context.relations;
+    const named = (): void => {
+      for (const c of columns) c.relation = relations.known(c.tableOid);
+    };
+    named();
+    if (columns.every((c) => c.tableOid === 0 || c.relation !== undefined)) {
+      run.masker = this.maskerFor(run);
+      return;
+    }
+    this.upstreamBlocked = true;
+    this.upstream.pause();
+    void relations.resolve(columns.map((c) => c.tableOid)).then(() => {
+      named();
+      // Still unnamed (dropped table, failed lookup): the policy masks as if it were any table.
+      run.masker = this.maskerFor(run);
+      this.upstreamBlocked = false;
+      if (this.ended) return;
+      this.upstream.resume();
+      this.processUpstream();
+    });
+    return BLOCKED;
+  }
+
   private writeClient(parts: Buffer[]): void {
-    if (parts.length === 0 || this.client.destroyed) return;
+    // After the client's FIN the socket is no longer writable (no half-open sockets): answers still
+    // owed are journaled but cannot be delivered.
+    if (parts.length === 0 || this.client.destroyed || !this.client.writable) return;
     let ok = true;
     if (parts.length === 1) {
       this.bytesToClient += parts[0]!.length;
@@ -591,14 +671,14 @@ export class ProxySession {
     return null;
   }
 
-  private onBackendMessage(msg: Buffer): void {
+  private onBackendMessage(msg: Buffer): typeof BLOCKED | void {
     const type = msg[0]!;
     switch (type) {
       case BackendType.DataRow: {
         const run = this.currentRun();
         if (run) {
+          if (run.masker === undefined && this.prepareMasker(run) === BLOCKED) return BLOCKED;
           run.rows += 1;
-          if (run.masker === undefined) run.masker = this.maskerFor(run);
           if (run.masker) {
             this.outbox.add(maskRow(msg, run.masker, run.columns));
             return;

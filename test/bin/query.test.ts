@@ -51,7 +51,7 @@ describe('gapwatch query (embedded store)', function () {
             targetUser: 'app',
             bytesFromClient: '0',
             bytesToClient: '0',
-            database: 'orders',
+            database: '',
             failure: '',
             clientParameters: {},
           }),
@@ -83,6 +83,18 @@ describe('gapwatch query (embedded store)', function () {
     for (const name of ['bypass-by-agent-run', 'sessions-by-identity', 'agent-run-timeline', 'session-drill-down', 'recent-alerts', 'audit-gaps']) {
       assert.ok(namedQueries().includes(name), name);
     }
+  });
+
+  it('runs every named query against the real schema', async () => {
+    for (const name of namedQueries()) {
+      const result = await runCli(['query', name, '--since', '30d', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--param', 'session_id=gw-1', '--config', configFile]);
+      assert.equal(result.code, 0, `${name}: ${result.stderr}`);
+    }
+    const timeline = await runCli(['query', 'agent-run-timeline', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--config', configFile]);
+    const rows = timeline.stdout.trim().split('\n').map((line) => JSON.parse(line) as { what: string; verdict: string; target: string });
+    assert.equal(rows.length, 9);
+    assert.deepEqual(new Set(rows.map((r) => `${r.what} ${r.target}`)), new Set(['connect 10.0.0.5:5432']));
+    assert.equal(rows.filter((r) => r.verdict === 'bypass').length, 3);
   });
 
   it('runs a named query as JSON lines', async () => {
@@ -152,6 +164,28 @@ describe('gapwatch query (embedded store)', function () {
     const missing = await runCli(['query', 'session-drill-down', '--config', configFile]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /needs --param session_id=<value>/);
+  });
+
+  it('says the embedded store is owned by another process instead of waiting or corrupting it', async () => {
+    const store = await openStore(config);
+    try {
+      const result = await runCli(['query', 'recent-alerts', '--config', configFile]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /the embedded store .* is open in another process/);
+      assert.match(result.stderr, /STORE_ERR_ENGINE_BUSY/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('says when a configured server does not answer', async () => {
+    const file = join(config.dataDir, 'server.yaml');
+    writeFileSync(file, `dataDir: ${config.dataDir}\nstore:\n  url: http://127.0.0.1:1\n  password: hunter2\n`);
+    const result = await runCli(['query', 'recent-alerts', '--config', file]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /the ClickHouse store at http:\/\/127\.0\.0\.1:1\/ did not answer: .*ECONNREFUSED/);
+    assert.match(result.stderr, /STORE_ERR_UNREACHABLE/);
+    assert.doesNotMatch(result.stderr + result.stdout, /hunter2/);
   });
 
   it('parses --since durations and ISO times', () => {

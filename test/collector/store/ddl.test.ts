@@ -4,6 +4,7 @@ import { createTable, type Dialect } from '../../../collector/store/ddl';
 import { MIGRATIONS } from '../../../collector/store/migrations';
 import { CONNECT_EVENTS, GATEWAY_SESSIONS } from '../../../collector/store/migrations/0001-initial-schema';
 import { describeStore, storeDialect } from '../../../collector/store/connection';
+import { dateTime64 } from '../../../collector/store/time';
 
 // No modern ClickHouse server installs on these machines, so the server and cluster variants are checked
 // as text; the embedded variant runs for real in migration.test.ts.
@@ -55,5 +56,16 @@ describe('collector/store DDL for server and cluster', () => {
     assert.equal(describeStore(remote), 'https://ch.example:8443/ (cluster audit)');
     assert.throws(() => parseConfig('store:\n  cluster: audit\n'), /cluster needs url/);
     assert.throws(() => parseConfig('store:\n  url: https://ch.example\n  password: a\n  passwordEnv: CH_PASSWORD\n'), /at most one of password/);
+    assert.throws(() => parseConfig('store:\n  url: https://ch.example\n  tls: { certFile: c.pem }\n'), /certFile and tls.keyFile go together/);
+  });
+});
+
+describe('collector/store DateTime64 text', () => {
+  it('is exact to the nanosecond, UTC, fixed width, for the epoch, negatives and far dates', () => {
+    assert.equal(dateTime64(0), '1970-01-01 00:00:00.000000000');
+    assert.equal(dateTime64('1764100000123456789'), '2025-11-25 19:46:40.123456789');
+    assert.equal(dateTime64(1764100001000000001n), '2025-11-25 19:46:41.000000001');
+    assert.equal(dateTime64(-1n), '1969-12-31 23:59:59.999999999');
+    assert.equal(dateTime64('4102444800000000000'), '2100-01-01 00:00:00.000000000');
   });
 });

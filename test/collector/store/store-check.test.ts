@@ -36,6 +36,12 @@ describe('collector/store doctor check', function () {
     assert.match(result.fix ?? '', /spools batches to disk/);
   });
 
+  it('fails when a TLS file cannot be read', async () => {
+    const result = await storeCheck(tempConfig('url: https://ch.example:8443\ntls: { caFile: /nonexistent/ca.pem }'))();
+    assert.equal(result.status, 'fail');
+    assert.match(result.detail, /cannot read store\.tls\.caFile \/nonexistent\/ca\.pem: ENOENT/);
+  });
+
   it('fails when the password file cannot be read', async () => {
     const result = await storeCheck(tempConfig('url: https://ch.example:8443\npasswordFile: /nonexistent/ch-password'))();
     assert.equal(result.status, 'fail');

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -11,9 +11,17 @@ import { connectEventRow, type Row, type TableName } from '../../../collector/st
 
 export const silentLog: Logger = pino({ level: 'silent' });
 
+/** Every store directory this process makes lives under one parent, removed when the process exits. */
+let parent: string | null = null;
+
 /** A configuration whose dataDir is a fresh temp directory; `extra` is YAML under `store:`. */
 export function tempConfig(extra = ''): Config {
-  const dir = mkdtempSync(join(tmpdir(), 'gapwatch-store-'));
+  if (parent === null) {
+    const made = mkdtempSync(join(tmpdir(), 'gapwatch-store-'));
+    parent = made;
+    process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+  }
+  const dir = mkdtempSync(join(parent, 'case-'));
   return parseConfig(`dataDir: ${dir}\nstore:\n  ttlDays: 30\n${extra.replace(/^/gm, '  ')}\n`);
 }
 
@@ -48,7 +56,7 @@ export class FaultySink implements InsertSink {
     this.failures = failures;
   }
 
-  async insert(table: TableName, body: Buffer, rows: number): Promise<void> {
+  async insert(table: TableName, columns: readonly string[], body: Buffer, rows: number): Promise<void> {
     this.attempts++;
     if (this.failures > 0) {
       this.failures--;
@@ -57,7 +65,7 @@ export class FaultySink implements InsertSink {
       err.code = 'ECONNREFUSED';
       throw err;
     }
-    await this.real.insert(table, body, rows);
+    await this.real.insert(table, columns, body, rows);
   }
 }
 

@@ -7,6 +7,7 @@ import { qualified } from '../../../collector/store/ddl';
 import { migrate } from '../../../collector/store/migration';
 import { storeSink } from '../../../collector/store/sink';
 import { Spool } from '../../../collector/store/spool';
+import { dateTime64, nowNanos } from '../../../collector/store/time';
 import { StoreWriter, type WriterOptions } from '../../../collector/store/writer';
 import { connectRows, countFinal, countRaw, FaultySink, queryRows, silentLog, tempConfig } from './store-fixture';
 
@@ -148,19 +149,40 @@ describe('collector/store writer (embedded engine)', function () {
     assert.match(gaps[0]!.reason, /damaged at byte \d+ \(record header cut short \(torn write\)\); 6 bytes/);
   });
 
-  it('turns a batch the store refuses as malformed into an audit gap instead of retrying it forever', async () => {
+  it('isolates rows the store refuses as malformed, stores the rest, and records each refused row as a gap', async () => {
     const { spool } = openSpool();
     const writer = new StoreWriter(storeSink(store), spool, FAST, silentLog, 'host-a');
     writer.start();
-    const bad = connectRows(3, 0).map((row) => ({ ...row, time: 'not a time' }));
-    await writer.write('connect_events', bad);
-    await writer.write('connect_events', connectRows(2, 10));
+    const rows = connectRows(20, 0);
+    for (const i of [3, 4, 17]) rows[i] = { ...rows[i]!, time: `not a time ${i}` };
+    await writer.write('connect_events', rows);
     await writer.flush();
-    await until(async () => (await countFinal(store, 'audit_gaps')) === 1, 'the gap row');
+    await until(async () => (await countFinal(store, 'audit_gaps')) === 3, 'the gap rows');
     await writer.close();
-    assert.equal(writer.stats().dropped, 5);
-    const gaps = await queryRows<{ source: string; lost: string }>(store, `SELECT source, lost FROM ${qualified(store.dialect, 'audit_gaps')} FINAL`);
-    assert.deepEqual(gaps.map((g) => [g.source, Number(g.lost)]), [['store', 5]]);
+    assert.equal(writer.stats().dropped, 3);
+    assert.equal(writer.stats().written, 17);
+    assert.equal(await countFinal(store, 'connect_events'), 17);
+    const stored = await queryRows<{ event_id: string }>(store, `SELECT event_id FROM ${qualified(store.dialect, 'connect_events')} FINAL WHERE event_id IN ('ce-3', 'ce-4', 'ce-17')`);
+    assert.deepEqual(stored, []);
+    const gaps = await queryRows<{ source: string; lost: string; reason: string }>(store, `SELECT source, lost, reason FROM ${qualified(store.dialect, 'audit_gaps')} FINAL`);
+    assert.deepEqual(gaps.map((g) => [g.source, Number(g.lost)]), [['store', 1], ['store', 1], ['store', 1]]);
+    for (const gap of gaps) assert.match(gap.reason, /refused 1 connect_events row as malformed: Cannot/);
+  });
+
+  it('replays a spooled batch by the column list it was spooled with, so spools survive schema changes', async () => {
+    const { spool } = openSpool();
+    // As an older version with fewer connect_events columns would have spooled it.
+    const body = Buffer.from(`${JSON.stringify(['old-1', 'host-a', dateTime64(nowNanos()), 'bypass'])}\n`);
+    assert.ok(spool.append({ table: 'connect_events', columns: ['event_id', 'host', 'time', 'verdict'], rows: 1, minTime: '', maxTime: '', body }));
+    const writer = new StoreWriter(storeSink(store), spool, FAST, silentLog, 'host-a');
+    writer.start();
+    await until(() => !writer.stats().degraded, 'replay');
+    await writer.close();
+    const rows = await queryRows<Record<string, unknown>>(
+      store,
+      `SELECT event_id, verdict, resource, session_id FROM ${qualified(store.dialect, 'connect_events')} FINAL`,
+    );
+    assert.deepEqual(rows, [{ event_id: 'old-1', verdict: 'bypass', resource: '', session_id: '' }]);
   });
 
   it('applies back-pressure: write() waits while the backlog is at its bound', async () => {

@@ -1,6 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { Client } from 'pg';
+import { serialize } from 'pg-protocol';
+import type { BackendMessage } from 'pg-protocol/dist/messages';
+import { Parser } from 'pg-protocol/dist/parser';
+import { ScramClient } from '../../../gateway/postgres/scram';
 import { PG_BIN } from '../../support/postgres';
 
 /** Real PostgreSQL clients (psql, pgbench, node pg) aimed at the gateway or at the server directly. */
@@ -78,4 +82,46 @@ export function readUntilClose(socket: Socket): Promise<Buffer> {
     socket.on('error', () => undefined);
     socket.on('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+/**
+ * A logged-in connection that speaks the protocol message by message (pg-protocol's serializer and
+ * parser, the gateway's SCRAM client), for pipelines that client libraries do not send.
+ */
+export async function rawSession(target: Target): Promise<{ exchange(messages: Buffer[]): Promise<BackendMessage[]>; close(): void }> {
+  const socket = await rawConnection(target.port);
+  const parser = new Parser();
+  let pending: BackendMessage[] = [];
+  let waiter: (() => void) | null = null;
+  socket.on('data', (chunk: Buffer) =>
+    parser.parse(chunk, (m) => {
+      pending.push(m);
+      waiter?.();
+    }),
+  );
+  const until = async (done: (m: BackendMessage) => boolean): Promise<BackendMessage[]> => {
+    for (;;) {
+      const at = pending.findIndex(done);
+      if (at >= 0) {
+        const out = pending.slice(0, at + 1);
+        pending = pending.slice(at + 1);
+        return out;
+      }
+      await new Promise<void>((resolve) => (waiter = resolve));
+    }
+  };
+  const scram = new ScramClient(target.password);
+  socket.write(serialize.startup({ user: target.user, database: target.database }));
+  await until((m) => m.name === 'authenticationSASL');
+  socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.firstMessage()));
+  const [cont] = await until((m) => m.name === 'authenticationSASLContinue');
+  socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage((cont as unknown as { data: string }).data)));
+  await until((m) => m.name === 'readyForQuery');
+  return {
+    exchange: async (messages) => {
+      socket.write(Buffer.concat(messages));
+      return until((m) => m.name === 'readyForQuery');
+    },
+    close: () => socket.end(serialize.end()),
+  };
 }

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Client, DatabaseError } from 'pg';
+import type { Client, DatabaseError, QueryConfig } from 'pg';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import type { SessionEvent__Output } from '../../../proto/generated/gapwatch/v1/SessionEvent';
 import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
 import { runCli } from '../../support/host';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
 import { selfSignedCertificate } from '../../support/postgres';
-import { nodeClient, pgbench, psql, rawConnection, readUntilClose, spawnClient, type Target } from './clients';
+import { serialize } from 'pg-protocol';
+import { nodeClient, pgbench, psql, rawConnection, rawSession, readUntilClose, spawnClient, type Target } from './clients';
 
 /**
  * The PostgreSQL gateway end to end: real clients (psql, node pg, pgbench) through the real gateway
@@ -154,8 +155,10 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         assert.match(result.stdout, /number of transactions actually processed: 50\/50/, mode);
         assert.match(result.stdout, /number of failed transactions: 0/, mode);
       }
-      const updates = events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts'));
-      assert.ok(updates.length >= 150, `expected every pgbench UPDATE journaled, found ${updates.length}`);
+      // Every UPDATE of pgbench_accounts (one per transaction, 3 × 50) is journaled with its tag.
+      await until('every pgbench UPDATE in the journal', async () =>
+        events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts')).length === 150,
+      );
     });
 
     it('a cancel from psql stops the statement upstream; a CancelRequest with another key cancels nothing', async () => {
@@ -220,6 +223,48 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'event_seq counts from 1 without gaps');
     });
 
+    it('passes function calls (psql large objects use FunctionCall) and journals them', async () => {
+      const file = join(certDir, 'blob.bin');
+      const back = join(certDir, 'blob.out');
+      const blob = randomBytes(3000);
+      writeFileSync(file, blob);
+      const imported = await psql(viaGateway, ['-c', `\\lo_import ${file}`]);
+      assert.equal(imported.code, 0, imported.stderr);
+      const oid = /lo_import (\d+)/.exec(imported.stdout)?.[1];
+      assert.ok(oid, imported.stdout);
+      const exported = await psql(viaGateway, ['-c', `\\lo_export ${oid} ${back}`]);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.deepEqual(readFileSync(back), blob);
+      const calls = await until('function call records', async () => {
+        const found = events(await gw.records()).filter((e) => e.statement?.via === 'function_call');
+        return found.length >= 4 ? found : null;
+      });
+      assert.ok(calls.every((e) => e.statement!.text.startsWith('function ') && e.statement!.commandTag === 'FUNCTION CALL'));
+    });
+
+    it('declines GSSAPI encryption and carries on with the startup', async () => {
+      const socket = await rawConnection(gw.port);
+      const answers: Buffer[] = [];
+      socket.on('data', (c: Buffer) => answers.push(c));
+      const gssenc = Buffer.alloc(8);
+      gssenc.writeInt32BE(8, 0);
+      gssenc.writeInt32BE(80877104, 4);
+      socket.write(gssenc);
+      await until('the answer to GSSENCRequest', async () => answers.length > 0);
+      assert.equal(Buffer.concat(answers).toString(), 'N');
+      const params = Buffer.from(`user\0${gw.login}\0database\0orders\0\0`);
+      const startup = Buffer.alloc(8);
+      startup.writeInt32BE(8 + params.length, 0);
+      startup.writeInt32BE(196608, 4);
+      socket.write(Buffer.concat([startup, params]));
+      await until('the SASL offer', async () => Buffer.concat(answers).length > 1);
+      const reply = Buffer.concat(answers).subarray(1);
+      assert.equal(String.fromCharCode(reply[0]!), 'R');
+      assert.equal(reply.readInt32BE(5), 10, 'AuthenticationSASL');
+      assert.match(reply.toString(), /SCRAM-SHA-256/);
+      socket.destroy();
+    });
+
     it('refuses a wrong token and journals the session as rejected', async () => {
       const result = await psql({ ...viaGateway, password: 'gwt_not-the-token' }, ['-c', 'SELECT 1']);
       assert.notEqual(result.code, 0);
@@ -270,6 +315,31 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       const denials = events(await gw.records()).filter((e) => e.policy?.action === 'POLICY_ACTION_DENY');
       assert.ok(denials.length >= attempts.length + 1);
       assert.ok(denials.every((e) => e.policy!.rule === 'secrets-read-only' || e.policy!.rule === 'no-copy-program'));
+    });
+
+    it('answers a refused Parse in a pipeline after the results of what came before it, and skips the rest until Sync', async () => {
+      const conn = await rawSession(viaGateway);
+      try {
+        const replies = await conn.exchange([
+          serialize.parse({ name: '', text: 'SELECT 41 + 1' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.parse({ name: '', text: 'DELETE FROM secrets' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        assert.deepEqual(
+          replies.map((m) => m.name),
+          ['parseComplete', 'bindComplete', 'dataRow', 'commandComplete', 'error', 'readyForQuery'],
+        );
+        assert.equal((replies[4] as unknown as { code: string }).code, '42501');
+        assert.deepEqual((replies[2] as unknown as { fields: string[] }).fields, ['42']);
+        const after = await conn.exchange([serialize.query('SELECT count(*) FROM secrets')]);
+        assert.deepEqual((after.find((m) => m.name === 'dataRow') as unknown as { fields: string[] }).fields, ['1']);
+      } finally {
+        conn.close();
+      }
     });
 
     const heldCount = (): Promise<string> => gw.pg.admin('SELECT count(*) FROM held', gw.pg.database);
@@ -329,6 +399,18 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       }
     });
 
+    it('releases a held statement when the agent cancels it (psql Ctrl-C), and it never runs', async () => {
+      const held = spawnClient('psql', ['-X', '-c', 'INSERT INTO held VALUES (42)'], viaGateway);
+      let stderr = '';
+      held.child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+      await until('the review notice', async () => /held for review/.test(stderr));
+      held.child.kill('SIGINT');
+      const result = await held.done;
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /canceling statement due to user request/);
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM held WHERE id = 42', gw.pg.database), '0');
+    });
+
     it('masks configured columns and value patterns before rows leave the gateway', async () => {
       const sql = 'SELECT id, name, email, note FROM customers ORDER BY id';
       const through = await psql(viaGateway, ['-c', sql]);
@@ -336,17 +418,32 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       assert.match(straight.stdout, /ada@example\.com/);
       assert.doesNotMatch(through.stdout, /ada@example\.com|bob@example\.org|4111 1111 1111 1111/);
       assert.match(through.stdout, /^1\|Ada\|/m);
+      // The rule names the customers table: once the gateway has looked the result's table up,
+      // the same column name in another table is left alone.
+      await gw.pg.admin("SET ROLE gw_upstream; CREATE TABLE contacts (email text); INSERT INTO contacts VALUES ('carol@example.net')", gw.pg.database);
+      const other = await psql(viaGateway, ['-c', 'SELECT email FROM contacts', '-c', 'SELECT email FROM customers WHERE id = 2']);
+      assert.equal(other.code, 0, other.stderr);
+      const [contactEmail, customerEmail] = other.stdout.trim().split('\n');
+      assert.equal(contactEmail, 'carol@example.net');
+      assert.notEqual(customerEmail, 'bob@example.org');
       const client = await nodeClient(viaGateway);
       try {
         const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
         assert.notEqual(rows[0]!.email, 'ada@example.com');
         assert.doesNotMatch(rows[0]!.note, /4111/);
+        // pg asks for binary results with `binary: true`, which its type definitions do not list.
+        const binaryQuery = { text: 'SELECT email FROM customers WHERE id = 1', binary: true } as unknown as QueryConfig;
+        const binary = (await client.query(binaryQuery)).rows as Array<{ email: Buffer | string }>;
+        assert.doesNotMatch(String(binary[0]!.email), /ada@example\.com/, 'binary-format results are masked too');
         // A card number sent as a parameter stays out of the journal too.
         await client.query('SELECT count(*) FROM customers WHERE note LIKE $1 AND id = $2', ['%4111 1111 1111 1111%', 1]);
       } finally {
         await client.end();
       }
-      const all = events(await gw.records());
+      const all = await until('the last statement record', async () => {
+        const found = events(await gw.records());
+        return found.some((e) => e.statement?.text.includes('note LIKE $1')) ? found : null;
+      });
       const summary = all.find((e) => e.statement?.text === sql)?.statement?.result;
       assert.ok(summary?.maskedColumns.includes('email'), JSON.stringify(summary));
       const byNote = all.find((e) => e.statement?.text.includes('note LIKE $1'))?.statement;
@@ -378,6 +475,20 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         return s.length >= 3 ? s : null;
       });
       assert.ok(failed.every((s) => s.failure !== '' && s.client?.port));
+    });
+
+    it('runs (and journals) whole statements a client sent right before closing its side', async () => {
+      const client = await nodeClient(viaGateway);
+      client.on('error', () => undefined);
+      const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+      const sql = "INSERT INTO copy_target VALUES (99, 'sent before FIN')";
+      const body = Buffer.from(`${sql}\0`);
+      const query = Buffer.alloc(5);
+      query[0] = 0x51;
+      query.writeInt32BE(4 + body.length, 1);
+      stream.end(Buffer.concat([query, body]));
+      await until('the row', async () => (await gw.pg.admin('SELECT count(*) FROM copy_target WHERE id = 99', gw.pg.database)) === '1');
+      await until('its statement record', async () => events(await gw.records()).some((e) => e.statement?.text === sql && e.statement.commandTag === 'INSERT 0 1'));
     });
 
     it('ends an established session on an absurd message length or a client vanishing mid-message, journaled as failed', async () => {
