@@ -1,6 +1,7 @@
 {
   # One `node-gyp rebuild` produces, in build/Release/:
   #   probe.bpf.o          eBPF capability probes (compiled with clang -target bpf)
+  #   sensor.bpf.o         the host sensor's programs (native/bpf/sensor.bpf.c)
   #   gapwatch_native.node N-API addon that loads them through libbpf
   # vmlinux.h is generated from the host's kernel BTF into the build tree,
   # never committed; see native/README.md.
@@ -51,9 +52,35 @@
       ],
     },
     {
+      'target_name': 'sensor_bpf',
+      'type': 'none',
+      'dependencies': ['vmlinux_h'],
+      'actions': [
+        {
+          'action_name': 'compile_sensor_bpf',
+          'inputs': [
+            'native/tools/compile-bpf.sh',
+            'native/bpf/sensor.bpf.c',
+            'native/bpf/events.h',
+            '<(SHARED_INTERMEDIATE_DIR)/bpf/vmlinux.h',
+          ],
+          'outputs': ['<(PRODUCT_DIR)/sensor.bpf.o'],
+          'action': [
+            'sh', 'native/tools/compile-bpf.sh',
+            '<(target_arch)',
+            '<(SHARED_INTERMEDIATE_DIR)/bpf',
+            'native/bpf/sensor.bpf.c',
+            '<@(_outputs)',
+          ],
+          'message': 'Compiling eBPF object sensor.bpf.o',
+        },
+      ],
+    },
+    {
       'target_name': 'gapwatch_native',
       'dependencies': [
         'probe_bpf',
+        'sensor_bpf',
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all",
       ],
       'sources': [
@@ -62,6 +89,9 @@
         'native/addon/libbpf-log.cc',
         'native/addon/prog-type-support.cc',
         'native/addon/program-probe.cc',
+        'native/addon/ring-reader.cc',
+        'native/addon/sensor-binding.cc',
+        'native/addon/sensor-session.cc',
       ],
       'defines': ['NAPI_VERSION=8'],
       'cflags_cc': ['-std=c++17', '-Wall', '-Wextra'],

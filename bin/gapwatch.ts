@@ -4,8 +4,9 @@ import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerDoctor } from './commands/doctor';
 import { registerGateway } from './commands/gateway';
-import { registerReviews } from './commands/reviews';
 import { registerQuery } from './commands/query';
+import { registerReviews } from './commands/reviews';
+import { registerSensor } from './commands/sensor';
 import { registerToken } from './commands/token';
 import { registerUp } from './commands/up';
 import { registerVerify } from './commands/verify';
@@ -23,6 +24,7 @@ async function main(argv: string[]): Promise<void> {
   registerReviews(program);
   registerGateway(program);
   registerQuery(program);
+  registerSensor(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -19,3 +19,37 @@ export class DoctorFailedError extends GapwatchError {
     this.failed = failed;
   }
 }
+
+export class SensorNotRootError extends GapwatchError {
+  constructor(detail: string, cause?: unknown) {
+    super('SENSOR_ERR_NOT_ROOT', `the host sensor cannot load its BPF programs: ${detail}`, { cause });
+  }
+}
+
+export class SensorNoBtfError extends GapwatchError {
+  constructor(detail: string, cause?: unknown) {
+    super('SENSOR_ERR_NO_BTF', `the host sensor cannot run on this kernel: ${detail}; run \`gapwatch doctor\``, { cause });
+  }
+}
+
+export class SensorAttachError extends GapwatchError {
+  constructor(detail: string, cause?: unknown) {
+    super('SENSOR_ERR_ATTACH', `the host sensor loaded but could not attach: ${detail}; run \`gapwatch doctor\` as root`, { cause });
+  }
+}
+
+/** Maps a failure of the addon's Sensor.start() (an Error with a SENSOR_ERR_* code) into the catalogue. */
+export function sensorStartError(err: unknown): GapwatchError {
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  switch (code) {
+    case 'SENSOR_ERR_NOT_ROOT':
+      return new SensorNotRootError(message, err);
+    case 'SENSOR_ERR_NO_BTF':
+      return new SensorNoBtfError(message, err);
+    case 'SENSOR_ERR_ATTACH':
+      return new SensorAttachError(message, err);
+    default:
+      return new SensorBpfUnavailableError(message, err);
+  }
+}

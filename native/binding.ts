@@ -26,10 +26,73 @@ export interface ProbeResult {
   error: string | null;
 }
 
+/** Options of the addon's `Sensor` (native/addon/sensor-binding.cc). */
+export interface NativeSensorOptions {
+  /** build/Release/sensor.bpf.o */
+  objectPath: string;
+  /** cgroup v2 root; the connect hooks see every process below it. */
+  cgroupPath: string;
+  argvMaxBytes?: number;
+  /** Ring buffer size, a power of two >= 4096. */
+  ringBytes?: number;
+  /** The kernel wakes the reader once this much is queued; otherwise the reader drains on its timer. */
+  wakeupBytes?: number;
+  /** A batch is delivered once it holds this many bytes ... */
+  batchBytes?: number;
+  /** ... or once its first record is this old (ms). */
+  flushMs?: number;
+}
+
+export interface NativeSensorStart {
+  programs: string[];
+  unixConnectHook: boolean;
+  ringBytes: number;
+}
+
+/** Counters indexed by event type (events.h enum gw_event_type). */
+export interface NativeSensorStats {
+  kernelDrops: number[];
+  kernelDropsPerCpu: number[][];
+  queueDrops: number[];
+  queueDroppedBatches: number;
+  records: number;
+  batches: number;
+  bytes: number;
+  ringBytes: number;
+}
+
+export interface NativeSensor {
+  /** Loads and attaches; throws an Error whose `code` is a SENSOR_ERR_* code. */
+  start(): NativeSensorStart;
+  /** Detaches everything and returns the last stats (null when not started). Batches still queued arrive after, then onDrained. */
+  stop(): NativeSensorStats | null;
+  stats(): NativeSensorStats;
+  /** Packed events.h gw_task_start records of every process alive now (the task iterator). */
+  taskStarts(): Buffer;
+}
+
+export interface FieldLayout {
+  offset: number;
+  size: number;
+}
+
+export interface RecordLayout {
+  size: number;
+  fields: Record<string, FieldLayout>;
+}
+
+/** sizeof/offsetof of every events.h struct, as the addon was compiled. */
+export type EventLayouts = Record<'header' | 'task' | 'exec' | 'fork' | 'exit' | 'connect' | 'loss' | 'taskStart', RecordLayout> & {
+  constants: Record<string, number>;
+};
+
 export interface NativeAddon {
   kernelInfo(): KernelInfo;
   progTypeSupported(type: ProgType): boolean;
   probeProgram(objectPath: string, programName: string, options?: { cgroupPath?: string }): ProbeResult;
+  /** onDrained runs after each stop(), once the last batch has been delivered to onBatch. */
+  Sensor: new (options: NativeSensorOptions, onBatch: (batch: Buffer) => void, onDrained?: () => void) => NativeSensor;
+  eventLayouts(): EventLayouts;
 }
 
 export class NativeUnavailableError extends GapwatchError {

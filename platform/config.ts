@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
 import { sshGatewaySchema } from '../gateway/ssh/config-schema';
+import { DEFAULT_AGENT_SIGNATURES } from '../collector/sensor/agent-signatures';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
 /**
@@ -23,6 +24,40 @@ const collectorSchema = z.strictObject({
     .strictObject({
       /** Bytes of argv captured per exec; Falco's default is 4096, so never less. */
       argvMaxBytes: z.number().int().min(4096).max(65536).default(4096),
+      /** Kernel ring buffer bytes (power of two); room for bursts while user space catches up. */
+      ringBytes: z
+        .number()
+        .int()
+        .min(65536)
+        .max(1 << 30)
+        .refine((n) => (n & (n - 1)) === 0, 'a power of two')
+        .default(8 * 1024 * 1024),
+      /** Longest a record waits in the reader before it is handed to JavaScript (ms). */
+      flushMs: z.number().int().min(1).max(1000).default(20),
+      /** Replace secrets in argv (passwords, tokens) before events leave the sensor; flagged on the event. */
+      redactArgv: z.boolean().default(true),
+      /** How long an exited process stays in the process table (late events still resolve to it). */
+      processGraceMs: z.number().int().min(0).default(30_000),
+      /** Process table bound; beyond it the oldest exited processes are evicted first. */
+      maxProcesses: z.number().int().min(1024).default(131_072),
+      /** What marks the root process of an agent run (binary names, argv regular expressions). */
+      agentSignatures: z
+        .array(
+          z.strictObject({
+            agent: z.string().min(1),
+            binaries: z.array(z.string().min(1)).default([]),
+            argv: z.array(z.string().min(1)).default([]),
+          }),
+        )
+        .default(DEFAULT_AGENT_SIGNATURES),
+      /**
+       * Environment variables that mark an agent run where no signature can be seen (value = agent
+       * name), e.g. GAPWATCH_AGENT_RUN. Off by default: it costs a read of /proc/<pid>/environ per
+       * exec that no signature attributes.
+       */
+      agentEnvMarkers: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
+      /** cgroup v2 paths (regular expressions) that mark an agent run. */
+      agentCgroupMarkers: z.array(z.strictObject({ agent: z.string().min(1), pattern: z.string().min(1) })).default([]),
     })
     .prefault({}),
 });

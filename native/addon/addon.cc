@@ -10,6 +10,7 @@
 #include "libbpf-log.h"
 #include "prog-type-support.h"
 #include "program-probe.h"
+#include "sensor-binding.h"
 
 namespace {
 
@@ -98,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelInfo", Napi::Function::New(env, KernelInfo, "kernelInfo"));
   exports.Set("progTypeSupported", Napi::Function::New(env, ProgTypeSupported, "progTypeSupported"));
   exports.Set("probeProgram", Napi::Function::New(env, ProbeProgram, "probeProgram"));
+  gapwatch::register_sensor(env, exports);
   return exports;
 }
 
