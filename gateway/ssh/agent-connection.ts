@@ -26,6 +26,9 @@ export interface AgentConnectionOptions {
   log: Logger;
 }
 
+/** How long the end of a session waits for its channels' end records. */
+const CHANNEL_DRAIN_MS = 5000;
+
 /** RFC 4252 §5.1: the methods the agent may continue with after a failure. */
 const AUTH_METHODS: Array<'publickey' | 'password'> = ['publickey', 'password'];
 
@@ -54,7 +57,8 @@ export class AgentConnection {
   private readonly recorder: SessionRecorder;
   private readonly redactEnv: GlobSet;
   private failure: string | null = null;
-  private opened = false;
+  /** Channels still being bridged: their end records go to the journal before the session's end. */
+  private readonly channels = new Set<Promise<void>>();
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -83,7 +87,7 @@ export class AgentConnection {
       this.ready();
     });
     conn.on('session', (accept) => this.sessionChannel(accept()));
-    conn.on('tcpip', (accept, reject, info) => void this.localForward(accept, reject, info));
+    conn.on('tcpip', (accept, reject, info) => this.track(this.localForward(accept, reject, info)));
     conn.on('openssh.streamlocal', (_accept, reject, info) => {
       this.forwardingRefused({ kind: 'direct-streamlocal', host: info.socketPath }, 'unix');
       reject();
@@ -94,6 +98,12 @@ export class AgentConnection {
       this.failure ??= err.message;
     });
     conn.on('close', () => void this.finish());
+  }
+
+  private track(task: Promise<void>): void {
+    const settled = task.catch((err: unknown) => this.options.log.error({ err, sessionId: this.sessionId }, 'ssh channel failed'));
+    this.channels.add(settled);
+    void settled.finally(() => this.channels.delete(settled));
   }
 
   private get sessionId(): string {
@@ -181,7 +191,6 @@ export class AgentConnection {
       // The session is on disk before anything the agent asked for reaches the upstream.
       await this.recorder.writeSession();
       await this.recorder.durable();
-      this.opened = true;
       this.options.log.info({ sessionId: this.sessionId, identity: this.identity!.subject, resource: resource.name, client: this.session.client }, 'ssh session opened');
       return upstream;
     });
@@ -196,9 +205,16 @@ export class AgentConnection {
   }
 
   private async finish(): Promise<void> {
-    this.upstreamConnection?.client.end();
+    const upstream = this.upstreamConnection;
+    this.upstreamConnection = null;
+    upstream?.client.removeAllListeners('close');
+    upstream?.client.end();
+    // Closing the upstream closes its channels; their end records come first (bounded wait).
+    await Promise.race([Promise.allSettled([...this.channels]), new Promise((resolve) => setTimeout(resolve, CHANNEL_DRAIN_MS).unref())]);
     const rejected = this.identity === null;
-    const outcome: Session['outcome'] = rejected ? 'SESSION_OUTCOME_REJECTED' : this.failure && !this.opened ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED';
+    // A connection that ends for any reason but the agent's own disconnect (upstream lost or refused,
+    // journal failure, gateway stopping, the agent's socket breaking) is a failed session.
+    const outcome: Session['outcome'] = rejected ? 'SESSION_OUTCOME_REJECTED' : this.failure ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED';
     const failure = rejected ? this.authFailure : outcome === 'SESSION_OUTCOME_FAILED' ? (this.failure ?? '') : '';
     await this.recorder.durable().catch(() => undefined);
     await this.recorder
@@ -261,9 +277,9 @@ export class AgentConnection {
       this.forwardingRefused({ channel: number, kind: 'x11' }, 'x11');
       reject?.();
     });
-    session.on('exec', (accept, _reject, info) => void this.exec(channel, accept, info.command));
-    session.on('shell', (accept) => void this.shell(channel, accept));
-    session.on('subsystem', (accept, _reject, info) => void this.subsystem(channel, accept, info.name));
+    session.on('exec', (accept, _reject, info) => this.track(this.exec(channel, accept, info.command)));
+    session.on('shell', (accept) => this.track(this.shell(channel, accept)));
+    session.on('subsystem', (accept, _reject, info) => this.track(this.subsystem(channel, accept, info.name)));
   }
 
   /** Tells the agent why its channel ends (a line on stderr, exit status 1) and journals it. */

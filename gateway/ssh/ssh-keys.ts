@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { utils, type ParsedKey } from 'ssh2';
@@ -42,12 +42,12 @@ export function loadOrCreateHostKey(file: string): { privateKey: Buffer; fingerp
     statSync(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SshHostKeyFileError(file, (err as Error).message, err);
-    const pair = utils.generateKeyPairSync('ed25519', { comment: 'gapwatch ssh gateway' });
+    const key = newEd25519PrivateKey('gapwatch ssh gateway');
     try {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
       // 'wx': two gateways starting at once must not overwrite each other's key.
       const fd = openSync(file, 'wx', 0o600);
-      writeSync(fd, pair.private);
+      writeSync(fd, key);
       closeSync(fd);
       chmodSync(file, 0o600);
       created = true;
@@ -64,4 +64,36 @@ export function loadOrCreateHostKey(file: string): { privateKey: Buffer; fingerp
   if (parsed instanceof Error) throw new SshHostKeyFileError(file, parsed.message, parsed);
   const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey) : parsed;
   return { privateKey, fingerprint: fingerprint(key.getPublicSSH()), created };
+}
+
+function sshString(value: Buffer | string): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value) : value;
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(bytes.length);
+  return Buffer.concat([length, bytes]);
+}
+
+/**
+ * A new ed25519 key in OpenSSH's private key format (PROTOCOL.key in OpenSSH), unencrypted:
+ *
+ *   "openssh-key-v1\0" ‖ string cipher "none" ‖ string kdf "none" ‖ string kdfoptions "" ‖ uint32 1
+ *   ‖ string public-key-blob ‖ string private-section
+ *   private-section = uint32 check ‖ uint32 check ‖ string "ssh-ed25519" ‖ string pub(32)
+ *                     ‖ string seed(32) ‖ pub(32) ‖ string comment ‖ padding 1, 2, 3 … to 8 bytes
+ *
+ * Written here rather than by ssh2's generator, which drops a leading zero byte of the public key
+ * (about 1 key in 250) and then cannot read its own output.
+ */
+export function newEd25519PrivateKey(comment: string): string {
+  const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+  const seed = Buffer.from(jwk.d!, 'base64url');
+  const pub = Buffer.from(jwk.x!, 'base64url');
+  const publicBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(pub)]);
+  const check = randomBytes(4);
+  let section = Buffer.concat([check, check, sshString('ssh-ed25519'), sshString(pub), sshString(Buffer.concat([seed, pub])), sshString(comment)]);
+  const padding = (8 - (section.length % 8)) % 8;
+  section = Buffer.concat([section, Buffer.from(Array.from({ length: padding }, (_, i) => i + 1))]);
+  const body = Buffer.concat([Buffer.from('openssh-key-v1\0'), sshString('none'), sshString('none'), sshString(''), Buffer.from([0, 0, 0, 1]), sshString(publicBlob), sshString(section)]);
+  const lines = body.toString('base64').match(/.{1,70}/g)!;
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
 }

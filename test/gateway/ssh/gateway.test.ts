@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client, utils, type ParsedKey } from 'ssh2';
 import { ReviewDirectory } from '../../../gateway/policy/review-channel';
 import { runCommand, type CliResult } from '../../support/host';
 import { startSshGateway, type SshGatewayUnderTest } from '../../support/ssh-gateway';
@@ -295,6 +296,80 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
     });
   });
 
+  describe('pty window changes and signals (ssh2 as the agent client)', () => {
+    const connectAgent = async (): Promise<Client> => {
+      const client = new Client();
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', () => resolve());
+        client.once('error', reject);
+        client.connect({
+          host: '127.0.0.1',
+          port: gw.port,
+          username: `${gw.login}@${gw.resource}`,
+          privateKey: readFileSync(gw.agentKeyFile),
+          // The gateway's own host key, as created in its data directory.
+          hostVerifier: (key: Buffer) => key.equals((utils.parseKey(readFileSync(join(gw.dataDir, 'ssh', 'host_ed25519_key'))) as ParsedKey).getPublicSSH()),
+        });
+      });
+      return client;
+    };
+
+    it('resizes the upstream pty when the agent window changes', async () => {
+      const since = await gw.head();
+      const client = await connectAgent();
+      try {
+        const output = await new Promise<string>((resolve, reject) => {
+          client.shell({ rows: 24, cols: 80, term: 'xterm' }, (err, stream) => {
+            if (err) return reject(err);
+            let text = '';
+            stream.on('data', (chunk: Buffer) => {
+              text += chunk.toString();
+              if (text.includes('size-24x80') && !text.includes('resized')) {
+                stream.setWindow(40, 120, 0, 0);
+                stream.write('echo resized; echo size-$(stty size | tr " " x)\n');
+              }
+              if (text.includes('size-40x120')) stream.end('exit\n');
+            });
+            stream.on('close', () => resolve(text));
+            stream.write('echo size-$(stty size | tr " " x)\n');
+          });
+        });
+        assert.match(output, /size-40x120/);
+      } finally {
+        client.end();
+      }
+      const { events } = await gw.sessionRecords(since);
+      const change = events.find((e) => e.sshRequest?.type === 'window-change')?.sshRequest;
+      assert.deepEqual({ cols: change?.cols, rows: change?.rows }, { cols: 120, rows: 40 });
+      const recording = events.find((e) => e.sshRecording?.finished)?.sshRecording;
+      assert.ok(recording, JSON.stringify(events.map((e) => e.detail)));
+      assert.match(readFileSync(recording.path, 'utf8'), /\[[0-9.]+,"r","120x40"\]/);
+    });
+
+    it('passes signal requests upstream and journals them', async () => {
+      // OpenSSH's sshd accepts the request; whether it delivers it depends on the server (this one,
+      // logged in as root, does not), so the test checks the gateway's part: relayed and journaled.
+      const since = await gw.head();
+      const client = await connectAgent();
+      try {
+        const code = await new Promise<number | null>((resolve, reject) => {
+          client.exec('echo started; sleep 1', (err, stream) => {
+            if (err) return reject(err);
+            stream.on('data', (chunk: Buffer) => {
+              if (chunk.toString().includes('started')) stream.signal('TERM');
+            });
+            stream.on('exit', (exit: number | null) => resolve(exit));
+          });
+        });
+        assert.equal(code, 0);
+      } finally {
+        client.end();
+      }
+      const { events } = await gw.sessionRecords(since);
+      assert.equal(events.find((e) => e.sshRequest?.type === 'signal')?.sshRequest?.signal, 'TERM');
+    });
+  });
+
   describe('policy', () => {
     it('denies a command by pattern before the upstream sees it', async () => {
       const since = await gw.head();
@@ -381,6 +456,7 @@ describe('gateway/ssh: upstream host key pinning', function () {
       const result = await runCommand('ssh', [...gw.gatewayOptions, gw.gatewayTarget, 'echo should-not-run']);
       assert.notEqual(result.code, 0);
       assert.doesNotMatch(result.stdout, /should-not-run/);
+      assert.match(result.stderr, /gapwatch: .*not pinned/);
       const { session } = await gw.sessionRecords(since);
       assert.equal(session.outcome, 'SESSION_OUTCOME_FAILED');
       assert.match(session.failure, /presented host key SHA256:.* which is not pinned/);
