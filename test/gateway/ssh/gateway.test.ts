@@ -338,7 +338,13 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
       } finally {
         client.end();
       }
-      const { events } = await gw.sessionRecords(since);
+      const { session } = await gw.sessionRecords(since);
+      // Under load the channel's end can reach the journal after the session's end: wait for it.
+      let events = (await gw.records()).flatMap((r) => (r.event?.sessionId === session.sessionId ? [r.event] : []));
+      for (let i = 0; i < 100 && !events.some((e) => e.sshRecording?.finished); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        events = (await gw.records()).flatMap((r) => (r.event?.sessionId === session.sessionId ? [r.event] : []));
+      }
       const change = events.find((e) => e.sshRequest?.type === 'window-change')?.sshRequest;
       assert.deepEqual({ cols: change?.cols, rows: change?.rows }, { cols: 120, rows: 40 });
       const recording = events.find((e) => e.sshRecording?.finished)?.sshRecording;
