@@ -92,6 +92,13 @@ export const sshGatewaySchema = z
       .prefault({}),
     /** The gateway's own host key; created (ed25519, 0600) on first use when missing. Relative to dataDir. */
     hostKeyFile: z.string().min(1).default('ssh/host_ed25519_key'),
+    /**
+     * Ciphers offered to agents. AES-GCM by default: Node's crypto runs it on the CPU's AES
+     * instructions, so the gateway's two cipher legs keep up with OpenSSH (OpenSSH clients would
+     * otherwise pick chacha20-poly1305 first). Add chacha20-poly1305@openssh.com or aes128-ctr for
+     * clients without AES-GCM.
+     */
+    ciphers: z.array(z.enum(['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'])).min(1).default(['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com']),
     /** Where shell recordings (asciicast v2) are written. Relative to dataDir. */
     recordingsDir: z.string().min(1).default('ssh/recordings'),
     /** Login names `identity@resource`; a mapping for clients that cannot choose the login name. */

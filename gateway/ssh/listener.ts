@@ -52,7 +52,7 @@ export class SshGateway implements Component {
     this.hostKeyFingerprint = hostKey.fingerprint;
     if (hostKey.created) log.info({ fingerprint: hostKey.fingerprint }, 'created the SSH gateway host key');
     const recordingsDir = this.resolvePath(config.recordingsDir);
-    const ssh = new SshServer({ hostKeys: [hostKey.privateKey], ident: 'gapwatch' }, (conn, info) => {
+    const ssh = new SshServer({ hostKeys: [hostKey.privateKey], ident: 'gapwatch', algorithms: { cipher: [...config.ciphers] } }, (conn, info) => {
       const key = `${info.ip}:${info.port}`;
       const socket = this.pending.get(key);
       this.pending.delete(key);
