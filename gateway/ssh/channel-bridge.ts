@@ -48,6 +48,13 @@ export function bridgeChannels(agent: ServerChannel, upstream: ClientChannel, ta
   agent.pipe(upstream);
   upstream.pipe(agent, { end: false });
   upstream.stderr.pipe(agent.stderr, { end: false });
+  // When the agent's side finishes or closes first (an agent that closes its channel without waiting
+  // for exit-status), Node unpipes and pauses the upstream stream. ssh2 emits a client channel's
+  // 'close' only after its readable side has ended, and a paused stream never ends: the bridge would
+  // wait forever and the channel's end would never be journaled. Keep reading (the taps still see
+  // what the upstream sends) so the upstream channel can end and close.
+  agent.on('unpipe', (source: NodeJS.ReadableStream) => source.resume());
+  agent.stderr.on('unpipe', (source: NodeJS.ReadableStream) => source.resume());
   agent.on('close', () => upstream.close());
   agent.on('error', () => upstream.close());
   upstream.on('error', () => undefined);
