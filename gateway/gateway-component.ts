@@ -8,6 +8,8 @@ import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
 import { PostgresGateway } from './postgres/listener';
+import { SshCommandPolicy } from './ssh/command-policy';
+import { SshGateway } from './ssh/listener';
 
 /**
  * The gateway as one supervised component: the journal first (nothing is served that cannot be
@@ -27,10 +29,14 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
   let policy: GatewayPolicyEngine | null = null;
   let postgres: PostgresGateway | null = null;
   let http: HttpGateway | null = null;
+  let ssh: { gateway: SshGateway; policy: SshCommandPolicy } | null = null;
   let audit: AuditServer | null = null;
   const stopAll = async (): Promise<void> => {
     await audit?.stop();
     audit = null;
+    await ssh?.gateway.stop();
+    ssh?.policy.close();
+    ssh = null;
     await http?.stop();
     http = null;
     await postgres?.stop();
@@ -59,6 +65,11 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
         if (config.gateway.http.resources.length > 0) {
           http = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
           lines.push(...(await http.start()));
+        }
+        if (config.gateway.ssh.resources.length > 0) {
+          const sshPolicy = new SshCommandPolicy(config.gateway.ssh, { dataDir: config.dataDir, timeoutSeconds: config.gateway.policy.reviewTimeoutSeconds, onError: (err) => log.warn({ err }, 'review channel: could not read a decision; retrying') });
+          ssh = { gateway: new SshGateway({ gatewayId: config.gateway.id, config: config.gateway.ssh, dataDir: config.dataDir, journal, identities, policy: sshPolicy, log }), policy: sshPolicy };
+          lines.push(...(await ssh.gateway.start()));
         }
         const pg = postgres;
         const web = http;

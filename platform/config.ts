@@ -7,6 +7,7 @@ import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/g
 import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
+import { sshGatewaySchema } from '../gateway/ssh/config-schema';
 import { DEFAULT_AGENT_SIGNATURES } from '../collector/sensor/agent-signatures';
 import { ConfigInvalidError, ConfigUnreadableError, type ConfigIssue } from './errors';
 
@@ -224,6 +225,8 @@ const gatewaySchema = z.strictObject({
   policy: policyConfigSchema.prefault({}),
   /** The gRPC Audit service (gateway/audit/). */
   audit: auditConfigSchema.prefault({}),
+  /** The SSH gateway (gateway/ssh/README.md). */
+  ssh: sshGatewaySchema.prefault({}),
 });
 
 /**

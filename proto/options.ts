@@ -14,6 +14,7 @@ export const PROTO_FILES = [
   'gapwatch/v1/host.proto',
   'gapwatch/v1/alert.proto',
   'gapwatch/v1/audit.proto',
+  'gapwatch/v1/ssh.proto',
 ] as const;
 
 export const LOAD_OPTIONS = {

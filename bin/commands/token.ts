@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import { IdentityInputError } from '../../gateway/identity/errors';
 import { FileIdentityStore, parseClaims, parseExpiry, type IdentitySummary } from '../../gateway/identity/identity-store';
+import { formatSshPublicKey, parseSshPublicKey } from '../../gateway/ssh/ssh-keys';
 import { defineCommand, type CommandContext } from '../cli';
+import { readFileSync } from 'node:fs';
 
 function storeOf(context: CommandContext): FileIdentityStore {
   return new FileIdentityStore({ dataDir: context.config.dataDir, iterations: context.config.gateway.identity.scramIterations });
@@ -8,6 +11,17 @@ function storeOf(context: CommandContext): FileIdentityStore {
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** Reads and validates an OpenSSH public key file for the SSH gateway ("type base64", comment dropped). */
+function readSshKey(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new IdentityInputError('ssh-key', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  return formatSshPublicKey(parseSshPublicKey(text));
 }
 
 function renderClaims(claims: Record<string, string>): string {
@@ -40,7 +54,7 @@ function renderTable(rows: string[][]): string {
 export function registerToken(program: Command): void {
   const token = program.command('token').description('manage agent identities and their gateway tokens (create, list, revoke)');
 
-  defineCommand<{ claim?: string[]; expires?: string; subject?: string; replace?: boolean; json?: boolean }>(
+  defineCommand<{ claim?: string[]; expires?: string; subject?: string; replace?: boolean; json?: boolean; sshKey?: string[] }>(
     token,
     'create',
     'issue a token for an agent login; prints the token once (only a SCRAM verifier is stored)',
@@ -51,6 +65,7 @@ export function registerToken(program: Command): void {
         .option('--expires <when>', 'a duration (90m, 12h, 30d, 2w) or an ISO date; default: never')
         .option('--subject <subject>', 'subject recorded in audit records (default: agent:<login>)')
         .option('--replace', 'issue a new token even if the login has an active one (the old one stops working)')
+        .option('--ssh-key <file>', 'an OpenSSH public key the agent may log into the SSH gateway with, repeatable', collect)
         .option('--json', 'print {login, subject, token, …} as JSON'),
     async (context, options, args) => {
       const login = args[0]!;
@@ -59,6 +74,7 @@ export function registerToken(program: Command): void {
         expiresAt: options.expires === undefined ? null : parseExpiry(options.expires),
         subject: options.subject,
         replace: options.replace === true,
+        sshKeys: (options.sshKey ?? []).map(readSshKey),
       });
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ ...summaryJson(summary), token: secret })}\n`);
@@ -100,6 +116,19 @@ export function registerToken(program: Command): void {
         ]);
       }
       process.stdout.write(renderTable(rows));
+      return 0;
+    },
+  );
+
+  defineCommand(
+    token,
+    'add-ssh-key',
+    'register an OpenSSH public key for an identity: the agent can then log into the SSH gateway with it',
+    (command) => command.argument('<login>', 'the identity').argument('<file>', 'the public key file (e.g. ~/.ssh/id_ed25519.pub)'),
+    async (context, _options, args) => {
+      const key = readSshKey(args[1]!);
+      const summary = await storeOf(context).addSshKey(args[0]!, key);
+      process.stdout.write(`registered ${key.split(' ')[0]} key for ${summary.login}\n`);
       return 0;
     },
   );

@@ -23,6 +23,8 @@ const recordSchema = z.strictObject({
   createdAt: z.string(),
   expiresAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  /** OpenSSH public keys ("ssh-ed25519 AAAA…") the identity may authenticate with to the SSH gateway. */
+  sshKeys: z.array(z.string()).optional(),
 });
 
 const fileSchema = z.strictObject({
@@ -50,6 +52,8 @@ export interface CreateIdentityOptions {
   expiresAt?: Date | null;
   /** Issue a new token even when the login has an active one (the old token stops working). */
   replace?: boolean;
+  /** OpenSSH public keys for the SSH gateway, already validated ("type base64"). */
+  sshKeys?: string[];
 }
 
 export interface FileIdentityStoreOptions {
@@ -117,6 +121,7 @@ export class FileIdentityStore implements IdentityStore {
       createdAt: now.toISOString(),
       expiresAt: options.expiresAt ? options.expiresAt.toISOString() : null,
       revokedAt: null,
+      ...(options.sshKeys && options.sshKeys.length > 0 ? { sshKeys: [...new Set(options.sshKeys)] } : {}),
     };
     this.change((content) => {
       const existing = content.identities[login];
@@ -124,6 +129,26 @@ export class FileIdentityStore implements IdentityStore {
       content.identities[login] = record;
     });
     return { summary: summaryOf(record, now), token };
+  }
+
+  /** The identity and its SSH public keys, or null when the login is unknown, revoked or expired. */
+  async lookupSshKeys(login: string): Promise<{ identity: AgentIdentity; sshKeys: string[] } | null> {
+    const record = this.read().identities[login];
+    if (!record || statusOf(record, this.now()) !== 'active') return null;
+    return { identity: identityOf(record), sshKeys: [...(record.sshKeys ?? [])] };
+  }
+
+  /** Registers an SSH public key ("type base64", validated by the caller) for an active identity. */
+  async addSshKey(login: string, publicKey: string): Promise<IdentitySummary> {
+    const now = this.now();
+    let changed: IdentityRecord | undefined;
+    this.change((content) => {
+      const record = content.identities[login];
+      if (!record || statusOf(record, now) !== 'active') throw new IdentityNotFoundError(login);
+      record.sshKeys = [...new Set([...(record.sshKeys ?? []), publicKey])];
+      changed = record;
+    });
+    return summaryOf(changed!, now);
   }
 
   async list(): Promise<IdentitySummary[]> {

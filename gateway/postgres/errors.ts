@@ -64,11 +64,11 @@ export class UpstreamConnectError extends PostgresGatewayError {
 export class CredentialUnavailableError extends PostgresGatewayError {
   readonly resource: string;
 
-  constructor(resource: string, detail: string, cause?: unknown) {
+  constructor(resource: string, detail: string, cause?: unknown, setting = 'gateway.postgres.resources[].password') {
     super(
       'GW_ERR_PG_CREDENTIAL',
       SqlState.SqlClientUnableToEstablishConnection,
-      `the upstream credential of resource "${resource}" is unavailable: ${detail}; fix gateway.postgres.resources[].password in the configuration`,
+      `the upstream credential of resource "${resource}" is unavailable: ${detail}; fix ${setting} in the configuration`,
       { cause },
     );
     this.resource = resource;

@@ -22,6 +22,11 @@ import type { Session as _gapwatch_v1_Session, Session__Output as _gapwatch_v1_S
 import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as _gapwatch_v1_SessionError__Output } from './gapwatch/v1/SessionError';
 import type { SessionEvent as _gapwatch_v1_SessionEvent, SessionEvent__Output as _gapwatch_v1_SessionEvent__Output } from './gapwatch/v1/SessionEvent';
 import type { ShellOutput as _gapwatch_v1_ShellOutput, ShellOutput__Output as _gapwatch_v1_ShellOutput__Output } from './gapwatch/v1/ShellOutput';
+import type { SshChannelEnd as _gapwatch_v1_SshChannelEnd, SshChannelEnd__Output as _gapwatch_v1_SshChannelEnd__Output } from './gapwatch/v1/SshChannelEnd';
+import type { SshChannelRequest as _gapwatch_v1_SshChannelRequest, SshChannelRequest__Output as _gapwatch_v1_SshChannelRequest__Output } from './gapwatch/v1/SshChannelRequest';
+import type { SshFileOperation as _gapwatch_v1_SshFileOperation, SshFileOperation__Output as _gapwatch_v1_SshFileOperation__Output } from './gapwatch/v1/SshFileOperation';
+import type { SshForwarding as _gapwatch_v1_SshForwarding, SshForwarding__Output as _gapwatch_v1_SshForwarding__Output } from './gapwatch/v1/SshForwarding';
+import type { SshShellRecording as _gapwatch_v1_SshShellRecording, SshShellRecording__Output as _gapwatch_v1_SshShellRecording__Output } from './gapwatch/v1/SshShellRecording';
 import type { Statement as _gapwatch_v1_Statement, Statement__Output as _gapwatch_v1_Statement__Output } from './gapwatch/v1/Statement';
 import type { WebSocketSummary as _gapwatch_v1_WebSocketSummary, WebSocketSummary__Output as _gapwatch_v1_WebSocketSummary__Output } from './gapwatch/v1/WebSocketSummary';
 
@@ -54,6 +59,11 @@ export interface ProtoGrpcType {
       SessionEvent: MessageTypeDefinition<_gapwatch_v1_SessionEvent, _gapwatch_v1_SessionEvent__Output>
       SessionOutcome: EnumTypeDefinition
       ShellOutput: MessageTypeDefinition<_gapwatch_v1_ShellOutput, _gapwatch_v1_ShellOutput__Output>
+      SshChannelEnd: MessageTypeDefinition<_gapwatch_v1_SshChannelEnd, _gapwatch_v1_SshChannelEnd__Output>
+      SshChannelRequest: MessageTypeDefinition<_gapwatch_v1_SshChannelRequest, _gapwatch_v1_SshChannelRequest__Output>
+      SshFileOperation: MessageTypeDefinition<_gapwatch_v1_SshFileOperation, _gapwatch_v1_SshFileOperation__Output>
+      SshForwarding: MessageTypeDefinition<_gapwatch_v1_SshForwarding, _gapwatch_v1_SshForwarding__Output>
+      SshShellRecording: MessageTypeDefinition<_gapwatch_v1_SshShellRecording, _gapwatch_v1_SshShellRecording__Output>
       Statement: MessageTypeDefinition<_gapwatch_v1_Statement, _gapwatch_v1_Statement__Output>
       WebSocketSummary: MessageTypeDefinition<_gapwatch_v1_WebSocketSummary, _gapwatch_v1_WebSocketSummary__Output>
     }

@@ -9,6 +9,11 @@ import type { HttpExchange as _gapwatch_v1_HttpExchange, HttpExchange__Output as
 import type { SessionError as _gapwatch_v1_SessionError, SessionError__Output as _gapwatch_v1_SessionError__Output } from '../../gapwatch/v1/SessionError';
 import type { PgRequest as _gapwatch_v1_PgRequest, PgRequest__Output as _gapwatch_v1_PgRequest__Output } from '../../gapwatch/v1/PgRequest';
 import type { CopyTransfer as _gapwatch_v1_CopyTransfer, CopyTransfer__Output as _gapwatch_v1_CopyTransfer__Output } from '../../gapwatch/v1/CopyTransfer';
+import type { SshChannelRequest as _gapwatch_v1_SshChannelRequest, SshChannelRequest__Output as _gapwatch_v1_SshChannelRequest__Output } from '../../gapwatch/v1/SshChannelRequest';
+import type { SshChannelEnd as _gapwatch_v1_SshChannelEnd, SshChannelEnd__Output as _gapwatch_v1_SshChannelEnd__Output } from '../../gapwatch/v1/SshChannelEnd';
+import type { SshFileOperation as _gapwatch_v1_SshFileOperation, SshFileOperation__Output as _gapwatch_v1_SshFileOperation__Output } from '../../gapwatch/v1/SshFileOperation';
+import type { SshForwarding as _gapwatch_v1_SshForwarding, SshForwarding__Output as _gapwatch_v1_SshForwarding__Output } from '../../gapwatch/v1/SshForwarding';
+import type { SshShellRecording as _gapwatch_v1_SshShellRecording, SshShellRecording__Output as _gapwatch_v1_SshShellRecording__Output } from '../../gapwatch/v1/SshShellRecording';
 import type { HttpRequest as _gapwatch_v1_HttpRequest, HttpRequest__Output as _gapwatch_v1_HttpRequest__Output } from '../../gapwatch/v1/HttpRequest';
 import type { Long } from '@grpc/proto-loader';
 
@@ -29,8 +34,13 @@ export interface SessionEvent {
   'error'?: (_gapwatch_v1_SessionError | null);
   'pgRequest'?: (_gapwatch_v1_PgRequest | null);
   'copy'?: (_gapwatch_v1_CopyTransfer | null);
+  'sshRequest'?: (_gapwatch_v1_SshChannelRequest | null);
+  'sshChannelEnd'?: (_gapwatch_v1_SshChannelEnd | null);
+  'sshFile'?: (_gapwatch_v1_SshFileOperation | null);
+  'sshForwarding'?: (_gapwatch_v1_SshForwarding | null);
+  'sshRecording'?: (_gapwatch_v1_SshShellRecording | null);
   'httpRequest'?: (_gapwatch_v1_HttpRequest | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"httpRequest";
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"sshRequest"|"sshChannelEnd"|"sshFile"|"sshForwarding"|"sshRecording"|"httpRequest";
 }
 
 /**
@@ -50,6 +60,11 @@ export interface SessionEvent__Output {
   'error'?: (_gapwatch_v1_SessionError__Output | null);
   'pgRequest'?: (_gapwatch_v1_PgRequest__Output | null);
   'copy'?: (_gapwatch_v1_CopyTransfer__Output | null);
+  'sshRequest'?: (_gapwatch_v1_SshChannelRequest__Output | null);
+  'sshChannelEnd'?: (_gapwatch_v1_SshChannelEnd__Output | null);
+  'sshFile'?: (_gapwatch_v1_SshFileOperation__Output | null);
+  'sshForwarding'?: (_gapwatch_v1_SshForwarding__Output | null);
+  'sshRecording'?: (_gapwatch_v1_SshShellRecording__Output | null);
   'httpRequest'?: (_gapwatch_v1_HttpRequest__Output | null);
-  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"httpRequest";
+  'detail'?: "statement"|"policy"|"shellOutput"|"http"|"error"|"pgRequest"|"copy"|"sshRequest"|"sshChannelEnd"|"sshFile"|"sshForwarding"|"sshRecording"|"httpRequest";
 }
