@@ -121,8 +121,11 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
       async sessionRecords(since) {
         const deadline = Date.now() + 10_000;
         for (;;) {
-          const records = (await this.records()).filter((record) => BigInt(record.seq) > since);
-          const ended = records.find((record) => record.session && record.session.endUnixNano !== '0');
+          const all = await this.records();
+          // A session already journaled by `since` belongs to an earlier test, even if it ends after it.
+          const earlier = new Set(all.flatMap((record) => (BigInt(record.seq) <= since && record.session ? [record.session.sessionId] : [])));
+          const records = all.filter((record) => BigInt(record.seq) > since);
+          const ended = records.find((record) => record.session && record.session.endUnixNano !== '0' && !earlier.has(record.session.sessionId));
           if (ended) {
             const id = ended.session!.sessionId;
             return { session: ended.session!, events: records.flatMap((record) => (record.event?.sessionId === id ? [record.event] : [])) };
