@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -47,7 +47,7 @@ function jsonBody(err: HttpGatewayError, extra: Record<string, unknown> = {}): s
 
 /** A complete error response written straight to a socket (upgrade requests and parse errors have no ServerResponse). */
 function rawErrorResponse(status: number, body: string, extraHeaders: string[] = []): string {
-  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }[status] ?? 'Error';
+  const reason = STATUS_CODES[status] ?? 'Error';
   const length = Buffer.byteLength(body);
   return [`HTTP/1.1 ${status} ${reason}`, 'content-type: application/json', `content-length: ${length}`, 'connection: close', ...extraHeaders, '', body].join('\r\n');
 }
