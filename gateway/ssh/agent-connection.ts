@@ -205,7 +205,9 @@ export class AgentConnection {
   }
 
   private async finish(): Promise<void> {
-    const upstream = this.upstreamConnection;
+    // An agent that disconnects while the upstream login is still in progress must not leave that
+    // login behind: wait for it to settle (bounded by its own timeouts), then close it like any other.
+    const upstream = this.upstreamConnection ?? (await this.upstream?.catch(() => null)) ?? null;
     this.upstreamConnection = null;
     upstream?.client.removeAllListeners('close');
     upstream?.client.end();

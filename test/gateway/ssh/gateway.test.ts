@@ -314,6 +314,26 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
       return client;
     };
 
+    it('closes its upstream login when the agent disconnects right after logging in', async () => {
+      // Connections the sshd under test holds open right now (one per upstream login of the gateway).
+      const upstreamLogins = async (): Promise<number> => {
+        const result = await runCommand('ss', ['-Htn', 'state', 'established', `( dport = :${gw.sshd.port} )`]);
+        return result.stdout.split('\n').filter((line) => line.trim() !== '').length;
+      };
+      const before = await upstreamLogins();
+      const since = await gw.head();
+      const client = await connectAgent();
+      // Gone while the gateway is still logging in upstream: that login must not be left behind.
+      client.end();
+      const { session } = await gw.sessionRecords(since);
+      assert.equal(session.outcome, 'SESSION_OUTCOME_CLOSED');
+      const deadline = Date.now() + 10_000;
+      while ((await upstreamLogins()) > before) {
+        if (Date.now() > deadline) assert.fail('the gateway kept an upstream SSH login open after its agent left');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    });
+
     it('resizes the upstream pty when the agent window changes', async () => {
       const since = await gw.head();
       const client = await connectAgent();
