@@ -5,14 +5,16 @@ import { StoreQueryRefusedError } from '../../collector/store/errors';
 import { defineCommand } from '../cli';
 
 interface QueryOptions {
-  since: string;
+  since?: string;
+  from?: string;
+  to?: string;
   format: OutputFormat;
   param: string[];
 }
 
 /**
- * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql) or read-only SQL
- * against the configured store. Writes are refused by the store itself (readonly connection).
+ * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql, parameters and
+ * defaults in dashboards/sql/README.md) or read-only SQL against the configured store. Writes are refused by the store itself (readonly connection).
  */
 export function registerQuery(program: Command): void {
   defineCommand<QueryOptions>(
@@ -22,7 +24,9 @@ export function registerQuery(program: Command): void {
     (command) =>
       command
         .argument('<name|SQL>', `a named query (${namedQueries().join(', ')}) or SQL text`)
-        .option('--since <when>', 'bound to {since:…}: a duration back from now (30m, 24h, 7d) or an ISO 8601 time', '24h')
+        .option('--from <when>', 'start of the time range, bound to {from:…}: a duration back from now (30m, 24h, 7d), an ISO 8601 time or DateTime64 text (default 24h)')
+        .option('--to <when>', 'end of the time range, bound to {to:…}: now, a duration back from now or a time (default now)')
+        .option('--since <when>', 'the same as --from (ad-hoc SQL may bind it as {since:…})')
         .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
         .option('--param <name=value>', 'a query parameter {name:Type}; repeatable', (value: string, previous: string[]) => [...previous, value], []),
     async (context, options, args) => {
@@ -35,7 +39,8 @@ export function registerQuery(program: Command): void {
       const output = await runQuery(context.config, {
         query: args[0]!,
         format: options.format,
-        since: parseSince(options.since),
+        from: options.from ?? (options.since === undefined ? undefined : parseSince(options.since)),
+        to: options.to,
         params,
       });
       process.stdout.write(output);
