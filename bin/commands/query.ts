@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
-import { StoreQueryRefusedError } from '../../collector/store/errors';
+import { declaredParams, isQueryName, loadNamedQuery, namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
+import { StoreEngineBusyError, StoreQueryRefusedError } from '../../collector/store/errors';
+import { queryThroughWebApi, runningWebApi } from '../../collector/web/api-client';
 import { defineCommand } from '../cli';
 
 interface QueryOptions {
@@ -12,7 +13,8 @@ interface QueryOptions {
 
 /**
  * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql) or read-only SQL
- * against the configured store. Writes are refused by the store itself (readonly connection).
+ * against the configured store. Writes are refused by the store itself (readonly connection). While a
+ * running gapwatch holds the embedded store, named queries go through its web API instead.
  */
 export function registerQuery(program: Command): void {
   defineCommand<QueryOptions>(
@@ -32,12 +34,18 @@ export function registerQuery(program: Command): void {
         if (eq <= 0) throw new StoreQueryRefusedError(`--param ${JSON.stringify(pair)} is not name=value`);
         params[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
-      const output = await runQuery(context.config, {
-        query: args[0]!,
-        format: options.format,
-        since: parseSince(options.since),
-        params,
-      });
+      const request = { query: args[0]!, format: options.format, since: parseSince(options.since), params };
+      let output: string;
+      try {
+        output = await runQuery(context.config, request);
+      } catch (err) {
+        // The embedded store is held by a running `gapwatch up` or `gapwatch collector`: ask its web API.
+        const api = err instanceof StoreEngineBusyError ? runningWebApi(context.config.dataDir) : null;
+        if (!api || !isQueryName(request.query)) throw err;
+        const sql = loadNamedQuery(request.query.trim());
+        const given = declaredParams(sql).includes('since') ? { since: request.since, ...params } : params;
+        output = await queryThroughWebApi(api, request.query.trim(), given, request.format);
+      }
       process.stdout.write(output);
       return 0;
     },
