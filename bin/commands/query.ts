@@ -1,20 +1,22 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { declaredParams, isQueryName, loadNamedQuery, namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
+import { isQueryName, namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
 import { StoreEngineBusyError, StoreQueryRefusedError } from '../../collector/store/errors';
 import { queryThroughWebApi, runningWebApi } from '../../collector/web/api-client';
 import { defineCommand } from '../cli';
 
 interface QueryOptions {
-  since: string;
+  since?: string;
+  from?: string;
+  to?: string;
   format: OutputFormat;
   param: string[];
 }
 
 /**
- * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql) or read-only SQL
- * against the configured store. Writes are refused by the store itself (readonly connection). While a
- * running gapwatch holds the embedded store, named queries go through its web API instead.
+ * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql, parameters and
+ * defaults in dashboards/sql/README.md) or read-only SQL against the configured store. Writes are refused by the store itself (readonly connection).
+ * While a running gapwatch holds the embedded store, named queries go through its web API instead.
  */
 export function registerQuery(program: Command): void {
   defineCommand<QueryOptions>(
@@ -24,7 +26,9 @@ export function registerQuery(program: Command): void {
     (command) =>
       command
         .argument('<name|SQL>', `a named query (${namedQueries().join(', ')}) or SQL text`)
-        .option('--since <when>', 'bound to {since:…}: a duration back from now (30m, 24h, 7d) or an ISO 8601 time', '24h')
+        .option('--from <when>', 'start of the time range, bound to {from:…}: a duration back from now (30m, 24h, 7d), an ISO 8601 time or DateTime64 text (default 24h)')
+        .option('--to <when>', 'end of the time range, bound to {to:…}: now, a duration back from now or a time (default now)')
+        .option('--since <when>', 'the same as --from (ad-hoc SQL may bind it as {since:…})')
         .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
         .option('--param <name=value>', 'a query parameter {name:Type}; repeatable', (value: string, previous: string[]) => [...previous, value], []),
     async (context, options, args) => {
@@ -34,16 +38,24 @@ export function registerQuery(program: Command): void {
         if (eq <= 0) throw new StoreQueryRefusedError(`--param ${JSON.stringify(pair)} is not name=value`);
         params[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
-      const request = { query: args[0]!, format: options.format, since: parseSince(options.since), params };
+      const request = {
+        query: args[0]!,
+        format: options.format,
+        from: options.from ?? (options.since === undefined ? undefined : parseSince(options.since)),
+        to: options.to,
+        params,
+      };
       let output: string;
       try {
         output = await runQuery(context.config, request);
       } catch (err) {
-        // The embedded store is held by a running `gapwatch up` or `gapwatch collector`: ask its web API.
+        // The embedded store is held by a running `gapwatch up` or `gapwatch collector`: ask its web API,
+        // which binds the parameters the same way (dashboards/named-queries.ts).
         const api = err instanceof StoreEngineBusyError ? runningWebApi(context.config.dataDir) : null;
         if (!api || !isQueryName(request.query)) throw err;
-        const sql = loadNamedQuery(request.query.trim());
-        const given = declaredParams(sql).includes('since') ? { since: request.since, ...params } : params;
+        const given: Record<string, string> = { ...params };
+        if (request.from !== undefined) given.from = request.from;
+        if (request.to !== undefined) given.to = request.to;
         output = await queryThroughWebApi(api, request.query.trim(), given, request.format);
       }
       process.stdout.write(output);

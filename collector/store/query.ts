@@ -1,12 +1,9 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { DataFormat } from '@clickhouse/client';
 import type { Config } from '../../platform/config';
-import { packageRoot } from '../../platform/package-root';
+import { bindParams, loadNamedQuery, namedQueryNames, parseTimeParam } from '../../dashboards/named-queries';
 import { openStore } from './connection';
 import { quoteIdent } from './ddl';
 import { StoreQueryFailedError, StoreQueryRefusedError, StoreQueryUnknownError, StoreUnreachableError } from './errors';
-import { dateTime64 } from './time';
 
 export type OutputFormat = 'table' | 'json' | 'csv';
 
@@ -20,16 +17,9 @@ export const CLICKHOUSE_FORMAT: Record<OutputFormat, string> = {
 /** ClickHouse's error code for "Cannot execute query in readonly mode" and friends. */
 const READONLY_ERROR = '164';
 
-export function namedQueriesDir(): string {
-  return join(packageRoot(), 'dashboards', 'sql');
-}
-
-export function namedQueries(dir = namedQueriesDir()): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.sql'))
-    .map((f) => f.slice(0, -4))
-    .sort();
+/** The named queries (dashboards/sql), by name. */
+export function namedQueries(): string[] {
+  return namedQueryNames();
 }
 
 /** A bare name (letters, digits, dashes) is a named query; anything else is SQL text. */
@@ -37,33 +27,29 @@ export function isQueryName(text: string): boolean {
   return /^[a-z0-9][a-z0-9-]*$/.test(text.trim());
 }
 
-export function loadNamedQuery(name: string, dir = namedQueriesDir()): string {
-  const file = join(dir, `${name}.sql`);
-  if (!namedQueries(dir).includes(name)) throw new StoreQueryUnknownError(name, namedQueries(dir));
-  return readFileSync(file, 'utf8');
-}
-
 /**
  * `--since`: a duration back from now (`90s`, `30m`, `24h`, `7d`) or an ISO 8601 time. Returns
  * DateTime64 text (seconds.nanoseconds, UTC).
  */
 export function parseSince(text: string, now = Date.now()): string {
-  const duration = /^(\d+)(s|m|h|d)$/.exec(text.trim());
-  if (duration) {
-    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[duration[2] as 's' | 'm' | 'h' | 'd'];
-    return dateTime64(BigInt(now - Number(duration[1]) * unit) * 1_000_000n);
+  const parsed = parseTimeParam(text, now);
+  if (parsed === null || text.trim() === 'now') {
+    throw new StoreQueryRefusedError(`--since ${JSON.stringify(text)} is neither a duration (90s, 30m, 24h, 7d) nor an ISO 8601 time`);
   }
-  const time = Date.parse(text);
-  if (!Number.isNaN(time) && /^\d{4}-\d{2}-\d{2}/.test(text.trim())) return dateTime64(BigInt(time) * 1_000_000n);
-  throw new StoreQueryRefusedError(`--since ${JSON.stringify(text)} is neither a duration (90s, 30m, 24h, 7d) nor an ISO 8601 time`);
+  return parsed;
 }
 
 export interface QueryRequest {
   /** A named query from dashboards/sql, or SQL text. */
   query: string;
   format: OutputFormat;
-  /** DateTime64 text bound to {since:…} when the SQL uses it. */
-  since: string;
+  /**
+   * Start of the time range (any form parseTimeParam reads), bound to {from:…} and, for ad-hoc SQL, to
+   * {since:…}; default 24 hours back.
+   */
+  from?: string;
+  /** End of the time range, bound to {to:…}; default now. */
+  to?: string;
   /** Further {name:Type} parameters, as text. */
   params: Record<string, string>;
 }
@@ -74,19 +60,47 @@ export function declaredParams(sql: string): string[] {
 }
 
 /**
+ * The SQL text and bound parameters of a request. A named query binds through its catalogue entry
+ * (defaults, required parameters, time range); ad-hoc SQL gets the time range as {from}, {to} and
+ * {since} when it declares them and must be given every other parameter it declares.
+ */
+export function prepareQuery(request: QueryRequest, now = Date.now()): { sql: string; params: Record<string, string> } {
+  const given: Record<string, string> = { ...request.params };
+  if (request.from !== undefined) given.from = request.from;
+  if (request.to !== undefined) given.to = request.to;
+  if (isQueryName(request.query)) {
+    const named = loadNamedQuery(request.query.trim());
+    if (named === undefined) throw new StoreQueryUnknownError(request.query.trim(), namedQueries());
+    return { sql: named.sql, params: bindParams(named, given, now) };
+  }
+  const sql = request.query;
+  const declared = declaredParams(sql);
+  const params: Record<string, string> = {};
+  const range = { from: given.from ?? '24h', to: given.to ?? 'now' };
+  for (const name of declared) {
+    if (name === 'from' || name === 'since' || name === 'to') {
+      const text = name === 'to' ? range.to : (given[name] ?? range.from);
+      const parsed = parseTimeParam(text, now);
+      if (parsed === null) throw new StoreQueryRefusedError(`${name} ${JSON.stringify(text)} is neither a duration (90s, 30m, 24h, 7d), "now", nor an ISO 8601 time`);
+      params[name] = parsed;
+    } else if (given[name] !== undefined) {
+      params[name] = given[name]!;
+    }
+  }
+  const missing = declared.filter((name) => params[name] === undefined);
+  if (missing.length > 0) {
+    throw new StoreQueryRefusedError(`the query needs ${missing.map((m) => `--param ${m}=<value>`).join(' ')}`);
+  }
+  return { sql, params };
+}
+
+/**
  * Runs a named query or ad-hoc SQL against the configured store and returns the formatted output.
  * The connection is opened with ClickHouse's `readonly = 1`, so the engine refuses any write, DDL or
  * settings change, however the SQL is spelt.
  */
 export async function runQuery(config: Config, request: QueryRequest): Promise<string> {
-  const sql = isQueryName(request.query) ? loadNamedQuery(request.query) : request.query;
-  const params: Record<string, string> = { ...request.params };
-  const declared = declaredParams(sql);
-  if (declared.includes('since')) params.since ??= request.since;
-  const missing = declared.filter((name) => params[name] === undefined);
-  if (missing.length > 0) {
-    throw new StoreQueryRefusedError(`the query needs ${missing.map((m) => `--param ${m}=<value>`).join(' ')}`);
-  }
+  const { sql, params } = prepareQuery(request);
   const store = await openStore(config, {
     readonly: true,
     settings: { output_format_pretty_color: 0, output_format_pretty_row_numbers: 0 },
@@ -100,7 +114,7 @@ export async function runQuery(config: Config, request: QueryRequest): Promise<s
     const result = await store.client.query({
       query: sql,
       format: CLICKHOUSE_FORMAT[request.format] as DataFormat,
-      query_params: declared.length > 0 ? Object.fromEntries(declared.map((name) => [name, params[name]])) : undefined,
+      query_params: Object.keys(params).length > 0 ? params : undefined,
     });
     return await result.text();
   } catch (err) {

@@ -4,7 +4,7 @@ import { quoteIdent } from '../store/ddl';
 import { describeCause } from '../../platform/errors';
 import { CLICKHOUSE_FORMAT, type OutputFormat } from '../store/query';
 import { WebRequestRefusedError } from './errors';
-import type { NamedQuery } from './query-catalogue';
+import type { NamedQuery } from '../../dashboards/named-queries';
 
 export interface QueryColumn {
   name: string;

@@ -6,7 +6,6 @@ import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
 import { openStore, type Store } from '../store/connection';
 import { loadOrCreateToken, webStateDir } from './access-token';
-import { QueryCatalogue } from './query-catalogue';
 import { QueryRunner } from './query-runner';
 import { WebServer } from './web-server';
 
@@ -49,7 +48,6 @@ export function webComponent(config: Config, log: Logger): WebComponent {
       const recordingsDir = config.gateway.ssh.recordingsDir;
       server = new WebServer({
         token,
-        catalogue: new QueryCatalogue(),
         runner: new QueryRunner(store),
         recordingsDir: isAbsolute(recordingsDir) ? recordingsDir : join(config.dataDir, recordingsDir),
         sessionHours: web.sessionHours,

@@ -3,17 +3,17 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { DashboardQueryParamError } from '../../dashboards/errors';
+import { bindParams, loadNamedQueries, loadNamedQuery } from '../../dashboards/named-queries';
 import type { Logger } from '../../platform/log';
 import type { OutputFormat } from '../store/query';
 import { secretsEqual } from './access-token';
 import { WebListenFailedError, WebRequestRefusedError } from './errors';
-import { bindParams, type QueryCatalogue } from './query-catalogue';
 import type { QueryRunner } from './query-runner';
 import { staticAsset, UI_PAGES } from './static-assets';
 
 export interface WebServerOptions {
   token: string;
-  catalogue: QueryCatalogue;
   runner: QueryRunner;
   /** Where the SSH gateway writes shell recordings (asciicast v2), or null when there is none. */
   recordingsDir: string | null;
@@ -178,7 +178,7 @@ export class WebServer {
   private async api(path: string, search: URLSearchParams, res: ServerResponse): Promise<void> {
     if (path === '/api/queries') {
       return sendJson(res, 200, {
-        queries: this.options.catalogue.list().map((q) => ({ name: q.name, description: q.description, params: q.params })),
+        queries: loadNamedQueries().map((q) => ({ name: q.name, question: q.question, params: q.params.map(({ name, type, defaultValue, doc, standard }) => ({ name, type, default: defaultValue ?? null, doc, standard })) })),
       });
     }
     const queryRoute = /^\/api\/queries\/([^/]+)$/.exec(path);
@@ -189,9 +189,10 @@ export class WebServer {
   }
 
   private async runQuery(name: string, search: URLSearchParams, res: ServerResponse): Promise<void> {
-    const query = this.options.catalogue.get(name);
+    // Files are read per request: a query edited while the collector runs is served as edited.
+    const query = /^[a-z0-9][a-z0-9-]*$/.test(name) ? loadNamedQuery(name) : undefined;
     if (!query) {
-      throw notFound(`no named query "${name}"; named queries: ${this.options.catalogue.list().map((q) => q.name).join(', ')}. The API runs only the files of dashboards/sql`);
+      throw notFound(`no named query "${name}"; named queries: ${loadNamedQueries().map((q) => q.name).join(', ')}. The API runs only the files of dashboards/sql`);
     }
     const given: Record<string, string> = {};
     let format: string | null = null;
@@ -205,7 +206,13 @@ export class WebServer {
       else if (key === '_offset') offset = pageNumber('_offset', value, 0, Number.MAX_SAFE_INTEGER);
       else given[key] = value;
     }
-    const params = bindParams(query, given);
+    let params: Record<string, string>;
+    try {
+      params = bindParams(query, given);
+    } catch (err) {
+      if (err instanceof DashboardQueryParamError) throw badRequest(err.message);
+      throw err;
+    }
     if (format !== null) {
       if (!TEXT_FORMATS.includes(format as OutputFormat)) throw badRequest(`_format must be one of ${TEXT_FORMATS.join(', ')}`);
       const text = await this.options.runner.text(query, params, format as OutputFormat);

@@ -86,8 +86,15 @@ describe('gapwatch query (embedded store)', function () {
   });
 
   it('runs every named query against the real schema', async () => {
+    // The id a single-entity query needs; every query accepts the standard time range.
+    const ids: Record<string, string[]> = {
+      'agent-run-timeline': ['--param', 'agent_run=host-a:boot:777:1'],
+      'session-drill-down': ['--param', 'session_id=gw-1'],
+      'session-detail': ['--param', 'session_id=gw-1'],
+      'alert-detail': ['--param', 'alert_id=a-1'],
+    };
     for (const name of namedQueries()) {
-      const result = await runCli(['query', name, '--since', '30d', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--param', 'session_id=gw-1', '--config', configFile]);
+      const result = await runCli(['query', name, '--since', '30d', '--to', 'now', '--format', 'json', ...(ids[name] ?? []), '--config', configFile]);
       assert.equal(result.code, 0, `${name}: ${result.stderr}`);
     }
     const timeline = await runCli(['query', 'agent-run-timeline', '--format', 'json', '--param', 'agent_run=host-a:boot:777:1', '--config', configFile]);
@@ -163,7 +170,11 @@ describe('gapwatch query (embedded store)', function () {
     assert.match(unknown.stderr, /STORE_ERR_QUERY_UNKNOWN/);
     const missing = await runCli(['query', 'session-drill-down', '--config', configFile]);
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /needs --param session_id=<value>/);
+    assert.match(missing.stderr, /parameter session_id is required \(--param session_id=<value>: the gateway session id\)/);
+    assert.match(missing.stderr, /DASHBOARDS_ERR_PARAM/);
+    const misspelt = await runCli(['query', 'recent-alerts', '--param', 'knd=bypass', '--config', configFile]);
+    assert.equal(misspelt.code, 1);
+    assert.match(misspelt.stderr, /parameter knd is not one this query takes; it takes from, to, host, resource, agent, kind, severity, limit/);
   });
 
   it('says the embedded store is owned by another process instead of waiting or corrupting it', async () => {
