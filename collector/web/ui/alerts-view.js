@@ -1,6 +1,6 @@
 // Alerts: the list with kind/severity filters, and one alert's detail with its process lineage.
 import { runQuery } from './api.js';
-import { el, formatTime, href, isTrue, link, pager, resultTable, section } from './render.js';
+import { el, formatTime, href, isTrue, link, pager, resultTable, section, put } from './render.js';
 
 const KINDS = ['', 'bypass', 'secret_in_argv', 'audit_gap', 'journal_tampered'];
 const SEVERITIES = ['', 'info', 'warning', 'critical'];
@@ -16,7 +16,8 @@ export async function renderAlerts(root, filters, search) {
   // kind and severity are links rather than form fields, so each choice is a URL to share.
   const choice = (key, values, current) =>
     el('p', { class: 'choices', 'data-filter': key }, `${key}: `, values.map((value) => (value === current ? el('strong', {}, value || 'all') : link('/alerts', { kind, severity, [key]: value }, value || 'all'))));
-  root.append(
+  put(
+    root,
     el('h1', {}, 'Alerts'),
     choice('kind', KINDS, kind),
     choice('severity', SEVERITIES, severity),
@@ -27,14 +28,15 @@ export async function renderAlerts(root, filters, search) {
 
 async function renderAlert(root, alertId) {
   const page = await runQuery('alert-detail', { alert_id: alertId }, { rows: 200, offset: 0 });
-  root.append(el('p', {}, link('/alerts', { alert_id: null }, '← all alerts')));
+  put(root, el('p', {}, link('/alerts', { alert_id: null }, '← all alerts')));
   if (page.rows.length === 0) {
-    root.append(el('h1', {}, 'Alert'), el('p', { class: 'error' }, `No alert ${alertId}.`));
+    put(root, el('h1', {}, 'Alert'), el('p', { class: 'error' }, `No alert ${alertId}.`));
     return;
   }
   const a = page.rows[0];
   const fact = (label, value) => (value === undefined || value === null || value === '' ? null : el('div', {}, el('dt', {}, label), el('dd', {}, value)));
-  root.append(
+  put(
+    root,
     el('h1', {}, `Alert: ${a.summary ?? a.kind}`),
     isTrue(a.gap_overlap) ? el('p', { class: 'warning' }, '⚠ This alert is within 60 s of an audit gap: events around it may be missing.') : null,
     el(

@@ -1,6 +1,6 @@
 // The dashboard: one shell page whose path picks the view. Every number on it comes from a named
 // query of dashboards/sql run by the collector's read-only API.
-import { currentFilters, el, errorBox, href } from './render.js';
+import { currentFilters, el, errorBox, href, put } from './render.js';
 import { renderOverview } from './overview-view.js';
 import { renderAlerts } from './alerts-view.js';
 import { renderRuns } from './runs-view.js';
@@ -39,7 +39,8 @@ function renderFilters(path, view) {
   const search = new URLSearchParams(location.search);
   const from = el('select', { name: 'from', id: 'filter-from' }, RANGES.map(([value, label]) => el('option', { value, selected: filters.from === value }, label)));
   if (!RANGES.some(([value]) => value === filters.from)) from.append(el('option', { value: filters.from, selected: true }, `since ${filters.from}`));
-  form.append(
+  put(
+    form,
     el('label', {}, 'Range ', from),
     filters.to !== 'now' ? el('input', { type: 'hidden', name: 'to', value: filters.to }) : null,
     el('label', {}, 'Host ', el('input', { name: 'host', id: 'filter-host', value: filters.host ?? '', placeholder: 'all' })),

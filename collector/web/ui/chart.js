@@ -17,7 +17,8 @@ export function timeChart(title, rows, x, series, options = {}) {
     return figure;
   }
   const data = [rows.map((r) => epochSeconds(r[x])), ...series.map((s) => rows.map((r) => Number(r[s.column])))];
-  const paths = options.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : undefined;
+  // Bars of several series stand side by side within their bucket rather than over each other.
+  const barPaths = (i) => uPlot.paths.bars({ size: [0.8 / series.length, 40], align: series.length === 1 ? 0 : i === 0 ? -1 : 1 });
   const opts = {
     width: 600,
     height: options.height ?? 220,
@@ -25,7 +26,7 @@ export function timeChart(title, rows, x, series, options = {}) {
     axes: [{}, { label: options.yLabel ?? '' }],
     series: [
       {},
-      ...series.map((s) => ({ label: s.label, stroke: s.color, fill: options.bars ? `${s.color}99` : undefined, width: 2, paths, points: { show: rows.length < 60 } })),
+      ...series.map((s, i) => ({ label: s.label, stroke: s.color, fill: options.bars ? `${s.color}99` : undefined, width: 2, paths: options.bars ? barPaths(i) : undefined, points: { show: !options.bars && rows.length < 60 } })),
     ],
   };
   // uPlot needs its container in the document to measure it; size it once it is.

@@ -1,7 +1,7 @@
 // Overview: coverage, bypass count and its trend, top offenders.
 import { runQuery } from './api.js';
 import { barChart, COLORS, timeChart } from './chart.js';
-import { el, formatNumber, href, isTrue, resultTable, section } from './render.js';
+import { el, formatNumber, href, isTrue, resultTable, section, put } from './render.js';
 
 /** About 48 buckets over the range, in whole minutes. */
 function bucketSeconds(filters) {
@@ -25,7 +25,8 @@ export async function renderOverview(root, filters) {
   ]);
   const s = summary.rows[0] ?? {};
   const change = Number(s.bypass_change ?? 0);
-  root.append(
+  put(
+    root,
     el('h1', {}, 'Overview'),
     isTrue(s.gap_overlap) ? el('p', { class: 'warning' }, '⚠ The range overlaps ', el('a', { href: href('/gaps') }, 'audit gaps'), ': some data is known to be missing.') : null,
     el(

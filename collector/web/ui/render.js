@@ -15,6 +15,15 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Appends children, skipping null/false (a part that does not apply) and flattening lists. */
+export function put(parent, ...children) {
+  for (const child of children.flat(2)) {
+    if (child === null || child === undefined || child === false) continue;
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return parent;
+}
+
 /** The filters every view keeps in its URL, so a link or reload shows the same thing. */
 export const FILTER_KEYS = ['from', 'to', 'host', 'resource', 'agent'];
 
@@ -84,7 +93,9 @@ function cell(column, value) {
 export function resultTable(page, options = {}) {
   // `hide` names columns, or column prefixes when the entry ends in "_" (http_ hides http_method, …).
   const hidden = ['gap_overlap', ...(options.hide ?? [])];
-  const columns = page.columns.filter((c) => !hidden.some((h) => (h.endsWith('_') ? c.name.startsWith(h) : c.name === h)));
+  // hideEmpty: event tables mix kinds, and a column no row fills (0, '', unspecified) is noise.
+  const filled = (c) => page.rows.some((row) => !['', '0', 'unspecified', '0.000000000'].includes(String(row[c.name] ?? '')) && !(Array.isArray(row[c.name]) && row[c.name].length === 0));
+  const columns = page.columns.filter((c) => !hidden.some((h) => (h.endsWith('_') ? c.name.startsWith(h) : c.name === h)) && (!options.hideEmpty || filled(c)));
   const marksGaps = page.columns.some((c) => c.name === 'gap_overlap');
   if (page.rows.length === 0) return el('p', { class: 'muted empty-result' }, options.empty ?? 'Nothing in this range.');
   return el(

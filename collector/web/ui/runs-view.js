@@ -1,7 +1,7 @@
 // Agent runs: the runs that reached protected resources, and one run's timeline.
 import { runQuery } from './api.js';
 import { COLORS, timeChart } from './chart.js';
-import { el, epochSeconds, isTrue, link, pager, resultTable, section } from './render.js';
+import { el, epochSeconds, isTrue, link, pager, resultTable, section, put } from './render.js';
 
 const PAGE_ROWS = 200;
 
@@ -10,7 +10,8 @@ export async function renderRuns(root, filters, search) {
   const offset = Number(search.get('_offset') ?? 0) || 0;
   if (!agentRun) {
     const page = await runQuery('coverage', { ...filters, group_by: 'agent_run' }, { rows: 50, offset });
-    root.append(
+    put(
+    root,
       el('h1', {}, 'Agent runs'),
       el('p', { class: 'muted' }, 'Agent runs with connects to protected resources, most bypasses first. Pick one for its timeline.'),
       runTable(page),
@@ -19,7 +20,8 @@ export async function renderRuns(root, filters, search) {
     return;
   }
   const page = await runQuery('agent-run-timeline', { ...filters, agent_run: agentRun }, { rows: PAGE_ROWS, offset });
-  root.append(
+  put(
+    root,
     el('p', {}, link('/runs', { agent_run: null, _offset: null }, '← all agent runs')),
     el('h1', {}, 'Agent run ', el('code', {}, agentRun)),
     page.rows.some((r) => isTrue(r.gap_overlap)) ? el('p', { class: 'warning' }, '⚠ Part of this timeline is within 60 s of an audit gap (marked rows): events there may be missing.') : null,

@@ -1,6 +1,6 @@
 // Gateway sessions: the list, and one session's detail (statements, HTTP exchanges, SSH recordings).
 import { recordings, runQuery } from './api.js';
-import { el, formatTime, isTrue, link, pager, resultTable, section } from './render.js';
+import { el, formatTime, isTrue, link, pager, resultTable, section, put } from './render.js';
 
 export async function renderSessions(root, filters, search) {
   const sessionId = search.get('session_id');
@@ -10,7 +10,8 @@ export async function renderSessions(root, filters, search) {
     runQuery('sessions', filters, { rows: 50, offset }),
     runQuery('unattributed-sessions', filters, { rows: 20, offset: 0 }),
   ]);
-  root.append(
+  put(
+    root,
     el('h1', {}, 'Gateway sessions'),
     resultTable(page, { empty: 'No gateway sessions in this range.' }),
     pager(page),
@@ -24,14 +25,15 @@ async function renderSession(root, sessionId) {
     runQuery('session-drill-down', { session_id: sessionId }, { rows: 500, offset: 0 }),
     recordings(sessionId),
   ]);
-  root.append(el('p', {}, link('/sessions', { session_id: null }, '← all sessions')));
+  put(root, el('p', {}, link('/sessions', { session_id: null }, '← all sessions')));
   const s = detail.rows[0];
   if (!s) {
-    root.append(el('h1', {}, 'Session'), el('p', { class: 'error' }, `No session ${sessionId}.`));
+    put(root, el('h1', {}, 'Session'), el('p', { class: 'error' }, `No session ${sessionId}.`));
     return;
   }
   const fact = (label, value) => (value === undefined || value === null || value === '' ? null : el('div', {}, el('dt', {}, label), el('dd', {}, value)));
-  root.append(
+  put(
+    root,
     el('h1', {}, `${s.protocol} session `, el('code', {}, sessionId)),
     isTrue(s.gap_overlap) ? el('p', { class: 'warning' }, '⚠ This session overlaps an audit gap: its host attribution or events may be incomplete.') : null,
     el(
@@ -58,13 +60,14 @@ async function renderSession(root, sessionId) {
       requestAnimationFrame(() => AsciinemaPlayer.create(cast.url, holder, { fit: 'width', idleTimeLimit: 2, preload: true }));
       return el('figure', {}, el('figcaption', {}, `${cast.name} (${cast.bytes} bytes)`), holder);
     });
-    root.append(section('Shell recordings', players));
+    put(root, section('Shell recordings', players));
   }
   const httpOnly = events.rows.length > 0 && events.rows.every((r) => r.kind === 'http');
-  root.append(
+  put(
+    root,
     section(
       httpOnly ? 'HTTP exchanges' : 'Events',
-      resultTable(events, { hide: httpOnly ? ['statement_', 'command_tag', 'copy_', 'shell_'] : s.protocol === 'ssh' ? ['http_', 'copy_'] : ['http_', 'shell_'], empty: 'No events recorded.' }),
+      resultTable(events, { hideEmpty: true, hide: httpOnly ? ['statement_', 'command_tag', 'copy_', 'shell_'] : s.protocol === 'ssh' ? ['http_', 'copy_'] : ['http_', 'shell_'], empty: 'No events recorded.' }),
     ),
   );
 }
