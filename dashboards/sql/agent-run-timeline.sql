@@ -1,8 +1,10 @@
 -- agent-run-timeline: Everything one agent run did, in time order: its processes' execs, forks and exits,
 -- their connects with verdicts, and the gateway session events (statements, policy decisions, HTTP
--- exchanges …) of the sessions its mediated connects were joined with, interleaved.
+-- exchanges …) of the sessions its mediated connects were joined with, interleaved. `what` is process,
+-- connect or gateway; `detail` the event kind (exec/fork/exit, tcp/udp/unix, statement/policy/http …);
+-- `target` the binary and command line, the destination, or the statement / decision / request.
 -- @param agent_run String | the run's exec_id
--- @param limit UInt32 = 1000
+-- @param limit UInt32 = 1000 | at most this many rows
 -- process_events is ORDER BY (agent_run, time, …) and connect_events ORDER BY (verdict, agent_run, time,
 -- …), so both reads are key ranges per run (one per verdict); the run's sessions are key ranges of
 -- gateway_session_events' ORDER BY (session_id, event_seq).

@@ -1,7 +1,7 @@
 -- audit-gaps: Where is the data known to be incomplete? Every loss the system recorded (ring-buffer
 -- overflow, spool overflow, journal truncation, gateway feed jumps, unjoined connects), overlapping the
 -- time range, newest first. Other queries mark rows within 60 s of one of these windows with gap_overlap.
--- @param limit UInt32 = 1000
+-- @param limit UInt32 = 1000 | at most this many rows
 -- resource and agent do not apply: a loss is known per host (or gateway) and source only.
 SELECT
     gap_id,

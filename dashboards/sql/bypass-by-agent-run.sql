@@ -1,7 +1,7 @@
 -- bypass-by-agent-run: Which agent runs reached protected resources around the gateway, and how often?
 -- Top bypassing agent runs, most bypass connects first, with the agent (the comm of the run's own exec),
 -- the resources, hosts and binaries involved. Connects outside any agent run are grouped under ''.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- verdict = 'bypass' is a prefix range of connect_events' ORDER BY (verdict, agent_run, time, event_id)
 -- and the grouping follows the next key column.
 WITH

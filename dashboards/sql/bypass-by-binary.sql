@@ -1,7 +1,7 @@
 -- bypass-by-binary: Which programs (the executable of the connecting process) reached protected
 -- resources around the gateway? Most bypass connects first; a process whose exec the sensor never saw
 -- shows binary ''.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- The bypass connects are reduced per process first; only those processes' exec rows are then read
 -- (exec_id bloom filter index on process_events).
 WITH

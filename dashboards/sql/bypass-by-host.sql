@@ -1,6 +1,6 @@
 -- bypass-by-host: Which hosts had connects to protected resources around the gateway? Most bypass
 -- connects first, with how many processes and agent runs made them and which resources they reached.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL

@@ -1,7 +1,7 @@
 -- coverage: What share of connects to protected resources went through the gateway (mediated) and what
 -- share went around it (bypass), per resource, agent, agent run, host or day?
 -- @param group_by String = resource | one of resource, agent, agent_run, host, day
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- Only connects with a verdict of mediated or bypass count: that prefix of connect_events'
 -- ORDER BY (verdict, agent_run, time, event_id) is the traffic aimed at protected resources. Rows are
 -- first reduced per (host, resource, agent run, day), so the agent name lookup only reads the runs that

@@ -2,7 +2,7 @@
 -- secret_in_argv, audit_gap, journal_tampered) or severity.
 -- @param kind String = | an alert kind, or empty for all
 -- @param severity String = | info, warning or critical, or empty for all
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- alerts is ORDER BY (kind, time, alert_id): each kind is a key range, read in time order.
 WITH
     (

@@ -1,7 +1,7 @@
 -- secrets-in-argv: Which processes were started with a secret on their command line (a password, token or
 -- key in argv)? The sensor redacts the secret before the record leaves it (the value reads ****); this
 -- lists those execs, newest first, with the secret_in_argv alert raised for each, if any.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- resource does not apply to a command line.
 WITH
     (

@@ -2,7 +2,7 @@
 -- parameters and outcomes (command tag, rows, error), policy decisions and who approved or rejected
 -- them, HTTP exchanges, COPY transfers and shell I/O (asciicast events).
 -- @param session_id String | the gateway session id
--- @param limit UInt32 = 10000
+-- @param limit UInt32 = 10000 | at most this many rows
 -- gateway_session_events is ORDER BY (session_id, event_seq): a single key range. The time range does
 -- not cut a session short: the events of the session named are all returned; host, resource and agent
 -- do not apply (a session id names one session).

@@ -1,6 +1,6 @@
 -- sessions-by-identity: Who did what through the gateway: sessions per authenticated identity, on which
 -- resources, how many were rejected or are still open, and when.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- gateway_sessions is ORDER BY (identity_subject, start_time, session_id), so grouping by identity reads
 -- the table in key order. FINAL keeps only the newest record of each session (closed replaces open).
 -- host and agent do not apply (a session's host is known only through attribution: see sessions).

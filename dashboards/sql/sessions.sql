@@ -1,7 +1,7 @@
 -- sessions: Which gateway sessions were opened in the time range, newest first, by whom, to which
 -- resource, how they ended, how many statements they carried, and which host process and agent run
 -- opened them (empty when no host connect was joined with the session).
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- host and agent filter on the attribution, so with either set only attributed sessions are listed.
 WITH
     (

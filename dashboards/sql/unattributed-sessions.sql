@@ -1,7 +1,7 @@
 -- unattributed-sessions: Which gateway sessions does no host connect explain? A session no mediated
 -- connect was joined with came from a host without the sensor, from a process the sensor missed (see
 -- audit gaps), or from a client the correlator could not match by address and port.
--- @param limit UInt32 = 100
+-- @param limit UInt32 = 100 | at most this many rows
 -- host and agent do not apply: these sessions have no host process.
 WITH
     (
