@@ -182,7 +182,15 @@ export class WebServer {
       });
     }
     const queryRoute = /^\/api\/queries\/([^/]+)$/.exec(path);
-    if (queryRoute) return this.runQuery(decodeURIComponent(queryRoute[1]!), search, res);
+    if (queryRoute) {
+      let name: string;
+      try {
+        name = decodeURIComponent(queryRoute[1]!);
+      } catch {
+        throw badRequest('the query name is not valid percent-encoding');
+      }
+      return this.runQuery(name, search, res);
+    }
     const recordings = /^\/api\/recordings\/([0-9A-Za-z_-]{1,128})(?:\/([0-9A-Za-z_-]{1,160}\.cast))?$/.exec(path);
     if (recordings) return this.recording(recordings[1]!, recordings[2] ?? null, res);
     throw notFound(`no API route ${path}`);

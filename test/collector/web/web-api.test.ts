@@ -95,6 +95,7 @@ describe('collector/web API (real embedded store)', function () {
     assert.equal(unknown.status, 404);
     assert.equal(((await unknown.json()) as { error: { code: string } }).error.code, 'WEB_ERR_NOT_FOUND');
     assert.equal((await authed('/api/queries/..%2F..%2Fetc%2Fpasswd')).status, 404);
+    assert.equal((await authed('/api/queries/%E0%A4%A')).status, 400);
     const bogus = await authed('/api/queries/audit-gaps?bogus=1');
     assert.equal(bogus.status, 400);
     assert.match(((await bogus.json()) as { error: { message: string } }).error.message, /parameter bogus is not one this query takes/);
