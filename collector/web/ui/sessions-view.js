@@ -4,7 +4,7 @@ import { el, formatTime, isTrue, link, pager, resultTable, section, put } from '
 
 export async function renderSessions(root, filters, search) {
   const sessionId = search.get('session_id');
-  if (sessionId) return renderSession(root, sessionId);
+  if (sessionId) return renderSession(root, sessionId, Number(search.get('_offset') ?? 0) || 0);
   const offset = Number(search.get('_offset') ?? 0) || 0;
   const [page, unattributed] = await Promise.all([
     runQuery('sessions', filters, { rows: 50, offset }),
@@ -19,10 +19,10 @@ export async function renderSessions(root, filters, search) {
   );
 }
 
-async function renderSession(root, sessionId) {
+async function renderSession(root, sessionId, offset) {
   const [detail, events, casts] = await Promise.all([
     runQuery('session-detail', { session_id: sessionId }, { rows: 1, offset: 0 }),
-    runQuery('session-drill-down', { session_id: sessionId }, { rows: 500, offset: 0 }),
+    runQuery('session-drill-down', { session_id: sessionId }, { rows: 500, offset }),
     recordings(sessionId),
   ]);
   put(root, el('p', {}, link('/sessions', { session_id: null }, '← all sessions')));
