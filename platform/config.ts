@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { auditConfigSchema } from '../gateway/audit/config-schema';
 import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/gateway-feed/config-schema';
+import { webConfigSchema } from '../collector/web/config-schema';
 import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
@@ -129,6 +130,8 @@ const collectorSchema = z.strictObject({
         .default([]),
     })
     .prefault({}),
+  /** The dashboard UI and its read-only API (collector/web/). */
+  web: webConfigSchema,
 });
 
 /** Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line). */

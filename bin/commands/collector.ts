@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { collectorComponent } from '../../collector/collector-component';
 import { gatewayFeedComponent } from '../../collector/gateway-feed/gateway-feed';
 import { storeComponent } from '../../collector/store/store-component';
+import { webComponent } from '../../collector/web/web-component';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import { runUntilSignal } from '../../platform/supervisor';
 import { defineCommand } from '../cli';
@@ -40,6 +41,7 @@ export function registerCollector(program: Command): void {
           store,
           collectorComponent({ config, log, writer: () => store.writer, feeds: () => [gateways.feed] }),
           gateways,
+          webComponent(config, log),
         ],
         log,
         (lines) => process.stdout.write(`gapwatch collector is up:\n${lines.map((line) => `  ${line}\n`).join('')}Press Ctrl-C to stop.\n`),

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
-import { StoreQueryRefusedError } from '../../collector/store/errors';
+import { isQueryName, namedQueries, parseSince, runQuery, type OutputFormat } from '../../collector/store/query';
+import { StoreEngineBusyError, StoreQueryRefusedError } from '../../collector/store/errors';
+import { queryThroughWebApi, runningWebApi } from '../../collector/web/api-client';
 import { defineCommand } from '../cli';
 
 interface QueryOptions {
@@ -15,6 +16,7 @@ interface QueryOptions {
 /**
  * `gapwatch query <name|SQL>`: a named dashboard query (dashboards/sql/<name>.sql, parameters and
  * defaults in dashboards/sql/README.md) or read-only SQL against the configured store. Writes are refused by the store itself (readonly connection).
+ * While a running gapwatch holds the embedded store, named queries go through its web API instead.
  */
 export function registerQuery(program: Command): void {
   defineCommand<QueryOptions>(
@@ -36,13 +38,26 @@ export function registerQuery(program: Command): void {
         if (eq <= 0) throw new StoreQueryRefusedError(`--param ${JSON.stringify(pair)} is not name=value`);
         params[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
-      const output = await runQuery(context.config, {
+      const request = {
         query: args[0]!,
         format: options.format,
         from: options.from ?? (options.since === undefined ? undefined : parseSince(options.since)),
         to: options.to,
         params,
-      });
+      };
+      let output: string;
+      try {
+        output = await runQuery(context.config, request);
+      } catch (err) {
+        // The embedded store is held by a running `gapwatch up` or `gapwatch collector`: ask its web API,
+        // which binds the parameters the same way (dashboards/named-queries.ts).
+        const api = err instanceof StoreEngineBusyError ? runningWebApi(context.config.dataDir) : null;
+        if (!api || !isQueryName(request.query)) throw err;
+        const given: Record<string, string> = { ...params };
+        if (request.from !== undefined) given.from = request.from;
+        if (request.to !== undefined) given.to = request.to;
+        output = await queryThroughWebApi(api, request.query.trim(), given, request.format);
+      }
       process.stdout.write(output);
       return 0;
     },

@@ -4,6 +4,7 @@ import { renderDoctorReport } from '../../collector/doctor/report';
 import { DoctorFailedError } from '../../collector/errors';
 import { storeCheck } from '../../collector/store/store-check';
 import { storeComponent } from '../../collector/store/store-component';
+import { webComponent } from '../../collector/web/web-component';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -96,6 +97,8 @@ function oneHostComponents(context: CommandContext): Component[] {
     });
   }
   if (demo && gateway) components.push(demo.tryIt(gateway));
+  // The dashboard UI and its read-only API; `gapwatch query` reaches the store through it while this runs.
+  components.push(webComponent(config, log));
   return components;
 }
 

@@ -8,7 +8,7 @@ import { StoreQueryFailedError, StoreQueryRefusedError, StoreQueryUnknownError, 
 export type OutputFormat = 'table' | 'json' | 'csv';
 
 /** ClickHouse output format per `--format`: an aligned table, JSON lines, CSV with a header row. */
-const CLICKHOUSE_FORMAT: Record<OutputFormat, string> = {
+export const CLICKHOUSE_FORMAT: Record<OutputFormat, string> = {
   table: 'PrettyCompactMonoBlock',
   json: 'JSONEachRow',
   csv: 'CSVWithNames',

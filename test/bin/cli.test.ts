@@ -82,6 +82,16 @@ describe('bin/gapwatch', function () {
         assert.match(stdout, /try it: +PGPASSWORD=gwt_\S+ psql "host=127\.0\.0\.1 port=\d+ dbname=demo user=demo-agent"/);
         assert.match(stdout, /try it: +psql -w "host=127\.0\.0\.1 port=\d+ dbname=demo user=gapwatch_demo"/);
 
+        // The web UI: its address and access token, and `gapwatch query` reaching the store through it
+        // (the embedded engine is bound to this process).
+        const web = /web UI: (http:\/\/127\.0\.0\.1:\d+)\/ \(log in with the access token (\S+);/.exec(stdout);
+        assert.ok(web, stdout);
+        assert.equal((await fetch(`${web[1]}/api/queries`)).status, 401);
+        assert.equal((await fetch(`${web[1]}/api/queries`, { headers: { Authorization: `Bearer ${web[2]}` } })).status, 200);
+        const query = await runCli(['query', 'overview', '--format', 'json'], { cwd: dir });
+        assert.equal(query.code, 0, query.stderr);
+        assert.match(query.stdout, /"coverage_pct":/);
+
         // A second instance on the same data directory is refused while the first runs.
         const second = await runCli(['up'], { cwd: dir });
         assert.equal(second.code, 1);
