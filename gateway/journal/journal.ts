@@ -18,10 +18,10 @@ import {
   JournalRecordTooLargeError,
   JournalWriteFailedError,
 } from './errors';
-import { chainRecord, peekSeq, recordSuffix } from './record-chain';
+import { RecordChainer, peekSeq, recordSuffix } from './record-chain';
 import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
 import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
-import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, frame, parseFrame, parseHeader } from './segment-format';
+import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader } from './segment-format';
 import { loadOrCreateSigningKey, signCheckpoint, type SigningKey } from './signing-key';
 
 export type { TornTail } from './recovery';
@@ -129,6 +129,7 @@ export class Journal implements JournalWriter, JournalReader {
   };
   private readonly log: Logger | undefined;
   private readonly key: SigningKey;
+  private readonly chainer: RecordChainer;
   private readonly lock: DataDirLock;
   private readonly segments: SegmentState[];
   private active: { state: SegmentState; file: FileHandle; size: number };
@@ -237,6 +238,7 @@ export class Journal implements JournalWriter, JournalReader {
     };
     this.key = key;
     this.keyId = key.keyId;
+    this.chainer = new RecordChainer(options.gatewayId);
     this.lock = lock;
     this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
     this.lastSeq = recovered.lastSeq;
@@ -464,8 +466,7 @@ export class Journal implements JournalWriter, JournalReader {
 
   private enqueueRecord(suffix: Buffer, isCheckpoint: boolean, resolve?: (p: JournalPosition) => void, reject?: (err: Error) => void): bigint {
     const seq = this.lastSeq + 1n;
-    const { hash, encoded } = chainRecord(this.gatewayId, seq, this.lastHash, suffix);
-    const framed = frame(encoded);
+    const { hash, framed } = this.chainer.chain(seq, this.lastHash, suffix);
     this.pending.push({ kind: 'record', seq, hash, frame: framed, checkpoint: isCheckpoint, resolve, reject });
     this.lastSeq = seq;
     this.lastHash = hash;
