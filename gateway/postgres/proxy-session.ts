@@ -362,6 +362,12 @@ export class ProxySession {
     }
   }
 
+  /** Resolves once the server has answered everything forwarded (its last ReadyForQuery is in). */
+  private untilIdle(): Promise<void> {
+    if (this.awaitingReady === 0 || this.ended) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   /** Resolves once no answer is held back for durability (at once in before-forward mode). */
   private repliesDelivered(): Promise<void> {
     if (this.heldReplies.length === 0) return Promise.resolve();
@@ -436,9 +442,17 @@ export class ProxySession {
         this.copyIn = null;
         return;
       case FrontendType.Terminate:
+        // The server answers what came before Terminate first (a client may send Query, Query,
+        // Terminate in one packet). Closing the upstream right after forwarding Terminate would lose
+        // those answers and their audit, so Terminate goes upstream only once they are all back.
         this.record(msg);
-        this.forward(msg.raw);
         return this.flushUpstream()
+          .then(() => this.untilIdle())
+          .then(() => {
+            if (this.ended) return;
+            this.forward(msg.raw);
+            return this.flushUpstream();
+          })
           .then(() => this.repliesDelivered())
           .then(() => this.end({ outcome: 'closed' }));
       case FrontendType.Password:
@@ -1004,7 +1018,11 @@ export class ProxySession {
     for (const w of this.repliesReleased) w();
     this.repliesReleased = [];
     this.client.end();
-    this.upstream.destroy();
+    if (end.outcome === 'closed' && this.upstream.writable) {
+      // A Terminate may still be on its way out: close after it rather than discard it.
+      this.upstream.end();
+      setTimeout(() => this.upstream.destroy(), 1000).unref();
+    } else this.upstream.destroy();
     this.context.policy.endSession(this.context.sessionId);
     // A client that is gone cannot take a FIN politely; do not wait for it forever.
     setTimeout(() => this.client.destroy(), 1000).unref();
