@@ -910,7 +910,7 @@ export class ProxySession {
     const duration = nowNanos() - run.startNs;
     const tagRows = tag ? rowsFromTag(tag) : null;
     const masked = run.masker ? run.masker.maskedColumns.map((i) => run.columns?.[i]?.name ?? String(i)) : [];
-    void this.context.recorder.event({
+    this.context.recorder.outcome({
       statement: {
         text: run.text,
         parameters: run.parameters,
@@ -928,7 +928,7 @@ export class ProxySession {
       },
     });
     if (run.copy) {
-      void this.context.recorder.event({
+      this.context.recorder.outcome({
         copy: {
           direction: run.copy.direction,
           rows: tagRows ?? 0,
