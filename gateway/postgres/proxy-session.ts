@@ -250,7 +250,8 @@ export class ProxySession {
           const pending = this.onClientMessage(msg);
           if (pending) await pending;
         }
-        await this.flushUpstream();
+        const flushed = this.flushUpstreamNow();
+        if (flushed) await flushed;
         if (this.client.isPaused() && this.parser.pendingBytes < PAUSE_CLIENT_AT_BYTES && this.upstream.writableLength < PAUSE_CLIENT_AT_BYTES) {
           this.client.resume();
         }
@@ -312,7 +313,13 @@ export class ProxySession {
    * once with the agent's next answers held until it is (before-reply). Either way the record is
    * appended first, so its seq precedes anything the server does with the request.
    */
-  private async flushUpstream(): Promise<void> {
+  private flushUpstream(): Promise<void> {
+    const waiting = this.flushUpstreamNow();
+    return waiting ?? Promise.resolve();
+  }
+
+  /** flushUpstream without a promise when nothing has to be waited for (before-reply, or nothing new). */
+  private flushUpstreamNow(): Promise<void> | void {
     const recorder = this.context.recorder;
     if (this.request.length > 0) {
       const messages = this.request;
@@ -320,9 +327,13 @@ export class ProxySession {
       void recorder.event({ pgRequest: { messages } });
     }
     if (recorder.hasPending) {
-      if (this.context.durability === 'before-forward') await recorder.durable();
-      else this.holdRepliesUntil(recorder.durable());
+      if (this.context.durability === 'before-forward') return recorder.durable().then(() => this.writeUpstream());
+      this.holdRepliesUntil(recorder.durable());
     }
+    this.writeUpstream();
+  }
+
+  private writeUpstream(): void {
     if (this.upstreamOut.length === 0 || this.ended) return;
     const out = this.upstreamOut;
     this.upstreamOut = [];
@@ -471,9 +482,9 @@ export class ProxySession {
   }
 
   /** Asks policy; a policy engine that fails is a refusal, never a pass. */
-  private async decide(request: PolicyRequest): Promise<PolicyDecision> {
+  private decide(request: PolicyRequest): PolicyDecision {
     try {
-      return await this.context.policy.evaluate(request);
+      return this.context.policy.evaluateNow(request);
     } catch (err) {
       this.context.log.error({ err, sessionId: this.context.sessionId }, 'policy evaluation failed; refusing the statement');
       return { action: 'deny', rule: 'gateway', reason: `policy evaluation failed (${(err as Error).message})`, statements: [] };
@@ -554,29 +565,34 @@ export class ProxySession {
     this.writeClient([error, readyForQuery(this.transactionStatus)]);
   }
 
-  private async onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+  /** An allowed Query is forwarded in the same turn (no promise); anything else is settled first. */
+  private onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> | void {
     const request = this.policyRequest('query', text);
-    const decision = await this.decide(request);
-    if (decision.action !== 'allow') {
-      const refusal = await this.settle(request, decision);
+    const decision = this.decide(request);
+    if (decision.action === 'allow') return this.forwardQuery(raw, text, decision);
+    return this.settle(request, decision).then((refusal) => {
       if (this.ended) return;
       if (refusal) {
         // Marks the write-ahead record when it is still to be written (a review has written it already).
         record.withheld = true;
         return this.refuseNow(refusal);
       }
-    }
+      this.forwardQuery(raw, text, decision);
+    });
+  }
+
+  private forwardQuery(raw: Buffer, text: string, decision: PolicyDecision): void {
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
     this.forward(raw);
     this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
     this.awaitingReady += 1;
   }
 
-  private async onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> {
+  private onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> | void {
     const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
-    const decision = await this.decide(request);
-    if (decision.action !== 'allow') {
-      const refusal = await this.settle(request, decision);
+    const decision = this.decide(request);
+    if (decision.action === 'allow') return this.forwardParse(raw, name, text, decision);
+    return this.settle(request, decision).then((refusal) => {
       if (this.ended) return;
       if (refusal) {
         record.withheld = true;
@@ -584,7 +600,11 @@ export class ProxySession {
         this.batchRefusal = refusal;
         return;
       }
-    }
+      this.forwardParse(raw, name, text, decision);
+    });
+  }
+
+  private forwardParse(raw: Buffer, name: string, text: string, decision: PolicyDecision): void {
     this.statements.set(name, { text, decision, columns: null });
     this.forwardExtended(raw, { kind: 'parse', name, text, decision });
   }
@@ -612,7 +632,7 @@ export class ProxySession {
     this.forwardExtended(raw, { kind: 'execute', run, portal });
   }
 
-  private async onSync(raw: Buffer): Promise<void> {
+  private onSync(raw: Buffer): Promise<void> | void {
     if (this.skipUntilSync) {
       this.skipUntilSync = false;
       const refusal = this.batchRefusal;
@@ -633,7 +653,7 @@ export class ProxySession {
 
   private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
     const request = this.policyRequest('function_call', text);
-    const decision = await this.decide(request);
+    const decision = this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
