@@ -881,11 +881,10 @@ export class ProxySession {
   }
 
   private onRowDescription(msg: Buffer): void {
-    const decoded = decodeRowDescription(msg);
-    const columns: Column[] = decoded.fields.map((f) => ({
+    const columns: Column[] = decodeRowDescription(msg).map((f) => ({
       name: f.name,
-      tableOid: f.tableID,
-      typeOid: f.dataTypeID,
+      tableOid: f.tableOid,
+      typeOid: f.typeOid,
       format: f.format === 'binary' ? FormatCode.Binary : FormatCode.Text,
     }));
     const unit = this.head();
