@@ -21,7 +21,8 @@ import { round, summarize, type Summary } from './stats';
  * (the gateway with an unsynced journal) — for `-S` (select-only) and the default TPC-B-like
  * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
  * this noisy machine hits all alike. Reports median TPS and per-transaction latency p50/p99
- * (from pgbench's transaction log), the gateway process's CPU per transaction, and gapwatch/PgBouncer ratios.
+ * (from pgbench's transaction log), the gateway process's CPU per transaction (and PgBouncer's, from
+ * /proc), and gapwatch/PgBouncer ratios.
  */
 
 /**
@@ -50,6 +51,8 @@ interface RunResult {
   cpuUsPerTx: number;
   /** The part of it spent in the kernel (socket and file system calls). */
   sysUsPerTx: number;
+  /** For PgBouncer: its own process's CPU per transaction (10 ms clock ticks over the run), the same measure for the baseline. */
+  otherCpuUsPerTx: number;
 }
 
 const SCRIPTS = [
@@ -79,7 +82,7 @@ async function waitForPort(port: number, what: string): Promise<void> {
 }
 
 /** PgBouncer in session mode, as the postgres user (it refuses root), with its own ini in a temp dir. */
-async function startPgBouncer(pg: PostgresServer, dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+async function startPgBouncer(pg: PostgresServer, dir: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
   chownSync(dir, uid, gid);
@@ -112,6 +115,7 @@ async function startPgBouncer(pg: PostgresServer, dir: string): Promise<{ port: 
   await waitForPort(port, 'pgbouncer');
   return {
     port,
+    pid: child.pid!,
     async stop() {
       child.kill('SIGINT');
       await exited;
@@ -135,13 +139,22 @@ function pgbench(target: Endpoint, args: string[], logDir: string | null): Promi
   });
 }
 
-async function runOnce(target: Endpoint, script: readonly string[], protocol: string, clients: number, seconds: number, scratch: string): Promise<RunResult> {
+/** CPU time (user + system, µs) of another process so far, from /proc/<pid>/stat (in clock ticks of 10 ms). */
+function processCpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+async function runOnce(target: Endpoint, script: readonly string[], protocol: string, clients: number, seconds: number, scratch: string, otherPid: number | null = null): Promise<RunResult> {
   const logDir = mkdtempSync(join(scratch, 'run-'));
+  const otherBefore = otherPid === null ? 0 : processCpuUs(otherPid);
   const cpuBefore = process.cpuUsage();
   const out = await pgbench(target, ['-n', ...script, '-M', protocol, '-c', String(clients), '-j', '2', '-T', String(seconds), '-l', '--log-prefix', 'tx'], logDir);
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1]);
   if (!Number.isFinite(tps)) throw new Error(`no tps in pgbench output:\n${out}`);
   const cpu = process.cpuUsage(cpuBefore);
+  const otherCpuUs = otherPid === null ? 0 : processCpuUs(otherPid) - otherBefore;
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]);
   const latencies: number[] = [];
   for (const file of readdirSync(logDir)) {
@@ -154,6 +167,7 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   latencies.sort((a, b) => a - b);
   return { tps, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUsPerTx: transactions > 0 ? (cpu.user + cpu.system) / transactions : 0,
     sysUsPerTx: transactions > 0 ? cpu.system / transactions : 0,
+    otherCpuUsPerTx: transactions > 0 ? otherCpuUs / transactions : 0,
   };
 }
 
@@ -233,9 +247,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
             const path = order[(i + r) % order.length]!;
-            const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch);
+            const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch, path === 'pgbouncer' ? bouncer.pid : null);
             samples[path].push(result);
-            const cpu = path.startsWith('gapwatch') ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)` : '';
+            const cpu = path.startsWith('gapwatch')
+              ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)`
+              : path === 'pgbouncer'
+                ? `, pgbouncer cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
+                : '';
             say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms${cpu}`);
           }
         }
@@ -244,6 +262,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
           p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
           ...(path.startsWith('gapwatch') ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
+          ...(path === 'pgbouncer' ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
         });
         const per = {
           direct: summaryOf('direct'),
@@ -261,6 +280,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
           before_reply_ratio_vs_pgbouncer: round(per.gapwatch_before_reply.tps.median / per.pgbouncer.tps.median),
           nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
+          // CPU per transaction of the unsynced gateway over PgBouncer's own: the proxy's cost alone.
+          nofsync_cpu_vs_pgbouncer_cpu: round((per.gapwatch_nofsync.cpu_us_per_tx ?? 0) / Math.max(1, per.pgbouncer.cpu_us_per_tx ?? 0)),
         };
         tps[mode] = {
           direct: per.direct.tps.median,
