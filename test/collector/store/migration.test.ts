@@ -5,7 +5,7 @@ import { MIGRATIONS } from '../../../collector/store/migrations';
 import { INITIAL_TABLES } from '../../../collector/store/migrations/0001-initial-schema';
 import { queryRows, tempConfig } from './store-fixture';
 
-const TABLES = ['alerts', 'audit_gaps', 'connect_events', 'gateway_session_events', 'gateway_sessions', 'process_events', 'schema_migrations'];
+const TABLES = ['alerts', 'audit_gaps', 'connect_events', 'gateway_session_events', 'gateway_sessions', 'journal_records', 'process_events', 'schema_migrations'];
 
 describe('collector/store migrations (embedded engine)', function () {
   this.timeout(60_000);
