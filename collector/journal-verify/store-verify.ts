@@ -11,6 +11,7 @@ import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/Jo
 import type { Store } from '../store/connection';
 import { qualified } from '../store/ddl';
 import { JOURNAL_RECORDS } from '../store/migrations/0004-journal-records';
+import { dateTime64 } from '../store/time';
 
 /** Where the verifier's public key came from; the store itself is never a source (whoever edits rows could replace it). */
 export type KeySource = 'argument' | 'journal-directory';
@@ -327,11 +328,12 @@ export async function verifyStoredJournal(store: Store, options: StoreVerifyOpti
 }
 
 /** The columns journalRecordRow() derives from a record, as the store returns them. */
-function columnsOf(record: JournalRecord__Output): Omit<StoredRow, 'record' | 'time'> {
+function columnsOf(record: JournalRecord__Output): Omit<StoredRow, 'record'> {
   const checkpoint = record.body === 'checkpoint' ? record.checkpoint : null;
   return {
     gateway_id: record.gatewayId,
     seq: String(record.seq),
+    time: dateTime64(record.timeUnixNano),
     body: record.body ?? '',
     prev_hash: Buffer.from(record.prevHash).toString('hex'),
     hash: Buffer.from(record.hash).toString('hex'),

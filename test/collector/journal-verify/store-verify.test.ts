@@ -120,6 +120,9 @@ describe('collector/journal-verify: gapwatch verify against the store', function
     await mutate(`ALTER TABLE ${table()} UPDATE prev_hash = '${'0'.repeat(64)}' WHERE gateway_id = 'gw-update' AND seq = 17`);
     report = await verify('gw-update');
     assert.ok(report.problems.some((p) => p.seq === 17n && /column prev_hash disagrees/.test(p.detail)), JSON.stringify(report.problems, bigintText));
+    await mutate(`ALTER TABLE ${table()} UPDATE time = time - INTERVAL 1 HOUR WHERE gateway_id = 'gw-update' AND seq = 18`);
+    report = await verify('gw-update');
+    assert.ok(report.problems.some((p) => p.seq === 18n && /column time disagrees/.test(p.detail)), JSON.stringify(report.problems, bigintText));
   });
 
   it('finds rows deleted in the middle (ALTER TABLE DELETE, lightweight DELETE) and at the end', async () => {
