@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { runFuzz, type FuzzResult } from '../../support/fuzz/fuzz-run';
 import { deliverRaw, httpTarget, startFuzzTarget, type FuzzTarget, type FuzzTargetName } from '../../support/fuzz/fuzz-targets';
 import { Random } from '../../support/fuzz/mutator';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Client as SshClient } from 'ssh2';
 import { requireRoot } from '../../support/host';
+import { startSshGateway } from '../../support/ssh-gateway';
 
 /**
  * A bounded, reproducible fuzz run of each gateway entry point (fixed seed, a few seconds): the
@@ -59,6 +63,39 @@ describe('gateway fuzzing: regressions', function () {
       await target.goodClient();
     } finally {
       await target.stop();
+    }
+  });
+
+  it('ssh: an agent that logs in and leaves at once leaves no upstream connection behind (found by bench/fuzz seed 23: one leaked upstream login per such agent)', async () => {
+    requireRoot();
+    const gw = await startSshGateway();
+    try {
+      const key = readFileSync(gw.agentKeyFile);
+      // Connections to this test's own sshd: only its gateway makes them.
+      const upstreamConnections = (): number =>
+        execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${gw.sshd.port} )`]).toString().split('\n').filter((line) => line.trim() !== '').length;
+      for (let i = 0; i < 4; i++) {
+        await new Promise<void>((resolve) => {
+          const client = new SshClient();
+          client.on('ready', () => client.end());
+          client.on('close', () => resolve());
+          client.on('error', () => resolve());
+          client.connect({ host: '127.0.0.1', port: gw.port, username: `${gw.login}@${gw.resource}`, privateKey: key, hostVerifier: () => true, readyTimeout: 30_000 });
+        });
+      }
+      // The upstream logins started for them finish (or fail) within a few seconds; none may stay open.
+      const deadline = Date.now() + 15_000;
+      while (upstreamConnections() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(upstreamConnections(), 0);
+      const since = await gw.head();
+      const sessions = (await gw.records()).filter((record) => record.session && BigInt(record.seq) <= since);
+      // Every session the agents opened ended in the journal with its last record, never reopened after it.
+      const last = new Map<string, string>();
+      for (const record of sessions) last.set(record.session!.sessionId, record.session!.outcome);
+      assert.ok(last.size >= 4);
+      assert.ok([...last.values()].every((outcome) => outcome !== 'SESSION_OUTCOME_OPEN'), JSON.stringify([...last]));
+    } finally {
+      await gw.stop();
     }
   });
 });
