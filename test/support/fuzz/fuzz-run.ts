@@ -147,10 +147,17 @@ export async function runFuzz(target: FuzzTarget, options: FuzzOptions): Promise
   await coverage?.start();
   const checkGoodClient = async (): Promise<void> => {
     result.goodClientChecks++;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = options.hangMs * 3;
     try {
-      await target.goodClient();
+      await Promise.race([
+        target.goodClient(),
+        new Promise((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`the good client got no service within ${limit} ms`)), limit))),
+      ]);
     } catch (err) {
       findings.push({ kind: 'good-client-failed', lane: '', input: '', detail: err instanceof Error ? err.message : String(err) });
+    } finally {
+      clearTimeout(timer);
     }
   };
   const batch: Array<{ lane: string; input: Buffer }> = [];
