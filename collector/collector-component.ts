@@ -6,6 +6,7 @@ import { AlertPipeline, configuredSinks } from './alerts/alert-pipeline';
 import type { GatewayFeed } from './correlate/contract';
 import { Correlator } from './correlate/correlator';
 import { Inventory } from './correlate/inventory';
+import { journalRecordRow } from './gateway-feed/journal-rows';
 import { gatewayRecordRows } from './gateway-feed/record-writer';
 import { HostSensor } from './sensor/host-sensor';
 import { auditGapRow, deterministicId, type Row, type TableName } from './store/rows';
@@ -116,7 +117,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         feed.onResources((resources) => void inventory.setFromGateway(resources));
         feed.onRecord((record) => {
           joined.onJournalRecord(record);
-          if (options.writeGatewayRecords) for (const { table: t, row } of gatewayRecordRows(record)) write(t, row);
+          if (options.writeGatewayRecords) for (const { table: t, row } of [...gatewayRecordRows(record), journalRecordRow(record)]) write(t, row);
         });
       }
       await inventory.settled();

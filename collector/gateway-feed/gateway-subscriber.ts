@@ -7,7 +7,7 @@ import type { StoreWriter } from '../store/writer';
 import { createAuditClient } from './audit-client';
 import type { GatewayFeedEntry, GatewayFeedTuning } from './config-schema';
 import { GatewayIdentityChangedError } from './errors';
-import { journalRecordRows, missedRecordsRow, type TableRow } from './journal-rows';
+import { journalRecordRow, journalRecordRows, missedRecordsRow, type TableRow } from './journal-rows';
 import { PositionFile } from './position-file';
 
 /** What the subscriber needs from the store: rows in (with back-pressure), and a flush that makes them safe. */
@@ -210,7 +210,7 @@ export class GatewaySubscriber {
           rows.push(missedRecordsRow(this.gatewayId, this.handedSeq + 1n, seq - 1n, record.timeUnixNano));
           log.error({ address: this.address, expected: (this.handedSeq + 1n).toString(), got: record.seq }, 'gateway skipped records; recorded in audit_gaps');
         }
-        rows.push(...journalRecordRows(record));
+        rows.push(...journalRecordRows(record), journalRecordRow(record));
         for (const { table, row } of rows) await writer.write(table, row);
         this.handedSeq = seq;
         fresh++;

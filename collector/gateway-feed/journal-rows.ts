@@ -1,4 +1,6 @@
+import { encodeRecord } from '../../gateway/journal/canonical-encoding';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+import { dateTime64 } from '../store/time';
 import { auditGapRow, sessionEventRow, sessionRow, type Row, type TableName } from '../store/rows';
 
 export interface TableRow {
@@ -55,5 +57,30 @@ export function missedRecordsRow(gatewayId: string, firstSeq: bigint, lastSeq: b
       lost: String(lastSeq - firstSeq + 1n),
       reason: `gateway ${gatewayId} sent seq ${lastSeq + 1n} after ${firstSeq - 1n}: records ${firstSeq}..${lastSeq} never arrived`,
     }),
+  };
+}
+
+/**
+ * The record itself for the journal_records table (migrations/0004-journal-records.ts): its canonical
+ * encoding, from which `gapwatch verify --gateway` recomputes the hash chain, and its chain fields and
+ * checkpoint as columns. Every record gets one, checkpoints and gaps included.
+ */
+export function journalRecordRow(record: JournalRecord__Output): TableRow {
+  const checkpoint = record.body === 'checkpoint' ? record.checkpoint : null;
+  return {
+    table: 'journal_records',
+    row: {
+      gateway_id: record.gatewayId,
+      seq: record.seq,
+      time: dateTime64(record.timeUnixNano),
+      body: record.body ?? '',
+      prev_hash: Buffer.from(record.prevHash).toString('hex'),
+      hash: Buffer.from(record.hash).toString('hex'),
+      record: encodeRecord(record).toString('base64'),
+      checkpoint_seq: checkpoint?.seq ?? '0',
+      checkpoint_head_hash: checkpoint ? Buffer.from(checkpoint.headHash).toString('hex') : '',
+      checkpoint_signature: checkpoint ? Buffer.from(checkpoint.signature).toString('hex') : '',
+      checkpoint_key_id: checkpoint?.keyId ?? '',
+    },
   };
 }

@@ -45,6 +45,7 @@ const TOKENS: RegExp[] = [
   /\bxox[abprs]-[A-Za-z0-9-]{10,}/g, // Slack tokens
   /\bAIza[0-9A-Za-z_-]{35}\b/g, // Google API keys
   /\bnpm_[A-Za-z0-9]{36}\b/g, // npm tokens
+  /\bgwt_[A-Za-z0-9_-]{20,}/g, // gapwatch agent tokens
 ];
 
 export interface RedactedArgv {
@@ -83,7 +84,7 @@ export function redactArgv(argv: readonly string[]): RedactedArgv {
 
 /** Redacts secrets inside one argument (also used for shell `-c` scripts, which carry whole command lines). */
 /** Every pattern below needs one of these; most arguments (paths, plain words) have none and skip the rest. */
-const MAY_HOLD_SECRET = /[=@:]|gh[pousr]_|github_pat_|glpat-|AKIA|ASIA|sk-|xox|AIza|npm_/i;
+const MAY_HOLD_SECRET = /[=@:]|gh[pousr]_|github_pat_|glpat-|AKIA|ASIA|sk-|xox|AIza|npm_|gwt_/i;
 
 export function redactValue(arg: string): string {
   if (!MAY_HOLD_SECRET.test(arg)) return arg;

@@ -7,13 +7,14 @@ import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session'
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { INITIAL_TABLES } from './migrations/0001-initial-schema';
 import { ADDED_COLUMNS } from './migrations/0002-gateway-session-details';
+import { JOURNAL_RECORDS } from './migrations/0004-journal-records';
 import { dateTime64 } from './time';
 
 /**
  * Store rows: the proto messages flattened into the columns of migrations/0001-initial-schema.ts.
  * Enum columns take the proto enum name without its prefix, lowercased (VERDICT_BYPASS → 'bypass').
  */
-export type TableName = 'process_events' | 'connect_events' | 'gateway_sessions' | 'gateway_session_events' | 'alerts' | 'audit_gaps';
+export type TableName = 'process_events' | 'connect_events' | 'gateway_sessions' | 'gateway_session_events' | 'alerts' | 'audit_gaps' | 'journal_records';
 
 export const TABLES: readonly TableName[] = [
   'process_events',
@@ -22,6 +23,7 @@ export const TABLES: readonly TableName[] = [
   'gateway_session_events',
   'alerts',
   'audit_gaps',
+  'journal_records',
 ];
 
 /** The column that says when a row happened, per table: the time range of a loss is taken from it. */
@@ -32,13 +34,14 @@ export const TIME_COLUMN: Record<TableName, string> = {
   gateway_session_events: 'time',
   alerts: 'time',
   audit_gaps: 'start_time',
+  journal_records: 'time',
 };
 
 export type Row = Record<string, string | number | boolean | string[] | Record<string, string>>;
 
 /** The columns of each table, in schema order (first schema, then columns later migrations added): the order rows are encoded in. */
 export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEntries(
-  INITIAL_TABLES.map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
+  [...INITIAL_TABLES, JOURNAL_RECORDS].map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
 ) as unknown as Record<TableName, readonly string[]>;
 
 /**

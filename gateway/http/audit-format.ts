@@ -41,11 +41,16 @@ export class BodyRecorder {
   size = 0;
   private readonly mode: 'text' | 'data' | 'omit';
 
+  /**
+   * `secrets`: values the gateway itself injected (the resource credential). An upstream may echo its
+   * request back (debug endpoints, error pages quoting headers); the excerpt never keeps them.
+   */
   constructor(
     private readonly contentType: string,
     contentEncoding: string,
     private readonly limit: number,
     binaryBodies: boolean,
+    private readonly secrets: readonly string[] = [],
   ) {
     const encoded = contentEncoding !== '' && contentEncoding.toLowerCase() !== 'identity';
     if (limit === 0) this.mode = 'omit';
@@ -64,8 +69,21 @@ export class BodyRecorder {
   snapshot(): HttpBody {
     const body: HttpBody = { contentType: this.contentType, size: String(this.size), truncated: this.size > this.kept && this.mode !== 'omit' };
     if (this.mode === 'omit') return { ...body, omitted: this.size > 0 };
-    const content = Buffer.concat(this.chunks, this.kept);
+    let content: Buffer = Buffer.concat(this.chunks, this.kept);
+    for (const secret of this.secrets) content = replaceAll(content, Buffer.from(secret, 'utf8'), Buffer.from(REDACTED, 'utf8'));
     // A cut can fall inside a UTF-8 sequence; the decoder's replacement character marks it.
     return this.mode === 'text' ? { ...body, text: content.toString('utf8') } : { ...body, data: content };
   }
+}
+
+function replaceAll(content: Buffer, needle: Buffer, replacement: Buffer): Buffer {
+  if (needle.length === 0 || content.indexOf(needle) < 0) return content;
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let at = content.indexOf(needle); at >= 0; at = content.indexOf(needle, from)) {
+    parts.push(content.subarray(from, at), replacement);
+    from = at + needle.length;
+  }
+  parts.push(content.subarray(from));
+  return Buffer.concat(parts);
 }

@@ -506,7 +506,7 @@ export class HttpGateway implements Component {
         clearTimeout(timer);
         const firstByte = nowNanos() - started;
         const status = upRes.statusCode ?? 0;
-        const recorder = new BodyRecorder(upRes.headers['content-type'] ?? '', upRes.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
+        const recorder = new BodyRecorder(upRes.headers['content-type'] ?? '', upRes.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies, injectedSecrets(target));
         responseBody.recorder = recorder;
         const extra = (): Partial<HttpExchange> => ({
           firstByteNano: String(firstByte),
@@ -763,4 +763,17 @@ export class HttpGateway implements Component {
     });
     upstream.end();
   }
+}
+
+/** The credential value the gateway injects for a target (without its scheme), kept out of recorded response bodies. */
+function injectedSecrets(target: { credentialHeader(): [string, string] | null; resource: { credential: { scheme: string } | null } }): string[] {
+  let header: [string, string] | null;
+  try {
+    header = target.credentialHeader();
+  } catch {
+    return [];
+  }
+  if (header === null) return [];
+  const scheme = target.resource.credential?.scheme ?? '';
+  return [scheme === '' ? header[1] : header[1].slice(scheme.length + 1)];
 }

@@ -53,6 +53,8 @@ export class AgentConnection {
   private authFailure = 'the agent disconnected before authenticating';
   private upstream: Promise<UpstreamConnection> | null = null;
   private upstreamConnection: UpstreamConnection | null = null;
+  /** Set once the agent's connection has closed: an upstream login still under way is then dropped. */
+  private ending = false;
   private channelCount = 0;
   private readonly recorder: SessionRecorder;
   private readonly redactEnv: GlobSet;
@@ -183,6 +185,12 @@ export class AgentConnection {
   private ready(): void {
     const resource = this.resource!;
     this.upstream = connectUpstream(resource).then(async (upstream) => {
+      if (this.ending) {
+        // The agent left while the upstream login was under way: nothing will use this connection.
+        upstream.client.on('error', () => undefined);
+        upstream.client.end();
+        throw new Error('the agent left before the upstream login finished');
+      }
       this.upstreamConnection = upstream;
       this.session.upstream = upstream.remote;
       this.session.upstreamLocal = upstream.local;
@@ -195,6 +203,7 @@ export class AgentConnection {
       return upstream;
     });
     this.upstream.catch((err: unknown) => {
+      if (this.ending) return;
       const message = err instanceof Error ? err.message : String(err);
       if (err instanceof SshGatewayError) this.options.log.warn({ sessionId: this.sessionId, code: err.code }, message);
       else this.options.log.error({ err, sessionId: this.sessionId }, 'ssh upstream connection failed');
@@ -205,9 +214,8 @@ export class AgentConnection {
   }
 
   private async finish(): Promise<void> {
-    // An agent that disconnects while the upstream login is still in progress must not leave that
-    // login behind: wait for it to settle (bounded by its own timeouts), then close it like any other.
-    const upstream = this.upstreamConnection ?? (await this.upstream?.catch(() => null)) ?? null;
+    this.ending = true;
+    const upstream = this.upstreamConnection;
     this.upstreamConnection = null;
     upstream?.client.removeAllListeners('close');
     upstream?.client.end();

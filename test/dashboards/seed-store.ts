@@ -133,7 +133,8 @@ export const SEED: Record<TableName, Row[]> = {
   audit_gaps: [
     { gap_id: 'gap-ring-a', host: 'host-a', source: 'sensor', start_time: at(300), end_time: at(300), lost: 12, reason: 'host sensor lost records: kernel ring buffer 12 connect' },
     { gap_id: 'gap-old', host: 'host-b', source: 'spool', start_time: at(-3 * 86400), end_time: at(-3 * 86400 + 60), lost: 5, reason: 'spool full' },
-  ],
+  ],  // Gateway journal records only serve gapwatch verify, which no dashboard reads.
+  journal_records: [],
 };
 
 /** Inserts SEED into a migrated store. */

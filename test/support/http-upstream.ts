@@ -39,6 +39,8 @@ export async function startHttpUpstream(options: { record?: boolean } = {}): Pro
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    // Invalid frames (the gateway relays what the agent sends) end the connection, as a real server does.
+    ws.on('error', () => ws.terminate());
   });
   const hello = Buffer.from('hello from upstream\n');
   const server: Server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {

@@ -11,6 +11,9 @@ import { PositionFile } from '../../../collector/gateway-feed/position-file';
 import { openStore, type Store } from '../../../collector/store/connection';
 import { qualified } from '../../../collector/store/ddl';
 import { storeSink } from '../../../collector/store/sink';
+import { verifyStoredJournal } from '../../../collector/journal-verify/store-verify';
+import { journalDirFor } from '../../../gateway/journal/segment-directory';
+import { PUBLIC_KEY_FILE, readPublicKey } from '../../../gateway/journal/signing-key';
 import { Spool } from '../../../collector/store/spool';
 import { StoreWriter } from '../../../collector/store/writer';
 import { parseConfig, type Config } from '../../../platform/config';
@@ -114,6 +117,18 @@ describe('collector/gateway-feed: subscriptions to the gateway Audit stream', fu
       await collector.writer.flush();
       const journal = await env.gw.records();
       await assertExactlyOnce(collector.store, journal);
+      // The records themselves, chain and checkpoints included, verify against the gateway's key (gapwatch verify --gateway).
+      const journalDir = journalDirFor(env.gw.dataDir, 'gw-test');
+      const verified = await verifyStoredJournal(collector.store, {
+        gatewayId: 'gw-test',
+        publicKey: readPublicKey(join(journalDir, PUBLIC_KEY_FILE)),
+        keySource: 'argument',
+        journalDir,
+      });
+      assert.equal(verified.records, journal.length);
+      assert.equal(verified.altered.length, 0, JSON.stringify(verified.problems, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+      assert.deepEqual(verified.missing, []);
+      assert.deepEqual(verified.problems, []);
       const sessions = await queryRows<{ database: string; bytes_from_client: string; outcome: string; client_parameters: Record<string, string> }>(
         collector.store,
         `SELECT database, bytes_from_client, outcome, client_parameters FROM ${qualified(collector.store.dialect, 'gateway_sessions')} FINAL`,

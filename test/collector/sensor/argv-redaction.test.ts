@@ -13,6 +13,8 @@ describe('collector/sensor/argv-redaction', () => {
     [['sh', '-c', 'PGPASSWORD=pw psql -h db'], ['sh', '-c', `PGPASSWORD=${REDACTED} psql -h db`]],
     [['curl', '-H', 'Authorization: Bearer abc.def'], ['curl', '-H', `Authorization: Bearer ${REDACTED}`]],
     [['psql', 'host=db password=pw user=u'], ['psql', `host=db password=${REDACTED} user=u`]],
+    // Regression (secrets end-to-end test): a gapwatch agent token on its own was stored as given.
+    [['sh', '-c', 'true', 'gwt_pIg2GKMgf_A2FJNnX6Hpbpupwn7G2o6ZUnBNAwkqAqI'], ['sh', '-c', 'true', REDACTED]],
   ];
   for (const [input, expected] of cases) {
     it(`redacts ${JSON.stringify(input)}`, () => {

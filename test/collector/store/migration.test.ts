@@ -11,6 +11,8 @@ const TABLES = [
   'connect_events',
   'gateway_session_events',
   'gateway_sessions',
+  // migration 0004: every gateway journal record, for gapwatch verify --gateway
+  'journal_records',
   'process_events',
   // migration 0005: dashboard lookup tables and the materialized views that keep them
   'process_execs',

@@ -131,7 +131,7 @@ export function seedRows(): Record<TableName, Row[]> {
     });
   }
   const audit_gaps = [{ gap_id: 'gap-web-1', host: 'host-a', source: 'sensor', start_time: at(70), end_time: at(80), lost: 17, reason: 'ring buffer full: 17 records dropped' }];
-  return { process_events, connect_events, gateway_sessions, gateway_session_events, alerts, audit_gaps };
+  return { process_events, connect_events, gateway_sessions, gateway_session_events, alerts, audit_gaps, journal_records: [] };
 }
 
 /** An asciicast v2 recording as the SSH gateway writes it (`<session>-<channel>.cast`), and its input file. */
