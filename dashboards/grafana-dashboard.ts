@@ -171,7 +171,7 @@ export const VARIABLE_QUERIES: Readonly<Record<'host' | 'resource' | 'agent', st
   host: 'SELECT host FROM (SELECT DISTINCT host FROM process_events UNION DISTINCT SELECT DISTINCT host FROM connect_events) ORDER BY host',
   resource:
     "SELECT resource FROM (SELECT DISTINCT resource FROM connect_events WHERE resource != '' UNION DISTINCT SELECT DISTINCT toString(resource) FROM gateway_sessions) ORDER BY resource",
-  agent: "SELECT DISTINCT comm FROM process_events WHERE kind = 'exec' AND exec_id = agent_run ORDER BY comm",
+  agent: 'SELECT DISTINCT comm FROM process_execs WHERE exec_id = agent_run ORDER BY comm',
 };
 
 export function buildDashboard(queries: readonly NamedQuery[]): Record<string, unknown> {

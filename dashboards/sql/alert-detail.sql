@@ -5,7 +5,8 @@
 -- One row per lineage level; the alert's columns repeat on each. An alert without a known process has
 -- one row with depth 0 and empty process columns. The lineage is built from the exec records of the
 -- alert's agent run (one key range of process_events' ORDER BY (agent_run, time, …)) plus the process
--- itself; ancestors above the agent run's own process are not part of it. A time range, host, resource
+-- itself (by key in process_execs, migration 0005); the connect that raised it is found within the run's
+-- key range of connect_events. Ancestors above the agent run's own process are not part of it. A time range, host, resource
 -- or agent does not apply (an alert id names one alert).
 WITH
     alert AS (
@@ -27,8 +28,13 @@ WITH
             argMax(pid, time) AS process_pid,
             argMax(uid, time) AS process_uid,
             max(time) AS exec_time
-        FROM process_events
-        WHERE kind = 'exec' AND ((alert_run != '' AND agent_run = alert_run) OR exec_id = alert_exec)
+        FROM (
+            SELECT exec_id, parent_exec_id, filename, comm, argv, pid, uid, time FROM process_events
+            WHERE kind = 'exec' AND alert_run != '' AND agent_run = alert_run
+            UNION ALL
+            SELECT exec_id, parent_exec_id, filename, comm, argv, pid, uid, time FROM process_execs
+            WHERE exec_id = alert_exec
+        )
         GROUP BY exec_id
     ),
     (SELECT mapFromArrays(groupArray(process), groupArray(parent)) FROM processes) AS parents,
@@ -43,7 +49,7 @@ WITH
             if(destination_unix_path != '', destination_unix_path, concat(destination_ip, ':', toString(destination_port))) AS destination,
             toString(verdict) AS trigger_verdict, session_id AS trigger_session
         FROM connect_events
-        WHERE event_id = (SELECT any(event_id) FROM alert) AND exec_id = alert_exec
+        WHERE agent_run = alert_run AND event_id = (SELECT any(event_id) FROM alert) AND exec_id = alert_exec
             AND time >= alert_time - INTERVAL 1 HOUR AND time <= alert_time + INTERVAL 1 HOUR
         LIMIT 1
     ),

@@ -2,16 +2,16 @@
 -- resources around the gateway? Most bypass connects first; a process whose exec the sensor never saw
 -- shows binary ''.
 -- @param limit UInt32 = 100 | at most this many rows
--- The bypass connects are reduced per process first; only those processes' exec rows are then read
--- (exec_id bloom filter index on process_events).
+-- The bypass connects are reduced per process first; only those processes' exec records are then read,
+-- by key, from process_execs (migration 0005).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
         WHERE end_time >= {from:DateTime64(9, 'UTC')} - INTERVAL 60 SECOND AND start_time <= {to:DateTime64(9, 'UTC')} + INTERVAL 60 SECOND
     ) AS gaps,
     matching_runs AS (
-        SELECT exec_id FROM process_events
-        WHERE {agent:String} != '' AND kind = 'exec' AND exec_id = agent_run
+        SELECT exec_id FROM process_execs
+        WHERE {agent:String} != '' AND exec_id = agent_run
             AND (comm = {agent:String} OR basename(filename) = {agent:String} OR positionCaseInsensitive(arrayStringConcat(argv, ' '), {agent:String}) > 0)
     ),
     per_process AS (
@@ -33,8 +33,8 @@ WITH
     ),
     images AS (
         SELECT exec_id, argMax(filename, time) AS image, argMax(comm, time) AS image_comm
-        FROM process_events
-        WHERE kind = 'exec' AND exec_id IN (SELECT exec_id FROM per_process)
+        FROM process_execs
+        WHERE exec_id IN (SELECT exec_id FROM per_process)
         GROUP BY exec_id
     )
 SELECT

@@ -1,30 +1,38 @@
 -- overview: The one-row summary for the overview page: connects to protected resources, how many went
--- through the gateway (coverage %), how many bypassed it, and the same counts for the period of equal
--- length just before `from` (the trend); alerts, gateway sessions, sessions no host connect explains,
--- and audit gaps in the range.
--- The previous period is [from - (to - from), from).
+-- through the gateway (coverage %), how many bypassed it and how many bypasses the period of equal
+-- length just before `from` had (the trend; coverage over time is coverage-trend); alerts, gateway
+-- sessions, sessions no host connect explains, and audit gaps in the range.
+-- The previous period is [from - (to - from), from); only its bypasses are counted, which are a prefix
+-- range of connect_events' ORDER BY (verdict, …). Session attribution is read by key from
+-- session_connects (migration 0005).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
         WHERE end_time >= {from:DateTime64(9, 'UTC')} - INTERVAL 60 SECOND AND start_time <= {to:DateTime64(9, 'UTC')} + INTERVAL 60 SECOND
     ) AS gaps,
     matching_runs AS (
-        SELECT exec_id FROM process_events
-        WHERE {agent:String} != '' AND kind = 'exec' AND exec_id = agent_run
+        SELECT exec_id FROM process_execs
+        WHERE {agent:String} != '' AND exec_id = agent_run
             AND (comm = {agent:String} OR basename(filename) = {agent:String} OR positionCaseInsensitive(arrayStringConcat(argv, ' '), {agent:String}) > 0)
     ),
     fromUnixTimestamp64Nano(2 * toUnixTimestamp64Nano({from:DateTime64(9, 'UTC')}) - toUnixTimestamp64Nano({to:DateTime64(9, 'UTC')}), 'UTC') AS previous_from,
     counts AS (
         SELECT
-            countIf(verdict = 'mediated' AND time >= {from:DateTime64(9, 'UTC')}) AS now_mediated,
-            countIf(verdict = 'bypass' AND time >= {from:DateTime64(9, 'UTC')}) AS now_bypass,
-            countIf(verdict = 'mediated' AND time < {from:DateTime64(9, 'UTC')}) AS before_mediated,
-            countIf(verdict = 'bypass' AND time < {from:DateTime64(9, 'UTC')}) AS before_bypass,
-            uniqExactIf(agent_run, verdict = 'bypass' AND time >= {from:DateTime64(9, 'UTC')} AND agent_run != '') AS now_bypass_runs,
-            groupUniqArrayIf(host, time >= {from:DateTime64(9, 'UTC')}) AS now_hosts
+            countIf(verdict = 'mediated') AS now_mediated,
+            countIf(verdict = 'bypass') AS now_bypass,
+            uniqExactIf(agent_run, verdict = 'bypass' AND agent_run != '') AS now_bypass_runs
         FROM connect_events FINAL
         WHERE verdict IN ('mediated', 'bypass')
-            AND time >= previous_from AND time < {to:DateTime64(9, 'UTC')}
+            AND time >= {from:DateTime64(9, 'UTC')} AND time < {to:DateTime64(9, 'UTC')}
+            AND ({host:String} = '' OR host = {host:String})
+            AND ({resource:String} = '' OR resource = {resource:String})
+            AND ({agent:String} = '' OR agent_run IN matching_runs)
+    ),
+    previous AS (
+        SELECT count() AS before_bypass
+        FROM connect_events FINAL
+        WHERE verdict = 'bypass'
+            AND time >= previous_from AND time < {from:DateTime64(9, 'UTC')}
             AND ({host:String} = '' OR host = {host:String})
             AND ({resource:String} = '' OR resource = {resource:String})
             AND ({agent:String} = '' OR agent_run IN matching_runs)
@@ -46,9 +54,7 @@ WITH
         SELECT
             (SELECT count() FROM session_ids) AS session_total,
             (SELECT count() FROM session_ids) - (
-                SELECT uniqExact(session_id) FROM connect_events
-                WHERE verdict = 'mediated' AND session_id IN session_ids
-                    AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+                SELECT uniqExact(session_id) FROM session_connects WHERE session_id IN session_ids
             ) AS session_unattributed
     )
 SELECT
@@ -58,7 +64,6 @@ SELECT
     if(now_mediated + now_bypass = 0, 100, round(100 * now_mediated / (now_mediated + now_bypass), 2)) AS coverage_pct,
     now_bypass_runs AS bypass_agent_runs,
     before_bypass AS previous_bypass,
-    if(before_mediated + before_bypass = 0, 100, round(100 * before_mediated / (before_mediated + before_bypass), 2)) AS previous_coverage_pct,
     toInt64(now_bypass) - toInt64(before_bypass) AS bypass_change,
     alert_total AS alerts,
     alert_critical AS critical_alerts,
@@ -66,4 +71,4 @@ SELECT
     session_unattributed AS unattributed_sessions,
     length(arrayFilter(g -> {host:String} = '' OR g.1 = {host:String}, gaps)) AS audit_gaps,
     toBool(arrayExists(g -> ({host:String} = '' OR g.1 = {host:String}) AND g.3 - INTERVAL 60 SECOND <= {to:DateTime64(9, 'UTC')} AND g.4 + INTERVAL 60 SECOND >= {from:DateTime64(9, 'UTC')}, gaps)) AS gap_overlap
-FROM counts, alert_counts, session_counts
+FROM counts, previous, alert_counts, session_counts

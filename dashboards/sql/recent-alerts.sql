@@ -10,8 +10,8 @@ WITH
         WHERE end_time >= {from:DateTime64(9, 'UTC')} - INTERVAL 60 SECOND AND start_time <= {to:DateTime64(9, 'UTC')} + INTERVAL 60 SECOND
     ) AS gaps,
     matching_runs AS (
-        SELECT exec_id FROM process_events
-        WHERE {agent:String} != '' AND kind = 'exec' AND exec_id = agent_run
+        SELECT exec_id FROM process_execs
+        WHERE {agent:String} != '' AND exec_id = agent_run
             AND (comm = {agent:String} OR basename(filename) = {agent:String} OR positionCaseInsensitive(arrayStringConcat(argv, ' '), {agent:String}) > 0)
     ),
     listed AS (

@@ -3,8 +3,8 @@
 -- process, binary, agent run) and a summary of its events (statements, errors, policy decisions,
 -- reviewers who approved or rejected).
 -- @param session_id String | the gateway session id
--- Reads the session by key (FINAL keeps the closing record), the connect by the session_id bloom
--- filter index, and the events by the (session_id, event_seq) key range. A session id names one
+-- Reads the session (FINAL keeps the closing record), the connect and the process by key from
+-- session_connects and process_execs (migration 0005), and the events by the (session_id, event_seq) key range. A session id names one
 -- session, so the time range, host, resource and agent do not apply.
 WITH
     (
@@ -14,13 +14,13 @@ WITH
     ) AS gaps,
     attribution AS (
         SELECT session_id, any(host) AS attributed_host, any(exec_id) AS attributed_exec, any(agent_run) AS attributed_run, any(pid) AS attributed_pid
-        FROM connect_events
+        FROM session_connects
         WHERE session_id = {session_id:String}
         GROUP BY session_id
     ),
     image AS (
-        SELECT argMax(filename, time) AS attributed_binary FROM process_events
-        WHERE kind = 'exec' AND exec_id IN (SELECT attributed_exec FROM attribution)
+        SELECT argMax(filename, time) AS attributed_binary FROM process_execs
+        WHERE exec_id IN (SELECT attributed_exec FROM attribution)
     ),
     summary AS (
         SELECT

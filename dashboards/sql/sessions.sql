@@ -3,14 +3,15 @@
 -- opened them (empty when no host connect was joined with the session).
 -- @param limit UInt32 = 100 | at most this many rows
 -- host and agent filter on the attribution, so with either set only attributed sessions are listed.
+-- The attribution is read by key from session_connects (migration 0005).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
         WHERE end_time >= {from:DateTime64(9, 'UTC')} - INTERVAL 60 SECOND AND start_time <= {to:DateTime64(9, 'UTC')} + INTERVAL 60 SECOND
     ) AS gaps,
     matching_runs AS (
-        SELECT exec_id FROM process_events
-        WHERE {agent:String} != '' AND kind = 'exec' AND exec_id = agent_run
+        SELECT exec_id FROM process_execs
+        WHERE {agent:String} != '' AND exec_id = agent_run
             AND (comm = {agent:String} OR basename(filename) = {agent:String} OR positionCaseInsensitive(arrayStringConcat(argv, ' '), {agent:String}) > 0)
     ),
     in_range AS (
@@ -21,9 +22,8 @@ WITH
     ),
     attribution AS (
         SELECT session_id, any(host) AS attributed_host, any(agent_run) AS attributed_run, any(exec_id) AS attributed_exec
-        FROM connect_events
-        WHERE verdict = 'mediated' AND session_id IN (SELECT session_id FROM in_range)
-            AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+        FROM session_connects
+        WHERE session_id IN (SELECT session_id FROM in_range)
         GROUP BY session_id
     ),
     listed AS (

@@ -2,7 +2,8 @@
 -- connect was joined with came from a host without the sensor, from a process the sensor missed (see
 -- audit gaps), or from a client the correlator could not match by address and port.
 -- @param limit UInt32 = 100 | at most this many rows
--- host and agent do not apply: these sessions have no host process.
+-- host and agent do not apply: these sessions have no host process. Attribution is read by key from
+-- session_connects (migration 0005).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -15,9 +16,8 @@ WITH
             AND ({resource:String} = '' OR resource = {resource:String})
     ),
     attributed AS (
-        SELECT DISTINCT session_id FROM connect_events
-        WHERE verdict = 'mediated' AND session_id IN (SELECT session_id FROM in_range)
-            AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+        SELECT DISTINCT session_id FROM session_connects
+        WHERE session_id IN (SELECT session_id FROM in_range)
     )
 SELECT
     session_id,

@@ -5,7 +5,20 @@ import { MIGRATIONS } from '../../../collector/store/migrations';
 import { INITIAL_TABLES } from '../../../collector/store/migrations/0001-initial-schema';
 import { queryRows, tempConfig } from './store-fixture';
 
-const TABLES = ['alerts', 'audit_gaps', 'connect_events', 'gateway_session_events', 'gateway_sessions', 'process_events', 'schema_migrations'];
+const TABLES = [
+  'alerts',
+  'audit_gaps',
+  'connect_events',
+  'gateway_session_events',
+  'gateway_sessions',
+  'process_events',
+  // migration 0005: dashboard lookup tables and the materialized views that keep them
+  'process_execs',
+  'process_execs_mv',
+  'schema_migrations',
+  'session_connects',
+  'session_connects_mv',
+];
 
 describe('collector/store migrations (embedded engine)', function () {
   this.timeout(60_000);
