@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openStore, type Store } from '../collector/store/connection';
 import { migrate } from '../collector/store/migration';
+import { PROCESS_EXECS_SELECT, SESSION_CONNECTS_SELECT } from '../collector/store/migrations/0005-dashboard-lookups';
 import { bindParams, loadNamedQueries, parseTimeParam, type NamedQuery } from '../dashboards/named-queries';
 import { parseConfig } from '../platform/config';
 import { round, summarize } from './stats';
@@ -20,7 +21,28 @@ import { round, summarize } from './stats';
  * rotated per round. Reported: each query's median in ms, `max_median_ms`, and each median as a ratio of
  * the baseline measured in the same rounds: `count()` of the connects in the range (the cost of reading
  * the range's key columns at all). The same is done over all 7 days (`*_7d`) for the range-bound queries.
+ *
+ * Before/after for migration 0005: each query that reads a lookup table (process_execs,
+ * session_connects) with its default parameters also runs, in the same rounds, with the lookup table replaced by the SELECT over
+ * its source table that the materialized view keeps it from (`<name>_without_lookups_ms`, and
+ * `<name>_lookup_speedup` = without / with).
  */
+
+/**
+ * Whether a query reads a lookup table with the default parameters. The agent filter's CTE
+ * (matching_runs) reads process_execs only when an agent is given, so it does not count.
+ */
+function readsLookups(query: NamedQuery): boolean {
+  const sql = query.sql.replace(/matching_runs AS \([\s\S]*?\n {4}\),/, '');
+  return withoutLookups(sql) !== sql;
+}
+
+/** A query as it would read without migration 0005's lookup tables: each replaced by its definition. */
+function withoutLookups(sql: string): string {
+  return sql
+    .replace(/\bprocess_execs\b/g, `(${PROCESS_EXECS_SELECT.replace('{source}', 'process_events')})`)
+    .replace(/\bsession_connects\b/g, `(${SESSION_CONNECTS_SELECT.replace('{source}', 'connect_events')})`);
+}
 
 const HOSTS = 20;
 const RUNS = 2_000;
@@ -149,7 +171,9 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     let maxMedian = 0;
     let maxMedian7d = 0;
     for (const range of ['24h', '7d'] as const) {
-      const timed = [baseline, ...queries.filter((q) => range === '24h' || q.params.some((p) => p.name === 'from'))];
+      const ranged = queries.filter((q) => range === '24h' || q.params.some((p) => p.name === 'from'));
+      const before = range === '24h' ? ranged.filter(readsLookups).map((q) => ({ ...q, name: `${q.name}_without_lookups`, sql: withoutLookups(q.sql) })) : [];
+      const timed = [baseline, ...ranged, ...before];
       const bound = new Map(
         timed.map((q) => {
           const given: Record<string, string> = { from: range };
@@ -176,7 +200,9 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
         result[`${q.name}_ms${suffix}`] = round(median, 1);
         result[`${q.name}_ratio${suffix}`] = round(median / baselineMedian, 2);
         result[`${q.name}_rows${suffix}`] = rowCounts.get(q.name);
-        if (range === '24h') maxMedian = Math.max(maxMedian, median);
+        if (q.name.endsWith('_without_lookups')) {
+          result[`${q.name.replace(/_without_lookups$/, '')}_lookup_speedup`] = round(median / summarize(samples.get(q.name.replace(/_without_lookups$/, ''))!).median, 2);
+        } else if (range === '24h') maxMedian = Math.max(maxMedian, median);
         else maxMedian7d = Math.max(maxMedian7d, median);
       }
     }

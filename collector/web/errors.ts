@@ -21,10 +21,13 @@ export class WebTokenUnreadableError extends GapwatchError {
 /** A request the API refuses: bad parameters, an unknown query or route, a write. Carries the HTTP status. */
 export class WebRequestRefusedError extends GapwatchError {
   readonly status: number;
+  /** Response headers the refusal calls for (Allow on a 405). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: string, message: string, headers: Readonly<Record<string, string>> = {}) {
     super(code, message);
     this.status = status;
+    this.headers = headers;
   }
 }
 

@@ -253,14 +253,14 @@ export class WebServer {
       res.destroy();
       return;
     }
+    if (refused) for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
     sendJson(res, status, { error: { code, message: refused ? err.message : 'internal error; see the collector log' } });
   }
 }
 
 function requireMethod(method: string, allowed: readonly string[]): void {
   if (!allowed.includes(method)) {
-    const err = new WebRequestRefusedError(405, 'WEB_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here (allowed: ${allowed.join(', ')}); the web API is read-only`);
-    throw err;
+    throw new WebRequestRefusedError(405, 'WEB_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here (allowed: ${allowed.join(', ')}); the web API is read-only`, { Allow: allowed.join(', ') });
   }
 }
 

@@ -59,8 +59,9 @@ export const SESSION_CONNECTS: TableSpec = {
   comment: 'host connects joined with a gateway session, by session_id, kept from connect_events by session_connects_mv',
 };
 
-const PROCESS_EXECS_SELECT = "SELECT exec_id, host, time, agent_run, parent_exec_id, pid, uid, comm, filename, argv FROM {source} WHERE kind = 'exec'";
-const SESSION_CONNECTS_SELECT = "SELECT session_id, event_id, host, time, exec_id, pid, agent_run, resource FROM {source} WHERE session_id != ''";
+/** What each lookup table holds, as a SELECT over its source table (`{source}`). */
+export const PROCESS_EXECS_SELECT = "SELECT exec_id, host, time, agent_run, parent_exec_id, pid, uid, comm, filename, argv FROM {source} WHERE kind = 'exec'";
+export const SESSION_CONNECTS_SELECT = "SELECT session_id, event_id, host, time, exec_id, pid, agent_run, resource FROM {source} WHERE session_id != ''";
 
 function lookup(dialect: Dialect, spec: TableSpec, source: string, select: string): string[] {
   const view = `${spec.name}_mv`;

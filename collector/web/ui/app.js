@@ -59,9 +59,10 @@ async function main() {
   renderFilters(path, view);
   const main = document.getElementById('view');
   const content = el('div', { class: 'content' });
+  // In the document from the start: a view may fill in part by part as its queries answer.
+  main.replaceChildren(content);
   try {
     await view.render(content, currentFilters(), new URLSearchParams(location.search));
-    main.replaceChildren(content);
   } catch (err) {
     main.replaceChildren(el('h1', {}, view.title), errorBox(err));
   }

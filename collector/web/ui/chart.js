@@ -22,7 +22,8 @@ export function timeChart(title, rows, x, series, options = {}) {
   const opts = {
     width: 600,
     height: options.height ?? 220,
-    scales: { x: { time: true }, ...(options.percent ? { y: { range: [0, 100] } } : {}) },
+    // Bars are centred on their bucket's start: pad the x range by a bucket so the first and last are whole.
+    scales: { x: { time: true, ...(options.bars ? { range: (_u, min, max) => [min - bucketWidth(data[0]), max + bucketWidth(data[0])] } : {}) }, ...(options.percent ? { y: { range: [0, 100] } } : {}) },
     axes: [{}, { label: options.yLabel ?? '' }],
     series: [
       {},
@@ -61,6 +62,13 @@ export function barChart(title, labels, series, options = {}) {
     new uPlot(opts, data, holder);
   });
   return figure;
+}
+
+/** The smallest step between consecutive x values (a bucket), or a minute for a single point. */
+function bucketWidth(xs) {
+  let width = Infinity;
+  for (let i = 1; i < xs.length; i++) width = Math.min(width, xs[i] - xs[i - 1]);
+  return Number.isFinite(width) && width > 0 ? width : 60;
 }
 
 function shorten(text) {

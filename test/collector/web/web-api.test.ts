@@ -104,6 +104,7 @@ describe('collector/web API (real embedded store)', function () {
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
       const response = await fetch(`${fixture.url}/api/queries/audit-gaps`, { method, headers: { Authorization: `Bearer ${fixture.token}` }, body: method === 'DELETE' ? undefined : 'INSERT INTO alerts VALUES ()' });
       assert.equal(response.status, 405, method);
+      assert.equal(response.headers.get('allow'), 'GET, HEAD');
     }
   });
 

@@ -123,7 +123,8 @@ export function seedRows(): Record<TableName, Row[]> {
       time: at(7000 - i * 60),
       kind: 'bypass',
       severity: i === 0 ? 'critical' : 'warning',
-      summary: `psql reached orders-db around the gateway (#${i})`,
+      // Store text is data, never markup: #1 carries an HTML payload the UI must show as text.
+      summary: i === 1 ? `<img src=x onerror="window.injected=1"> psql reached orders-db around the gateway (#1)` : `psql reached orders-db around the gateway (#${i})`,
       exec_id: PSQL,
       agent_run: RUN,
       resource: 'orders-db',

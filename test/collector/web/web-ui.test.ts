@@ -142,6 +142,9 @@ describe('collector/web UI in headless Chromium (real embedded store)', function
     const page = await open('/alerts', 'alerts');
     assert.equal((await page.$$('table[data-query=recent-alerts] tbody tr')).length, 50);
     assert.ok(await page.$('nav.pager a'), 'a second page is offered');
+    assert.match((await page.textContent('table[data-query=recent-alerts]')) ?? '', /<img src=x onerror/, 'markup in the store is shown as text');
+    assert.equal(await page.$('table[data-query=recent-alerts] img'), null);
+    assert.equal(await page.evaluate('window.injected'), undefined);
     await Promise.all([page.waitForURL(/severity=critical/), page.click('[data-filter=severity] a:text("critical")')]);
     await page.waitForSelector('body[data-ready="true"]');
     assert.equal((await page.$$('table[data-query=recent-alerts] tbody tr')).length, 1);
