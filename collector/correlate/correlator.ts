@@ -46,6 +46,7 @@ export interface VerdictNote {
 
 interface PendingConnect {
   key: string;
+  record: ConnectRecord;
   event: ConnectEvent__Output;
   wallNs: bigint;
   receivedMs: number;
@@ -86,7 +87,7 @@ const TRANSPORT: Record<ConnectRecord['transport'], ConnectEvent__Output['transp
  * to a gateway listener → mediated, joined with the gateway session whose client address:port is the
  * connect's local address:port (the session usually arrives after the connect, once the agent has
  * authenticated, so the row waits up to joinWindowMs for it; a mediated connect that started and found
- * no session by then is written unjoined and recorded in audit_gaps); to a protected upstream from any
+ * no session by then is written unjoined, recorded in audit_gaps and alerted as mediated-unjoined); to a protected upstream from any
  * process but the gateway's → bypass, and an alert; else other. Execs of known clients aimed at a
  * protected upstream, secrets in argv and the sensor's loss records raise alerts too.
  */
@@ -233,7 +234,7 @@ export class Correlator {
         return;
       }
       const key = endpointKey(event.local.ip, event.local.port);
-      const pending: PendingConnect = { key, event, wallNs, receivedMs: Date.now() };
+      const pending: PendingConnect = { key, record, event, wallNs, receivedMs: Date.now() };
       const session = this.sessionFor(key, wallNs);
       if (session) {
         this.finishMediated(pending, session);
@@ -375,6 +376,18 @@ export class Correlator {
         'audit_gaps',
         auditGapRow({ gapId: deterministicId('unjoined', event.eventId), host: this.options.host, source: 'correlation', startUnixNano: event.timeUnixNano, endUnixNano: event.timeUnixNano, lost: '0', reason }),
       );
+      // Something reached the gateway's port and no session says who: another program listening there,
+      // a gateway whose journal is not subscribed, or records lost on the way. Security must look.
+      const where = destinationText(event);
+      this.output.alert(`unjoined|${connect.record.execId}|${event.resource}`, {
+        ...this.alertBase(connect.record, event.eventId, connect.wallNs),
+        kind: 'audit_gap',
+        rule: 'mediated-unjoined',
+        severity: 'warning',
+        summary: `unjoined: ${connect.record.comm}[${connect.record.pid}] connected to the gateway for ${event.resource} at ${where} from ${event.local?.ip}:${event.local?.port} and no gateway session matches (${why})${runText(connect.record)}`,
+        resource: event.resource,
+        destination: where,
+      });
     }
     this.emit(connect.event);
   }

@@ -7,6 +7,7 @@ import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session'
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { INITIAL_TABLES } from './migrations/0001-initial-schema';
 import { ADDED_COLUMNS } from './migrations/0002-gateway-session-details';
+import { ALERT_DETAIL_COLUMNS } from './migrations/0003-alert-details';
 import { dateTime64 } from './time';
 
 /**
@@ -38,7 +39,7 @@ export type Row = Record<string, string | number | boolean | string[] | Record<s
 
 /** The columns of each table, in schema order (first schema, then columns later migrations added): the order rows are encoded in. */
 export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEntries(
-  INITIAL_TABLES.map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
+  INITIAL_TABLES.map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? []), ...(ALERT_DETAIL_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
 ) as unknown as Record<TableName, readonly string[]>;
 
 /**
@@ -212,7 +213,12 @@ export function sessionEventRow(event: SessionEvent__Output): Row {
   };
 }
 
-export function alertRow(alert: Alert__Output): Row {
+/** An alert as the first schema knew it; the details of migration 0003 are optional (older producers). */
+export type AlertRowInput = Pick<Alert__Output, 'alertId' | 'host' | 'timeUnixNano' | 'kind' | 'severity' | 'summary' | 'execId' | 'agentRun' | 'resource' | 'eventId'> &
+  Partial<Pick<Alert__Output, 'rule' | 'count' | 'lastTimeUnixNano' | 'process' | 'lineage' | 'agent' | 'destination'>>;
+
+export function alertRow(alert: AlertRowInput): Row {
+  const lineage = alert.lineage ?? [];
   return {
     alert_id: alert.alertId || deterministicId('alert', alert.host, alert.kind, alert.eventId, alert.timeUnixNano),
     host: alert.host,
@@ -224,6 +230,17 @@ export function alertRow(alert: Alert__Output): Row {
     agent_run: alert.agentRun,
     resource: alert.resource,
     event_id: alert.eventId,
+    rule: alert.rule ?? '',
+    count: alert.count && alert.count !== '0' ? alert.count : '1',
+    last_time: dateTime64(alert.lastTimeUnixNano && alert.lastTimeUnixNano !== '0' ? alert.lastTimeUnixNano : alert.timeUnixNano),
+    pid: alert.process?.pid ?? 0,
+    comm: alert.process?.comm ?? '',
+    filename: alert.process?.filename ?? '',
+    lineage_exec_ids: lineage.map((p) => p.execId),
+    lineage_pids: lineage.map((p) => String(p.pid)),
+    lineage_comms: lineage.map((p) => p.comm),
+    agent: alert.agent ?? '',
+    destination: alert.destination ?? '',
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Migration } from '../migration';
 import { initialSchema } from './0001-initial-schema';
 import { gatewaySessionDetails } from './0002-gateway-session-details';
+import { alertDetails } from './0003-alert-details';
 
 /** Every migration, in version order. A released migration is never edited: add the next one. */
-export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails];
+export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails, alertDetails];

@@ -85,8 +85,8 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     assert.equal(notes[1]!.sessionId, 'S-other');
   });
 
-  it('flags a mediated connect with no session after the window (audit_gaps row), and writes it', async () => {
-    const { correlator, notes, rows } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+  it('flags a mediated connect with no session after the window (audit_gaps row and a mediated-unjoined alert), and writes it', async () => {
+    const { correlator, notes, rows, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
     correlator.onSensorRecord(connect(12, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40003 }));
     correlator.expire(Date.now() + 2000);
     assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId]), [['mediated', '']]);
@@ -94,6 +94,19 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     assert.ok(gap);
     assert.equal(gap.row.source, 'correlation');
     assert.match(String(gap.row.reason), /has no gateway session: no session within 1000 ms/);
+    assert.deepEqual(alerts.map((a) => [a.kind, a.rule, a.severity, a.resource, a.destination, a.process?.pid, a.agentRun?.execId]), [
+      ['audit_gap', 'mediated-unjoined', 'warning', 'orders', '127.0.0.1:6543', 12, 'exec-7'],
+    ]);
+    assert.equal(alerts[0]!.eventId, notes[0]!.eventId, 'the alert names the connect event');
+  });
+
+  it('raises no alert for a mediated connect joined to its session', async () => {
+    const { correlator, notes, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+    correlator.onSensorRecord(connect(16, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40004 }));
+    correlator.onJournalRecord(sessionRecord('S-4', { ip: '127.0.0.1', port: 40004 }));
+    correlator.expire(Date.now() + 2000);
+    assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId]), [['mediated', 'S-4']]);
+    assert.deepEqual(alerts, []);
   });
 
   it('bypass for a direct or unix-socket connect to the upstream, never for the gateway itself; other otherwise', async () => {
