@@ -3,6 +3,7 @@ import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
 import { AlertPipeline, configuredSinks } from './alerts/alert-pipeline';
+import { AlertWatchServer } from './alerts/watch-server';
 import type { GatewayFeed } from './correlate/contract';
 import { Correlator } from './correlate/correlator';
 import { Inventory } from './correlate/inventory';
@@ -28,6 +29,8 @@ export interface CollectorComponent extends Component {
   readonly inventory: Inventory;
   readonly correlator: Correlator | null;
   readonly alerts: AlertPipeline | null;
+  /** The gRPC WatchAlerts service, when collector.alerts.watch has its TLS files. */
+  readonly watch: AlertWatchServer | null;
   readonly sensor: HostSensor | null;
 }
 
@@ -44,6 +47,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   const inventory = new Inventory(config.collector.correlate.resolveIntervalMs, log);
   let correlator: Correlator | null = null;
   let alerts: AlertPipeline | null = null;
+  let watch: AlertWatchServer | null = null;
   let sensor: HostSensor | null = null;
   let writes = 0;
   let lost = 0;
@@ -93,6 +97,9 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
     get alerts() {
       return alerts;
     },
+    get watch() {
+      return watch;
+    },
     get sensor() {
       return sensor;
     },
@@ -100,6 +107,20 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       const feeds = options.feeds?.() ?? [];
       alerts = new AlertPipeline(config.collector.alerts, configuredSinks(config.collector.alerts, log, options.writer()), log);
       const running = alerts;
+      const watchConfig = config.collector.alerts.watch;
+      let watchLine = 'alert watch (gRPC WatchAlerts) off: collector.alerts.watch.tls has no certificates';
+      if (AlertWatchServer.enabled(watchConfig)) {
+        const server = new AlertWatchServer(watchConfig, log);
+        try {
+          watchLine = await server.start();
+        } catch (err) {
+          await running.close();
+          alerts = null;
+          throw err;
+        }
+        watch = server;
+        running.addSink(server);
+      }
       // The sensor is built after the correlator (its callback needs it); the table is looked up through this.
       let processes: HostSensor['table'] | null = null;
       const table = { get: (id: string) => processes?.get(id), lineage: (id: string) => processes?.lineage(id) ?? [] };
@@ -140,6 +161,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         `host sensor on ${host}: ${sensor.table.size} processes known`,
         `protecting ${resources.length} resource${resources.length === 1 ? '' : 's'}${resources.length ? `: ${resources.map((r) => r.name).join(', ')}` : ''} (${feeds.length} gateway feed${feeds.length === 1 ? '' : 's'})`,
         `alerts to ${running.sinks.map((s) => s.name).join(', ') || 'no sink'}`,
+        watchLine,
       ];
       return lines;
     },

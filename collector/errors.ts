@@ -53,3 +53,31 @@ export function sensorStartError(err: unknown): GapwatchError {
       return new SensorBpfUnavailableError(message, err);
   }
 }
+
+/** The alert watch service (collector.alerts.watch) cannot read one of its TLS files. */
+export class AlertWatchTlsFileError extends GapwatchError {
+  readonly file: string;
+
+  constructor(role: string, file: string, cause: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_TLS_FILE',
+      `cannot read the alert watch service's ${role} ${file}: ${(cause as Error).message ?? String(cause)}; ` +
+        'make the files with `gapwatch certs init` (development) or your CA, and set collector.alerts.watch.tls',
+      { cause },
+    );
+    this.file = file;
+  }
+}
+
+export class AlertWatchListenError extends GapwatchError {
+  readonly address: string;
+
+  constructor(address: string, cause: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_LISTEN',
+      `the alert watch service cannot listen on ${address}: ${(cause as Error).message ?? String(cause)}; choose another collector.alerts.watch.listen or stop what holds it`,
+      { cause },
+    );
+    this.address = address;
+  }
+}

@@ -4,6 +4,7 @@ import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { auditConfigSchema } from '../gateway/audit/config-schema';
 import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/gateway-feed/config-schema';
+import { alertWatchConfigSchema } from '../collector/alerts/watch-config-schema';
 import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
@@ -127,6 +128,8 @@ const collectorSchema = z.strictObject({
           }),
         )
         .default([]),
+      /** The gRPC WatchAlerts stream (mutual TLS; off without certificate files). */
+      watch: alertWatchConfigSchema.prefault({}),
     })
     .prefault({}),
 });

@@ -49,7 +49,7 @@ export function alertMessage(alert: CollectorAlert): Alert__Output {
     timeUnixNano: alert.timeUnixNano,
     kind: `ALERT_KIND_${alert.kind.toUpperCase()}` as Alert__Output['kind'],
     severity: `SEVERITY_${alert.severity.toUpperCase()}` as Alert__Output['severity'],
-    summary: alert.count > 1 ? `${alert.summary} (×${alert.count})` : alert.summary,
+    summary: alert.summary,
     execId: alert.process?.execId ?? '',
     agentRun: alert.agentRun?.execId ?? '',
     resource: alert.resource,
