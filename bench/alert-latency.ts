@@ -4,6 +4,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
 import type { CollectorAlert } from '../collector/alerts/alert';
 import type { AlertSink } from '../collector/alerts/contract';
@@ -94,9 +95,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       child.on('close', () => resolve());
     });
 
+  // Event-loop stalls delay every sink alike; measured per phase to tell them from sink-side waits.
+  const loopDelay = { quiet: [] as number[], storm: [] as number[] };
   const phase = async (storm: boolean): Promise<{ sink: number[]; webhook: number[]; missed: number }> => {
     atSink.clear();
     received.clear();
+    const histogram = monitorEventLoopDelay({ resolution: 10 });
+    histogram.enable();
     const stormDone = storm
       ? new Promise<void>((resolve) => execFile(load, ['connect', String(Math.ceil((bypasses * (intervalMs + 2)) / 1000) + 2), String(stormWorkers)], () => resolve()))
       : Promise.resolve();
@@ -105,6 +110,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     await stormDone;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await webhook.idle();
+    histogram.disable();
+    (storm ? loopDelay.storm : loopDelay.quiet).push(histogram.percentile(99) / 1e6);
     return { sink: [...atSink.values()], webhook: [...received.values()], missed: Math.max(0, bypasses - atSink.size) };
   };
 
@@ -146,6 +153,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     quiet_missed: quiet.missed,
     p99_ratio_storm_vs_quiet: round(p(stormy.sink, 0.99) / p(quiet.sink, 0.99)),
     clock_skew_ms: round(clockSkewMs),
+    event_loop_delay_p99_ms_quiet: round(Math.max(...loopDelay.quiet)),
+    event_loop_delay_p99_ms_storm: round(Math.max(...loopDelay.storm)),
     connects_seen: stats,
     p50_ms: p(stormy.sink, 0.5),
     p99_ms: p(stormy.sink, 0.99),

@@ -125,6 +125,8 @@ const collectorSchema = z.strictObject({
             timeoutMs: z.number().int().min(100).default(5000),
             /** Alerts waiting for delivery; beyond it the oldest are dropped and counted. */
             maxQueue: z.number().int().min(1).default(10_000),
+            /** POSTs in flight at once; 1 delivers strictly in order, more keeps a slow or retried one from holding the rest. */
+            concurrency: z.number().int().min(1).max(64).default(4),
           }),
         )
         .default([]),

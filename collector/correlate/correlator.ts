@@ -197,33 +197,22 @@ export class Correlator {
   }
 
   private onConnect(record: ConnectRecord): void {
-    const wallNs = wallNanos(record);
-    const destination = record.unixPath !== null ? { unixPath: record.unixPath } : { inet: { ip: normaliseIp(record.remoteAddress ?? ''), port: record.remotePort ?? 0 } };
-    const event: ConnectEvent__Output = {
-      eventId: deterministicId('connect', this.options.host, record.execId, record.bootNs, record.socketCookie),
-      host: this.options.host,
-      timeUnixNano: wallNs.toString(),
-      process: { execId: record.execId, pid: record.pid, tgid: record.pid, agentRun: record.agentRunId ?? '' },
-      transport: TRANSPORT[record.transport],
-      destination,
-      local: record.localAddress !== null && record.localPort ? { ip: normaliseIp(record.localAddress), port: record.localPort } : null,
-      result: record.result === 'failed' ? -(record.errno ?? 1) : 0,
-      verdict: 'VERDICT_OTHER',
-      resource: '',
-      sessionId: '',
-    };
     const match: EndpointMatch | undefined =
       record.unixPath !== null ? this.inventory.matchUnix(record.unixPath) : record.remoteAddress !== null && record.remotePort !== null ? this.inventory.matchInet(record.remoteAddress, record.remotePort) : undefined;
     if (!match) {
       this.counters.other++;
       const mode = this.options.config.otherConnects;
+      // Decided before the event is built: under a connect storm most connects are dropped here, and
+      // building one (its id is a hash) is most of what correlation costs per connect.
       if (mode === 'drop' || (mode === 'sample' && this.otherSeen++ % this.options.config.otherSampleEvery !== 0)) {
         this.counters.otherDropped++;
         return;
       }
-      this.emit(event);
+      this.emit(this.connectEvent(record));
       return;
     }
+    const event = this.connectEvent(record);
+    const wallNs = BigInt(event.timeUnixNano);
     event.resource = match.resource.name;
     if (match.role === 'listener') {
       this.counters.mediated++;
@@ -270,6 +259,23 @@ export class Correlator {
       resource: match.resource.name,
       destination: where,
     });
+  }
+
+  private connectEvent(record: ConnectRecord): ConnectEvent__Output {
+    const destination = record.unixPath !== null ? { unixPath: record.unixPath } : { inet: { ip: normaliseIp(record.remoteAddress ?? ''), port: record.remotePort ?? 0 } };
+    return {
+      eventId: deterministicId('connect', this.options.host, record.execId, record.bootNs, record.socketCookie),
+      host: this.options.host,
+      timeUnixNano: wallNanos(record).toString(),
+      process: { execId: record.execId, pid: record.pid, tgid: record.pid, agentRun: record.agentRunId ?? '' },
+      transport: TRANSPORT[record.transport],
+      destination,
+      local: record.localAddress !== null && record.localPort ? { ip: normaliseIp(record.localAddress), port: record.localPort } : null,
+      result: record.result === 'failed' ? -(record.errno ?? 1) : 0,
+      verdict: 'VERDICT_OTHER',
+      resource: '',
+      sessionId: '',
+    };
   }
 
   private onExec(record: ExecRecord): void {

@@ -64,9 +64,11 @@ export function encodeRows(table: TableName, rows: readonly Row[]): Buffer {
  * the same record always gets the same id, so a retried or replayed insert collapses into one row.
  */
 export function deterministicId(...parts: ReadonlyArray<string | number | bigint>): string {
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(String(part)).update('\0');
-  return hash.digest('hex').slice(0, 32);
+  // SHA-256 over each part followed by a NUL, hashed in one call: the correlator takes an id for every
+  // connect it keeps, and an update per part costs it about twice as much.
+  let text = '';
+  for (const part of parts) text += `${String(part)}\0`;
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 
 function enumValue(name: string | number, prefix: string): string {
