@@ -7,6 +7,7 @@ import { AlertWatchServer } from './alerts/watch-server';
 import type { GatewayFeed } from './correlate/contract';
 import { Correlator } from './correlate/correlator';
 import { Inventory } from './correlate/inventory';
+import { ResourceReloader } from './correlate/resource-reload';
 import { gatewayRecordRows } from './gateway-feed/record-writer';
 import { HostSensor } from './sensor/host-sensor';
 import { auditGapRow, deterministicId, type Row, type TableName } from './store/rows';
@@ -23,6 +24,8 @@ export interface CollectorOptions {
   writeGatewayRecords?: boolean;
   /** Pids of gateway processes on this host: `gapwatch up` runs the gateway in the collector's own process. */
   gatewayPids?: ReadonlySet<number>;
+  /** The configuration file: watched (and re-read on SIGHUP) so a change of collector.resources reloads them. */
+  configFile?: string | null;
 }
 
 export interface CollectorComponent extends Component {
@@ -32,6 +35,8 @@ export interface CollectorComponent extends Component {
   /** The gRPC WatchAlerts service, when collector.alerts.watch has its TLS files. */
   readonly watch: AlertWatchServer | null;
   readonly sensor: HostSensor | null;
+  /** Reloads collector.resources when the configuration file changes; null without a file. */
+  readonly reloader: ResourceReloader | null;
 }
 
 /**
@@ -48,6 +53,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   let correlator: Correlator | null = null;
   let alerts: AlertPipeline | null = null;
   let watch: AlertWatchServer | null = null;
+  let reloader: ResourceReloader | null = null;
   let sensor: HostSensor | null = null;
   let writes = 0;
   let lost = 0;
@@ -99,6 +105,9 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
     },
     get watch() {
       return watch;
+    },
+    get reloader() {
+      return reloader;
     },
     get sensor() {
       return sensor;
@@ -154,6 +163,10 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         await running.close();
         throw err;
       }
+      if (options.configFile) {
+        reloader = new ResourceReloader(options.configFile, inventory, config.collector.resources, log);
+        reloader.start();
+      }
       gapTimer = setInterval(reportLoss, 1000);
       gapTimer.unref();
       const resources = inventory.resources();
@@ -163,9 +176,12 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         `alerts to ${running.sinks.map((s) => s.name).join(', ') || 'no sink'}`,
         watchLine,
       ];
+      if (reloader) lines.push(`protected resources reload when ${options.configFile} changes (or on SIGHUP)`);
       return lines;
     },
     async stop() {
+      reloader?.stop();
+      reloader = null;
       if (gapTimer) clearInterval(gapTimer);
       gapTimer = null;
       const stopping = sensor;
