@@ -65,7 +65,7 @@ function oneHostComponents(context: CommandContext): Component[] {
       async start() {
         const address = started.postgresAddress();
         if (!started.journal || !address) throw new Error('the gateway started without its journal or listener');
-        feed = new LocalGatewayFeed(started.journal, localGatewayResources({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: address, auditListener: null }), log, readFeedPosition(config) + 1n);
+        feed = new LocalGatewayFeed(started.journal, localGatewayResources({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: address, http: config.gateway.http, httpListener: started.httpAddress(), ssh: config.gateway.ssh, sshListener: started.sshAddress(), auditListener: null }), log, readFeedPosition(config) + 1n);
         return [`journal of ${config.gateway.id} followed in-process from seq ${feed.lastSeq + 1n}`];
       },
       async stop() {},
