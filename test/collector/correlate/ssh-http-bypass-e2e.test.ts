@@ -191,8 +191,12 @@ describe('SSH and HTTP correlation end to end (root: kernel eBPF, sshd, HTTP ups
     }
     assert.ok(notices.every((n) => ['web1', 'api'].includes(n.alert!.resource) && n.alert!.kind === 'ALERT_KIND_BYPASS'), 'the watch filter held');
 
-    const gatewayOwn = await query<{ verdict: string }>(`SELECT toString(verdict) AS verdict FROM ${t('connect_events')} FINAL WHERE pid = ${process.pid} AND resource IN ('web1', 'api')`);
+    const gatewayOwn = await query<{ verdict: string; resource: string; session_id: string }>(
+      `SELECT toString(verdict) AS verdict, resource, session_id FROM ${t('connect_events')} FINAL WHERE pid = ${process.pid} AND resource IN ('web1', 'api')`,
+    );
     assert.ok(gatewayOwn.length >= 2, "the gateways' own upstream connections are recorded");
     assert.ok(gatewayOwn.every((c) => c.verdict !== 'bypass'), JSON.stringify(gatewayOwn));
+    // The SSH gateway holds one upstream connection per session and journals its local port: joined.
+    assert.ok(gatewayOwn.some((c) => c.resource === 'web1' && c.session_id === sshMediated[0]!.session_id), `the SSH gateway's leg is joined to its session: ${JSON.stringify(gatewayOwn)}`);
   });
 });
