@@ -1,6 +1,5 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +21,7 @@ import { round } from './stats';
 /**
  * Bypass alert latency: from the kernel timestamp of a connect(2) to a protected upstream (the
  * sensor's CLOCK_BOOTTIME) to the alert reaching a sink (an in-process sink, and a webhook at a real
- * local HTTP receiver), with the whole collector running (sensor, correlation, embedded store). Each
+ * HTTP receiver in another process), with the whole collector running (sensor, correlation, embedded store). Each
  * round runs quiet and then under a background TCP connect storm (bench/sensor-load.c), side by side.
  * Bypasses come from a separate process, one connect every intervalMs; alerts are not de-duplicated
  * here, so each connect must produce one: `missed` counts those that did not.
@@ -43,19 +42,32 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   const upstream = createServer((socket) => socket.destroy());
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const port = (upstream.address() as AddressInfo).port;
-  const received = new Map<string, number>();
-  const receiver = createHttpServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-    req.on('end', () => {
-      const at = process.hrtime.bigint();
-      const alert = (JSON.parse(body) as { alert: CollectorAlert }).alert;
-      received.set(alert.eventId, Number(at - BigInt(alert.kernelBootNs ?? '0')) / 1e6);
-      res.end();
-    });
+  // The webhook receiver runs in its own process, as a real one does: in the collector's process it
+  // would share (and add to) the very event loop whose delays are being measured. CLOCK_MONOTONIC
+  // (hrtime) is one clock for every process on the host.
+  const receiverScript = join(dir, 'receiver.js');
+  writeFileSync(
+    receiverScript,
+    `const http = require('node:http');\nlet received = {};\n` +
+      `const server = http.createServer((req, res) => { let body = ''; req.on('data', (c) => (body += c)); req.on('end', () => { const at = process.hrtime.bigint(); const alert = JSON.parse(body).alert; (received[req.url] ??= {})[alert.eventId] = Number(at - BigInt(alert.kernelBootNs || '0')) / 1e6; res.end(); }); });\n` +
+      `server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));\n` +
+      `process.on('message', (m) => { if (m === 'report') { process.send({ received }); received = {}; } else if (m === 'stop') { server.close(); server.closeAllConnections(); process.disconnect(); } });\n`,
+  );
+  const receiver = fork(receiverScript, [], { stdio: 'ignore' });
+  const receiverPort = await new Promise<number>((resolve, reject) => {
+    receiver.once('message', (m) => resolve((m as { port: number }).port));
+    receiver.once('error', reject);
   });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/alerts`;
+  /** Latencies the receiver saw since the last call, by path (one path per webhook sink). */
+  const takeReceived = (): Promise<Record<string, number[]>> =>
+    new Promise((resolve) => {
+      receiver.once('message', (m) => {
+        const byPath = (m as { received: Record<string, Record<string, number>> }).received;
+        resolve(Object.fromEntries(Object.entries(byPath).map(([path, samples]) => [path, Object.values(samples)])));
+      });
+      receiver.send('report');
+    });
+  const hookUrl = `http://127.0.0.1:${receiverPort}/alerts`;
 
   // CLOCK_BOOTTIME (the sensor's clock) = CLOCK_MONOTONIC (hrtime) + time spent suspended; check it is 0 here.
   const clockSkewMs = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000 - Number(process.hrtime.bigint()) / 1e6;
@@ -80,8 +92,11 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     async close() {},
   };
   const webhook = new WebhookSink({ url: hookUrl, format: 'generic', secret: 'bench', attempts: 3, timeoutMs: 5000, maxQueue: 100_000 }, log);
+  // The baseline, side by side: the webhook sink as it was (fetch(), one POST at a time, in order).
+  const serial = new SerialFetchWebhook(`http://127.0.0.1:${receiverPort}/serial`);
   collector.alerts!.addSink(benchSink);
   collector.alerts!.addSink(webhook);
+  collector.alerts!.addSink(serial);
 
   const generator = join(dir, 'bypass.js');
   writeFileSync(
@@ -97,9 +112,9 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
 
   // Event-loop stalls delay every sink alike; measured per phase to tell them from sink-side waits.
   const loopDelay = { quiet: [] as number[], storm: [] as number[] };
-  const phase = async (storm: boolean): Promise<{ sink: number[]; webhook: number[]; missed: number }> => {
+  const phase = async (storm: boolean): Promise<{ sink: number[]; webhook: number[]; serial: number[]; missed: number }> => {
     atSink.clear();
-    received.clear();
+    await takeReceived();
     const histogram = monitorEventLoopDelay({ resolution: 10 });
     histogram.enable();
     const stormDone = storm
@@ -110,19 +125,22 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     await stormDone;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await webhook.idle();
+    await serial.idle();
     histogram.disable();
     (storm ? loopDelay.storm : loopDelay.quiet).push(histogram.percentile(99) / 1e6);
-    return { sink: [...atSink.values()], webhook: [...received.values()], missed: Math.max(0, bypasses - atSink.size) };
+    const byPath = await takeReceived();
+    return { sink: [...atSink.values()], webhook: byPath['/alerts'] ?? [], serial: byPath['/serial'] ?? [], missed: Math.max(0, bypasses - atSink.size) };
   };
 
-  const quiet = { sink: [] as number[], webhook: [] as number[], missed: 0 };
-  const stormy = { sink: [] as number[], webhook: [] as number[], missed: 0 };
+  const quiet = { sink: [] as number[], webhook: [] as number[], serial: [] as number[], missed: 0 };
+  const stormy = { sink: [] as number[], webhook: [] as number[], serial: [] as number[], missed: 0 };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const [target, storm] of [[quiet, false], [stormy, true]] as const) {
         const result = await phase(storm);
         target.sink.push(...result.sink);
         target.webhook.push(...result.webhook);
+        target.serial.push(...result.serial);
         target.missed += result.missed;
       }
     }
@@ -131,8 +149,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     await writer.close();
     await store.close();
     upstream.close();
-    receiver.close();
-    receiver.closeAllConnections();
+    receiver.send('stop');
     rmSync(dir, { recursive: true, force: true });
   }
   const stats = correlatorStats(collector);
@@ -150,6 +167,11 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     quiet_p99_ms: p(quiet.sink, 0.99),
     webhook_p50_ms: p(stormy.webhook, 0.5),
     webhook_p99_ms: p(stormy.webhook, 0.99),
+    webhook_serial_fetch_p50_ms: p(stormy.serial, 0.5),
+    webhook_serial_fetch_p99_ms: p(stormy.serial, 0.99),
+    webhook_p99_ratio_vs_serial_fetch: round(p(stormy.webhook, 0.99) / p(stormy.serial, 0.99)),
+    webhook_p99_ratio_vs_sink: round(p(stormy.webhook, 0.99) / p(stormy.sink, 0.99)),
+    webhook_alerts: stormy.webhook.length,
     quiet_missed: quiet.missed,
     p99_ratio_storm_vs_quiet: round(p(stormy.sink, 0.99) / p(quiet.sink, 0.99)),
     clock_skew_ms: round(clockSkewMs),
@@ -166,4 +188,36 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
 function correlatorStats(collector: ReturnType<typeof collectorComponent>): Record<string, number> {
   const stats = collector.correlator?.stats();
   return stats ? { bypass: stats.bypass, other: stats.other, other_dropped: stats.otherDropped } : {};
+}
+
+/**
+ * The baseline webhook sink: the design before this bench drove a change (one POST at a time with
+ * fetch(), each alert waiting for every one before it). Same body; no signature or retries, which
+ * only make it slower.
+ */
+class SerialFetchWebhook implements AlertSink {
+  readonly name = 'webhook (serial fetch baseline)';
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly url: string) {}
+
+  deliver(alert: CollectorAlert): void {
+    const body = JSON.stringify({ type: 'gapwatch.alert', alert });
+    this.chain = this.chain.then(async () => {
+      try {
+        const response = await fetch(this.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await response.arrayBuffer();
+      } catch {
+        // A lost baseline POST shows as a missing sample.
+      }
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+  }
 }

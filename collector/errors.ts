@@ -81,3 +81,18 @@ export class AlertWatchListenError extends GapwatchError {
     this.address = address;
   }
 }
+
+/** A watcher could not watch: refused during the TLS handshake, unreachable, or the stream failed. */
+export class AlertWatchRefusedError extends GapwatchError {
+  readonly address: string;
+
+  constructor(address: string, detail: string, cause?: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_REFUSED',
+      `cannot watch alerts at ${address}: ${detail}. The collector serves only watchers with a client certificate of its ` +
+        'collector.alerts.watch.tls.caFile (`gapwatch certs init` writes watcher.crt/watcher.key); check --address, --ca, --cert and --key',
+      { cause },
+    );
+    this.address = address;
+  }
+}

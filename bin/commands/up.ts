@@ -80,6 +80,7 @@ function oneHostComponents(context: CommandContext): Component[] {
       writeGatewayRecords: true,
       // The gateway runs in this process: its upstream connections are its own, never a bypass.
       gatewayPids: new Set([process.pid]),
+      configFile: context.configSource,
     }),
   );
   if (gateway) {
