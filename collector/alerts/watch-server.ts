@@ -58,11 +58,15 @@ class Watcher {
     this.pump();
   }
 
-  /** Sends what is queued, then ends the call. */
+  /** Hands gRPC everything still queued (at most maxQueue, so bounded even past the high-water mark), then ends the call. */
   end(): void {
     if (this.ended) return;
-    this.pump();
     this.ended = true;
+    for (const alert of this.queue.splice(0)) {
+      this.call.write({ alert, missed: String(this.missed) });
+      this.missed = 0;
+      this.stats.sent++;
+    }
     this.call.end();
   }
 

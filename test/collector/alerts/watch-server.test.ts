@@ -119,12 +119,13 @@ describe('collector/alerts gRPC WatchAlerts (mutual TLS)', function () {
         const c = new Watch(address, credentials) as AlertWatchClient;
         const stream = c.watchAlerts({}, { deadline: Date.now() + 10_000 });
         stream.on('data', () => reject(new Error('a refused watcher received an alert')));
+        // A connection that got through would be registered and sent this; a refused one gets nothing.
+        const probe = setInterval(() => server.deliver(alert('billing', 'info', 'probe')), 50);
         stream.on('error', (err: grpc.ServiceError) => {
+          clearInterval(probe);
           c.close();
           resolve(err);
         });
-        // A connection that got through would be registered; deliver to prove nothing leaks to it.
-        setTimeout(() => server.deliver(alert('orders', 'critical')), 200);
       });
     const other = createDevCertificates({ dir: join(dir, 'other') });
     const ca = readFileSync(certs.caCert);
@@ -147,7 +148,7 @@ describe('collector/alerts gRPC WatchAlerts (mutual TLS)', function () {
     await waitFor(() => server.stats().dropped > droppedBefore, 'the slow watcher to lose queued alerts');
     stream.resume();
     const received = (): number => notices.length + notices.reduce((sum, n) => sum + Number(n.missed), 0);
-    await waitFor(() => received() === count, 'every alert delivered or counted as missed');
+    await waitFor(() => received() === count, 'every alert delivered or counted as missed', 40_000).catch((err: Error) => assert.fail(`${err.message}: ${notices.length} notices, ${received()} accounted for of ${count}, stats ${JSON.stringify(server.stats())}`));
     const dropped = server.stats().dropped - droppedBefore;
     assert.equal(notices.reduce((sum, n) => sum + Number(n.missed), 0), dropped);
     assert.ok(notices.length < count, 'some were dropped');
@@ -155,6 +156,19 @@ describe('collector/alerts gRPC WatchAlerts (mutual TLS)', function () {
     assert.deepEqual(order, [...order].sort((x, y) => x - y), 'in order');
     assert.equal(order[order.length - 1], count - 1, 'the newest alert is never the one dropped');
     stream.cancel();
+  });
+
+  it('on close, hands each watcher what is queued for it and ends its stream', async () => {
+    const notices: AlertNotice__Output[] = [];
+    const stream = await watch({}, notices);
+    const ended = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('error', () => resolve());
+    });
+    for (let i = 0; i < 3; i++) server.deliver(alert('orders', 'warning', `last ${i}`));
+    await server.close();
+    await ended;
+    assert.deepEqual(notices.map((n) => n.alert!.summary), ['last 0', 'last 1', 'last 2']);
   });
 
   it('is off without TLS files, and refuses half a TLS configuration', async () => {
