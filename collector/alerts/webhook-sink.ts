@@ -92,7 +92,9 @@ export class WebhookSink implements AlertSink {
   ) {
     this.url = new URL(options.url);
     this.name = `webhook ${this.url.origin}`;
-    const agentOptions = { keepAlive: true, maxSockets: this.concurrency, maxFreeSockets: this.concurrency, scheduling: 'lifo' as const };
+    // Idle connections are closed after 4 s, before a receiver with Node's default 5 s keep-alive
+    // timeout closes them: reusing a connection the receiver is closing fails the POST (and costs a retry).
+    const agentOptions = { keepAlive: true, maxSockets: this.concurrency, maxFreeSockets: this.concurrency, scheduling: 'lifo' as const, timeout: 4000 };
     this.agent = this.url.protocol === 'https:' ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
   }
 

@@ -103,7 +103,7 @@ describe('collector/alerts webhook sink (real HTTP receiver)', () => {
     const hook = await receiver([503]);
     const sockets = new Set<unknown>();
     hook.server.on('connection', (socket) => sockets.add(socket));
-    const sink = new WebhookSink({ url: hook.url, format: 'generic', secret: null, attempts: 3, timeoutMs: 2000, maxQueue: 100, retryBaseMs: 300, concurrency: 2 }, silentLog);
+    const sink = new WebhookSink({ url: hook.url, format: 'generic', secret: null, attempts: 3, timeoutMs: 2000, maxQueue: 100, retryBaseMs: 2000, concurrency: 2 }, silentLog);
     sink.deliver(alert({ alertId: 'retried' }));
     // Wait for the first answer (the 503) before sending the rest, so the retry is pending meanwhile.
     while (hook.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
