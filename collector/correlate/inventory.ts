@@ -153,7 +153,7 @@ export class Inventory {
           byEndpoint.set(`${ip}|${port}`, { role: 'upstream', resource });
           upstreamHosts.set(ip, resource);
           if (resource.protocol === 'postgres' && (local.has(ip) || ip.startsWith('127.') || ip === '::1')) {
-            for (const path of localSocketsOf(port)) byUnixPath.set(path, { role: 'upstream', resource });
+            for (const path of await localSocketsOf(port)) byUnixPath.set(path, { role: 'upstream', resource });
           }
         }
         // Listening on a wildcard address, a local server is reached through any local address.
