@@ -206,7 +206,7 @@ export class Correlator {
       const oldest = this.pendingQueue[0]!;
       const overflow = this.pendingQueue.length > this.options.config.maxPendingConnects;
       if (!overflow && nowMs - oldest.receivedMs < window) break;
-      this.finishMediated(oldest, null, overflow && nowMs !== Infinity ? 'the waiting list was full' : `no session within ${window} ms`);
+      this.finishMediated(oldest, null, nowMs === Infinity ? 'the collector stopped before one arrived' : overflow ? 'the waiting list was full' : `no session within ${window} ms`);
     }
   }
 

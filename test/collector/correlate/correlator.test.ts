@@ -98,6 +98,10 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
       ['audit_gap', 'mediated-unjoined', 'warning', 'orders', '127.0.0.1:6543', 12, 'exec-7'],
     ]);
     assert.equal(alerts[0]!.eventId, notes[0]!.eventId, 'the alert names the connect event');
+    // Stopping writes what still waits, saying why it has no session.
+    correlator.onSensorRecord(connect(17, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40005 }));
+    correlator.close();
+    assert.match(alerts[1]!.summary, /no gateway session matches \(the collector stopped before one arrived\)/);
   });
 
   it('raises no alert for a mediated connect joined to its session', async () => {
