@@ -338,7 +338,7 @@ export class Correlator {
       const match = this.inventory.matchUnix(target.unixPath);
       return match?.role === 'upstream' ? match.resource : undefined;
     }
-    const resource = this.inventory.upstreamHost(target.host);
+    const resource = this.inventory.upstreamHost(target.host, target.port);
     if (!resource) return undefined;
     if (target.port === null || resource.upstream.some((u) => u.port === target.port)) {
       // The same host may also run the gateway: a port that is a listener is the mediated path.

@@ -191,6 +191,15 @@ describe('SSH and HTTP correlation end to end (root: kernel eBPF, sshd, HTTP ups
     }
     assert.ok(notices.every((n) => ['web1', 'api'].includes(n.alert!.resource) && n.alert!.kind === 'ALERT_KIND_BYPASS'), 'the watch filter held');
 
+    // Exec detections: the clients whose argv aims at an upstream, and not those aimed at the gateways.
+    const execAlerts = await query<{ resource: string; destination: string; comm: string }>(
+      `SELECT resource, destination, comm FROM ${t('alerts')} FINAL WHERE agent_run = '${agentRun}' AND rule = 'exec-client-to-upstream' ORDER BY resource`,
+    );
+    assert.deepEqual(execAlerts, [
+      { resource: 'api', destination: `127.0.0.1:${upstream.port}`, comm: 'curl' },
+      { resource: 'web1', destination: `127.0.0.1:${sshGw.sshd.port}`, comm: 'ssh' },
+    ]);
+
     const gatewayOwn = await query<{ verdict: string; resource: string; session_id: string }>(
       `SELECT toString(verdict) AS verdict, resource, session_id FROM ${t('connect_events')} FINAL WHERE pid = ${process.pid} AND resource IN ('web1', 'api')`,
     );
