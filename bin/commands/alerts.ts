@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { createAlertWatchClient } from '../../collector/alerts/watch-client';
 import { AlertWatchRefusedError } from '../../collector/errors';
 import type { AlertNotice__Output } from '../../proto/generated/gapwatch/v1/AlertNotice';
@@ -23,6 +23,13 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
+const KINDS = ['bypass', 'secret_in_argv', 'audit_gap', 'journal_tampered'];
+
+function collectKind(value: string, previous: string[] = []): string[] {
+  if (!KINDS.includes(value)) throw new InvalidArgumentError(`one of ${KINDS.join(', ')}`);
+  return [...previous, value];
+}
+
 /**
  * `gapwatch alerts`: watches a collector's alerts over gRPC WatchAlerts (mutual TLS) and prints each
  * as one JSON line ({alert, missed}), until Ctrl-C or --count alerts.
@@ -41,7 +48,7 @@ export function registerAlerts(program: Command): void {
         .option('--server-name <name>', "the name in the collector's certificate, when it differs from the address")
         .addOption(new Option('--min-severity <severity>', 'only alerts at least this severe').choices(['info', 'warning', 'critical']))
         .option('--resource <name>', 'only alerts of this resource (repeatable)', collect)
-        .addOption(new Option('--kind <kind>', 'only alerts of this kind (repeatable)').choices(['bypass', 'secret_in_argv', 'audit_gap', 'journal_tampered']).argParser(collect))
+        .option('--kind <kind>', `only alerts of this kind (repeatable): ${KINDS.join(', ')}`, collectKind)
         .option('--count <n>', 'exit after this many alerts'),
     async ({ config }, options) => {
       const listen = config.collector.alerts.watch.listen;

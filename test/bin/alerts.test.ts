@@ -71,5 +71,9 @@ describe('gapwatch alerts (WatchAlerts client)', function () {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot watch alerts at 127\.0\.0\.1:\d+: .*client certificate/s);
     assert.match(refused.stderr, /COLLECTOR_ERR_ALERT_WATCH_REFUSED/);
+
+    const badKind = await runCli(['alerts', '--address', address, '--kind', 'nonsense']);
+    assert.notEqual(badKind.code, 0);
+    assert.match(badKind.stderr, /--kind .*'nonsense' is invalid\. one of bypass, secret_in_argv, audit_gap, journal_tampered/);
   });
 });
