@@ -4,6 +4,7 @@ import { packageVersion } from '../platform/package-root';
 import { reportError } from './cli';
 import { registerCerts } from './commands/certs';
 import { registerCollector } from './commands/collector';
+import { registerAlerts } from './commands/alerts';
 import { registerDoctor } from './commands/doctor';
 import { registerGateway } from './commands/gateway';
 import { registerQuery } from './commands/query';
@@ -29,6 +30,7 @@ async function main(argv: string[]): Promise<void> {
   registerSensor(program);
   registerCerts(program);
   registerCollector(program);
+  registerAlerts(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

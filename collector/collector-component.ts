@@ -3,9 +3,11 @@ import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
 import { AlertPipeline, configuredSinks } from './alerts/alert-pipeline';
+import { AlertWatchServer } from './alerts/watch-server';
 import type { GatewayFeed } from './correlate/contract';
 import { Correlator } from './correlate/correlator';
 import { Inventory } from './correlate/inventory';
+import { ResourceReloader } from './correlate/resource-reload';
 import { journalRecordRow } from './gateway-feed/journal-rows';
 import { gatewayRecordRows } from './gateway-feed/record-writer';
 import { HostSensor } from './sensor/host-sensor';
@@ -23,13 +25,19 @@ export interface CollectorOptions {
   writeGatewayRecords?: boolean;
   /** Pids of gateway processes on this host: `gapwatch up` runs the gateway in the collector's own process. */
   gatewayPids?: ReadonlySet<number>;
+  /** The configuration file: watched (and re-read on SIGHUP) so a change of collector.resources reloads them. */
+  configFile?: string | null;
 }
 
 export interface CollectorComponent extends Component {
   readonly inventory: Inventory;
   readonly correlator: Correlator | null;
   readonly alerts: AlertPipeline | null;
+  /** The gRPC WatchAlerts service, when collector.alerts.watch has its TLS files. */
+  readonly watch: AlertWatchServer | null;
   readonly sensor: HostSensor | null;
+  /** Reloads collector.resources when the configuration file changes; null without a file. */
+  readonly reloader: ResourceReloader | null;
 }
 
 /**
@@ -45,6 +53,8 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   const inventory = new Inventory(config.collector.correlate.resolveIntervalMs, log);
   let correlator: Correlator | null = null;
   let alerts: AlertPipeline | null = null;
+  let watch: AlertWatchServer | null = null;
+  let reloader: ResourceReloader | null = null;
   let sensor: HostSensor | null = null;
   let writes = 0;
   let lost = 0;
@@ -94,6 +104,12 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
     get alerts() {
       return alerts;
     },
+    get watch() {
+      return watch;
+    },
+    get reloader() {
+      return reloader;
+    },
     get sensor() {
       return sensor;
     },
@@ -101,6 +117,20 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       const feeds = options.feeds?.() ?? [];
       alerts = new AlertPipeline(config.collector.alerts, configuredSinks(config.collector.alerts, log, options.writer()), log);
       const running = alerts;
+      const watchConfig = config.collector.alerts.watch;
+      let watchLine = 'alert watch (gRPC WatchAlerts) off: collector.alerts.watch.tls has no certificates';
+      if (AlertWatchServer.enabled(watchConfig)) {
+        const server = new AlertWatchServer(watchConfig, log);
+        try {
+          watchLine = await server.start();
+        } catch (err) {
+          await running.close();
+          alerts = null;
+          throw err;
+        }
+        watch = server;
+        running.addSink(server);
+      }
       // The sensor is built after the correlator (its callback needs it); the table is looked up through this.
       let processes: HostSensor['table'] | null = null;
       const table = { get: (id: string) => processes?.get(id), lineage: (id: string) => processes?.lineage(id) ?? [] };
@@ -134,6 +164,10 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         await running.close();
         throw err;
       }
+      if (options.configFile) {
+        reloader = new ResourceReloader(options.configFile, inventory, config.collector.resources, log);
+        reloader.start();
+      }
       gapTimer = setInterval(reportLoss, 1000);
       gapTimer.unref();
       const resources = inventory.resources();
@@ -141,10 +175,14 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         `host sensor on ${host}: ${sensor.table.size} processes known`,
         `protecting ${resources.length} resource${resources.length === 1 ? '' : 's'}${resources.length ? `: ${resources.map((r) => r.name).join(', ')}` : ''} (${feeds.length} gateway feed${feeds.length === 1 ? '' : 's'})`,
         `alerts to ${running.sinks.map((s) => s.name).join(', ') || 'no sink'}`,
+        watchLine,
       ];
+      if (reloader) lines.push(`protected resources reload when ${options.configFile} changes (or on SIGHUP)`);
       return lines;
     },
     async stop() {
+      reloader?.stop();
+      reloader = null;
       if (gapTimer) clearInterval(gapTimer);
       gapTimer = null;
       const stopping = sensor;

@@ -53,3 +53,46 @@ export function sensorStartError(err: unknown): GapwatchError {
       return new SensorBpfUnavailableError(message, err);
   }
 }
+
+/** The alert watch service (collector.alerts.watch) cannot read one of its TLS files. */
+export class AlertWatchTlsFileError extends GapwatchError {
+  readonly file: string;
+
+  constructor(role: string, file: string, cause: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_TLS_FILE',
+      `cannot read the alert watch service's ${role} ${file}: ${(cause as Error).message ?? String(cause)}; ` +
+        'make the files with `gapwatch certs init` (development) or your CA, and set collector.alerts.watch.tls',
+      { cause },
+    );
+    this.file = file;
+  }
+}
+
+export class AlertWatchListenError extends GapwatchError {
+  readonly address: string;
+
+  constructor(address: string, cause: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_LISTEN',
+      `the alert watch service cannot listen on ${address}: ${(cause as Error).message ?? String(cause)}; choose another collector.alerts.watch.listen or stop what holds it`,
+      { cause },
+    );
+    this.address = address;
+  }
+}
+
+/** A watcher could not watch: refused during the TLS handshake, unreachable, or the stream failed. */
+export class AlertWatchRefusedError extends GapwatchError {
+  readonly address: string;
+
+  constructor(address: string, detail: string, cause?: unknown) {
+    super(
+      'COLLECTOR_ERR_ALERT_WATCH_REFUSED',
+      `cannot watch alerts at ${address}: ${detail}. The collector serves only watchers with a client certificate of its ` +
+        'collector.alerts.watch.tls.caFile (`gapwatch certs init` writes watcher.crt/watcher.key); check --address, --ca, --cert and --key',
+      { cause },
+    );
+    this.address = address;
+  }
+}

@@ -22,6 +22,9 @@ export interface GatewayComponent extends Component {
   readonly journal: Journal | null;
   /** The PostgreSQL listener's address, once started. */
   postgresAddress(): { host: string; port: number } | null;
+  /** The HTTP and SSH listeners' addresses, when they listen (they do only with resources configured). */
+  httpAddress(): { host: string; port: number } | null;
+  sshAddress(): { host: string; port: number } | null;
 }
 
 export function gatewayComponent(config: Config, log: Logger): GatewayComponent {
@@ -54,6 +57,12 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
     postgresAddress() {
       return postgres ? postgres.address() : null;
     },
+    httpAddress() {
+      return http ? http.address() : null;
+    },
+    sshAddress() {
+      return ssh ? ssh.gateway.address() : null;
+    },
     async start() {
       try {
         journal = await openJournal(journalOptionsFromConfig(config, log));
@@ -73,6 +82,7 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
         }
         const pg = postgres;
         const web = http;
+        const shell = ssh?.gateway ?? null;
         audit = new AuditServer({
           config: config.gateway.audit,
           journal,
@@ -84,6 +94,8 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
               postgresListener: pg.address(),
               http: config.gateway.http,
               httpListener: web?.address() ?? null,
+              ssh: config.gateway.ssh,
+              sshListener: shell?.address() ?? null,
               auditListener,
             }),
         });

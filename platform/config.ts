@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { auditConfigSchema } from '../gateway/audit/config-schema';
 import { gatewayFeedConfigSchema, gatewayFeedTuningSchema } from '../collector/gateway-feed/config-schema';
 import { webConfigSchema } from '../collector/web/config-schema';
+import { alertWatchConfigSchema } from '../collector/alerts/watch-config-schema';
 import { httpGatewayConfigSchema } from '../gateway/http/config-schema';
 import { identityConfigSchema } from '../gateway/identity/config-schema';
 import { policyConfigSchema } from '../gateway/policy/config-schema';
@@ -125,9 +126,13 @@ const collectorSchema = z.strictObject({
             timeoutMs: z.number().int().min(100).default(5000),
             /** Alerts waiting for delivery; beyond it the oldest are dropped and counted. */
             maxQueue: z.number().int().min(1).default(10_000),
+            /** POSTs in flight at once; 1 delivers strictly in order, more keeps a slow or retried one from holding the rest. */
+            concurrency: z.number().int().min(1).max(64).default(4),
           }),
         )
         .default([]),
+      /** The gRPC WatchAlerts stream (mutual TLS; off without certificate files). */
+      watch: alertWatchConfigSchema.prefault({}),
     })
     .prefault({}),
   /** The dashboard UI and its read-only API (collector/web/). */

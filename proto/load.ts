@@ -1,7 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { LOAD_OPTIONS, PROTO_FILES, protoRoot } from './options';
-import type { ProtoGrpcType } from './generated/audit';
+import type { ProtoGrpcType as AlertGrpcType } from './generated/alert';
+import type { ProtoGrpcType as AuditGrpcType } from './generated/audit';
+
+/** Every service of the package: Audit (gateway) and AlertWatch (collector). */
+type ProtoGrpcType = AuditGrpcType & AlertGrpcType;
 
 let cached: ProtoGrpcType | undefined;
 

@@ -16,7 +16,7 @@ export function registerCerts(program: Command): void {
   defineCommand<{ dir?: string; host?: string[]; force?: boolean }>(
     certs,
     'init',
-    'create a development CA, a gateway certificate and a collector certificate (openssl); prints the config keys',
+    'create a development CA, gateway, collector and alert watcher certificates (openssl); prints the config keys',
     (command) =>
       command
         .option('--dir <dir>', 'where to write them (default: <dataDir>/certs)')
@@ -30,7 +30,10 @@ export function registerCerts(program: Command): void {
           `gateway:\n  audit:\n    listen: { host: 127.0.0.1, port: 7443 }\n    tls:\n` +
           `      caFile: ${files.caCert}\n      certFile: ${files.gatewayCert}\n      keyFile: ${files.gatewayKey}\n` +
           `collector:\n  gateways:\n    - address: 127.0.0.1:7443\n` +
-          `      caFile: ${files.caCert}\n      certFile: ${files.collectorCert}\n      keyFile: ${files.collectorKey}\n`,
+          `      caFile: ${files.caCert}\n      certFile: ${files.collectorCert}\n      keyFile: ${files.collectorKey}\n` +
+          `  alerts:\n    watch:\n      listen: { host: 127.0.0.1, port: 7444 }\n      tls:\n` +
+          `        caFile: ${files.caCert}\n        certFile: ${files.collectorCert}\n        keyFile: ${files.collectorKey}\n` +
+          `\nalert watchers (gRPC WatchAlerts on the collector) use ${files.watcherCert} and ${files.watcherKey}\n`,
       );
       return 0;
     },

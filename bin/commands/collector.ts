@@ -10,7 +10,8 @@ import { defineCommand } from '../cli';
 /**
  * `gapwatch collector`: the per-host daemon of a fleet: host sensor → correlation → store, with the
  * protected resources of `collector.resources` (and of the gateways it subscribes to), alert sinks
- * from `collector.alerts`, until SIGINT/SIGTERM, then a shutdown that flushes.
+ * from `collector.alerts`, until SIGINT/SIGTERM, then a shutdown that flushes. A change of
+ * `collector.resources` in the configuration file (or SIGHUP) reloads the protected resources.
  */
 export function registerCollector(program: Command): void {
   defineCommand(
@@ -39,7 +40,7 @@ export function registerCollector(program: Command): void {
             },
           },
           store,
-          collectorComponent({ config, log, writer: () => store.writer, feeds: () => [gateways.feed] }),
+          collectorComponent({ config, log, writer: () => store.writer, feeds: () => [gateways.feed], configFile: context.configSource }),
           gateways,
           webComponent(config, log),
         ],

@@ -66,7 +66,7 @@ function oneHostComponents(context: CommandContext): Component[] {
       async start() {
         const address = started.postgresAddress();
         if (!started.journal || !address) throw new Error('the gateway started without its journal or listener');
-        feed = new LocalGatewayFeed(started.journal, localGatewayResources({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: address, auditListener: null }), log, readFeedPosition(config) + 1n);
+        feed = new LocalGatewayFeed(started.journal, localGatewayResources({ gatewayId: config.gateway.id, postgres: config.gateway.postgres, postgresListener: address, http: config.gateway.http, httpListener: started.httpAddress(), ssh: config.gateway.ssh, sshListener: started.sshAddress(), auditListener: null }), log, readFeedPosition(config) + 1n);
         return [`journal of ${config.gateway.id} followed in-process from seq ${feed.lastSeq + 1n}`];
       },
       async stop() {},
@@ -81,6 +81,7 @@ function oneHostComponents(context: CommandContext): Component[] {
       writeGatewayRecords: true,
       // The gateway runs in this process: its upstream connections are its own, never a bypass.
       gatewayPids: new Set([process.pid]),
+      configFile: context.configSource,
     }),
   );
   if (gateway) {

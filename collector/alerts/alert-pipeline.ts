@@ -62,7 +62,7 @@ export function configuredSinks(config: AlertsConfig, log: Logger, writer: Store
   for (const hook of config.webhooks) {
     sinks.push(
       new WebhookSink(
-        { url: hook.url, format: hook.format, secret: readCredential(`webhook ${hook.url}`, hook.secret), attempts: hook.attempts, timeoutMs: hook.timeoutMs, maxQueue: hook.maxQueue },
+        { url: hook.url, format: hook.format, secret: readCredential(`webhook ${hook.url}`, hook.secret), attempts: hook.attempts, timeoutMs: hook.timeoutMs, maxQueue: hook.maxQueue, concurrency: hook.concurrency },
         log,
       ),
     );

@@ -1,4 +1,4 @@
-import type { Alert } from '../../proto/generated/gapwatch/v1/Alert';
+import type { Alert__Output } from '../../proto/generated/gapwatch/v1/Alert';
 
 export type AlertKind = 'bypass' | 'secret_in_argv' | 'audit_gap' | 'journal_tampered';
 export type AlertSeverity = 'info' | 'warning' | 'critical';
@@ -41,21 +41,25 @@ export interface CollectorAlert {
   lastTimeUnixNano: string;
 }
 
-/** The proto/store form (gapwatch.v1.Alert); rule, count and destination live in the summary there. */
-export function alertMessage(alert: CollectorAlert): Required<Pick<Alert, 'alertId' | 'host' | 'timeUnixNano' | 'summary' | 'execId' | 'agentRun' | 'resource' | 'eventId'>> & {
-  kind: `ALERT_KIND_${string}`;
-  severity: `SEVERITY_${string}`;
-} {
+/** The proto form (gapwatch.v1.Alert), as WatchAlerts sends it and the store row is made from it. */
+export function alertMessage(alert: CollectorAlert): Alert__Output {
   return {
     alertId: alert.alertId,
     host: alert.host,
     timeUnixNano: alert.timeUnixNano,
-    kind: `ALERT_KIND_${alert.kind.toUpperCase()}`,
-    severity: `SEVERITY_${alert.severity.toUpperCase()}`,
-    summary: alert.count > 1 ? `${alert.summary} (×${alert.count})` : alert.summary,
+    kind: `ALERT_KIND_${alert.kind.toUpperCase()}` as Alert__Output['kind'],
+    severity: `SEVERITY_${alert.severity.toUpperCase()}` as Alert__Output['severity'],
+    summary: alert.summary,
     execId: alert.process?.execId ?? '',
     agentRun: alert.agentRun?.execId ?? '',
     resource: alert.resource,
     eventId: alert.eventId,
+    rule: alert.rule,
+    count: String(alert.count),
+    lastTimeUnixNano: alert.lastTimeUnixNano,
+    process: alert.process,
+    lineage: alert.lineage,
+    agent: alert.agentRun?.agent ?? '',
+    destination: alert.destination,
   };
 }

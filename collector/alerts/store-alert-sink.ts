@@ -1,4 +1,3 @@
-import type { Alert__Output } from '../../proto/generated/gapwatch/v1/Alert';
 import { alertRow } from '../store/rows';
 import type { StoreWriter } from '../store/writer';
 import { alertMessage, type CollectorAlert } from './alert';
@@ -12,7 +11,7 @@ export class StoreAlertSink implements AlertSink {
   constructor(private readonly writer: StoreWriter) {}
 
   deliver(alert: CollectorAlert): void {
-    const row = alertRow(alertMessage(alert) as unknown as Alert__Output);
+    const row = alertRow(alertMessage(alert));
     this.pending = this.writer.write('alerts', row);
   }
 

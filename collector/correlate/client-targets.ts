@@ -24,6 +24,18 @@ const FAMILY: Record<string, ClientFamily> = {
   wget: 'http',
 };
 
+/**
+ * Short options that take a value, per OpenSSH client (ssh(1), scp(1), sftp(1) SYNOPSIS), and the one
+ * that is the port: ssh -p, scp/sftp -P (their -p is "preserve times", a flag). rsync's remote shell
+ * comes with -e. Knowing them keeps an option's value from being read as the destination.
+ */
+const SSH_VALUE_OPTIONS: Record<string, { withValue: string; port: string | null }> = {
+  ssh: { withValue: 'BbcDEeFIiJLlmOoPpQRSWw', port: 'p' },
+  scp: { withValue: 'cDFiJlLoPSX', port: 'P' },
+  sftp: { withValue: 'BbcDFiJlLoPRSsX', port: 'P' },
+  rsync: { withValue: 'e', port: null },
+};
+
 /** Default ports when the command line names none (libpq 5432, ssh 22, http 80 / https 443). */
 const DEFAULT_PORT: Record<ClientFamily, number | null> = { postgres: 5432, ssh: 22, http: 80, generic: null };
 
@@ -48,10 +60,14 @@ export function clientTargets(client: string, argv: readonly string[]): ClientTa
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const value = (): string | undefined => args[++i];
+    if (family === 'ssh' && arg.length > 1 && arg.startsWith('-') && !arg.startsWith('--')) {
+      port = sshOption(client, arg, value) ?? port;
+      continue;
+    }
     if (family === 'postgres' && (arg === '-h' || arg === '--host')) pushHost(hosts, value());
     else if (family === 'postgres' && arg.startsWith('--host=')) pushHost(hosts, arg.slice(7));
     else if (family === 'postgres' && /^-h./.test(arg)) pushHost(hosts, arg.slice(2));
-    else if ((family === 'postgres' || family === 'ssh') && (arg === '-p' || arg === '-P' || arg === '--port')) port = toPort(value()) ?? port;
+    else if (family === 'postgres' && (arg === '-p' || arg === '--port')) port = toPort(value()) ?? port;
     else if (family === 'postgres' && arg.startsWith('--port=')) port = toPort(arg.slice(7)) ?? port;
     else if (family === 'postgres' && /^-p\d+$/.test(arg)) port = toPort(arg.slice(2)) ?? port;
     else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(arg)) hosts.push(...urlTargets(arg));
@@ -74,6 +90,27 @@ export function clientTargets(client: string, argv: readonly string[]): ClientTa
     const socketDir = family === 'postgres' && host.startsWith('/');
     return { host, port: effective, unixPath: socketDir ? `${host.replace(/\/$/, '')}/.s.PGSQL.${effective ?? 5432}` : null };
   });
+}
+
+/**
+ * One ssh/scp/sftp option argument, possibly bundled ("-vp2222", "-oPort=2222"): consumes the next
+ * argument when the option's value is not attached, and returns the port it sets, if any (the port
+ * option, or -o Port=N).
+ */
+function sshOption(client: string, arg: string, next: () => string | undefined): number | null {
+  const options = SSH_VALUE_OPTIONS[client] ?? SSH_VALUE_OPTIONS.ssh!;
+  for (let j = 1; j < arg.length; j++) {
+    const letter = arg[j]!;
+    if (!options.withValue.includes(letter)) continue;
+    const value = j + 1 < arg.length ? arg.slice(j + 1) : next();
+    if (letter === options.port) return toPort(value);
+    if (letter === 'o') {
+      const port = /^port\s*[=\s]\s*(\d+)$/i.exec(value ?? '');
+      return port ? toPort(port[1]) : null;
+    }
+    return null;
+  }
+  return null;
 }
 
 function pushHost(hosts: Array<{ host: string; port: number | null }>, value: string | undefined): void {

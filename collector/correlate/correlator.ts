@@ -45,7 +45,10 @@ export interface VerdictNote {
 }
 
 interface PendingConnect {
+  /** mediated: an agent's connect to a gateway listener; gateway: the gateway's own leg to a target. */
+  role: 'mediated' | 'gateway';
   key: string;
+  record: ConnectRecord;
   event: ConnectEvent__Output;
   wallNs: bigint;
   receivedMs: number;
@@ -65,6 +68,8 @@ export interface CorrelatorStats {
   other: number;
   otherDropped: number;
   gatewayOwn: number;
+  /** Gateway legs joined to their session by the session's upstream local address and port. */
+  gatewayJoined: number;
   execDetections: number;
   secretsInArgv: number;
   lossRecords: number;
@@ -86,9 +91,11 @@ const TRANSPORT: Record<ConnectRecord['transport'], ConnectEvent__Output['transp
  * to a gateway listener → mediated, joined with the gateway session whose client address:port is the
  * connect's local address:port (the session usually arrives after the connect, once the agent has
  * authenticated, so the row waits up to joinWindowMs for it; a mediated connect that started and found
- * no session by then is written unjoined and recorded in audit_gaps); to a protected upstream from any
- * process but the gateway's → bypass, and an alert; else other. Execs of known clients aimed at a
- * protected upstream, secrets in argv and the sensor's loss records raise alerts too.
+ * no session by then is written unjoined, recorded in audit_gaps and alerted as mediated-unjoined); to a protected upstream from any
+ * process but the gateway's → bypass, and an alert (the gateway's own leg is joined with its session
+ * by the session's upstream local address:port, when the gateway journals one); else other. Execs of
+ * known clients aimed at a protected upstream, secrets in argv and the sensor's loss records raise
+ * alerts too.
  */
 export class Correlator {
   private readonly pending = new Map<string, PendingConnect[]>();
@@ -108,6 +115,7 @@ export class Correlator {
     other: 0,
     otherDropped: 0,
     gatewayOwn: 0,
+    gatewayJoined: 0,
     execDetections: 0,
     secretsInArgv: 0,
     lossRecords: 0,
@@ -157,8 +165,15 @@ export class Correlator {
   /** Gateway sessions are the other half of the join; everything else in the journal is not correlation's. */
   onJournalRecord(record: JournalRecord__Output): void {
     const session = record.session;
-    if (!session?.client || !session.client.port) return;
-    const key = endpointKey(session.client.ip, session.client.port);
+    if (!session) return;
+    // The agent's side joins by the session's client address:port; the gateway's own leg to the target
+    // by the session's upstream local address:port (journaled by gateways that hold one upstream
+    // connection per session: PostgreSQL and SSH).
+    if (session.client?.port) this.learnSession(endpointKey(session.client.ip, session.client.port), session);
+    if (session.upstreamLocal?.port) this.learnSession(upstreamKey(session.upstreamLocal.ip, session.upstreamLocal.port), session);
+  }
+
+  private learnSession(key: string, session: NonNullable<JournalRecord__Output['session']>): void {
     let list = this.sessionsByClient.get(key);
     if (!list) {
       list = [];
@@ -191,38 +206,27 @@ export class Correlator {
       const oldest = this.pendingQueue[0]!;
       const overflow = this.pendingQueue.length > this.options.config.maxPendingConnects;
       if (!overflow && nowMs - oldest.receivedMs < window) break;
-      this.finishMediated(oldest, null, overflow && nowMs !== Infinity ? 'the waiting list was full' : `no session within ${window} ms`);
+      this.finishMediated(oldest, null, nowMs === Infinity ? 'the collector stopped before one arrived' : overflow ? 'the waiting list was full' : `no session within ${window} ms`);
     }
   }
 
   private onConnect(record: ConnectRecord): void {
-    const wallNs = wallNanos(record);
-    const destination = record.unixPath !== null ? { unixPath: record.unixPath } : { inet: { ip: normaliseIp(record.remoteAddress ?? ''), port: record.remotePort ?? 0 } };
-    const event: ConnectEvent__Output = {
-      eventId: deterministicId('connect', this.options.host, record.execId, record.bootNs, record.socketCookie),
-      host: this.options.host,
-      timeUnixNano: wallNs.toString(),
-      process: { execId: record.execId, pid: record.pid, tgid: record.pid, agentRun: record.agentRunId ?? '' },
-      transport: TRANSPORT[record.transport],
-      destination,
-      local: record.localAddress !== null && record.localPort ? { ip: normaliseIp(record.localAddress), port: record.localPort } : null,
-      result: record.result === 'failed' ? -(record.errno ?? 1) : 0,
-      verdict: 'VERDICT_OTHER',
-      resource: '',
-      sessionId: '',
-    };
     const match: EndpointMatch | undefined =
       record.unixPath !== null ? this.inventory.matchUnix(record.unixPath) : record.remoteAddress !== null && record.remotePort !== null ? this.inventory.matchInet(record.remoteAddress, record.remotePort) : undefined;
     if (!match) {
       this.counters.other++;
       const mode = this.options.config.otherConnects;
+      // Decided before the event is built: under a connect storm most connects are dropped here, and
+      // building one (its id is a hash) is most of what correlation costs per connect.
       if (mode === 'drop' || (mode === 'sample' && this.otherSeen++ % this.options.config.otherSampleEvery !== 0)) {
         this.counters.otherDropped++;
         return;
       }
-      this.emit(event);
+      this.emit(this.connectEvent(record));
       return;
     }
+    const event = this.connectEvent(record);
+    const wallNs = BigInt(event.timeUnixNano);
     event.resource = match.resource.name;
     if (match.role === 'listener') {
       this.counters.mediated++;
@@ -232,27 +236,18 @@ export class Correlator {
         this.emit(event);
         return;
       }
-      const key = endpointKey(event.local.ip, event.local.port);
-      const pending: PendingConnect = { key, event, wallNs, receivedMs: Date.now() };
-      const session = this.sessionFor(key, wallNs);
-      if (session) {
-        this.finishMediated(pending, session);
-        return;
-      }
-      let list = this.pending.get(key);
-      if (!list) {
-        list = [];
-        this.pending.set(key, list);
-      }
-      list.push(pending);
-      this.pendingQueue.push(pending);
-      this.expire(Date.now());
+      this.awaitSession({ role: 'mediated', key: endpointKey(event.local.ip, event.local.port), record, event, wallNs, receivedMs: Date.now() });
       return;
     }
     if (this.isGateway(record)) {
-      // The gateway's own leg to its target: what the gateway exists to do.
+      // The gateway's own leg to its target: what the gateway exists to do. Joined with the session
+      // that journals this local address:port as its upstream side, when one does.
       this.counters.gatewayOwn++;
-      this.emit(event);
+      if (!event.local || record.result === 'failed') {
+        this.emit(event);
+        return;
+      }
+      this.awaitSession({ role: 'gateway', key: upstreamKey(event.local.ip, event.local.port), record, event, wallNs, receivedMs: Date.now() });
       return;
     }
     this.counters.bypass++;
@@ -269,6 +264,40 @@ export class Correlator {
       resource: match.resource.name,
       destination: where,
     });
+  }
+
+  /** Joins the connect now when its session is known, else keeps it waiting (up to joinWindowMs). */
+  private awaitSession(pending: PendingConnect): void {
+    const session = this.sessionFor(pending.key, pending.wallNs);
+    if (session) {
+      this.finishMediated(pending, session);
+      return;
+    }
+    let list = this.pending.get(pending.key);
+    if (!list) {
+      list = [];
+      this.pending.set(pending.key, list);
+    }
+    list.push(pending);
+    this.pendingQueue.push(pending);
+    this.expire(Date.now());
+  }
+
+  private connectEvent(record: ConnectRecord): ConnectEvent__Output {
+    const destination = record.unixPath !== null ? { unixPath: record.unixPath } : { inet: { ip: normaliseIp(record.remoteAddress ?? ''), port: record.remotePort ?? 0 } };
+    return {
+      eventId: deterministicId('connect', this.options.host, record.execId, record.bootNs, record.socketCookie),
+      host: this.options.host,
+      timeUnixNano: wallNanos(record).toString(),
+      process: { execId: record.execId, pid: record.pid, tgid: record.pid, agentRun: record.agentRunId ?? '' },
+      transport: TRANSPORT[record.transport],
+      destination,
+      local: record.localAddress !== null && record.localPort ? { ip: normaliseIp(record.localAddress), port: record.localPort } : null,
+      result: record.result === 'failed' ? -(record.errno ?? 1) : 0,
+      verdict: 'VERDICT_OTHER',
+      resource: '',
+      sessionId: '',
+    };
   }
 
   private onExec(record: ExecRecord): void {
@@ -309,7 +338,7 @@ export class Correlator {
       const match = this.inventory.matchUnix(target.unixPath);
       return match?.role === 'upstream' ? match.resource : undefined;
     }
-    const resource = this.inventory.upstreamHost(target.host);
+    const resource = this.inventory.upstreamHost(target.host, target.port);
     if (!resource) return undefined;
     if (target.port === null || resource.upstream.some((u) => u.port === target.port)) {
       // The same host may also run the gateway: a port that is a listener is the mediated path.
@@ -364,9 +393,10 @@ export class Correlator {
     const queued = this.pendingQueue.indexOf(connect);
     if (queued >= 0) this.pendingQueue.splice(queued, 1);
     if (session) {
-      this.counters.joined++;
+      if (connect.role === 'gateway') this.counters.gatewayJoined++;
+      else this.counters.joined++;
       connect.event.sessionId = session.sessionId;
-    } else {
+    } else if (connect.role === 'mediated') {
       this.counters.unjoined++;
       const event = connect.event;
       const reason = `mediated connect ${event.eventId} by pid ${event.process?.pid} from ${event.local?.ip}:${event.local?.port} to ${destinationText(event)} (${event.resource}) has no gateway session: ${why}`;
@@ -375,6 +405,18 @@ export class Correlator {
         'audit_gaps',
         auditGapRow({ gapId: deterministicId('unjoined', event.eventId), host: this.options.host, source: 'correlation', startUnixNano: event.timeUnixNano, endUnixNano: event.timeUnixNano, lost: '0', reason }),
       );
+      // Something reached the gateway's port and no session says who: another program listening there,
+      // a gateway whose journal is not subscribed, or records lost on the way. Security must look.
+      const where = destinationText(event);
+      this.output.alert(`unjoined|${connect.record.execId}|${event.resource}`, {
+        ...this.alertBase(connect.record, event.eventId, connect.wallNs),
+        kind: 'audit_gap',
+        rule: 'mediated-unjoined',
+        severity: 'warning',
+        summary: `unjoined: ${connect.record.comm}[${connect.record.pid}] connected to the gateway for ${event.resource} at ${where} from ${event.local?.ip}:${event.local?.port} and no gateway session matches (${why})${runText(connect.record)}`,
+        resource: event.resource,
+        destination: where,
+      });
     }
     this.emit(connect.event);
   }
@@ -482,6 +524,11 @@ function processOf(entry: ProcessEntry): AlertProcess {
 
 function endpointKey(ip: string, port: number): string {
   return `${normaliseIp(ip)}|${port}`;
+}
+
+/** Sessions are also found by their upstream local endpoint; a distinct key space from client endpoints. */
+function upstreamKey(ip: string, port: number): string {
+  return `upstream|${endpointKey(ip, port)}`;
 }
 
 /** Wall-clock ns: the record's millisecond wall time plus the sub-millisecond part of its kernel timestamp. */

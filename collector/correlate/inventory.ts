@@ -50,7 +50,7 @@ export class Inventory {
   private timer: NodeJS.Timeout | null = null;
   private rebuilding: Promise<void> = Promise.resolve();
   /** Host names of upstreams and their addresses, for exec detections (argv names hosts, not IPs). */
-  private upstreamHosts = new Map<string, ProtectedResource>();
+  private upstreamHosts = new Map<string, ProtectedResource[]>();
   private readonly changeListeners: Array<() => void> = [];
 
   constructor(
@@ -129,8 +129,11 @@ export class Inventory {
   }
 
   /** The resource whose upstream has this host name or address (as a client's argv would name it). */
-  upstreamHost(host: string): ProtectedResource | undefined {
-    return this.upstreamHosts.get(host.toLowerCase()) ?? this.upstreamHosts.get(normaliseIp(host));
+  upstreamHost(host: string, port: number | null = null): ProtectedResource | undefined {
+    const resources = this.upstreamHosts.get(host.toLowerCase()) ?? this.upstreamHosts.get(normaliseIp(host));
+    if (!resources) return undefined;
+    // Several resources may live on one host (a database and an SSH server): the port tells them apart.
+    return (port === null ? undefined : resources.find((r) => r.upstream.some((u) => u.port === port))) ?? resources[0];
   }
 
   private rebuild(): Promise<void> {
@@ -143,17 +146,22 @@ export class Inventory {
     const byEndpoint = new Map<string, EndpointMatch>();
     const wildcardListeners = new Map<number, EndpointMatch>();
     const byUnixPath = new Map<string, EndpointMatch>();
-    const upstreamHosts = new Map<string, ProtectedResource>();
+    const upstreamHosts = new Map<string, ProtectedResource[]>();
+    const addHost = (key: string, resource: ProtectedResource): void => {
+      const list = upstreamHosts.get(key) ?? [];
+      if (!list.includes(resource)) list.push(resource);
+      upstreamHosts.set(key, list);
+    };
     const local = localAddressSet();
     for (const resource of resources) {
       // Upstreams first: when the gateway fronts a target on the same address:port (it never should), the listener wins.
       for (const { host, port } of resource.upstream) {
-        upstreamHosts.set(host.toLowerCase(), resource);
+        addHost(host.toLowerCase(), resource);
         for (const ip of await this.resolve(host)) {
           byEndpoint.set(`${ip}|${port}`, { role: 'upstream', resource });
-          upstreamHosts.set(ip, resource);
+          addHost(ip, resource);
           if (resource.protocol === 'postgres' && (local.has(ip) || ip.startsWith('127.') || ip === '::1')) {
-            for (const path of localSocketsOf(port)) byUnixPath.set(path, { role: 'upstream', resource });
+            for (const path of await localSocketsOf(port)) byUnixPath.set(path, { role: 'upstream', resource });
           }
         }
         // Listening on a wildcard address, a local server is reached through any local address.

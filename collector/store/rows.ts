@@ -7,6 +7,7 @@ import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session'
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { INITIAL_TABLES } from './migrations/0001-initial-schema';
 import { ADDED_COLUMNS } from './migrations/0002-gateway-session-details';
+import { ALERT_DETAIL_COLUMNS } from './migrations/0003-alert-details';
 import { JOURNAL_RECORDS } from './migrations/0004-journal-records';
 import { dateTime64 } from './time';
 
@@ -41,7 +42,7 @@ export type Row = Record<string, string | number | boolean | string[] | Record<s
 
 /** The columns of each table, in schema order (first schema, then columns later migrations added): the order rows are encoded in. */
 export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEntries(
-  [...INITIAL_TABLES, JOURNAL_RECORDS].map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
+  [...INITIAL_TABLES, JOURNAL_RECORDS].map((spec) => [spec.name, [...spec.columns, ...(ADDED_COLUMNS[spec.name] ?? []), ...(ALERT_DETAIL_COLUMNS[spec.name] ?? [])].map((column) => column.split(' ')[0]!)]),
 ) as unknown as Record<TableName, readonly string[]>;
 
 /**
@@ -66,9 +67,11 @@ export function encodeRows(table: TableName, rows: readonly Row[]): Buffer {
  * the same record always gets the same id, so a retried or replayed insert collapses into one row.
  */
 export function deterministicId(...parts: ReadonlyArray<string | number | bigint>): string {
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(String(part)).update('\0');
-  return hash.digest('hex').slice(0, 32);
+  // SHA-256 over each part followed by a NUL, hashed in one call: the correlator takes an id for every
+  // connect it keeps, and an update per part costs it about twice as much.
+  let text = '';
+  for (const part of parts) text += `${String(part)}\0`;
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 
 function enumValue(name: string | number, prefix: string): string {
@@ -215,7 +218,12 @@ export function sessionEventRow(event: SessionEvent__Output): Row {
   };
 }
 
-export function alertRow(alert: Alert__Output): Row {
+/** An alert as the first schema knew it; the details of migration 0003 are optional (older producers). */
+export type AlertRowInput = Pick<Alert__Output, 'alertId' | 'host' | 'timeUnixNano' | 'kind' | 'severity' | 'summary' | 'execId' | 'agentRun' | 'resource' | 'eventId'> &
+  Partial<Pick<Alert__Output, 'rule' | 'count' | 'lastTimeUnixNano' | 'process' | 'lineage' | 'agent' | 'destination'>>;
+
+export function alertRow(alert: AlertRowInput): Row {
+  const lineage = alert.lineage ?? [];
   return {
     alert_id: alert.alertId || deterministicId('alert', alert.host, alert.kind, alert.eventId, alert.timeUnixNano),
     host: alert.host,
@@ -227,6 +235,17 @@ export function alertRow(alert: Alert__Output): Row {
     agent_run: alert.agentRun,
     resource: alert.resource,
     event_id: alert.eventId,
+    rule: alert.rule ?? '',
+    count: alert.count && alert.count !== '0' ? alert.count : '1',
+    last_time: dateTime64(alert.lastTimeUnixNano && alert.lastTimeUnixNano !== '0' ? alert.lastTimeUnixNano : alert.timeUnixNano),
+    pid: alert.process?.pid ?? 0,
+    comm: alert.process?.comm ?? '',
+    filename: alert.process?.filename ?? '',
+    lineage_exec_ids: lineage.map((p) => p.execId),
+    lineage_pids: lineage.map((p) => String(p.pid)),
+    lineage_comms: lineage.map((p) => p.comm),
+    agent: alert.agent ?? '',
+    destination: alert.destination ?? '',
   };
 }
 

@@ -13,6 +13,9 @@ export interface DevCertificateFiles {
   gatewayKey: string;
   collectorCert: string;
   collectorKey: string;
+  /** A client of the collector's WatchAlerts stream (a console, a SOAR tool). */
+  watcherCert: string;
+  watcherKey: string;
 }
 
 export interface DevCertificateOptions {
@@ -34,6 +37,8 @@ export function devCertificatePaths(dir: string): DevCertificateFiles {
     gatewayKey: join(dir, 'gateway.key'),
     collectorCert: join(dir, 'collector.crt'),
     collectorKey: join(dir, 'collector.key'),
+    watcherCert: join(dir, 'watcher.crt'),
+    watcherKey: join(dir, 'watcher.key'),
   };
 }
 
@@ -41,12 +46,14 @@ const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
 /**
  * A development CA, a gateway (server) certificate and a collector (client) certificate for the
- * Audit stream's mutual TLS, made with the openssl command line (EC P-256, SHA-256). The CA key stays
+ * Audit stream's mutual TLS, made with the openssl command line (EC P-256, SHA-256). The collector
+ * certificate serves too (the collector's WatchAlerts stream, for the same names as the gateway's), and a
+ * watcher certificate is the client of that stream. The CA key stays
  * next to them: fine on a laptop, never in production (README "Audit stream certificates").
  */
 export function createDevCertificates(options: DevCertificateOptions): DevCertificateFiles {
   const files = devCertificatePaths(options.dir);
-  const all = [files.caCert, files.caKey, files.gatewayCert, files.gatewayKey, files.collectorCert, files.collectorKey];
+  const all = [files.caCert, files.caKey, files.gatewayCert, files.gatewayKey, files.collectorCert, files.collectorKey, files.watcherCert, files.watcherKey];
   const present = all.filter((file) => existsSync(file));
   if (present.length > 0 && !options.force) {
     throw new DevCertificatesError(`${present.join(', ')} already exist${present.length === 1 ? 's' : ''}; pass --force to replace them (collectors and gateways using the old ones must get the new ones)`);
@@ -62,17 +69,18 @@ export function createDevCertificates(options: DevCertificateOptions): DevCertif
       '-keyout', files.caKey, '-out', files.caCert, '-subj', '/CN=gapwatch development CA',
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
     leaf(files, scratch, 'gateway', '/CN=gapwatch gateway', `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`, days);
-    leaf(files, scratch, 'collector', '/CN=gapwatch collector', 'extendedKeyUsage=clientAuth\n', days);
-    for (const key of [files.caKey, files.gatewayKey, files.collectorKey]) chmodSync(key, 0o600);
+    leaf(files, scratch, 'collector', '/CN=gapwatch collector', `subjectAltName=${san}\nextendedKeyUsage=clientAuth,serverAuth\n`, days);
+    leaf(files, scratch, 'watcher', '/CN=gapwatch alert watcher', 'extendedKeyUsage=clientAuth\n', days);
+    for (const key of [files.caKey, files.gatewayKey, files.collectorKey, files.watcherKey]) chmodSync(key, 0o600);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
   return files;
 }
 
-function leaf(files: DevCertificateFiles, scratch: string, role: 'gateway' | 'collector', subject: string, extensions: string, days: string): void {
-  const key = role === 'gateway' ? files.gatewayKey : files.collectorKey;
-  const cert = role === 'gateway' ? files.gatewayCert : files.collectorCert;
+function leaf(files: DevCertificateFiles, scratch: string, role: 'gateway' | 'collector' | 'watcher', subject: string, extensions: string, days: string): void {
+  const key = files[`${role}Key`];
+  const cert = files[`${role}Cert`];
   const csr = join(scratch, `${role}.csr`);
   const ext = join(scratch, `${role}.ext`);
   writeFileSync(ext, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n${extensions}`);

@@ -19,6 +19,9 @@ export interface CatalogInput {
   http?: Config['gateway']['http'];
   /** Where the HTTP listener listens; null when it does not (no HTTP resources). */
   httpListener?: ListenAddress | null;
+  ssh?: Config['gateway']['ssh'];
+  /** Where the SSH listener listens; null when it does not (no SSH resources). */
+  sshListener?: ListenAddress | null;
   auditListener: ListenAddress | null;
 }
 
@@ -54,6 +57,8 @@ export function resourceCatalog(input: CatalogInput): ResourcesResponse {
   const httpListener = input.httpListener ? endpointOf(input.httpListener.host, input.httpListener.port) : null;
   if (pgListener) listeners.push({ protocol: 'PROTOCOL_POSTGRES', endpoint: pgListener, role: 'postgres' });
   if (httpListener) listeners.push({ protocol: 'PROTOCOL_HTTP', endpoint: httpListener, role: 'http' });
+  const sshListener = input.sshListener ? endpointOf(input.sshListener.host, input.sshListener.port) : null;
+  if (sshListener) listeners.push({ protocol: 'PROTOCOL_SSH', endpoint: sshListener, role: 'ssh' });
   if (input.auditListener) listeners.push({ protocol: 'PROTOCOL_UNSPECIFIED', endpoint: endpointOf(input.auditListener.host, input.auditListener.port), role: 'audit' });
   return {
     gatewayId: input.gatewayId,
@@ -80,6 +85,16 @@ export function resourceCatalog(input: CatalogInput): ResourcesResponse {
           tags: [...resource.tags],
         };
       }),
+      (input.ssh?.resources ?? []).map(
+        (resource): Resource => ({
+          name: resource.name,
+          protocol: 'PROTOCOL_SSH',
+          upstream: [endpointOf(resource.upstream.host, resource.upstream.port)],
+          listener: sshListener ? [sshListener] : [],
+          labels: { user: resource.upstream.user },
+          tags: [...resource.tags],
+        }),
+      ),
     ),
     listeners,
   };

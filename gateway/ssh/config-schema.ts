@@ -42,6 +42,8 @@ const sshResourceSchema = z
       /** Upstream connect and handshake limit. */
       readyTimeoutSeconds: z.number().min(1).max(300).default(20),
     }),
+    /** Reported to collectors by ListResources, e.g. "production" (bypass alerts become critical). */
+    tags: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/, 'letters, digits, "_", ".", ":" and "-"')).default([]),
   })
   .refine((resource) => resource.upstream.privateKey !== null || resource.upstream.password !== null, {
     message: 'give upstream.privateKey or upstream.password: the gateway logs into the resource with its own credential',

@@ -4,7 +4,11 @@ import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Alert as _gapwatch_v1_Alert, Alert__Output as _gapwatch_v1_Alert__Output } from './gapwatch/v1/Alert';
+import type { AlertNotice as _gapwatch_v1_AlertNotice, AlertNotice__Output as _gapwatch_v1_AlertNotice__Output } from './gapwatch/v1/AlertNotice';
+import type { AlertProcess as _gapwatch_v1_AlertProcess, AlertProcess__Output as _gapwatch_v1_AlertProcess__Output } from './gapwatch/v1/AlertProcess';
+import type { AlertWatchClient as _gapwatch_v1_AlertWatchClient, AlertWatchDefinition as _gapwatch_v1_AlertWatchDefinition } from './gapwatch/v1/AlertWatch';
 import type { AuditGap as _gapwatch_v1_AuditGap, AuditGap__Output as _gapwatch_v1_AuditGap__Output } from './gapwatch/v1/AuditGap';
+import type { WatchAlertsRequest as _gapwatch_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _gapwatch_v1_WatchAlertsRequest__Output } from './gapwatch/v1/WatchAlertsRequest';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -15,8 +19,18 @@ export interface ProtoGrpcType {
     v1: {
       Alert: MessageTypeDefinition<_gapwatch_v1_Alert, _gapwatch_v1_Alert__Output>
       AlertKind: EnumTypeDefinition
+      AlertNotice: MessageTypeDefinition<_gapwatch_v1_AlertNotice, _gapwatch_v1_AlertNotice__Output>
+      AlertProcess: MessageTypeDefinition<_gapwatch_v1_AlertProcess, _gapwatch_v1_AlertProcess__Output>
+      /**
+       * Served by the collector: alerts as they are raised, to consoles and SOAR tools. Authentication is
+       * mutual TLS (a client certificate of collector.alerts.watch.tls.caFile); without TLS files the service
+       * is off. A watcher gets only alerts raised while it is connected; a watcher that reads too slowly
+       * loses the oldest alerts queued for it, and the next notice says how many (loss is data).
+       */
+      AlertWatch: SubtypeConstructor<typeof grpc.Client, _gapwatch_v1_AlertWatchClient> & { service: _gapwatch_v1_AlertWatchDefinition }
       AuditGap: MessageTypeDefinition<_gapwatch_v1_AuditGap, _gapwatch_v1_AuditGap__Output>
       Severity: EnumTypeDefinition
+      WatchAlertsRequest: MessageTypeDefinition<_gapwatch_v1_WatchAlertsRequest, _gapwatch_v1_WatchAlertsRequest__Output>
     }
   }
 }

@@ -1,8 +1,9 @@
 import type { Migration } from '../migration';
 import { initialSchema } from './0001-initial-schema';
 import { gatewaySessionDetails } from './0002-gateway-session-details';
+import { alertDetails } from './0003-alert-details';
 import { journalRecords } from './0004-journal-records';
 import { dashboardLookups } from './0005-dashboard-lookups';
 
 /** Every migration, in version order. A released migration is never edited: add the next one. */
-export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails, journalRecords, dashboardLookups];
+export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails, alertDetails, journalRecords, dashboardLookups];

@@ -77,9 +77,9 @@ describe('collector/alerts webhook sink (real HTTP receiver)', () => {
     assert.equal(sink.stats.delivered, 1);
   });
 
-  it('retries on 5xx and 429 and delivers in order; a 4xx is final', async () => {
+  it('retries on 5xx and 429 and, with concurrency 1, delivers in order; a 4xx is final', async () => {
     const hook = await receiver([503, 429]);
-    const sink = new WebhookSink({ url: hook.url, format: 'generic', secret: null, attempts: 4, timeoutMs: 2000, maxQueue: 10, retryBaseMs: 10 }, silentLog);
+    const sink = new WebhookSink({ url: hook.url, format: 'generic', secret: null, attempts: 4, timeoutMs: 2000, maxQueue: 10, retryBaseMs: 10, concurrency: 1 }, silentLog);
     sink.deliver(alert({ alertId: 'first' }));
     sink.deliver(alert({ alertId: 'second' }));
     await sink.idle();
@@ -99,6 +99,24 @@ describe('collector/alerts webhook sink (real HTTP receiver)', () => {
     stopReceiver(refusing.server);
   });
 
+  it('does not hold alerts behind one being retried (concurrency), and reuses its connections', async () => {
+    const hook = await receiver([503]);
+    const sockets = new Set<unknown>();
+    hook.server.on('connection', (socket) => sockets.add(socket));
+    const sink = new WebhookSink({ url: hook.url, format: 'generic', secret: null, attempts: 3, timeoutMs: 2000, maxQueue: 100, retryBaseMs: 2000, concurrency: 2 }, silentLog);
+    sink.deliver(alert({ alertId: 'retried' }));
+    // Wait for the first answer (the 503) before sending the rest, so the retry is pending meanwhile.
+    while (hook.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    for (let i = 0; i < 5; i++) sink.deliver(alert({ alertId: `next-${i}` }));
+    await sink.idle();
+    await sink.close();
+    stopReceiver(hook.server);
+    const ids = hook.received.map((r) => (JSON.parse(r.body) as { alert: CollectorAlert }).alert.alertId);
+    assert.deepEqual(ids, ['retried', 'next-0', 'next-1', 'next-2', 'next-3', 'next-4', 'retried'], 'the others went out during the back-off');
+    assert.equal(sink.stats.delivered, 6);
+    assert.ok(sockets.size <= 2, `at most one connection per concurrent POST (${sockets.size})`);
+  });
+
   it('sends a Slack-compatible body (text and mrkdwn blocks naming run, process and resource)', async () => {
     const hook = await receiver();
     const sink = new WebhookSink({ url: hook.url, format: 'slack', secret: 'k', attempts: 1, timeoutMs: 2000, maxQueue: 10 }, silentLog);
@@ -116,7 +134,7 @@ describe('collector/alerts webhook sink (real HTTP receiver)', () => {
 
   it('bounds its queue and counts what it dropped', async () => {
     // Nothing listens on port 9 of 127.0.0.1 (discard): every attempt fails fast.
-    const sink = new WebhookSink({ url: 'http://127.0.0.1:9/', format: 'generic', secret: null, attempts: 1, timeoutMs: 500, maxQueue: 2 }, silentLog);
+    const sink = new WebhookSink({ url: 'http://127.0.0.1:9/', format: 'generic', secret: null, attempts: 1, timeoutMs: 500, maxQueue: 2, concurrency: 1 }, silentLog);
     for (let i = 0; i < 5; i++) sink.deliver(alert({ alertId: `a${i}` }));
     await sink.close();
     assert.equal(sink.stats.dropped, 2, 'one in flight, two queued, two dropped');

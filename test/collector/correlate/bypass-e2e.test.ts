@@ -159,8 +159,9 @@ describe('correlation end to end (root: kernel eBPF, PostgreSQL, gateway, embedd
       assert.equal(alert.severity, 'critical', 'the resource is tagged production');
     }
 
-    const gatewayOwn = await query<{ verdict: string }>(`SELECT toString(verdict) AS verdict FROM ${t('connect_events')} FINAL WHERE pid = ${process.pid} AND resource = 'orders'`);
+    const gatewayOwn = await query<{ verdict: string; session_id: string }>(`SELECT toString(verdict) AS verdict, session_id FROM ${t('connect_events')} FINAL WHERE pid = ${process.pid} AND resource = 'orders'`);
     assert.ok(gatewayOwn.length >= 1, "the gateway's own upstream connection is recorded");
     assert.ok(gatewayOwn.every((c) => c.verdict !== 'bypass'), JSON.stringify(gatewayOwn));
+    assert.ok(gatewayOwn.some((c) => c.session_id === mediated[0]!.session_id), `the gateway's leg of the mediated session is joined to it: ${JSON.stringify(gatewayOwn)}`);
   });
 });

@@ -23,4 +23,14 @@ describe('collector/correlate client targets (exec detections)', () => {
     assert.deepEqual(clientTargets('curl', ['curl', '-s', 'https://api.internal/v1']), [{ host: 'api.internal', port: 443, unixPath: null }]);
     assert.deepEqual(clientTargets('nc', ['nc', '-v', '10.1.1.1', '5432']), [{ host: '10.1.1.1', port: 5432, unixPath: null }]);
   });
+
+  it("skips the values of ssh/scp/sftp options and reads the port from -p, -P or -o Port=", () => {
+    const options = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-i', '/k/id_ed25519', '-o', 'UserKnownHostsFile=/k/known'];
+    assert.deepEqual(clientTargets('ssh', ['ssh', ...options, '-o', 'Port=2222', 'root@127.0.0.1', 'echo hi']), [{ host: '127.0.0.1', port: 2222, unixPath: null }]);
+    assert.deepEqual(clientTargets('ssh', ['ssh', '-oPort=2200', '-l', 'ops', 'web1.internal']), [{ host: 'web1.internal', port: 2200, unixPath: null }]);
+    assert.deepEqual(clientTargets('ssh', ['ssh', '-vp2201', 'web1']), [{ host: 'web1', port: 2201, unixPath: null }]);
+    // scp's -p preserves times (a flag) and its port is -P.
+    assert.deepEqual(clientTargets('scp', ['scp', '-p', '-P', '2022', 'dump.sql', 'ops@db1:/tmp/']), [{ host: 'db1', port: 2022, unixPath: null }]);
+    assert.deepEqual(clientTargets('sftp', ['sftp', '-P', '2023', '-i', 'key', 'ops@db2']), [{ host: 'db2', port: 2023, unixPath: null }]);
+  });
 });

@@ -85,8 +85,8 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     assert.equal(notes[1]!.sessionId, 'S-other');
   });
 
-  it('flags a mediated connect with no session after the window (audit_gaps row), and writes it', async () => {
-    const { correlator, notes, rows } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+  it('flags a mediated connect with no session after the window (audit_gaps row and a mediated-unjoined alert), and writes it', async () => {
+    const { correlator, notes, rows, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
     correlator.onSensorRecord(connect(12, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40003 }));
     correlator.expire(Date.now() + 2000);
     assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId]), [['mediated', '']]);
@@ -94,6 +94,23 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     assert.ok(gap);
     assert.equal(gap.row.source, 'correlation');
     assert.match(String(gap.row.reason), /has no gateway session: no session within 1000 ms/);
+    assert.deepEqual(alerts.map((a) => [a.kind, a.rule, a.severity, a.resource, a.destination, a.process?.pid, a.agentRun?.execId]), [
+      ['audit_gap', 'mediated-unjoined', 'warning', 'orders', '127.0.0.1:6543', 12, 'exec-7'],
+    ]);
+    assert.equal(alerts[0]!.eventId, notes[0]!.eventId, 'the alert names the connect event');
+    // Stopping writes what still waits, saying why it has no session.
+    correlator.onSensorRecord(connect(17, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40005 }));
+    correlator.close();
+    assert.match(alerts[1]!.summary, /no gateway session matches \(the collector stopped before one arrived\)/);
+  });
+
+  it('raises no alert for a mediated connect joined to its session', async () => {
+    const { correlator, notes, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+    correlator.onSensorRecord(connect(16, { ip: '127.0.0.1', port: 6543 }, { ip: '127.0.0.1', port: 40004 }));
+    correlator.onJournalRecord(sessionRecord('S-4', { ip: '127.0.0.1', port: 40004 }));
+    correlator.expire(Date.now() + 2000);
+    assert.deepEqual(notes.map((n) => [n.verdict, n.sessionId]), [['mediated', 'S-4']]);
+    assert.deepEqual(alerts, []);
   });
 
   it('bypass for a direct or unix-socket connect to the upstream, never for the gateway itself; other otherwise', async () => {
@@ -102,12 +119,30 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     correlator.onSensorRecord(connect(14, { path: '/run/pg/.s.PGSQL.5432' }, null));
     correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50001 }));
     correlator.onSensorRecord(connect(15, { ip: '10.0.0.5', port: 22 }, { ip: '10.0.0.9', port: 50002 }));
+    correlator.expire(Date.now() + 60_000); // the gateway's leg waits for a session naming its local port
     assert.deepEqual(notes.map((n) => [n.pid, n.verdict]), [[13, 'bypass'], [14, 'bypass'], [99, 'other']]);
     assert.deepEqual(alerts.map((a) => [a.process?.pid, a.rule, a.destination, a.agentRun?.agent]), [
       [13, 'connect-bypass', '10.0.0.5:5432', 'claude'],
       [14, 'connect-bypass', '/run/pg/.s.PGSQL.5432', 'claude'],
     ]);
     assert.equal(correlator.stats().otherDropped, 1);
+  });
+
+  it("joins the gateway's own leg to its session by the session's upstream local address and port; unjoined, it is no gap", async () => {
+    const { correlator, notes, rows, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50010 }));
+    assert.equal(notes.length, 0, 'waits for its session');
+    const record = sessionRecord('S-9', { ip: '127.0.0.1', port: 40009 });
+    record.session!.upstreamLocal = { ip: '::ffff:10.0.0.9', port: 50010 };
+    correlator.onJournalRecord(record);
+    assert.deepEqual(notes.map((n) => [n.pid, n.verdict, n.resource, n.sessionId]), [[99, 'other', 'orders', 'S-9']]);
+    // A leg no session names (a pooled HTTP upstream connection) is written unjoined, without a gap or alert.
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50011 }, { socketCookie: '991' }));
+    correlator.expire(Date.now() + 2000);
+    assert.deepEqual(notes.slice(1).map((n) => [n.pid, n.verdict, n.sessionId]), [[99, 'other', '']]);
+    assert.equal(rows.filter((r) => r.table === 'audit_gaps').length, 0);
+    assert.deepEqual(alerts, []);
+    assert.equal(correlator.stats().gatewayJoined, 1);
   });
 
   it('turns sensor loss into an audit_gaps row and an alert', async () => {

@@ -215,7 +215,7 @@ describe('gateway.audit configuration and gapwatch certs init', () => {
     try {
       const first = await runCli(['certs', 'init', '--dir', join(dir, 'certs'), '--host', 'gw.internal']);
       assert.equal(first.code, 0, first.stderr);
-      for (const name of ['ca.crt', 'ca.key', 'gateway.crt', 'gateway.key', 'collector.crt', 'collector.key']) assert.ok(existsSync(join(dir, 'certs', name)), name);
+      for (const name of ['ca.crt', 'ca.key', 'gateway.crt', 'gateway.key', 'collector.crt', 'collector.key', 'watcher.crt', 'watcher.key']) assert.ok(existsSync(join(dir, 'certs', name)), name);
       assert.match(first.stdout, /caFile: .*ca\.crt/);
       const again = await runCli(['certs', 'init', '--dir', join(dir, 'certs')]);
       assert.equal(again.code, 1);

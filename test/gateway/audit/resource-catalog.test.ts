@@ -47,3 +47,32 @@ gateway:
     );
   });
 });
+
+describe('gateway/audit: SSH resources in the ListResources catalogue', () => {
+  it('reports SSH upstreams (host and port, named or IP) with their tags and the SSH listener', () => {
+    const config = parseConfig(`
+gateway:
+  id: gw-1
+  ssh:
+    resources:
+      - { name: web1, tags: [production], upstream: { host: 10.0.0.8, user: deploy, hostKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMOfAHuvL7UjqzXAk1b3NX4nEEjOcxdS02DXyzxuq6eO"], password: { value: pw } } }
+      - { name: bastion, upstream: { host: bastion.internal, port: 2200, user: ops, hostKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMOfAHuvL7UjqzXAk1b3NX4nEEjOcxdS02DXyzxuq6eO"], password: { value: pw } } }
+`);
+    const answer = resourceCatalog({
+      gatewayId: 'gw-1',
+      postgres: config.gateway.postgres,
+      postgresListener: null,
+      ssh: config.gateway.ssh,
+      sshListener: { host: '127.0.0.1', port: 2222 },
+      auditListener: null,
+    });
+    assert.deepEqual(
+      answer.resources!.map((r) => [r.name, r.protocol, r.upstream, r.listener, r.labels, r.tags]),
+      [
+        ['web1', 'PROTOCOL_SSH', [{ inet: { ip: '10.0.0.8', port: 22 } }], [{ inet: { ip: '127.0.0.1', port: 2222 } }], { user: 'deploy' }, ['production']],
+        ['bastion', 'PROTOCOL_SSH', [{ named: { hostName: 'bastion.internal', port: 2200 } }], [{ inet: { ip: '127.0.0.1', port: 2222 } }], { user: 'ops' }, []],
+      ],
+    );
+    assert.deepEqual(answer.listeners!.map((l) => [l.role, l.protocol, l.endpoint]), [['ssh', 'PROTOCOL_SSH', { inet: { ip: '127.0.0.1', port: 2222 } }]]);
+  });
+});

@@ -4,6 +4,7 @@
 
 import type { AlertKind as _gapwatch_v1_AlertKind, AlertKind__Output as _gapwatch_v1_AlertKind__Output } from '../../gapwatch/v1/AlertKind';
 import type { Severity as _gapwatch_v1_Severity, Severity__Output as _gapwatch_v1_Severity__Output } from '../../gapwatch/v1/Severity';
+import type { AlertProcess as _gapwatch_v1_AlertProcess, AlertProcess__Output as _gapwatch_v1_AlertProcess__Output } from '../../gapwatch/v1/AlertProcess';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -23,6 +24,34 @@ export interface Alert {
    * the event that raised it
    */
   'eventId'?: (string);
+  /**
+   * the detection: connect-bypass, exec-client-to-upstream, mediated-unjoined, …
+   */
+  'rule'?: (string);
+  /**
+   * occurrences it stands for (de-duplication and rate limiting fold, never lose)
+   */
+  'count'?: (number | string | Long);
+  /**
+   * the last of them
+   */
+  'lastTimeUnixNano'?: (number | string | Long);
+  /**
+   * the process that did it
+   */
+  'process'?: (_gapwatch_v1_AlertProcess | null);
+  /**
+   * its parent, grandparent, … as far as the sensor knows
+   */
+  'lineage'?: (_gapwatch_v1_AlertProcess)[];
+  /**
+   * the agent of agent_run (claude, codex, …)
+   */
+  'agent'?: (string);
+  /**
+   * address:port or socket path it reached, or what its argv aimed at
+   */
+  'destination'?: (string);
 }
 
 /**
@@ -42,4 +71,32 @@ export interface Alert__Output {
    * the event that raised it
    */
   'eventId': (string);
+  /**
+   * the detection: connect-bypass, exec-client-to-upstream, mediated-unjoined, …
+   */
+  'rule': (string);
+  /**
+   * occurrences it stands for (de-duplication and rate limiting fold, never lose)
+   */
+  'count': (string);
+  /**
+   * the last of them
+   */
+  'lastTimeUnixNano': (string);
+  /**
+   * the process that did it
+   */
+  'process': (_gapwatch_v1_AlertProcess__Output | null);
+  /**
+   * its parent, grandparent, … as far as the sensor knows
+   */
+  'lineage': (_gapwatch_v1_AlertProcess__Output)[];
+  /**
+   * the agent of agent_run (claude, codex, …)
+   */
+  'agent': (string);
+  /**
+   * address:port or socket path it reached, or what its argv aimed at
+   */
+  'destination': (string);
 }

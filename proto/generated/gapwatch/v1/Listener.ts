@@ -13,7 +13,7 @@ export interface Listener {
   'protocol'?: (_gapwatch_v1_Protocol);
   'endpoint'?: (_gapwatch_v1_Endpoint | null);
   /**
-   * "postgres", "http" (agents), "audit" (this service)
+   * "postgres", "http", "ssh" (agents), "audit" (this service)
    */
   'role'?: (string);
 }
@@ -26,7 +26,7 @@ export interface Listener__Output {
   'protocol': (_gapwatch_v1_Protocol__Output);
   'endpoint': (_gapwatch_v1_Endpoint__Output | null);
   /**
-   * "postgres", "http" (agents), "audit" (this service)
+   * "postgres", "http", "ssh" (agents), "audit" (this service)
    */
   'role': (string);
 }
