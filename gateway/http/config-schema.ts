@@ -38,8 +38,8 @@ const httpResourceSchema = z
       url: z.url({ protocol: /^https?$/ }),
       /** CA bundle (PEM file) for an https upstream with a private CA; the system store when null. */
       ca: z.string().min(1).nullable().default(null),
-      /** Idle keep-alive connections kept to the upstream. */
-      maxIdleSockets: z.number().int().min(0).max(1024).default(64),
+      /** Keep-alive connections the gateway opens to the upstream at most; further requests wait for a free one. */
+      maxConnections: z.number().int().min(1).max(4096).default(256),
     }),
     /** The upstream's credential, sent as `<header>: <scheme> <secret>`; never shown to agents, logged or journaled. */
     credential: z

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
 import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
@@ -18,7 +19,7 @@ import { HttpStatus } from './protocol';
 import { parseRequestTarget } from './request-target';
 import { ResourceRouter } from './resource-router';
 import { RoutePolicy } from './route-policy';
-import { UpstreamTarget, forwardHeaders, responseHeaders } from './upstream-request';
+import { UpstreamTarget, forwardHeaders, headerValue, responseHeaders } from './upstream-request';
 import { WebSocketFrameCounter } from './websocket-frame-counter';
 
 export interface HttpGatewayOptions {
@@ -164,7 +165,7 @@ export class HttpGateway implements Component {
     for (const socket of this.connectionEnds.keys()) socket.destroy();
     await Promise.allSettled(ended);
     await closed;
-    for (const target of this.targets.values()) target.close();
+    await Promise.all([...this.targets.values()].map((target) => target.close()));
   }
 
   private accept(socket: Socket): void {
@@ -466,101 +467,131 @@ export class HttpGateway implements Component {
       record(0, 'the client went away before the request was forwarded');
       return;
     }
-    const responseBody = { recorder: null as BodyRecorder | null };
     await new Promise<void>((resolve) => {
       let done = false;
-      const finish = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
+      let recorder: BodyRecorder | null = null;
+      let status = 0;
+      let upstreamHeaders: string[] = [];
+      let firstByte = 0n;
+      const completion = (): Partial<HttpExchange> =>
+        recorder === null
+          ? {}
+          : {
+              firstByteNano: String(firstByte),
+              responseHeaders: recordHeaders(upstreamHeaders, this.recordedHeaders, this.redactedHeaders),
+              responseBytes: String(recorder.size),
+              responseBody: recorder.snapshot(),
+            };
+      const finish = (finalStatus: number, error: string): void => {
         if (done) return;
         done = true;
-        if (responseBody.recorder) {
-          session.bytesToClient += responseBody.recorder.size;
-          extra = { ...extra, responseBytes: String(responseBody.recorder.size), responseBody: responseBody.recorder.snapshot() };
-        }
-        record(status, error, extra);
+        if (recorder) session.bytesToClient += recorder.size;
+        record(finalStatus, error, completion());
         resolve();
       };
-      const send = target.secure ? httpsRequest : httpRequest;
-      const upstream = send({
-        agent: target.agent,
-        host: target.host,
-        port: target.port,
-        method,
-        path: target.target(admitted.path, admitted.query),
-        headers: headers as unknown as Record<string, string>,
-        servername: target.secure ? target.url.hostname : undefined,
-      });
-      const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), config.limits.upstreamTimeoutMs);
-      upstream.on('error', (err) => {
-        clearTimeout(timer);
-        const failure = err instanceof UpstreamError ? err : new UpstreamError(resource, (err as Error).message, HttpStatus.BadGateway, err);
-        if (!res.headersSent) {
-          this.refuse(req, res, failure);
-          finish(failure.status, failure.message);
-        } else {
-          res.destroy();
-          finish(res.statusCode, failure.message);
-        }
-        if (!req.complete) req.socket.destroy();
-      });
-      upstream.on('response', (upRes) => {
-        clearTimeout(timer);
-        const firstByte = nowNanos() - started;
-        const status = upRes.statusCode ?? 0;
-        const recorder = new BodyRecorder(upRes.headers['content-type'] ?? '', upRes.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
-        responseBody.recorder = recorder;
-        const extra = (): Partial<HttpExchange> => ({
-          firstByteNano: String(firstByte),
-          responseHeaders: recordHeaders(upRes.rawHeaders, this.recordedHeaders, this.redactedHeaders),
-        });
-        res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders, upRes.headers) as unknown as Record<string, string>);
-        upRes.on('data', (chunk: Buffer) => recorder.push(chunk));
-        upRes.pipe(res);
-        upRes.on('error', () => undefined);
-        upRes.on('aborted', () => {
-          res.destroy();
-          finish(status, 'the upstream broke off the response', extra());
-        });
-        res.on('finish', () => finish(status, '', extra()));
-        res.on('close', () => {
-          if (!res.writableFinished) {
-            upRes.destroy();
-            upstream.destroy();
-            finish(status, 'the client went away before the response was complete', extra());
-          }
-        });
-      });
-      res.on('close', () => {
-        if (!res.headersSent) {
-          upstream.destroy();
-          finish(0, connection.parseError ?? 'the client went away before the response began');
-        }
-      });
-      for (const chunk of body.chunks) upstream.write(chunk);
-      if (body.complete) {
-        upstream.end();
-        return;
-      }
-      // A long body streams on; a framing error in the rest aborts the upstream request mid-body,
-      // so the upstream never receives a complete request built from bytes the gateway refused.
-      req.on('data', (chunk: Buffer) => {
-        requestBody.push(chunk);
-        if (requestBody.size > config.limits.maxBodyBytes) {
-          upstream.destroy(new BadRequestError(`the body exceeds the limit of ${config.limits.maxBodyBytes} bytes`, HttpStatus.PayloadTooLarge));
-          req.socket.destroy();
-        }
-      });
-      req.pipe(upstream);
-      const abort = (): void => {
-        if (req.complete) return;
-        upstream.destroy();
-        if (!res.headersSent) res.destroy();
-        finish(0, connection.parseError ?? 'the client stopped sending the body, or sent a malformed one');
+      // The client side failed (gone, or its body refused): set before the upstream is aborted, so
+      // the upstream's resulting error is not taken for the upstream's fault.
+      let clientFailure: string | null = null;
+      let abortUpstream: ((err: Error) => void) | null = null;
+      const abort = (reason: string): void => {
+        clientFailure ??= reason;
+        if (abortUpstream) abortUpstream(new Error(reason));
       };
-      req.once('aborted', abort);
-      req.once('error', abort);
-      req.resume();
+      res.on('close', () => {
+        if (done) return;
+        if (!res.headersSent) {
+          abort('the client went away before the response began');
+          finish(0, connection.parseError ?? 'the client went away before the response began');
+        } else if (!res.writableFinished) {
+          abort('the client went away before the response was complete');
+          finish(status, 'the client went away before the response was complete');
+        }
+      });
+      target.pool.dispatch(
+        {
+          path: target.target(admitted.path, admitted.query),
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: body.complete ? (contentLength ? Buffer.concat(body.chunks, contentLength) : null) : Readable.from(this.bodyRest(req, body.chunks, requestBody, (reason) => (clientFailure ??= reason)), { objectMode: false }),
+          headersTimeout: config.limits.upstreamTimeoutMs,
+          // A response may stream for as long as the upstream likes (server-sent events, long polls).
+          bodyTimeout: 0,
+        },
+        {
+          onConnect: (abortRequest) => {
+            abortUpstream = abortRequest;
+            if (clientFailure !== null) abortRequest(new Error(clientFailure));
+          },
+          onHeaders: (statusCode, rawHeaders, resume, statusText) => {
+            // 1xx interim responses (100 Continue, 103 Early Hints) are the upstream's business.
+            if (statusCode < 200) return true;
+            status = statusCode;
+            firstByte = nowNanos() - started;
+            upstreamHeaders = new Array<string>(rawHeaders.length);
+            for (let i = 0; i < rawHeaders.length; i++) upstreamHeaders[i] = rawHeaders[i]!.toString('latin1');
+            recorder = new BodyRecorder(headerValue(upstreamHeaders, 'content-type') ?? '', headerValue(upstreamHeaders, 'content-encoding') ?? '', config.record.bodyBytes, config.record.binaryBodies);
+            if (res.destroyed) return false;
+            res.writeHead(statusCode, statusText, responseHeaders(upstreamHeaders) as unknown as Record<string, string>);
+            res.on('drain', resume);
+            return true;
+          },
+          onData: (chunk) => {
+            recorder!.push(chunk);
+            return res.write(chunk);
+          },
+          onComplete: () => {
+            res.once('finish', () => finish(status, ''));
+            res.end();
+          },
+          onError: (err) => {
+            if (clientFailure !== null) {
+              if (!res.headersSent) res.destroy();
+              if (!req.complete) req.socket.destroy();
+              finish(status, connection.parseError ?? clientFailure);
+              return;
+            }
+            const code = (err as NodeJS.ErrnoException).code;
+            const failure =
+              err instanceof HttpGatewayError
+                ? err
+                : code === 'UND_ERR_HEADERS_TIMEOUT'
+                  ? new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout, err)
+                  : new UpstreamError(resource, err.message, HttpStatus.BadGateway, err);
+            if (!res.headersSent) {
+              this.refuse(req, res, failure);
+              finish(failure.status, failure.message);
+            } else {
+              res.destroy();
+              finish(status, status !== 0 ? `the upstream broke off the response: ${failure.message}` : failure.message);
+            }
+            if (!req.complete) req.socket.destroy();
+          },
+        },
+      );
     });
-    log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+  }
+
+  /**
+   * The rest of a long request body, after the part read before forwarding: streamed to the upstream
+   * as the client sends it. A framing error or the body limit ends it with an error, which aborts the
+   * upstream request mid-body, so the upstream never receives a complete request built from bytes
+   * the gateway refused.
+   */
+  private async *bodyRest(req: IncomingMessage, first: Buffer[], recorder: BodyRecorder, onClientFailure: (reason: string) => void): AsyncGenerator<Buffer> {
+    const maxBody = this.options.config.limits.maxBodyBytes;
+    for (const chunk of first) yield chunk;
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        recorder.push(chunk);
+        if (recorder.size > maxBody) throw new BadRequestError(`the body exceeds the limit of ${maxBody} bytes`, HttpStatus.PayloadTooLarge);
+        yield chunk;
+      }
+    } catch (err) {
+      onClientFailure(err instanceof HttpGatewayError ? err.message : 'the client stopped sending the body, or sent a malformed one');
+      req.socket.destroy();
+      throw err;
+    }
   }
 
   /** Answers a refused request on a bare socket (upgrade, CONNECT) and journals it. */
@@ -700,7 +731,7 @@ export class HttpGateway implements Component {
       upRes.on('end', () => {
         const bodyBytes = Buffer.concat(chunks).subarray(0, 65536);
         const lines = [`HTTP/1.1 ${upRes.statusCode ?? 502} ${upRes.statusMessage ?? ''}`];
-        const pairs = responseHeaders(upRes.rawHeaders, upRes.headers);
+        const pairs = responseHeaders(upRes.rawHeaders);
         for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i]!.toLowerCase() !== 'content-length') lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
         lines.push(`content-length: ${bodyBytes.length}`, 'connection: close', '', '');
         socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bodyBytes]));
@@ -715,7 +746,7 @@ export class HttpGateway implements Component {
       upgraded = true;
       const firstByte = nowNanos() - started;
       const lines = [`HTTP/1.1 101 ${upRes.statusMessage ?? 'Switching Protocols'}`];
-      const pairs = responseHeaders(upRes.rawHeaders, upRes.headers, true);
+      const pairs = responseHeaders(upRes.rawHeaders, true);
       for (let i = 0; i + 1 < pairs.length; i += 2) lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
       lines.push('', '');
       const fromClient = new WebSocketFrameCounter();
