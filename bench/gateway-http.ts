@@ -13,8 +13,9 @@ import { round, summarize, type Summary } from './stats';
 
 /**
  * `npm run bench -- gateway-http [rounds] [seconds] [connections]`: wrk against one HTTP upstream (a
- * Node server in its own process) by three paths in the same run — direct, through nginx as a
- * reverse proxy (one worker, keep-alive upstream pool, injecting an Authorization header), and through
+ * Node server in its own process) by five paths in the same run — direct, through nginx as a
+ * reverse proxy (one worker, keep-alive upstream pool, injecting an Authorization header),
+ * a bare Node proxy on the gateway's own stack (the platform's ceiling), and through
  * the gapwatch HTTP gateway with recording on (bearer-token check, policy, every request journaled and
  * fsync'd before it is forwarded, every exchange journaled with headers and body excerpts), and the
  * same gateway with record.writeAhead off (records group-committed in the background). Paths
@@ -22,9 +23,13 @@ import { round, summarize, type Summary } from './stats';
  * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body.
  */
 
-/** gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off. */
-type PathName = 'direct' | 'nginx' | 'gapwatch' | 'gapwatch_async';
-const PATHS: PathName[] = ['direct', 'nginx', 'gapwatch', 'gapwatch_async'];
+/**
+ * gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off;
+ * node_proxy: the platform's ceiling, a proxy on the same Node stack (node:http server, undici pool)
+ * that only swaps the credential: no token check, policy or journal.
+ */
+type PathName = 'direct' | 'nginx' | 'node_proxy' | 'gapwatch' | 'gapwatch_async';
+const PATHS: PathName[] = ['direct', 'nginx', 'node_proxy', 'gapwatch', 'gapwatch_async'];
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -47,6 +52,41 @@ async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
     child.once('exit', (code) => reject(new Error(`the upstream exited (${code})`)));
+  });
+  return { port, child };
+}
+
+/** The bare Node proxy (see PathName), in its own process as nginx is. */
+async function startNodeProxy(upstreamPort: number): Promise<{ port: number; child: ChildProcess }> {
+  const script = `
+    const { createServer } = require('node:http');
+    const { Pool } = require(${JSON.stringify(require.resolve('undici'))});
+    const pool = new Pool('http://127.0.0.1:${upstreamPort}', { connections: 256 });
+    const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'authorization', 'upgrade', 'te', 'trailer', 'proxy-connection']);
+    const server = createServer({ noDelay: true }, (req, res) => {
+      const headers = ['host', '127.0.0.1:${upstreamPort}', 'authorization', 'Bearer upstream-secret'];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (!hop.has(req.rawHeaders[i].toLowerCase())) headers.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
+      const bodyless = req.method === 'GET' || req.method === 'HEAD';
+      pool.dispatch({ path: req.url, method: req.method, headers, body: bodyless ? null : req }, {
+        onConnect() {},
+        onHeaders(status, raw, resume, text) {
+          const out = [];
+          for (let i = 0; i < raw.length; i += 2) { const name = raw[i].toString('latin1'); if (!hop.has(name.toLowerCase())) out.push(name, raw[i + 1].toString('latin1')); }
+          res.writeHead(status, text, out);
+          res.on('drain', resume);
+          return true;
+        },
+        onData(chunk) { return res.write(chunk); },
+        onComplete() { res.end(); },
+        onError() { res.destroy(); },
+      });
+    });
+    server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`the node proxy exited (${code})`)));
   });
   return { port, child };
 }
@@ -133,11 +173,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-http-'));
   const upstream = await startUpstream();
   let nginx: Awaited<ReturnType<typeof startNginx>> | null = null;
+  let nodeProxy: Awaited<ReturnType<typeof startNodeProxy>> | null = null;
   let gateway: HttpGateway | null = null;
   let gatewayAsync: HttpGateway | null = null;
   let journal: Awaited<ReturnType<typeof openJournal>> | null = null;
   try {
     nginx = await startNginx(dir, upstream.port);
+    nodeProxy = await startNodeProxy(upstream.port);
     const dataDir = join(dir, 'data');
     const config = parseConfig(
       stringify({
@@ -160,7 +202,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const asyncConfig = { ...config.gateway.http, record: { ...config.gateway.http.record, writeAhead: false } };
     gatewayAsync = new HttpGateway({ gatewayId: 'gw-bench', config: asyncConfig, journal, identities, log });
     await gatewayAsync.start();
-    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
+    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, node_proxy: nodeProxy.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
     const auth = ['-H', `Authorization: Bearer ${token}`];
     const script = join(dir, 'post.lua');
     const body = JSON.stringify({ items: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `item-${i}` })) });
@@ -170,7 +212,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       { name: 'post_echo_1k', path: '/echo', extra: ['-s', script] },
     ];
     const samples: Record<string, Record<PathName, number[]>> = {};
-    for (const kind of kinds) samples[kind.name] = { direct: [], nginx: [], gapwatch: [], gapwatch_async: [] };
+    for (const kind of kinds) samples[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
     // Warm-up: connection pools, JIT, the token cache.
     for (const path of PATHS) await wrk(`http://127.0.0.1:${ports[path]}/hello`, 1, connections, auth);
     for (let r = 0; r < rounds; r++) {
@@ -183,15 +225,17 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
         }
       }
     }
-    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number }> = {};
+    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number; ratio_node_proxy_vs_nginx: number; ratio_vs_node_proxy: number }> = {};
     for (const kind of kinds) {
       const s = samples[kind.name]!;
-      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
+      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), node_proxy: summarize(s.node_proxy), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
       results[kind.name] = {
         ...summary,
         ratio_vs_nginx: round(summary.gapwatch.median / summary.nginx.median),
         ratio_vs_nginx_async: round(summary.gapwatch_async.median / summary.nginx.median),
         ratio_vs_direct: round(summary.gapwatch.median / summary.direct.median),
+        ratio_node_proxy_vs_nginx: round(summary.node_proxy.median / summary.nginx.median),
+        ratio_vs_node_proxy: round(summary.gapwatch.median / summary.node_proxy.median),
       };
     }
     return {
@@ -206,6 +250,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       journal_records: journal.stats().records,
       ratio_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx)),
       ratio_vs_nginx_async: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx_async)),
+      ratio_node_proxy_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_node_proxy_vs_nginx)),
       goal_ratio_vs_nginx: 0.7,
     };
   } finally {
@@ -213,6 +258,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     await gateway?.stop();
     await journal?.close();
     await nginx?.stop();
+    nodeProxy?.child.kill();
     upstream.child.kill();
     rmSync(dir, { recursive: true, force: true });
   }
