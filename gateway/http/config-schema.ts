@@ -70,8 +70,9 @@ const httpRuleSchema = z.strictObject({
   methods: z.array(z.string().regex(/^[A-Za-z]+$/, 'a method name').transform((m) => m.toUpperCase())).default([]),
   /** Empty means every path. */
   paths: z.array(z.string().regex(/^\//, 'a path glob starting with "/"')).default([]),
-  action: z.enum(['allow', 'deny']),
-  /** Shown to the agent in the 403 JSON body. */
+  /** review: the request is held (the agent waits, the upstream sees nothing) until `gapwatch approve|deny` or gateway.policy.reviewTimeoutSeconds. */
+  action: z.enum(['allow', 'deny', 'review']),
+  /** Shown to the agent in the 403 JSON body, and to the reviewer of a held request. */
   reason: z.string().min(1).max(500).nullable().default(null),
 });
 
@@ -135,7 +136,7 @@ export const httpGatewayConfigSchema = z.strictObject({
     })
     .prefault({}),
   /** What happens to a request no rule matches. */
-  default: z.enum(['allow', 'deny']).default('allow'),
+  default: z.enum(['allow', 'deny', 'review']).default('allow'),
   rules: z.array(httpRuleSchema).default([]),
   resources: z.array(httpResourceSchema).default([]),
 });

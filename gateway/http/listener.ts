@@ -7,18 +7,31 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
 import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
+import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
+import type { StatementClass } from '../policy/contract';
+import { ReviewDirectory, ReviewWaiter } from '../policy/review-channel';
 import { nowNanos } from '../postgres/session-recorder';
 import { AgentAuthenticator, type TokenIdentityStore } from './agent-auth';
 import { BodyRecorder, recordHeaders } from './audit-format';
 import type { HttpGatewayConfig } from './config-schema';
 import { ConnectionSessions, type HttpSession } from './connection-sessions';
-import { AuditUnavailableError, BadRequestError, HttpGatewayError, ListenerTlsError, PolicyDeniedError, UpstreamError } from './errors';
+import {
+  AuditUnavailableError,
+  BadRequestError,
+  HttpGatewayError,
+  ListenerTlsError,
+  PolicyDeniedError,
+  ReviewChannelMissingError,
+  ReviewRefusedError,
+  ReviewUnavailableError,
+  UpstreamError,
+} from './errors';
 import { HttpStatus } from './protocol';
 import { parseRequestTarget } from './request-target';
 import { ResourceRouter } from './resource-router';
-import { RoutePolicy } from './route-policy';
+import { RoutePolicy, needsReview } from './route-policy';
 import { UpstreamTarget, forwardHeaders, headerValue, responseHeaders } from './upstream-request';
 import { WebSocketFrameCounter } from './websocket-frame-counter';
 
@@ -28,6 +41,11 @@ export interface HttpGatewayOptions {
   journal: JournalWriter;
   identities: TokenIdentityStore;
   log: Logger;
+  /**
+   * The review channel shared with the other gateways (`<dataDir>/reviews`, `gapwatch approve|deny`);
+   * needed only when a rule (or the default) holds requests for review.
+   */
+  review?: { dataDir: string; timeoutSeconds: number };
 }
 
 /** Methods whose requests have no body unless they say so; others get an explicit Content-Length. */
@@ -40,7 +58,19 @@ interface Admitted {
   path: string;
   query: string;
   rule: string | null;
+  /** Set when policy holds the request for a human decision before it may go upstream. */
+  review: { rule: string; reason: string } | null;
 }
+
+/** What a review hold ends with: the decision to journal, and the refusal to answer when it was not approved. */
+interface ReviewResult {
+  policy: PolicyDecision;
+  refusal: HttpGatewayError | null;
+}
+
+const ignore = (): void => undefined;
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
 function jsonBody(err: HttpGatewayError, extra: Record<string, unknown> = {}): string {
   return `${JSON.stringify({ error: err.code, message: err.message, ...extra })}\n`;
@@ -81,6 +111,7 @@ export class HttpGateway implements Component {
   private readonly recordedHeaders: ReadonlySet<string>;
   private readonly redactedHeaders: Set<string>;
   private readonly tls: { cert: Buffer; key: Buffer } | null;
+  private readonly reviews: ReviewWaiter | null = null;
 
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
@@ -91,6 +122,12 @@ export class HttpGateway implements Component {
     this.recordedHeaders = new Set(config.record.headers);
     this.redactedHeaders = new Set(config.record.redactHeaders);
     for (const resource of config.resources) if (resource.credential) this.redactedHeaders.add(resource.credential.header);
+    if (needsReview(config)) {
+      if (!options.review) throw new ReviewChannelMissingError();
+      const directory = new ReviewDirectory(options.review.dataDir);
+      directory.ensure();
+      this.reviews = new ReviewWaiter(directory, options.review.timeoutSeconds * 1000, (err) => options.log.warn({ err }, 'review channel: could not read a decision; retrying'));
+    }
     const { cert, key } = config.tls;
     if ((cert === null) !== (key === null)) throw new ListenerTlsError('give both tls.cert and tls.key, or neither');
     try {
@@ -158,6 +195,8 @@ export class HttpGateway implements Component {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
+    // Held requests are settled as timed out (and answered so) before their connections close.
+    this.reviews?.close();
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Each connection's close handler journals the end of its sessions; wait for those before returning.
@@ -267,7 +306,8 @@ export class HttpGateway implements Component {
     const route = this.router.route(req.headers.host ?? '', path);
     const target = this.targets.get(route.resource.name)!;
     const decision = this.policy.decide({ resource: route.resource.name, identity, method: req.method ?? '', path: route.path });
-    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule };
+    const review = decision.action === 'review' ? { rule: decision.rule, reason: decision.reason } : null;
+    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule, review };
     if (decision.action === 'deny') throw Object.assign(new PolicyDeniedError(decision.rule, decision.reason), { admitted });
     return admitted;
   }
@@ -446,6 +486,16 @@ export class HttpGateway implements Component {
       return;
     }
 
+    if (admitted.review) {
+      const held = await this.holdForReview(session, admitted, method, requestBody.snapshot().text ?? '', (withdraw) => res.once('close', withdraw));
+      exchange.policy = held.policy;
+      if (held.refusal) {
+        if (!res.destroyed) this.refuse(req, res, held.refusal, { reviewId: held.policy.reviewId });
+        record(held.refusal.status, held.refusal.message);
+        return;
+      }
+    }
+
     let contentLength: number | null;
     if (body.complete) {
       const length = body.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
@@ -594,6 +644,55 @@ export class HttpGateway implements Component {
     }
   }
 
+  /**
+   * Holds an admitted request for a human decision (`gapwatch approve|deny <id>`) through the review
+   * channel the PostgreSQL and SSH gateways use, journaling the hold and its outcome with the
+   * reviewer. The upstream sees nothing meanwhile; a client that goes away withdraws the review.
+   */
+  private async holdForReview(session: HttpSession, admitted: Admitted, method: string, bodyText: string, onClientGone: (withdraw: () => void) => void): Promise<ReviewResult> {
+    const { rule, reason } = admitted.review!;
+    const statement = `${method} ${admitted.path}${admitted.query === '' ? '' : `?${admitted.query}`}`;
+    // Safe methods (RFC 9110 §9.2.1) read; the rest may change the upstream's state.
+    const classes: StatementClass[] = SAFE_METHODS.has(method) ? ['read'] : ['write'];
+    let held: ReturnType<ReviewWaiter['request']>;
+    try {
+      held = this.reviews!.request({
+        sessionId: session.recorder.sessionId,
+        resource: admitted.target.resource.name,
+        login: admitted.identity.login,
+        subject: admitted.identity.subject,
+        claims: admitted.identity.claims,
+        via: 'http',
+        // The reviewer decides on what will be sent: the request line and the body excerpt.
+        text: bodyText === '' ? statement : `${statement}\n\n${bodyText.slice(0, 4096)}`,
+        statements: [{ text: statement, classes, relations: [] }],
+        rule,
+        reason,
+      });
+    } catch (err) {
+      this.options.log.error({ err }, 'could not file an http request for review');
+      return { policy: { action: 'POLICY_ACTION_REJECTED', rule, statement, classes, reason: 'the review could not be filed' }, refusal: new ReviewUnavailableError(err) };
+    }
+    const base: PolicyDecision = { rule, statement, classes, reviewId: held.reviewId };
+    session.track(session.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REVIEW', reason } }).then(ignore, ignore));
+    this.options.log.info({ reviewId: held.reviewId, rule, resource: admitted.target.resource.name, identity: admitted.identity.subject, statement }, 'http request held for review');
+    onClientGone(() => held.withdraw('the client went away before a decision'));
+    const outcome = await held.outcome;
+    let policy: PolicyDecision;
+    let refusal: HttpGatewayError | null = null;
+    if (outcome.outcome === 'approved') {
+      policy = { ...base, action: 'POLICY_ACTION_APPROVED', reviewer: outcome.reviewer };
+    } else if (outcome.outcome === 'denied') {
+      policy = { ...base, action: 'POLICY_ACTION_REJECTED', reviewer: outcome.reviewer, reason: outcome.reason };
+      refusal = new ReviewRefusedError(held.reviewId, rule, outcome);
+    } else {
+      policy = { ...base, action: 'POLICY_ACTION_TIMED_OUT', reason: 'no decision in time' };
+      refusal = new ReviewRefusedError(held.reviewId, rule, outcome);
+    }
+    session.track(session.recorder.event({ policy }).then(ignore, ignore));
+    return { policy, refusal };
+  }
+
   /** Answers a refused request on a bare socket (upgrade, CONNECT) and journals it. */
   private refuseRaw(socket: Socket, err: HttpGatewayError, what: string, extra: Record<string, unknown> = {}): void {
     const headers = err.status === HttpStatus.Unauthorized ? ['www-authenticate: Bearer realm="gapwatch"'] : [];
@@ -682,6 +781,19 @@ export class HttpGateway implements Component {
       this.refuseRaw(socket, refusal, `${method} ${admitted.path}`);
       record(refusal.status, refusal.message);
       return;
+    }
+    if (admitted.review) {
+      const held = await this.holdForReview(session, admitted, method, '', (withdraw) => socket.once('close', withdraw));
+      base.policy = held.policy;
+      if (held.refusal) {
+        this.refuseRaw(socket, held.refusal, `${method} ${admitted.path}`, { reviewId: held.policy.reviewId });
+        record(held.refusal.status, held.refusal.message);
+        return;
+      }
+      if (socket.destroyed) {
+        record(0, 'the client went away before the request was forwarded');
+        return;
+      }
     }
     let headers: string[];
     try {
