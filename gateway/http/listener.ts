@@ -6,7 +6,10 @@ import { Readable, type Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
+import type { HttpBody } from '../../proto/generated/gapwatch/v1/HttpBody';
 import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
+import type { HttpHeader } from '../../proto/generated/gapwatch/v1/HttpHeader';
+import type { HttpRequest } from '../../proto/generated/gapwatch/v1/HttpRequest';
 import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
@@ -81,6 +84,24 @@ function rawErrorResponse(status: number, body: string, extraHeaders: string[] =
   const reason = STATUS_CODES[status] ?? 'Error';
   const length = Buffer.byteLength(body);
   return [`HTTP/1.1 ${status} ${reason}`, 'content-type: application/json', `content-length: ${length}`, 'connection: close', ...extraHeaders, '', body].join('\r\n');
+}
+
+/**
+ * The record of a request about to go upstream (written ahead of forwarding): what was asked, of
+ * which resource, under which rule; `body` is the excerpt read so far, `upgrade` marks a WebSocket.
+ */
+function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], extra: { body?: HttpBody; upgrade?: boolean }): HttpRequest {
+  return {
+    exchangeId,
+    method: req.method ?? '',
+    path: admitted.path,
+    query: admitted.query,
+    host: req.headers.host ?? '',
+    httpVersion: req.httpVersion,
+    headers,
+    policyRule: admitted.rule ?? '',
+    ...extra,
+  };
 }
 
 /** Parser error codes (llhttp) answered with something more precise than 400. */
@@ -326,19 +347,8 @@ export class HttpGateway implements Component {
     } catch (err) {
       const partial = (err as { admitted?: Admitted }).admitted;
       if (err instanceof PolicyDeniedError && partial) {
-        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
         this.refuse(req, res, err, { rule: err.rule });
-        const exchange: HttpExchange = {
-          exchangeId: session.nextExchangeId(),
-          method,
-          path: partial.path,
-          query: partial.query,
-          status: err.status,
-          durationNano: String(nowNanos() - started),
-          policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
-        };
-        session.track(session.recorder.event({ http: exchange }).then(() => undefined, () => undefined));
-        this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
+        this.journalDenial(connection, partial, method, err, started);
         return;
       }
       if (!(err instanceof HttpGatewayError)) throw err;
@@ -347,7 +357,7 @@ export class HttpGateway implements Component {
       this.options.log.warn({ code: err.code, client: connection.client, method }, err.message);
       return;
     }
-    const session = connection.sessionFor(admitted.identity, admitted.target.resource.name, { ip: admitted.target.host, port: admitted.target.port });
+    const session = this.sessionOf(connection, admitted);
     let finished!: () => void;
     session.track(new Promise<void>((resolve) => (finished = resolve)));
     try {
@@ -355,6 +365,30 @@ export class HttpGateway implements Component {
     } finally {
       finished();
     }
+  }
+
+  /** The session of an admitted request's identity and resource on this connection. */
+  private sessionOf(connection: ConnectionSessions, admitted: Admitted): HttpSession {
+    return connection.sessionFor(admitted.identity, admitted.target.resource.name, { ip: admitted.target.host, port: admitted.target.port });
+  }
+
+  /**
+   * Journals a request policy refused (plain or upgrade): an exchange that never went upstream,
+   * carrying the decision, in the session of the identity and resource it was meant for.
+   */
+  private journalDenial(connection: ConnectionSessions, partial: Admitted, method: string, err: PolicyDeniedError, started: bigint): void {
+    const session = this.sessionOf(connection, partial);
+    const exchange: HttpExchange = {
+      exchangeId: session.nextExchangeId(),
+      method,
+      path: partial.path,
+      query: partial.query,
+      status: err.status,
+      durationNano: String(nowNanos() - started),
+      policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
+    };
+    session.track(session.recorder.event({ http: exchange }).then(ignore, ignore));
+    this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
   }
 
   /** Sends an error as JSON; a request whose body was not read closes the connection, so no unread bytes are parsed as a request. */
@@ -440,7 +474,7 @@ export class HttpGateway implements Component {
               ...extra,
             },
           })
-          .then(() => undefined, () => undefined),
+          .then(ignore, ignore),
       );
     };
 
@@ -459,19 +493,7 @@ export class HttpGateway implements Component {
       if (session.failed) throw session.failed;
       if (config.record.writeAhead) {
         // Write-ahead: the request is on disk before the upstream sees a byte of it.
-        session.recorder.event({
-          httpRequest: {
-            exchangeId,
-            method,
-            path: admitted.path,
-            query: admitted.query,
-            host: req.headers.host ?? '',
-            httpVersion: req.httpVersion,
-            headers: requestHeaders,
-            body: requestBody.snapshot(),
-            policyRule: admitted.rule ?? '',
-          },
-        });
+        session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { body: requestBody.snapshot() }) });
         await session.recorder.durable();
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
@@ -719,22 +741,7 @@ export class HttpGateway implements Component {
       if (!(err instanceof HttpGatewayError)) throw err;
       const partial = (err as { admitted?: Admitted }).admitted;
       if (err instanceof PolicyDeniedError && partial) {
-        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
-        session.track(
-          session.recorder
-            .event({
-              http: {
-                exchangeId: session.nextExchangeId(),
-                method,
-                path: partial.path,
-                query: partial.query,
-                status: err.status,
-                durationNano: String(nowNanos() - started),
-                policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
-              },
-            })
-            .then(() => undefined, () => undefined),
-        );
+        this.journalDenial(connection, partial, method, err, started);
         this.refuseRaw(socket, err, `${method} ${partial.path}`, { rule: err.rule });
         return;
       }
@@ -743,7 +750,7 @@ export class HttpGateway implements Component {
     }
     const { target } = admitted;
     const resource = target.resource.name;
-    const session = connection.sessionFor(admitted.identity, resource, { ip: target.host, port: target.port });
+    const session = this.sessionOf(connection, admitted);
     const exchangeId = session.nextExchangeId();
     let finished!: () => void;
     session.track(new Promise<void>((resolve) => (finished = resolve)));
@@ -755,23 +762,12 @@ export class HttpGateway implements Component {
       session.track(
         session.recorder
           .event({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } })
-          .then(() => undefined, () => undefined),
+          .then(ignore, ignore),
       );
       finished();
     };
-    session.recorder.event({
-      httpRequest: {
-        exchangeId,
-        method,
-        path: admitted.path,
-        query: admitted.query,
-        host: req.headers.host ?? '',
-        httpVersion: req.httpVersion,
-        headers: recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders),
-        policyRule: admitted.rule ?? '',
-        upgrade: true,
-      },
-    });
+    const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
+    session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { upgrade: true }) });
     try {
       if (session.failed) throw session.failed;
       if (this.options.config.record.writeAhead) await session.recorder.durable();
