@@ -8,7 +8,9 @@ import { round, summarize, type Summary } from './stats';
 /**
  * Journal append throughput: group commit (the product) against its baselines in the same run,
  * fsync per record (durable, no sharing) and no fsync (not durable: the ceiling), each with 1 and
- * 16 concurrent appenders awaiting their own appends, as the gateway's sessions do.
+ * 16 concurrent appenders awaiting their own appends, as the gateway's sessions do; and the
+ * PostgreSQL gateway's round trip (await the request record, append the outcome unawaited) with
+ * the outcome as a deferred append against an ordinary one.
  *
  * `npm run bench -- journal [rounds] [appendsPerRound]`
  */
@@ -19,6 +21,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   const concurrencies = [1, 16];
   const samples = new Map<string, number[]>();
   const fsyncsPerAppend = new Map<string, number[]>();
+  const cpuPerAppend = new Map<string, number[]>();
   const body = (n: number): JournalBody => ({
     event: {
       sessionId: `bench-${n % 16}`,
@@ -52,12 +55,41 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           rmSync(dir, { recursive: true, force: true });
         }
       }
+      // The PostgreSQL gateway's pattern: 8 sessions, each awaiting its request record (write-ahead)
+      // and then appending the statement's outcome without waiting — as a deferred append (riding
+      // along with the next group) or, as before, as an ordinary one (starting a group of its own).
+      for (const outcome of ['deferred', 'immediate'] as const) {
+        const dir = join(root, `round-trip-${outcome}-${r}`);
+        const journal = await Journal.open({ dir, gatewayId: 'gw-bench', checkpoint: { everyRecords: 1000, everyMs: 10_000 }, sync: 'group' });
+        const trips = Math.max(200, Math.floor(appends / 4));
+        let next = 0;
+        const cpu = process.cpuUsage();
+        const start = process.hrtime.bigint();
+        await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            while (next < trips) {
+              const n = next++;
+              await journal.append(body(2 * n));
+              void journal.append(body(2 * n + 1), { defer: outcome === 'deferred' });
+            }
+          }),
+        );
+        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+        const used = process.cpuUsage(cpu);
+        const key = `round_trips_per_s_${outcome}_outcome_c8`;
+        samples.set(key, [...(samples.get(key) ?? []), trips / seconds]);
+        fsyncsPerAppend.set(`${outcome}_outcome_c8`, [...(fsyncsPerAppend.get(`${outcome}_outcome_c8`) ?? []), journal.stats().fsyncs / (2 * trips)]);
+        cpuPerAppend.set(outcome, [...(cpuPerAppend.get(outcome) ?? []), (used.user + used.system) / (2 * trips)]);
+        await journal.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
   const result: Record<string, Summary | number> = {};
-  for (const [key, values] of samples) result[`appends_per_s_${key}`] = summarize(values);
+  for (const [key, values] of samples) result[key.startsWith('round_trips') ? key : `appends_per_s_${key}`] = summarize(values);
+  for (const [key, values] of cpuPerAppend) result[`cpu_us_per_append_${key}_outcome_c8`] = round(summarize(values).median, 1);
   for (const [key, values] of fsyncsPerAppend) result[`fsyncs_per_append_${key}`] = round(summarize(values).median, 4);
   const median = (key: string): number => summarize(samples.get(key)!).median;
   return {
@@ -68,5 +100,6 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     ratio_group_vs_per_record_c16: round(median('group_c16') / median('per-record_c16'), 2),
     ratio_group_vs_per_record_c1: round(median('group_c1') / median('per-record_c1'), 2),
     ratio_group_vs_no_fsync_c16: round(median('group_c16') / median('none_c16'), 2),
+    ratio_deferred_vs_immediate_outcome: round(median('round_trips_per_s_deferred_outcome_c8') / median('round_trips_per_s_immediate_outcome_c8'), 2),
   };
 }

@@ -1,6 +1,6 @@
 import type { Config } from '../../platform/config';
 import type { Logger } from '../../platform/log';
-import { readCredential } from '../../gateway/postgres/credentials';
+import { readCredential } from '../../gateway/credentials/credential-source';
 import type { StoreWriter } from '../store/writer';
 import type { CollectorAlert } from './alert';
 import { AlertGate } from './alert-gate';

@@ -3,7 +3,7 @@ import { z } from 'zod';
 /**
  * Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line).
  * The same shape as `CredentialSource` in platform/config.ts, which cannot be imported here (that
- * module imports this one), so `readCredential` from gateway/postgres/credentials.ts reads it.
+ * module imports this one), so `readCredential` from gateway/credentials/credential-source.ts reads it.
  */
 const credentialSourceSchema = z.union([
   z.strictObject({ value: z.string().min(1) }),

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
-import { readCredential } from '../postgres/credentials';
+import { readCredential } from '../credentials/credential-source';
 import { CredentialUnavailableError as PostgresCredentialError } from '../postgres/errors';
 import type { HttpResourceConfig } from './config-schema';
 import { CredentialUnavailableError } from './errors';

@@ -14,12 +14,21 @@ export interface JournalPosition {
   seq: bigint;
 }
 
+export interface AppendOptions {
+  /**
+   * The caller does not wait on this record before acting (an outcome, written after the fact): it
+   * takes its place in the chain at once but rides along with the next group commit instead of
+   * starting one, written within a few milliseconds at most. The promise still resolves once durable.
+   */
+  defer?: boolean;
+}
+
 export interface JournalWriter {
   /**
    * Appends one record. Resolves once the record is durable on disk (fsync'd; concurrent appends
    * share one fsync), so a caller that awaits it before acting has write-ahead audit.
    */
-  append(body: JournalBody): Promise<JournalPosition>;
+  append(body: JournalBody, options?: AppendOptions): Promise<JournalPosition>;
   /** Flushes, writes a signed checkpoint of the head, and closes the files. */
   close(): Promise<void>;
 }

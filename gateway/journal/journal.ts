@@ -9,7 +9,7 @@ import type { Config } from '../../platform/config';
 import { lockDataDir, type DataDirLock } from '../../platform/data-dir';
 import type { Logger } from '../../platform/log';
 import { decodeRecord } from './canonical-encoding';
-import type { JournalBody, JournalPosition, JournalReader, JournalWriter } from './contract';
+import type { AppendOptions, JournalBody, JournalPosition, JournalReader, JournalWriter } from './contract';
 import {
   JournalClosedError,
   JournalCorruptError,
@@ -18,10 +18,10 @@ import {
   JournalRecordTooLargeError,
   JournalWriteFailedError,
 } from './errors';
-import { chainRecord, peekSeq, recordSuffix } from './record-chain';
+import { RecordChainer, peekSeq, recordSuffix } from './record-chain';
 import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
 import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
-import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, frame, parseFrame, parseHeader } from './segment-format';
+import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader } from './segment-format';
 import { loadOrCreateSigningKey, signCheckpoint, type SigningKey } from './signing-key';
 
 export type { TornTail } from './recovery';
@@ -75,6 +75,11 @@ export interface RetentionResult {
 }
 
 const RETENTION_CHECK_MS = 10 * 60_000;
+/**
+ * How long a deferred append (AppendOptions.defer) may wait for another append's group commit
+ * before it is written on its own.
+ */
+const DEFER_MS = 5;
 
 const DEFAULTS = {
   segmentBytes: 64 * 1024 * 1024,
@@ -129,6 +134,7 @@ export class Journal implements JournalWriter, JournalReader {
   };
   private readonly log: Logger | undefined;
   private readonly key: SigningKey;
+  private readonly chainer: RecordChainer;
   private readonly lock: DataDirLock;
   private readonly segments: SegmentState[];
   private active: { state: SegmentState; file: FileHandle; size: number };
@@ -147,6 +153,11 @@ export class Journal implements JournalWriter, JournalReader {
   private recordsSinceCheckpoint = 0;
 
   private pending: PendingEntry[] = [];
+  /** Something pending must be written now (an append that is waited for, a checkpoint, a rotation). */
+  private urgent = false;
+  /** Deferred appends have waited DEFER_MS: write them even though nothing urgent is pending. */
+  private deferDue = false;
+  private deferTimer: NodeJS.Timeout | null = null;
   private flushScheduled = false;
   private flushing: Promise<void> | null = null;
   private failure: JournalWriteFailedError | null = null;
@@ -237,6 +248,7 @@ export class Journal implements JournalWriter, JournalReader {
     };
     this.key = key;
     this.keyId = key.keyId;
+    this.chainer = new RecordChainer(options.gatewayId);
     this.lock = lock;
     this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
     this.lastSeq = recovered.lastSeq;
@@ -279,13 +291,18 @@ export class Journal implements JournalWriter, JournalReader {
     return { ...this.counters };
   }
 
-  append(body: JournalBody): Promise<JournalPosition> {
+  /**
+   * With `defer`, the record gets its seq (its place in the chain) now but does not start a write of
+   * its own: it goes to disk with the next group commit another append starts, or after DEFER_MS.
+   * For records nothing waits on before acting (a statement's outcome, after its answer went out).
+   */
+  append(body: JournalBody, options: AppendOptions = {}): Promise<JournalPosition> {
     const given = body === null || typeof body !== 'object' ? [] : Object.keys(body).filter((k) => (body as Record<string, unknown>)[k] != null);
     if (given.length !== 1 || (given[0] !== 'session' && given[0] !== 'event')) {
       const what = given.includes('checkpoint') || given.includes('gap') ? 'checkpoints and gap records are written by the journal itself; ' : '';
       return Promise.reject(new JournalRecordInvalidError('body', `must hold exactly one of session or event (got ${given.join(', ') || 'none'}); ${what}nothing was written`));
     }
-    return this.appendInternal(body);
+    return this.appendInternal(body, options.defer === true);
   }
 
   /** Writes a signed checkpoint of the current head now (also done periodically and at close). */
@@ -305,6 +322,8 @@ export class Journal implements JournalWriter, JournalReader {
   private async closeOnce(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.retentionTimer);
+    if (this.deferTimer) clearTimeout(this.deferTimer);
+    this.deferTimer = null;
     try {
       await this.retentionRun?.catch(() => undefined);
       if (!this.failure && this.lastSeq > 0n && !this.lastWasCheckpoint) this.enqueueCheckpoint();
@@ -434,23 +453,25 @@ export class Journal implements JournalWriter, JournalReader {
     if (this.failure) throw this.failure;
     await new Promise<void>((done) => {
       this.pending.push({ kind: 'prune-checkpoints', keepCovering: keptFirstSeq - 1n, done });
+      this.urgent = true;
       this.scheduleFlush();
     });
     this.log?.info({ journal: this.dir, removed: removed.map((s) => s.name), firstSeq: keptFirstSeq.toString() }, 'journal retention removed segments');
     return { removedSegments: removed.map((s) => s.name), removedBytes, firstSeq: keptFirstSeq };
   }
 
-  private appendInternal(body: InternalBody): Promise<JournalPosition> {
+  private appendInternal(body: InternalBody, defer = false): Promise<JournalPosition> {
     try {
       this.assertWritable();
       const suffix = recordSuffix(this.nextTime(), body as Parameters<typeof recordSuffix>[1]);
       if (suffix.length + 128 > MAX_RECORD_BYTES) throw new JournalRecordTooLargeError(suffix.length, MAX_RECORD_BYTES - 128);
       this.rotateIfFull();
       return new Promise<JournalPosition>((resolve, reject) => {
-        const seq = this.enqueueRecord(suffix, false, resolve, reject);
+        const seq = this.enqueueRecord(suffix, false, resolve, reject, defer);
         this.recordsSinceCheckpoint += 1;
         if (this.recordsSinceCheckpoint >= this.options.checkpointEveryRecords && seq > 0n) this.enqueueCheckpoint();
-        this.scheduleFlush();
+        if (this.urgent) this.scheduleFlush();
+        else this.deferFlush();
       });
     } catch (err) {
       return Promise.reject(err);
@@ -462,10 +483,10 @@ export class Journal implements JournalWriter, JournalReader {
     if (this.closing || this.closed) throw new JournalClosedError(this.dir);
   }
 
-  private enqueueRecord(suffix: Buffer, isCheckpoint: boolean, resolve?: (p: JournalPosition) => void, reject?: (err: Error) => void): bigint {
+  private enqueueRecord(suffix: Buffer, isCheckpoint: boolean, resolve?: (p: JournalPosition) => void, reject?: (err: Error) => void, defer = false): bigint {
+    if (!defer) this.urgent = true;
     const seq = this.lastSeq + 1n;
-    const { hash, encoded } = chainRecord(this.gatewayId, seq, this.lastHash, suffix);
-    const framed = frame(encoded);
+    const { hash, framed } = this.chainer.chain(seq, this.lastHash, suffix);
     this.pending.push({ kind: 'record', seq, hash, frame: framed, checkpoint: isCheckpoint, resolve, reject });
     this.lastSeq = seq;
     this.lastHash = hash;
@@ -494,8 +515,20 @@ export class Journal implements JournalWriter, JournalReader {
     if (this.assignedBytes < this.options.segmentBytes) return;
     const firstSeq = this.lastSeq + 1n;
     this.pending.push({ kind: 'rotate', firstSeq });
+    this.urgent = true;
     this.assignedBytes = HEADER_BYTES;
     this.enqueueCheckpoint();
+  }
+
+  /** Deferred records only: write them after DEFER_MS unless an urgent write takes them first. */
+  private deferFlush(): void {
+    if (this.deferTimer) return;
+    this.deferTimer = setTimeout(() => {
+      this.deferTimer = null;
+      if (this.pending.length === 0) return;
+      this.deferDue = true;
+      this.scheduleFlush();
+    }, DEFER_MS);
   }
 
   private scheduleFlush(): void {
@@ -510,11 +543,18 @@ export class Journal implements JournalWriter, JournalReader {
 
   /** Writes everything pending; resolves when it is durable (or the journal has failed). */
   private flushNow(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.pending.length > 0 ? this.flushNow() : undefined));
+    if (this.flushing) return this.flushing.then(() => (this.pending.length > 0 && this.flushWanted() ? this.flushNow() : undefined));
     this.flushing = (async () => {
       try {
-        while (this.pending.length > 0 && !this.failure) {
+        while (this.pending.length > 0 && !this.failure && this.flushWanted()) {
           const group = this.options.sync === 'per-record' ? this.pending.splice(0, 1) : this.pending.splice(0);
+          if (this.pending.length === 0) {
+            // Deferred records ride along with this group: nothing is left waiting for the timer.
+            this.urgent = false;
+            this.deferDue = false;
+            if (this.deferTimer) clearTimeout(this.deferTimer);
+            this.deferTimer = null;
+          }
           await this.writeGroup(group);
         }
       } finally {
@@ -522,6 +562,10 @@ export class Journal implements JournalWriter, JournalReader {
       }
     })();
     return this.flushing;
+  }
+
+  private flushWanted(): boolean {
+    return this.urgent || this.deferDue || this.closing;
   }
 
   private async writeGroup(group: PendingEntry[]): Promise<void> {

@@ -1,6 +1,8 @@
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { JournalRecord, JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
-import { encodeRecord } from './canonical-encoding';
+import { encodeRecord, encodeRecordSuffix } from './canonical-encoding';
+import { FRAME_HEADER_BYTES, frameChecksum } from './segment-format';
 
 /** prev_hash of seq 1. */
 export const ZERO_HASH: Buffer = Buffer.alloc(32);
@@ -13,21 +15,89 @@ export function recordHash(record: JournalRecord | JournalRecord__Output): Buffe
 }
 
 /**
- * Builds a chained record cheaply. Fields 1-3 (gateway_id, seq, prev_hash) precede hash (4) and
- * fields 5+ (time, body) follow it in the canonical encoding, so the record is encoded once as a
- * prefix and a suffix: the hashed bytes are prefix || suffix and the stored bytes are
- * prefix || hash field || suffix, identical to encodeRecord() of the whole record.
+ * Fields 1-3 (gateway_id, seq, prev_hash) precede hash (4) and fields 5+ (time, body) follow it in
+ * the canonical encoding, so a record is encoded once as a prefix and a suffix: the hashed bytes
+ * are prefix || suffix and the stored bytes are prefix || hash field || suffix, identical to
+ * encodeRecord() of the whole record. The prefix is written here directly (its three fields are
+ * always present: seq >= 1, prev_hash 32 bytes), without the general encoder.
  */
+export class RecordChainer {
+  /** Field 1 as encoded: tag, length, UTF-8 gateway id (nothing when the id is empty, a proto3 default). */
+  private readonly gatewayIdField: Buffer;
+  private scratch = Buffer.allocUnsafe(1024);
+
+  constructor(gatewayId: string) {
+    const id = Buffer.from(gatewayId, 'utf8');
+    this.gatewayIdField = id.length === 0 ? Buffer.alloc(0) : Buffer.concat([fieldHead(0x0a, id.length), id]);
+  }
+
+  /**
+   * The record's hash and its frame (segment-format.ts: length, CRC-32, payload) in one buffer:
+   * hash = SHA-256(prev_hash || prefix || suffix).
+   */
+  chain(seq: bigint, prevHash: Buffer, suffix: Buffer): { hash: Buffer; framed: Buffer } {
+    const idField = this.gatewayIdField;
+    const seqBytes = varintBytes(seq);
+    const prefixLength = idField.length + 1 + seqBytes.length + 2 + prevHash.length;
+    // What is hashed, contiguous for one-shot hashing: prev_hash || prefix || suffix.
+    const hashedLength = prevHash.length + prefixLength + suffix.length;
+    if (this.scratch.length < hashedLength) this.scratch = Buffer.allocUnsafe(Math.max(hashedLength, this.scratch.length * 2));
+    const hashed = this.scratch;
+    let at = prevHash.copy(hashed, 0);
+    const prefixAt = at;
+    at += idField.copy(hashed, at);
+    hashed[at++] = 0x10; // seq: field 2, varint
+    at += seqBytes.copy(hashed, at);
+    hashed[at++] = 0x1a; // prev_hash: field 3, length-delimited
+    hashed[at++] = prevHash.length;
+    at += prevHash.copy(hashed, at);
+    at += suffix.copy(hashed, at);
+    const hash = sha256(hashed.subarray(0, at));
+
+    const payloadLength = prefixLength + 2 + hash.length + suffix.length;
+    const framed = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadLength);
+    framed.writeUInt32LE(payloadLength, 0);
+    let out = FRAME_HEADER_BYTES + hashed.copy(framed, FRAME_HEADER_BYTES, prefixAt, prefixAt + prefixLength);
+    framed[out++] = 0x22; // hash: field 4, length-delimited
+    framed[out++] = hash.length;
+    out += hash.copy(framed, out);
+    suffix.copy(framed, out);
+    framed.writeUInt32LE(frameChecksum(framed), 4);
+    return { hash, framed };
+  }
+}
+
+/** Builds one chained record (encoded, without its frame); RecordChainer does the same for a journal. */
 export function chainRecord(gatewayId: string, seq: bigint, prevHash: Buffer, suffix: Buffer): { hash: Buffer; encoded: Buffer } {
-  const prefix = encodeRecord({ gatewayId, seq: seq.toString(), prevHash });
-  const hash = createHash('sha256').update(prevHash).update(prefix).update(suffix).digest();
-  const hashField = encodeRecord({ hash });
-  return { hash, encoded: Buffer.concat([prefix, hashField, suffix]) };
+  const { hash, framed } = new RecordChainer(gatewayId).chain(seq, prevHash, suffix);
+  return { hash, encoded: framed.subarray(FRAME_HEADER_BYTES) };
+}
+
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+
+function sha256(bytes: Buffer): Buffer {
+  // crypto.hash (Node >= 20.12) skips the Hash object; same digest.
+  return oneShotHash ? oneShotHash('sha256', bytes, 'buffer') : createHash('sha256').update(bytes).digest();
+}
+
+function fieldHead(tag: number, length: number): Buffer {
+  return Buffer.concat([Buffer.from([tag]), varintBytes(BigInt(length))]);
+}
+
+function varintBytes(value: bigint): Buffer {
+  const bytes: number[] = [];
+  let rest = value;
+  while (rest >= 0x80n) {
+    bytes.push(Number(rest & 0x7fn) | 0x80);
+    rest >>= 7n;
+  }
+  bytes.push(Number(rest));
+  return Buffer.from(bytes);
 }
 
 /** The part of a record after its hash: time and body. */
 export function recordSuffix(timeUnixNano: bigint, body: Omit<JournalRecord, 'gatewayId' | 'seq' | 'prevHash' | 'hash' | 'timeUnixNano'>): Buffer {
-  return encodeRecord({ ...body, timeUnixNano: timeUnixNano.toString() });
+  return encodeRecordSuffix(timeUnixNano, body);
 }
 
 /**

@@ -40,9 +40,14 @@ export function parseHeader(magic: Buffer, bytes: Buffer): { firstSeq: bigint } 
 export function frame(payload: Buffer): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   out.writeUInt32LE(payload.length, 0);
-  out.writeUInt32LE(crc32(payload, crc32(out.subarray(0, 4))), 4);
   payload.copy(out, FRAME_HEADER_BYTES);
+  out.writeUInt32LE(frameChecksum(out), 4);
   return out;
+}
+
+/** The CRC-32 of a frame whose length and payload are in place (the checksum field is skipped). */
+export function frameChecksum(framed: Buffer): number {
+  return crc32(framed.subarray(FRAME_HEADER_BYTES), crc32(framed.subarray(0, 4)));
 }
 
 export type FrameResult =

@@ -69,6 +69,12 @@ export interface PendingReview {
 export interface PolicyEngine {
   /** Classifies with the real PostgreSQL parser and applies the rules of the resource and identity. */
   evaluate(request: PolicyRequest): Promise<PolicyDecision>;
+  /**
+   * The same decision, synchronously (classification needs no I/O once the parser is loaded), so a
+   * gateway can forward an allowed statement in the same turn it arrived. Never throws: a failure
+   * to decide is a denial.
+   */
+  evaluateNow(request: PolicyRequest): PolicyDecision;
   /** Holds a statement whose decision was `review` until a human (not the requester) decides. */
   requestReview(request: PolicyRequest, decision: Extract<PolicyDecision, { action: 'review' }>): Promise<PendingReview>;
   /**

@@ -91,7 +91,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   };
 
   /** Never throws: a failure to decide is a denial, with the cause logged. */
-  const evaluate = async (request: PolicyRequest): Promise<PolicyDecision> => {
+  const evaluateNow = (request: PolicyRequest): PolicyDecision => {
     try {
       return evaluateOrThrow(request);
     } catch (err) {
@@ -211,7 +211,8 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     );
 
   return {
-    evaluate,
+    evaluate: async (request) => evaluateNow(request),
+    evaluateNow,
     requestReview,
     maskerFor,
     auditRedactor,

@@ -226,8 +226,13 @@ class StatementWalker {
     private readonly prepared: Map<string, ClassifiedStatement>,
     private readonly effects: PreparedEffect[],
     private readonly unknownPrepared: string[],
-    /** Set when the text reads the session's prepared statements (EXECUTE): its result depends on more than the text. */
-    private readonly reads: { session: boolean },
+    /**
+     * `session`: the text reads the session's prepared statements (EXECUTE), so its result depends on
+     * more than the text. `literals`: the walk looked at the value of a constant (a SET value,
+     * set_config's setting name, EXPLAIN's ANALYZE option), so texts differing only in numeric
+     * literals may classify differently.
+     */
+    private readonly reads: Reads,
   ) {}
 
   visit(value: Json, scope: ReadonlySet<string>): void {
@@ -372,6 +377,7 @@ class StatementWalker {
 
   /** set_config(name, value, is_local) changes settings without a SET the tree would show. */
   private configCall(body: JsonObject): void {
+    this.reads.literals = true;
     const args = Array.isArray(body.args) ? body.args : [];
     const setting = constantText(args[0])?.toLowerCase() ?? null;
     if (setting === null || setting === 'search_path') this.searchPath.push({ schemas: 'unknown', local: false });
@@ -400,6 +406,7 @@ class StatementWalker {
 
   /** EXPLAIN plans without running; EXPLAIN ANALYZE runs the statement, so it is what it explains. */
   private explain(body: JsonObject, scope: ReadonlySet<string>): void {
+    this.reads.literals = true;
     if (explainRuns(body.options)) {
       this.visit(body.query, scope);
       return;
@@ -414,6 +421,7 @@ class StatementWalker {
   }
 
   private setting(body: JsonObject, scope: ReadonlySet<string>): void {
+    this.reads.literals = true;
     const name = typeof body.name === 'string' ? body.name.toLowerCase() : '';
     if (body.kind === 'VAR_SET_MULTI' && (name === 'transaction' || name === 'session characteristics')) {
       this.classes.add('transaction');
@@ -530,12 +538,28 @@ function explainRuns(options: Json): boolean {
 const CACHE_ENTRIES = 2048;
 const CACHE_MAX_TEXT = 8192;
 const cache = new Map<string, Classification>();
+/**
+ * Classifications by literal shape (see literalShape), for texts whose walk read no session state
+ * and no constant's value: clients that inline values (`WHERE aid = 4711`, pgbench -M simple, ORMs
+ * without parameters) send a new text every time, and the parse is most of the cost of a decision.
+ * Each entry keeps where its statements lie in the shape, so a hit cuts the statement texts out of
+ * the text actually sent.
+ */
+const shapeCache = new Map<string, { result: Extract<Classification, { ok: true }>; spans: Array<[number, number]> }>();
+
+type Reads = { session: boolean; literals: boolean };
+
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  if (map.size >= CACHE_ENTRIES) map.delete(map.keys().next().value as string);
+  map.set(key, value);
+}
 
 /**
  * Splits and classifies a query string. `prepared` is the session's prepared statements (read, not
  * changed: the changes come back as `preparedEffects`). Unparseable input is a result, not a throw.
- * The extended protocol parses the same text again and again, so results are cached by text; a
- * cached result is copied out, so callers may keep or change what they get.
+ * The extended protocol parses the same text again and again, so results are cached by text (and,
+ * for texts with inlined numbers, by shape); a cached result is copied out, so callers may keep or
+ * change what they get.
  */
 export function classifySql(text: string, prepared: PreparedStatements = new Map()): Classification {
   if (!parserLoaded) throw new Error('the PostgreSQL parser is not loaded: await loadStatementParser() first');
@@ -545,13 +569,97 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
     cache.set(text, hit);
     return copyClassification(hit);
   }
-  const reads = { session: false };
-  const result = classifyText(text, prepared, reads);
+  const shape = text.length <= CACHE_MAX_TEXT ? literalShape(text) : null;
+  if (shape) {
+    const shaped = shapeCache.get(shape.key);
+    if (shaped) {
+      shapeCache.delete(shape.key);
+      shapeCache.set(shape.key, shaped);
+      const copy = copyClassification(shaped.result) as Extract<Classification, { ok: true }>;
+      copy.statements.forEach((statement, i) => {
+        const [start, end] = shaped.spans[i]!;
+        statement.text = text.slice(shape.original(start), shape.original(end)).trim();
+      });
+      return copy;
+    }
+  }
+  const reads: Reads = { session: false, literals: false };
+  const spans: Array<[number, number]> = [];
+  const result = classifyText(text, prepared, reads, spans);
   if (!reads.session && text.length <= CACHE_MAX_TEXT) {
-    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
-    cache.set(text, copyClassification(result));
+    remember(cache, text, copyClassification(result));
+    // Parse failures are not cached by shape: a literal's value can decide whether a text parses (float(0)).
+    if (shape && result.ok && !reads.literals) {
+      remember(shapeCache, shape.key, { result: copyClassification(result) as Extract<Classification, { ok: true }>, spans: spans.map(([start, end]) => [shape.shaped(start), shape.shaped(end)]) });
+    }
   }
   return result;
+}
+
+/** Characters that may continue an identifier or a number token: a digit run next to one is part of that token. */
+function continuesToken(code: number): boolean {
+  return (
+    (code >= 48 && code <= 57) || // 0-9
+    (code >= 65 && code <= 90) || // A-Z
+    (code >= 97 && code <= 122) || // a-z
+    code === 95 || // _
+    code === 36 || // $ (identifiers, $n parameters)
+    code === 46 // . (1.5, .5, 5.)
+  );
+}
+
+/**
+ * The text with each integer literal of up to 9 digits written as 0, when that is certain to keep
+ * the token stream the same apart from those values: the text holds no quotes, dollar quotes,
+ * backslashes, comments or non-ASCII characters (in which digits could be part of a string, an
+ * identifier or a comment), and each run replaced is bounded by characters that end a token (so it
+ * is a whole ICONST, never part of `t1`, `$1`, `1.5`, `1e5` or `0x1F`). Up to 9 digits always lexes
+ * as an integer constant, never as a numeric (FCONST) one. Null when the text does not qualify or
+ * holds no such literal. `original`/`shaped` map character offsets between the two texts (ASCII only,
+ * so characters are the bytes libpg_query's locations count).
+ */
+export function literalShape(text: string): { key: string; original(shapedOffset: number): number; shaped(originalOffset: number): number } | null {
+  /** Each literal replaced: where it starts in the text and in the shape, and its length in the text. */
+  const cuts: Array<{ at: number; shapedAt: number; length: number }> = [];
+  let out = '';
+  let copiedTo = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 126 || code === 39 || code === 34 || code === 36 || code === 92) return null; // non-ASCII ' " $ \
+    if ((code === 45 && text.charCodeAt(i + 1) === 45) || (code === 47 && text.charCodeAt(i + 1) === 42)) return null; // -- /*
+    if (code < 48 || code > 57) continue;
+    let end = i + 1;
+    while (end < text.length && text.charCodeAt(end) >= 48 && text.charCodeAt(end) <= 57) end++;
+    const bounded = (i === 0 || !continuesToken(text.charCodeAt(i - 1))) && (end === text.length || !continuesToken(text.charCodeAt(end)));
+    if (bounded && end - i <= 9) {
+      out += text.slice(copiedTo, i);
+      cuts.push({ at: i, shapedAt: out.length, length: end - i });
+      out += '0';
+      copiedTo = end;
+    }
+    i = end - 1;
+  }
+  if (cuts.length === 0) return null;
+  out += text.slice(copiedTo);
+  return {
+    key: out,
+    original(shapedOffset) {
+      let offset = shapedOffset;
+      for (const cut of cuts) {
+        if (cut.shapedAt >= shapedOffset) break;
+        offset += cut.length - 1;
+      }
+      return offset;
+    },
+    shaped(originalOffset) {
+      let removed = 0;
+      for (const cut of cuts) {
+        if (cut.at >= originalOffset) break;
+        removed += Math.min(cut.length, originalOffset - cut.at) - 1;
+      }
+      return originalOffset - removed;
+    },
+  };
 }
 
 function copyStatement(statement: ClassifiedStatement): ClassifiedStatement {
@@ -575,7 +683,7 @@ function copyClassification(result: Classification): Classification {
   };
 }
 
-function classifyText(text: string, prepared: PreparedStatements, reads: { session: boolean }): Classification {
+function classifyText(text: string, prepared: PreparedStatements, reads: Reads, spans: Array<[number, number]> = []): Classification {
   const effects: PreparedEffect[] = [];
   const unknownPrepared: string[] = [];
   const searchPathEffects: SearchPathEffect[] = [];
@@ -606,6 +714,7 @@ function classifyText(text: string, prepared: PreparedStatements, reads: { sessi
     // Locations are byte offsets into the UTF-8 text; a missing length means "to the end".
     const start = raw.stmt_location ?? 0;
     const end = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : start + raw.stmt_len;
+    spans.push([start, end]);
     const command = isObject(raw.stmt) ? (Object.keys(raw.stmt)[0] ?? 'unknown') : 'unknown';
     statements.push({
       text: bytes.subarray(start, end).toString('utf8').trim(),

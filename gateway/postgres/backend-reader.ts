@@ -1,11 +1,12 @@
-import type { BackendMessage, CommandCompleteMessage, DatabaseError, RowDescriptionMessage } from 'pg-protocol/dist/messages';
+import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import { UpstreamProtocolError } from './errors';
 
 /**
  * Reads the upstream server's stream. The proxy's hot path only needs message boundaries (most
  * messages are forwarded as received), so framing is done here without decoding; the few messages
- * the audit needs (RowDescription, CommandComplete, ErrorResponse) are decoded by pg-protocol's parser.
+ * the audit needs are decoded: RowDescription and CommandComplete in place (one of each per result set),
+ * ErrorResponse by pg-protocol's parser.
  * DataRows are never decoded into strings, so binary results pass through byte for byte.
  */
 
@@ -60,12 +61,44 @@ export function decodeBackend(message: Buffer): BackendMessage {
   return decoded;
 }
 
-export function decodeRowDescription(message: Buffer): RowDescriptionMessage {
-  return decodeBackend(message) as RowDescriptionMessage;
+/** One column of a RowDescription, as the audit and masking need it. */
+export interface ColumnDescription {
+  name: string;
+  tableOid: number;
+  typeOid: number;
+  format: 'text' | 'binary';
 }
 
+/**
+ * A RowDescription ('T'), read in place (every result set of the simple protocol has one, so this is
+ * on the hot path): Int16 count, then per field a NUL-terminated name, Int32 table OID, Int16 column
+ * number, Int32 type OID, Int16 type size, Int32 type modifier, Int16 format code.
+ */
+export function decodeRowDescription(message: Buffer): ColumnDescription[] {
+  const broken = (): UpstreamProtocolError => new UpstreamProtocolError(`RowDescription of ${message.length} bytes is malformed`);
+  if (message.length < 7) throw broken();
+  const count = message.readInt16BE(5);
+  const columns = new Array<ColumnDescription>(Math.max(0, count));
+  let at = 7;
+  for (let i = 0; i < count; i++) {
+    const end = message.indexOf(0, at);
+    if (end < 0 || end + 19 > message.length) throw broken();
+    const name = message.toString('utf8', at, end);
+    at = end + 1;
+    const tableOid = message.readUInt32BE(at);
+    const typeOid = message.readUInt32BE(at + 6);
+    const format = message.readInt16BE(at + 16);
+    at += 18;
+    columns[i] = { name, tableOid, typeOid, format: format === 1 ? 'binary' : 'text' };
+  }
+  return columns;
+}
+
+/** The tag of a CommandComplete ('C'): one NUL-terminated string ("SELECT 3", "INSERT 0 1" …). */
 export function decodeCommandTag(message: Buffer): string {
-  return (decodeBackend(message) as CommandCompleteMessage).text;
+  const end = message.indexOf(0, 5);
+  if (end < 0) throw new UpstreamProtocolError('CommandComplete without its NUL-terminated tag');
+  return message.toString('utf8', 5, end);
 }
 
 export function decodeError(message: Buffer): DatabaseError {

@@ -250,7 +250,8 @@ export class ProxySession {
           const pending = this.onClientMessage(msg);
           if (pending) await pending;
         }
-        await this.flushUpstream();
+        const flushed = this.flushUpstreamNow();
+        if (flushed) await flushed;
         if (this.client.isPaused() && this.parser.pendingBytes < PAUSE_CLIENT_AT_BYTES && this.upstream.writableLength < PAUSE_CLIENT_AT_BYTES) {
           this.client.resume();
         }
@@ -312,7 +313,13 @@ export class ProxySession {
    * once with the agent's next answers held until it is (before-reply). Either way the record is
    * appended first, so its seq precedes anything the server does with the request.
    */
-  private async flushUpstream(): Promise<void> {
+  private flushUpstream(): Promise<void> {
+    const waiting = this.flushUpstreamNow();
+    return waiting ?? Promise.resolve();
+  }
+
+  /** flushUpstream without a promise when nothing has to be waited for (before-reply, or nothing new). */
+  private flushUpstreamNow(): Promise<void> | void {
     const recorder = this.context.recorder;
     if (this.request.length > 0) {
       const messages = this.request;
@@ -320,9 +327,13 @@ export class ProxySession {
       void recorder.event({ pgRequest: { messages } });
     }
     if (recorder.hasPending) {
-      if (this.context.durability === 'before-forward') await recorder.durable();
-      else this.holdRepliesUntil(recorder.durable());
+      if (this.context.durability === 'before-forward') return recorder.durable().then(() => this.writeUpstream());
+      this.holdRepliesUntil(recorder.durable());
     }
+    this.writeUpstream();
+  }
+
+  private writeUpstream(): void {
     if (this.upstreamOut.length === 0 || this.ended) return;
     const out = this.upstreamOut;
     this.upstreamOut = [];
@@ -360,6 +371,12 @@ export class ProxySession {
       this.repliesReleased = [];
       for (const w of waiters) w();
     }
+  }
+
+  /** Resolves once the server has answered everything forwarded (its last ReadyForQuery is in). */
+  private untilIdle(): Promise<void> {
+    if (this.awaitingReady === 0 || this.ended) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Resolves once no answer is held back for durability (at once in before-forward mode). */
@@ -436,9 +453,17 @@ export class ProxySession {
         this.copyIn = null;
         return;
       case FrontendType.Terminate:
+        // The server answers what came before Terminate first (a client may send Query, Query,
+        // Terminate in one packet). Closing the upstream right after forwarding Terminate would lose
+        // those answers and their audit, so Terminate goes upstream only once they are all back.
         this.record(msg);
-        this.forward(msg.raw);
         return this.flushUpstream()
+          .then(() => this.untilIdle())
+          .then(() => {
+            if (this.ended) return;
+            this.forward(msg.raw);
+            return this.flushUpstream();
+          })
           .then(() => this.repliesDelivered())
           .then(() => this.end({ outcome: 'closed' }));
       case FrontendType.Password:
@@ -457,9 +482,9 @@ export class ProxySession {
   }
 
   /** Asks policy; a policy engine that fails is a refusal, never a pass. */
-  private async decide(request: PolicyRequest): Promise<PolicyDecision> {
+  private decide(request: PolicyRequest): PolicyDecision {
     try {
-      return await this.context.policy.evaluate(request);
+      return this.context.policy.evaluateNow(request);
     } catch (err) {
       this.context.log.error({ err, sessionId: this.context.sessionId }, 'policy evaluation failed; refusing the statement');
       return { action: 'deny', rule: 'gateway', reason: `policy evaluation failed (${(err as Error).message})`, statements: [] };
@@ -540,29 +565,34 @@ export class ProxySession {
     this.writeClient([error, readyForQuery(this.transactionStatus)]);
   }
 
-  private async onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> {
+  /** An allowed Query is forwarded in the same turn (no promise); anything else is settled first. */
+  private onQuery(raw: Buffer, text: string, record: PgMessage): Promise<void> | void {
     const request = this.policyRequest('query', text);
-    const decision = await this.decide(request);
-    if (decision.action !== 'allow') {
-      const refusal = await this.settle(request, decision);
+    const decision = this.decide(request);
+    if (decision.action === 'allow') return this.forwardQuery(raw, text, decision);
+    return this.settle(request, decision).then((refusal) => {
       if (this.ended) return;
       if (refusal) {
         // Marks the write-ahead record when it is still to be written (a review has written it already).
         record.withheld = true;
         return this.refuseNow(refusal);
       }
-    }
+      this.forwardQuery(raw, text, decision);
+    });
+  }
+
+  private forwardQuery(raw: Buffer, text: string, decision: PolicyDecision): void {
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
     this.forward(raw);
     this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
     this.awaitingReady += 1;
   }
 
-  private async onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> {
+  private onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> | void {
     const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
-    const decision = await this.decide(request);
-    if (decision.action !== 'allow') {
-      const refusal = await this.settle(request, decision);
+    const decision = this.decide(request);
+    if (decision.action === 'allow') return this.forwardParse(raw, name, text, decision);
+    return this.settle(request, decision).then((refusal) => {
       if (this.ended) return;
       if (refusal) {
         record.withheld = true;
@@ -570,7 +600,11 @@ export class ProxySession {
         this.batchRefusal = refusal;
         return;
       }
-    }
+      this.forwardParse(raw, name, text, decision);
+    });
+  }
+
+  private forwardParse(raw: Buffer, name: string, text: string, decision: PolicyDecision): void {
     this.statements.set(name, { text, decision, columns: null });
     this.forwardExtended(raw, { kind: 'parse', name, text, decision });
   }
@@ -598,7 +632,7 @@ export class ProxySession {
     this.forwardExtended(raw, { kind: 'execute', run, portal });
   }
 
-  private async onSync(raw: Buffer): Promise<void> {
+  private onSync(raw: Buffer): Promise<void> | void {
     if (this.skipUntilSync) {
       this.skipUntilSync = false;
       const refusal = this.batchRefusal;
@@ -619,7 +653,7 @@ export class ProxySession {
 
   private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
     const request = this.policyRequest('function_call', text);
-    const decision = await this.decide(request);
+    const decision = this.decide(request);
     if (decision.action !== 'allow') {
       const refusal = await this.settle(request, decision);
       if (this.ended) return;
@@ -847,11 +881,10 @@ export class ProxySession {
   }
 
   private onRowDescription(msg: Buffer): void {
-    const decoded = decodeRowDescription(msg);
-    const columns: Column[] = decoded.fields.map((f) => ({
+    const columns: Column[] = decodeRowDescription(msg).map((f) => ({
       name: f.name,
-      tableOid: f.tableID,
-      typeOid: f.dataTypeID,
+      tableOid: f.tableOid,
+      typeOid: f.typeOid,
       format: f.format === 'binary' ? FormatCode.Binary : FormatCode.Text,
     }));
     const unit = this.head();
@@ -896,7 +929,7 @@ export class ProxySession {
     const duration = nowNanos() - run.startNs;
     const tagRows = tag ? rowsFromTag(tag) : null;
     const masked = run.masker ? run.masker.maskedColumns.map((i) => run.columns?.[i]?.name ?? String(i)) : [];
-    void this.context.recorder.event({
+    this.context.recorder.outcome({
       statement: {
         text: run.text,
         parameters: run.parameters,
@@ -914,7 +947,7 @@ export class ProxySession {
       },
     });
     if (run.copy) {
-      void this.context.recorder.event({
+      this.context.recorder.outcome({
         copy: {
           direction: run.copy.direction,
           rows: tagRows ?? 0,
@@ -1004,7 +1037,11 @@ export class ProxySession {
     for (const w of this.repliesReleased) w();
     this.repliesReleased = [];
     this.client.end();
-    this.upstream.destroy();
+    if (end.outcome === 'closed' && this.upstream.writable) {
+      // A Terminate may still be on its way out: close after it rather than discard it.
+      this.upstream.end();
+      setTimeout(() => this.upstream.destroy(), 1000).unref();
+    } else this.upstream.destroy();
     this.context.policy.endSession(this.context.sessionId);
     // A client that is gone cannot take a FIN politely; do not wait for it forever.
     setTimeout(() => this.client.destroy(), 1000).unref();

@@ -18,7 +18,8 @@ export function nowNanos(): bigint {
 /**
  * Writes one session's records to the journal: the session when it opens and when it ends, and its
  * events in order (event_seq from 1). Appends are issued in call order; `durable()` resolves once
- * every record appended so far is on disk, which is what the proxy awaits before forwarding a
+ * every record appended so far (outcomes aside: seqs are in order, so a durable later record implies
+ * them) is on disk, which is what the proxy awaits before forwarding a
  * statement upstream (write-ahead audit). A failed append fails the session: the gateway does not
  * forward what it could not record.
  */
@@ -39,12 +40,14 @@ export class SessionRecorder {
 
   private track(promise: Promise<JournalPosition>): Promise<JournalPosition> {
     this.pending.push(promise);
-    promise.catch((err: unknown) => {
-      if (this.failure) return;
-      this.failure = err instanceof Error ? err : new Error(String(err));
-      this.onFailure(this.failure);
-    });
+    promise.catch((err: unknown) => this.failed(err));
     return promise;
+  }
+
+  private failed(err: unknown): void {
+    if (this.failure) return;
+    this.failure = err instanceof Error ? err : new Error(String(err));
+    this.onFailure(this.failure);
   }
 
   /** Appends the session record as it stands (opened, or updated with its end). */
@@ -60,6 +63,19 @@ export class SessionRecorder {
         event: { sessionId: this.sessionId, eventSeq: this.eventSeq, timeUnixNano: nowNanos().toString(), ...detail },
       }),
     );
+  }
+
+  /**
+   * An event recorded after the fact (a statement's outcome, once its answer is on its way): it takes
+   * its place in the journal now, but nothing waits for it, so `durable()` does not either and it
+   * rides along with the next group commit (the journal's deferred append). A failure still fails
+   * the session.
+   */
+  outcome(detail: EventDetail): void {
+    this.eventSeq += 1;
+    this.journal
+      .append({ event: { sessionId: this.sessionId, eventSeq: this.eventSeq, timeUnixNano: nowNanos().toString(), ...detail } }, { defer: true })
+      .catch((err: unknown) => this.failed(err));
   }
 
   /** Resolves when everything appended so far is durable; rejects if any append failed. */

@@ -7,7 +7,7 @@ import { serialize } from 'pg-protocol';
 import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { PostgresResourceConfig } from '../../platform/config';
-import { readCredential } from './credentials';
+import { readCredential } from '../credentials/credential-source';
 import { PostgresGatewayError, UpstreamConnectError } from './errors';
 import { SCRAM_SHA_256 } from './protocol';
 import { ScramClient } from './scram';

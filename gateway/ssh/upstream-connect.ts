@@ -1,6 +1,6 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { Client } from 'ssh2';
-import { readCredential } from '../postgres/credentials';
+import { readCredential } from '../credentials/credential-source';
 import type { SshResourceConfig } from './config-schema';
 import { SshHostKeyMismatchError, SshUpstreamError } from './errors';
 import { fingerprint, parseSshPublicKey } from './ssh-keys';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { decodeRecord, encodeRecord, journalRecordType } from '../../../gateway/journal/canonical-encoding';
-import { recordHash } from '../../../gateway/journal/record-chain';
+import { RecordChainer, chainRecord, recordHash, recordSuffix } from '../../../gateway/journal/record-chain';
+import { frame } from '../../../gateway/journal/segment-format';
 import type { JournalRecord } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 
 function sessionRecord(claims: Record<string, string>): JournalRecord {
@@ -29,6 +30,23 @@ describe('gateway/journal canonical encoding', () => {
     assert.deepEqual(encodeRecord(explicit), encodeRecord(base));
     for (const seq of [7, '7', 7n, { low: 7, high: 0, unsigned: true }]) {
       assert.deepEqual(encodeRecord({ ...base, seq: seq as never }), encodeRecord(base));
+    }
+  });
+
+  it('chains records (hand-written prefix, one-shot hash, frame) to the bytes and hash of the general encoder', () => {
+    const event = { event: { sessionId: 's-1', eventSeq: 3, timeUnixNano: '1764000000000000123', statement: { text: 'SELECT 1', durationNano: '120000', rows: 1, via: 'query', classes: ['read'] } } };
+    for (const gatewayId of ['', 'gw-test', 'g'.repeat(200)]) {
+      for (const seq of [1n, 127n, 128n, 300n, 2n ** 40n + 5n]) {
+        for (const time of [0n, 1764000000000000000n, 2n ** 63n - 1n]) {
+          const prevHash = Buffer.alloc(32, Number(seq % 251n));
+          const suffix = recordSuffix(time, event);
+          const { hash, encoded } = chainRecord(gatewayId, seq, prevHash, suffix);
+          const whole: JournalRecord = { gatewayId, seq: seq.toString(), prevHash, timeUnixNano: time.toString(), ...event };
+          assert.deepEqual(hash, recordHash(whole));
+          assert.deepEqual(encoded, encodeRecord({ ...whole, hash }));
+          assert.deepEqual(new RecordChainer(gatewayId).chain(seq, prevHash, suffix).framed, frame(encoded));
+        }
+      }
     }
   });
 

@@ -184,6 +184,23 @@ describe('gateway/journal', () => {
     await journal.close();
   });
 
+  it('writes deferred appends with the next group commit, in seq order, or on their own when none comes', async () => {
+    const dir = tempJournalDir();
+    const journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000 } });
+    const before = journal.stats();
+    const deferred = journal.append(statementEvent(0), { defer: true });
+    const urgent = await journal.append(statementEvent(1));
+    const outcome = await deferred;
+    assert.deepEqual([outcome.seq, urgent.seq], [1n, 2n]);
+    assert.equal(journal.stats().fsyncs - before.fsyncs, 1, 'the deferred record rode along with the urgent one');
+    // Alone, a deferred append still becomes durable (and readable) without another append.
+    const alone = await journal.append(statementEvent(2), { defer: true });
+    assert.equal(journal.head().seq, alone.seq);
+    assert.deepEqual((await collect(journal.read(1n))).map((r) => r.event?.statement?.text), ['select 0', 'select 1', 'select 2']);
+    await journal.close();
+    assert.equal((await verifyJournal(dir)).ok, true);
+  });
+
   it('cuts a torn tail at open, reports it and journals the loss', async () => {
     const dir = tempJournalDir();
     let journal = await Journal.open({ dir, gatewayId: 'gw-test' });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { StatementClass } from '../../../gateway/policy/contract';
 import { isParserSafeClientEncoding } from '../../../gateway/policy/parser-safety';
-import { classifySql, loadStatementParser } from '../../../gateway/policy/statement-classifier';
+import { classifySql, literalShape, loadStatementParser } from '../../../gateway/policy/statement-classifier';
 
 interface Case {
   sql: string;
@@ -138,6 +138,37 @@ describe('gateway/policy/statement-classifier', () => {
     const second = classifySql('DELETE FROM cached_table');
     assert.ok(second.ok);
     assert.deepEqual([second.statements[0]!.classes, second.statements[0]!.relations], [['write'], ['cached_table']]);
+  });
+
+  it('reuses a classification for texts that differ only in inlined integers, with each text\'s own statements', () => {
+    const first = classifySql('SELECT 1; DELETE FROM shaped_t WHERE id = 55; SELECT 22');
+    const second = classifySql('SELECT 333333; DELETE FROM shaped_t WHERE id = 5; SELECT 2');
+    assert.ok(first.ok && second.ok);
+    assert.deepEqual(
+      second.statements.map((s) => [s.text, s.classes, s.relations]),
+      [
+        ['SELECT 333333', ['read'], []],
+        ['DELETE FROM shaped_t WHERE id = 5', ['write'], ['shaped_t']],
+        ['SELECT 2', ['read'], []],
+      ],
+    );
+  });
+
+  it('shapes only whole integer tokens in texts without quotes, comments or non-ASCII', () => {
+    assert.equal(literalShape('SELECT abalance FROM pgbench_accounts WHERE aid = 372340;')?.key, 'SELECT abalance FROM pgbench_accounts WHERE aid = 0;');
+    assert.equal(literalShape('UPDATE t SET a = a + -4015 WHERE id=7')?.key, 'UPDATE t SET a = a + -0 WHERE id=0');
+    // Digits inside identifiers, parameters, decimals, exponents, hex-looking and long numbers stay.
+    assert.equal(literalShape('SELECT t1.a2 FROM t1 WHERE x = 1.5 AND y = 1e5 AND z = $1 AND w = 0x1F AND v = 1234567890'), null);
+    for (const text of ["SELECT 1 FROM t WHERE s = 'a1'", 'SELECT 1 FROM "t1"', 'SELECT 1 -- 2', 'SELECT 1 /* 2 */', 'SELECT $$1$$', 'SELECT 1 AS é']) {
+      assert.equal(literalShape(text), null, text);
+    }
+  });
+
+  it('does not reuse a classification that depended on a literal\'s value', () => {
+    const runs = classifySql('EXPLAIN (ANALYZE 1) DELETE FROM shaped_orders');
+    const plans = classifySql('EXPLAIN (ANALYZE 0) DELETE FROM shaped_orders');
+    assert.ok(runs.ok && plans.ok);
+    assert.deepEqual([runs.statements[0]!.classes, plans.statements[0]!.classes], [['write'], ['read']]);
   });
 
   it('treats empty and comment-only input as no statement', () => {

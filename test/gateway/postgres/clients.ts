@@ -88,8 +88,16 @@ export function readUntilClose(socket: Socket): Promise<Buffer> {
  * A logged-in connection that speaks the protocol message by message (pg-protocol's serializer and
  * parser, the gateway's SCRAM client), for pipelines that client libraries do not send.
  */
-export async function rawSession(target: Target): Promise<{ exchange(messages: Buffer[]): Promise<BackendMessage[]>; close(): void }> {
+export async function rawSession(target: Target): Promise<{
+  localPort: number;
+  exchange(messages: Buffer[]): Promise<BackendMessage[]>;
+  /** Sends the messages in one write and returns everything received until the connection closes. */
+  sendUntilClose(messages: Buffer[]): Promise<BackendMessage[]>;
+  close(): void;
+}> {
   const socket = await rawConnection(target.port);
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => undefined);
   const parser = new Parser();
   let pending: BackendMessage[] = [];
   let waiter: (() => void) | null = null;
@@ -121,6 +129,14 @@ export async function rawSession(target: Target): Promise<{ exchange(messages: B
     exchange: async (messages) => {
       socket.write(Buffer.concat(messages));
       return until((m) => m.name === 'readyForQuery');
+    },
+    localPort: socket.localPort!,
+    sendUntilClose: async (messages) => {
+      socket.write(Buffer.concat(messages));
+      await closed;
+      const received = pending;
+      pending = [];
+      return received;
     },
     close: () => socket.end(serialize.end()),
   };

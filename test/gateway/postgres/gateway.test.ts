@@ -491,6 +491,27 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       await until('its statement record', async () => events(await gw.records()).some((e) => e.statement?.text === sql && e.statement.commandTag === 'INSERT 0 1'));
     });
 
+    it('answers every Query sent together with Terminate before closing, and journals them (regression: the later answers were lost)', async () => {
+      const conn = await rawSession(viaGateway);
+      const texts = ['SELECT 1 AS "before terminate a"', 'SELECT g FROM generate_series(1, 3) g WHERE g > 0 AND 17 = 17'];
+      const replies = await conn.sendUntilClose([serialize.query(texts[0]!), serialize.query(texts[1]!), serialize.end()]);
+      assert.deepEqual(
+        replies.map((m) => m.name),
+        ['rowDescription', 'dataRow', 'commandComplete', 'readyForQuery', 'rowDescription', 'dataRow', 'dataRow', 'dataRow', 'commandComplete', 'readyForQuery'],
+      );
+      const session = await until('the closed session', async () =>
+        [...finalSessions(await gw.records()).values()].find((s) => s.client?.port === conn.localPort && s.outcome === 'SESSION_OUTCOME_CLOSED'),
+      );
+      const statements = events(await gw.records()).filter((e) => e.sessionId === session.sessionId && e.statement);
+      assert.deepEqual(
+        statements.map((e) => [e.statement!.text, e.statement!.commandTag]),
+        [
+          [texts[0], 'SELECT 1'],
+          [texts[1], 'SELECT 3'],
+        ],
+      );
+    });
+
     it('ends an established session on an absurd message length or a client vanishing mid-message, journaled as failed', async () => {
       const client = await nodeClient(viaGateway);
       const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { CredentialSource } from '../../platform/config';
-import { CredentialUnavailableError } from './errors';
+import { CredentialUnavailableError } from '../postgres/errors';
 
 export interface ReadCredentialOptions {
   /** Keep a file's whole text (a PEM or OpenSSH private key) instead of its first line. */
@@ -10,6 +10,11 @@ export interface ReadCredentialOptions {
 }
 
 /**
+ * The gateways' credential injection reads target secrets here (the PostgreSQL and SSH upstream
+ * logins, the HTTP gateway's injected header, the collector's webhook secrets). Errors are the
+ * PostgreSQL gateway's CredentialUnavailableError, whose message names the setting to fix
+ * (`options.setting`); other gateways wrap it in their own catalogue's error.
+ *
  * Reads a resource's upstream password at login time, so a rotated file or environment takes effect
  * on the next session. The value goes straight into the authentication exchange: it is never
  * returned to callers that log, never sent to the agent and never journaled.
