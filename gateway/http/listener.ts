@@ -387,7 +387,7 @@ export class HttpGateway implements Component {
       durationNano: String(nowNanos() - started),
       policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
     };
-    session.track(session.recorder.event({ http: exchange }).then(ignore, ignore));
+    session.recorder.outcome({ http: exchange });
     this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
   }
 
@@ -459,23 +459,21 @@ export class HttpGateway implements Component {
     const exchangeId = session.nextExchangeId();
     const requestBody = new BodyRecorder(req.headers['content-type'] ?? '', req.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
     const exchange: HttpExchange = { exchangeId, method, path: admitted.path, query: admitted.query };
+    // The exchange's outcome: nothing waits for it, so it rides along with the next group commit
+    // (its seq is taken now, so the session's end, appended later, still follows it).
     const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
       session.bytesFromClient += requestBody.size;
-      session.track(
-        session.recorder
-          .event({
-            http: {
-              ...exchange,
-              status,
-              error,
-              requestBytes: String(requestBody.size),
-              requestBody: requestBody.snapshot(),
-              durationNano: String(nowNanos() - started),
-              ...extra,
-            },
-          })
-          .then(ignore, ignore),
-      );
+      session.recorder.outcome({
+        http: {
+          ...exchange,
+          status,
+          error,
+          requestBytes: String(requestBody.size),
+          requestBody: requestBody.snapshot(),
+          durationNano: String(nowNanos() - started),
+          ...extra,
+        },
+      });
     };
 
     let body: { chunks: Buffer[]; complete: boolean };
@@ -711,8 +709,19 @@ export class HttpGateway implements Component {
       policy = { ...base, action: 'POLICY_ACTION_TIMED_OUT', reason: 'no decision in time' };
       refusal = new ReviewRefusedError(held.reviewId, rule, outcome);
     }
-    session.track(session.recorder.event({ policy }).then(ignore, ignore));
-    return { policy, refusal };
+    if (refusal) {
+      session.recorder.outcome({ policy });
+      return { policy, refusal };
+    }
+    // An approval is what lets the request go upstream: with write-ahead it is on disk first.
+    try {
+      session.recorder.event({ policy });
+      if (this.options.config.record.writeAhead) await session.recorder.durable();
+      else void session.recorder.durable().catch(ignore);
+    } catch (err) {
+      return { policy, refusal: new AuditUnavailableError(err) };
+    }
+    return { policy, refusal: null };
   }
 
   /** Answers a refused request on a bare socket (upgrade, CONNECT) and journals it. */
@@ -759,11 +768,7 @@ export class HttpGateway implements Component {
     const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
       if (recorded) return;
       recorded = true;
-      session.track(
-        session.recorder
-          .event({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } })
-          .then(ignore, ignore),
-      );
+      session.recorder.outcome({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } });
       finished();
     };
     const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
