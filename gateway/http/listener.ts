@@ -814,7 +814,7 @@ export class HttpGateway implements Component {
       method,
       path: target.target(admitted.path, admitted.query),
       headers: headers as unknown as Record<string, string>,
-      servername: target.secure ? target.url.hostname : undefined,
+      servername: target.secure ? target.servername : undefined,
       ca: target.resource.upstream.ca ? readFileSync(target.resource.upstream.ca) : undefined,
     });
     const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${this.options.config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), this.options.config.limits.upstreamTimeoutMs);

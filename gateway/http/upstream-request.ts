@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
 import { readCredential } from '../credentials/credential-source';
@@ -35,12 +36,17 @@ export class UpstreamTarget {
     this.pool = new Pool(this.url.origin, {
       connections: resource.upstream.maxConnections,
       pipelining: 1,
-      connect: this.secure ? { ca, servername: this.host } : undefined,
+      connect: this.secure ? { ca, servername: this.servername } : undefined,
     });
   }
 
   get host(): string {
     return this.url.hostname.replace(/^\[|\]$/g, '');
+  }
+
+  /** The TLS server name (SNI) for an https upstream: its host name, none for an address (RFC 6066 §3). */
+  get servername(): string | undefined {
+    return isIP(this.host) === 0 ? this.host : undefined;
   }
 
   get port(): number {
