@@ -1,5 +1,5 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,10 @@ import { round, summarize, type Summary } from './stats';
  * fsync'd before it is forwarded, every exchange journaled with headers and body excerpts), and the
  * same gateway with record.writeAhead off (records group-committed in the background). Paths
  * alternate within each round so drift on this noisy machine hits all alike; medians of the rounds.
- * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body.
+ * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body. Besides
+ * requests/s, each path's CPU µs per request (nginx's process, the Node proxy's, this process for the
+ * gateways, journal threads included) and the upstream's: CPU per request moves far less with the
+ * machine's load than requests/s do, and says where a path's cost is.
  */
 
 /**
@@ -30,6 +33,21 @@ import { round, summarize, type Summary } from './stats';
  */
 type PathName = 'direct' | 'nginx' | 'node_proxy' | 'gapwatch' | 'gapwatch_async';
 const PATHS: PathName[] = ['direct', 'nginx', 'node_proxy', 'gapwatch', 'gapwatch_async'];
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** CPU time (user + system, µs) a process has used so far: another process's from /proc, this one's from the runtime. */
+function cpuMicros(pid: number | null): number {
+  if (pid === null) {
+    const usage = process.cpuUsage();
+    return usage.user + usage.system;
+  }
+  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are 14 and 15.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -106,13 +124,17 @@ async function waitForPort(port: number): Promise<void> {
   throw new Error(`nothing listens on ${port}`);
 }
 
-/** nginx with its own config in a temp dir: not a daemon, pid file and temp paths inside the dir. */
-async function startNginx(dir: string, upstreamPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+/**
+ * nginx with its own config in a temp dir: not a daemon, pid file and temp paths inside the dir; one
+ * process (no master), so its CPU time is the proxy's.
+ */
+async function startNginx(dir: string, upstreamPort: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
     `daemon off;
+master_process off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -141,6 +163,7 @@ http {
   await waitForPort(port);
   return {
     port,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -150,7 +173,7 @@ http {
   };
 }
 
-function wrk(url: string, seconds: number, connections: number, extra: string[]): Promise<number> {
+function wrk(url: string, seconds: number, connections: number, extra: string[]): Promise<{ rps: number; requests: number }> {
   return new Promise((resolve, reject) => {
     execFile('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, ...extra, url], (err, stdout, stderr) => {
       if (err) {
@@ -158,10 +181,11 @@ function wrk(url: string, seconds: number, connections: number, extra: string[])
         return;
       }
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+      const requests = /(\d+) requests in/.exec(stdout);
       const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
       if (!rps) return reject(new Error(`wrk printed no Requests/sec:\n${stdout}`));
       if (non2xx) return reject(new Error(`wrk saw ${non2xx[1]} error responses from ${url}`));
-      resolve(Number(rps[1]));
+      resolve({ rps: Number(rps[1]), requests: Number(requests?.[1] ?? 0) });
     });
   });
 }
@@ -212,15 +236,30 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       { name: 'post_echo_1k', path: '/echo', extra: ['-s', script] },
     ];
     const samples: Record<string, Record<PathName, number[]>> = {};
-    for (const kind of kinds) samples[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+    // CPU µs per request of the process in the path (the gateways run in this one) and of the upstream.
+    const proxyCpu: Record<string, Record<PathName, number[]>> = {};
+    const upstreamCpu: Record<string, Record<PathName, number[]>> = {};
+    for (const kind of kinds) {
+      samples[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+      proxyCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+      upstreamCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+    }
+    const proxyPid: Record<PathName, number | null | undefined> = { direct: undefined, nginx: nginx.pid, node_proxy: nodeProxy.child.pid!, gapwatch: null, gapwatch_async: null };
     // Warm-up: connection pools, JIT, the token cache.
     for (const path of PATHS) await wrk(`http://127.0.0.1:${ports[path]}/hello`, 1, connections, auth);
     for (let r = 0; r < rounds; r++) {
       for (const kind of kinds) {
         const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
         for (const path of order) {
-          const rps = await wrk(`http://127.0.0.1:${ports[path]}${kind.path}`, seconds, connections, [...auth, ...kind.extra]);
+          const pid = proxyPid[path];
+          const proxyBefore = pid === undefined ? 0 : cpuMicros(pid);
+          const upstreamBefore = cpuMicros(upstream.child.pid!);
+          const { rps, requests } = await wrk(`http://127.0.0.1:${ports[path]}${kind.path}`, seconds, connections, [...auth, ...kind.extra]);
           samples[kind.name]![path].push(rps);
+          if (requests > 0) {
+            if (pid !== undefined) proxyCpu[kind.name]![path].push((cpuMicros(pid) - proxyBefore) / requests);
+            upstreamCpu[kind.name]![path].push((cpuMicros(upstream.child.pid!) - upstreamBefore) / requests);
+          }
           process.stderr.write(`round ${r + 1} ${kind.name} ${path}: ${Math.round(rps)} req/s\n`);
         }
       }
@@ -246,6 +285,12 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       tool: 'wrk -t2',
       nginx_workers: 1,
       rps: Object.fromEntries(kinds.map((k) => [k.name, Object.fromEntries(PATHS.map((path) => [path, results[k.name]![path].median]))])),
+      cpu_us_per_request: Object.fromEntries(
+        kinds.map((k) => [k.name, Object.fromEntries(PATHS.filter((path) => proxyCpu[k.name]![path].length > 0).map((path) => [path, round(summarize(proxyCpu[k.name]![path]).median, 1)]))]),
+      ),
+      upstream_cpu_us_per_request: Object.fromEntries(
+        kinds.map((k) => [k.name, Object.fromEntries(PATHS.filter((path) => upstreamCpu[k.name]![path].length > 0).map((path) => [path, round(summarize(upstreamCpu[k.name]![path]).median, 1)]))]),
+      ),
       detail: results,
       journal_records: journal.stats().records,
       ratio_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx)),
