@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { WebSocket } from 'ws';
 import { stringify } from 'yaml';
 import { ReviewDirectory, type ReviewEntry } from '../../../gateway/policy/review-channel';
 import type { HttpExchange__Output } from '../../../proto/generated/gapwatch/v1/HttpExchange';
@@ -56,7 +57,10 @@ describe('gateway/http review (held requests)', function () {
   this.timeout(60_000);
   let upstream: HttpUpstream;
   let gw: HttpGatewayUnderTest;
-  const rules = [{ name: 'deploys-need-a-human', methods: ['POST'], paths: ['/deploy/**'], action: 'review', reason: 'deploys need a human' }];
+  const rules = [
+    { name: 'deploys-need-a-human', methods: ['POST'], paths: ['/deploy/**'], action: 'review', reason: 'deploys need a human' },
+    { name: 'sockets-need-a-human', paths: ['/ws'], action: 'review', reason: 'live channels need a human' },
+  ];
 
   before(async () => {
     upstream = await startHttpUpstream();
@@ -124,10 +128,48 @@ describe('gateway/http review (held requests)', function () {
     assert.equal(exchangeOf(records, '/deploy/payments')!.status, 403);
   });
 
+  it('holds a WebSocket upgrade the same way, and passes the echo once approved', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { authorization: `Bearer ${gw.token}` } });
+    const opened = new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const pending = await pendingReview(gw, 'GET /ws');
+    assert.deepEqual(upstream.received.filter((r) => r.url === '/ws'), [], 'the upstream saw a held upgrade');
+    new ReviewDirectory(gw.dataDir).decide(pending.request.reviewId, 'approved', 'carol');
+    await opened;
+    const echoed = new Promise<string>((resolve) => ws.once('message', (data: Buffer) => resolve(data.toString())));
+    ws.send('held then approved');
+    assert.equal(await echoed, 'held then approved');
+    ws.close();
+    const records = await until('the upgrade exchange', async () => {
+      const all = await gw.records();
+      return all.some((r) => r.event?.http?.path === '/ws' && r.event.http.websocket) ? all : undefined;
+    });
+    assert.deepEqual(policiesOf(records, pending.request.reviewId).map((d) => [d.action, d.reviewer]), [
+      ['POLICY_ACTION_REVIEW', ''],
+      ['POLICY_ACTION_APPROVED', 'carol'],
+    ]);
+    assert.equal(exchangeOf(records, '/ws')!.policy?.reviewer, 'carol');
+  });
+
+  it('withdraws the review when the client goes away while held, so no one can approve what nothing waits for', async () => {
+    const gone = curl(['--max-time', '1', '-H', `Authorization: Bearer ${gw.token}`, '-X', 'POST', '--data-binary', 'x', `${gw.url}/deploy/abandoned`]).catch((err: Error) => err);
+    const pending = await pendingReview(gw, 'POST /deploy/abandoned');
+    assert.ok((await gone) instanceof Error, 'curl should have given up');
+    const settled = await until('the withdrawn review', async () => {
+      const entry = new ReviewDirectory(gw.dataDir).list().find((e) => e.request.reviewId === pending.request.reviewId);
+      return entry?.status === 'timed_out' ? entry : undefined;
+    });
+    assert.match(settled.decision?.reason ?? '', /client went away/);
+    assert.throws(() => new ReviewDirectory(gw.dataDir).decide(pending.request.reviewId, 'approved', 'alice'), /already settled/);
+    assert.deepEqual(upstream.received.filter((r) => r.url.startsWith('/deploy/abandoned')), []);
+  });
+
   it('lets requests no review rule matches through at once', async () => {
     const result = await curl(['-H', `Authorization: Bearer ${gw.token}`, `${gw.url}/deploy/status`]);
     assert.equal(result.status, 200);
-    assert.deepEqual(new ReviewDirectory(gw.dataDir).list().filter((e) => e.request.text.startsWith('GET')), []);
+    assert.deepEqual(new ReviewDirectory(gw.dataDir).list().filter((e) => e.request.text.startsWith('GET /deploy')), []);
   });
 
   it('answers 504 when no one decides in time, forwarding nothing', async () => {
