@@ -111,6 +111,11 @@ export const httpGatewayConfigSchema = z.strictObject({
       /** The upstream must answer (response head) within this time, else 504. */
       upstreamTimeoutMs: z.number().int().min(100).default(60_000),
     })
+    // The head is part of the request: Node's server refuses to start with a longer head deadline.
+    .refine((limits) => limits.headersTimeoutMs <= limits.requestTimeoutMs, {
+      message: 'headersTimeoutMs must not exceed requestTimeoutMs (the head is part of the request)',
+      path: ['headersTimeoutMs'],
+    })
     .prefault({}),
   record: z
     .strictObject({
