@@ -1,5 +1,5 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,18 +13,41 @@ import { round, summarize, type Summary } from './stats';
 
 /**
  * `npm run bench -- gateway-http [rounds] [seconds] [connections]`: wrk against one HTTP upstream (a
- * Node server in its own process) by three paths in the same run — direct, through nginx as a
- * reverse proxy (one worker, keep-alive upstream pool, injecting an Authorization header), and through
+ * Node server in its own process) by five paths in the same run — direct, through nginx as a
+ * reverse proxy (one worker, keep-alive upstream pool, injecting an Authorization header),
+ * a bare Node proxy on the gateway's own stack (the platform's ceiling), and through
  * the gapwatch HTTP gateway with recording on (bearer-token check, policy, every request journaled and
  * fsync'd before it is forwarded, every exchange journaled with headers and body excerpts), and the
  * same gateway with record.writeAhead off (records group-committed in the background). Paths
  * alternate within each round so drift on this noisy machine hits all alike; medians of the rounds.
- * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body.
+ * Two request kinds: GET /hello (small response) and POST /echo with a 1 KiB JSON body. Besides
+ * requests/s, each path's CPU µs per request (nginx's process, the Node proxy's, this process for the
+ * gateways, journal threads included) and the upstream's: CPU per request moves far less with the
+ * machine's load than requests/s do, and says where a path's cost is.
  */
 
-/** gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off. */
-type PathName = 'direct' | 'nginx' | 'gapwatch' | 'gapwatch_async';
-const PATHS: PathName[] = ['direct', 'nginx', 'gapwatch', 'gapwatch_async'];
+/**
+ * gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off;
+ * node_proxy: the platform's ceiling, a proxy on the same Node stack (node:http server, undici pool)
+ * that only swaps the credential: no token check, policy or journal.
+ */
+type PathName = 'direct' | 'nginx' | 'node_proxy' | 'gapwatch' | 'gapwatch_async';
+const PATHS: PathName[] = ['direct', 'nginx', 'node_proxy', 'gapwatch', 'gapwatch_async'];
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** CPU time (user + system, µs) a process has used so far: another process's from /proc, this one's from the runtime. */
+function cpuMicros(pid: number | null): number {
+  if (pid === null) {
+    const usage = process.cpuUsage();
+    return usage.user + usage.system;
+  }
+  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are 14 and 15.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -51,6 +74,41 @@ async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
   return { port, child };
 }
 
+/** The bare Node proxy (see PathName), in its own process as nginx is. */
+async function startNodeProxy(upstreamPort: number): Promise<{ port: number; child: ChildProcess }> {
+  const script = `
+    const { createServer } = require('node:http');
+    const { Pool } = require(${JSON.stringify(require.resolve('undici'))});
+    const pool = new Pool('http://127.0.0.1:${upstreamPort}', { connections: 256 });
+    const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'authorization', 'upgrade', 'te', 'trailer', 'proxy-connection']);
+    const server = createServer({ noDelay: true }, (req, res) => {
+      const headers = ['host', '127.0.0.1:${upstreamPort}', 'authorization', 'Bearer upstream-secret'];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (!hop.has(req.rawHeaders[i].toLowerCase())) headers.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
+      const bodyless = req.method === 'GET' || req.method === 'HEAD';
+      pool.dispatch({ path: req.url, method: req.method, headers, body: bodyless ? null : req }, {
+        onConnect() {},
+        onHeaders(status, raw, resume, text) {
+          const out = [];
+          for (let i = 0; i < raw.length; i += 2) { const name = raw[i].toString('latin1'); if (!hop.has(name.toLowerCase())) out.push(name, raw[i + 1].toString('latin1')); }
+          res.writeHead(status, text, out);
+          res.on('drain', resume);
+          return true;
+        },
+        onData(chunk) { return res.write(chunk); },
+        onComplete() { res.end(); },
+        onError() { res.destroy(); },
+      });
+    });
+    server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`the node proxy exited (${code})`)));
+  });
+  return { port, child };
+}
+
 async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -66,13 +124,17 @@ async function waitForPort(port: number): Promise<void> {
   throw new Error(`nothing listens on ${port}`);
 }
 
-/** nginx with its own config in a temp dir: not a daemon, pid file and temp paths inside the dir. */
-async function startNginx(dir: string, upstreamPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+/**
+ * nginx with its own config in a temp dir: not a daemon, pid file and temp paths inside the dir; one
+ * process (no master), so its CPU time is the proxy's.
+ */
+async function startNginx(dir: string, upstreamPort: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
     `daemon off;
+master_process off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -101,6 +163,7 @@ http {
   await waitForPort(port);
   return {
     port,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -110,7 +173,7 @@ http {
   };
 }
 
-function wrk(url: string, seconds: number, connections: number, extra: string[]): Promise<number> {
+function wrk(url: string, seconds: number, connections: number, extra: string[]): Promise<{ rps: number; requests: number }> {
   return new Promise((resolve, reject) => {
     execFile('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, ...extra, url], (err, stdout, stderr) => {
       if (err) {
@@ -118,10 +181,11 @@ function wrk(url: string, seconds: number, connections: number, extra: string[])
         return;
       }
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+      const requests = /(\d+) requests in/.exec(stdout);
       const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(stdout);
       if (!rps) return reject(new Error(`wrk printed no Requests/sec:\n${stdout}`));
       if (non2xx) return reject(new Error(`wrk saw ${non2xx[1]} error responses from ${url}`));
-      resolve(Number(rps[1]));
+      resolve({ rps: Number(rps[1]), requests: Number(requests?.[1] ?? 0) });
     });
   });
 }
@@ -133,11 +197,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-http-'));
   const upstream = await startUpstream();
   let nginx: Awaited<ReturnType<typeof startNginx>> | null = null;
+  let nodeProxy: Awaited<ReturnType<typeof startNodeProxy>> | null = null;
   let gateway: HttpGateway | null = null;
   let gatewayAsync: HttpGateway | null = null;
   let journal: Awaited<ReturnType<typeof openJournal>> | null = null;
   try {
     nginx = await startNginx(dir, upstream.port);
+    nodeProxy = await startNodeProxy(upstream.port);
     const dataDir = join(dir, 'data');
     const config = parseConfig(
       stringify({
@@ -160,7 +226,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const asyncConfig = { ...config.gateway.http, record: { ...config.gateway.http.record, writeAhead: false } };
     gatewayAsync = new HttpGateway({ gatewayId: 'gw-bench', config: asyncConfig, journal, identities, log });
     await gatewayAsync.start();
-    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
+    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, node_proxy: nodeProxy.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
     const auth = ['-H', `Authorization: Bearer ${token}`];
     const script = join(dir, 'post.lua');
     const body = JSON.stringify({ items: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `item-${i}` })) });
@@ -170,28 +236,45 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       { name: 'post_echo_1k', path: '/echo', extra: ['-s', script] },
     ];
     const samples: Record<string, Record<PathName, number[]>> = {};
-    for (const kind of kinds) samples[kind.name] = { direct: [], nginx: [], gapwatch: [], gapwatch_async: [] };
+    // CPU µs per request of the process in the path (the gateways run in this one) and of the upstream.
+    const proxyCpu: Record<string, Record<PathName, number[]>> = {};
+    const upstreamCpu: Record<string, Record<PathName, number[]>> = {};
+    for (const kind of kinds) {
+      samples[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+      proxyCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+      upstreamCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+    }
+    const proxyPid: Record<PathName, number | null | undefined> = { direct: undefined, nginx: nginx.pid, node_proxy: nodeProxy.child.pid!, gapwatch: null, gapwatch_async: null };
     // Warm-up: connection pools, JIT, the token cache.
     for (const path of PATHS) await wrk(`http://127.0.0.1:${ports[path]}/hello`, 1, connections, auth);
     for (let r = 0; r < rounds; r++) {
       for (const kind of kinds) {
         const order = r % 2 === 0 ? PATHS : [...PATHS].reverse();
         for (const path of order) {
-          const rps = await wrk(`http://127.0.0.1:${ports[path]}${kind.path}`, seconds, connections, [...auth, ...kind.extra]);
+          const pid = proxyPid[path];
+          const proxyBefore = pid === undefined ? 0 : cpuMicros(pid);
+          const upstreamBefore = cpuMicros(upstream.child.pid!);
+          const { rps, requests } = await wrk(`http://127.0.0.1:${ports[path]}${kind.path}`, seconds, connections, [...auth, ...kind.extra]);
           samples[kind.name]![path].push(rps);
+          if (requests > 0) {
+            if (pid !== undefined) proxyCpu[kind.name]![path].push((cpuMicros(pid) - proxyBefore) / requests);
+            upstreamCpu[kind.name]![path].push((cpuMicros(upstream.child.pid!) - upstreamBefore) / requests);
+          }
           process.stderr.write(`round ${r + 1} ${kind.name} ${path}: ${Math.round(rps)} req/s\n`);
         }
       }
     }
-    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number }> = {};
+    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number; ratio_node_proxy_vs_nginx: number; ratio_vs_node_proxy: number }> = {};
     for (const kind of kinds) {
       const s = samples[kind.name]!;
-      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
+      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), node_proxy: summarize(s.node_proxy), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
       results[kind.name] = {
         ...summary,
         ratio_vs_nginx: round(summary.gapwatch.median / summary.nginx.median),
         ratio_vs_nginx_async: round(summary.gapwatch_async.median / summary.nginx.median),
         ratio_vs_direct: round(summary.gapwatch.median / summary.direct.median),
+        ratio_node_proxy_vs_nginx: round(summary.node_proxy.median / summary.nginx.median),
+        ratio_vs_node_proxy: round(summary.gapwatch.median / summary.node_proxy.median),
       };
     }
     return {
@@ -202,10 +285,17 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       tool: 'wrk -t2',
       nginx_workers: 1,
       rps: Object.fromEntries(kinds.map((k) => [k.name, Object.fromEntries(PATHS.map((path) => [path, results[k.name]![path].median]))])),
+      cpu_us_per_request: Object.fromEntries(
+        kinds.map((k) => [k.name, Object.fromEntries(PATHS.filter((path) => proxyCpu[k.name]![path].length > 0).map((path) => [path, round(summarize(proxyCpu[k.name]![path]).median, 1)]))]),
+      ),
+      upstream_cpu_us_per_request: Object.fromEntries(
+        kinds.map((k) => [k.name, Object.fromEntries(PATHS.filter((path) => upstreamCpu[k.name]![path].length > 0).map((path) => [path, round(summarize(upstreamCpu[k.name]![path]).median, 1)]))]),
+      ),
       detail: results,
       journal_records: journal.stats().records,
       ratio_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx)),
       ratio_vs_nginx_async: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx_async)),
+      ratio_node_proxy_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_node_proxy_vs_nginx)),
       goal_ratio_vs_nginx: 0.7,
     };
   } finally {
@@ -213,6 +303,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     await gateway?.stop();
     await journal?.close();
     await nginx?.stop();
+    nodeProxy?.child.kill();
     upstream.child.kill();
     rmSync(dir, { recursive: true, force: true });
   }

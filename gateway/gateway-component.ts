@@ -72,7 +72,14 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
         const lines = await postgres.start();
         // The HTTP listener serves only configured resources; without any it does not listen.
         if (config.gateway.http.resources.length > 0) {
-          http = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
+          http = new HttpGateway({
+            gatewayId: config.gateway.id,
+            config: config.gateway.http,
+            journal,
+            identities,
+            log,
+            review: { dataDir: config.dataDir, timeoutSeconds: config.gateway.policy.reviewTimeoutSeconds },
+          });
           lines.push(...(await http.start()));
         }
         if (config.gateway.ssh.resources.length > 0) {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 /**
  * Where a secret comes from: inline (tests, demos), an environment variable, or a file (first line).
  * The same shape as `CredentialSource` in platform/config.ts, which cannot be imported here (that
- * module imports this one), so `readCredential` from gateway/postgres/credentials.ts reads it.
+ * module imports this one), so `readCredential` from gateway/credentials/credential-source.ts reads it.
  */
 const credentialSourceSchema = z.union([
   z.strictObject({ value: z.string().min(1) }),
@@ -38,8 +38,8 @@ const httpResourceSchema = z
       url: z.url({ protocol: /^https?$/ }),
       /** CA bundle (PEM file) for an https upstream with a private CA; the system store when null. */
       ca: z.string().min(1).nullable().default(null),
-      /** Idle keep-alive connections kept to the upstream. */
-      maxIdleSockets: z.number().int().min(0).max(1024).default(64),
+      /** Keep-alive connections the gateway opens to the upstream at most; further requests wait for a free one. */
+      maxConnections: z.number().int().min(1).max(4096).default(256),
     }),
     /** The upstream's credential, sent as `<header>: <scheme> <secret>`; never shown to agents, logged or journaled. */
     credential: z
@@ -70,8 +70,9 @@ const httpRuleSchema = z.strictObject({
   methods: z.array(z.string().regex(/^[A-Za-z]+$/, 'a method name').transform((m) => m.toUpperCase())).default([]),
   /** Empty means every path. */
   paths: z.array(z.string().regex(/^\//, 'a path glob starting with "/"')).default([]),
-  action: z.enum(['allow', 'deny']),
-  /** Shown to the agent in the 403 JSON body. */
+  /** review: the request is held (the agent waits, the upstream sees nothing) until `gapwatch approve|deny` or gateway.policy.reviewTimeoutSeconds. */
+  action: z.enum(['allow', 'deny', 'review']),
+  /** Shown to the agent in the 403 JSON body, and to the reviewer of a held request. */
   reason: z.string().min(1).max(500).nullable().default(null),
 });
 
@@ -110,6 +111,11 @@ export const httpGatewayConfigSchema = z.strictObject({
       /** The upstream must answer (response head) within this time, else 504. */
       upstreamTimeoutMs: z.number().int().min(100).default(60_000),
     })
+    // The head is part of the request: Node's server refuses to start with a longer head deadline.
+    .refine((limits) => limits.headersTimeoutMs <= limits.requestTimeoutMs, {
+      message: 'headersTimeoutMs must not exceed requestTimeoutMs (the head is part of the request)',
+      path: ['headersTimeoutMs'],
+    })
     .prefault({}),
   record: z
     .strictObject({
@@ -135,7 +141,7 @@ export const httpGatewayConfigSchema = z.strictObject({
     })
     .prefault({}),
   /** What happens to a request no rule matches. */
-  default: z.enum(['allow', 'deny']).default('allow'),
+  default: z.enum(['allow', 'deny', 'review']).default('allow'),
   rules: z.array(httpRuleSchema).default([]),
   resources: z.array(httpResourceSchema).default([]),
 });

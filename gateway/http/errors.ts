@@ -56,6 +56,36 @@ export class PolicyDeniedError extends HttpGatewayError {
   }
 }
 
+/** A request held for review was denied by a reviewer (403) or no one decided in time (504); it never went upstream. */
+export class ReviewRefusedError extends HttpGatewayError {
+  readonly reviewId: string;
+  readonly rule: string;
+
+  constructor(reviewId: string, rule: string, outcome: { outcome: 'denied'; reviewer: string; reason: string } | { outcome: 'timed_out' }) {
+    if (outcome.outcome === 'denied') {
+      super('GW_ERR_POLICY_REVIEW_DENIED', HttpStatus.Forbidden, `review ${reviewId} was denied by ${outcome.reviewer}: ${outcome.reason}; nothing was forwarded`);
+    } else {
+      super('GW_ERR_POLICY_REVIEW_TIMED_OUT', HttpStatus.GatewayTimeout, `no one decided review ${reviewId} in time; nothing was forwarded; ask a reviewer to watch \`gapwatch reviews\` and retry`);
+    }
+    this.reviewId = reviewId;
+    this.rule = rule;
+  }
+}
+
+/** A request was to be held for review but the review could not be filed (the review directory failed). */
+export class ReviewUnavailableError extends HttpGatewayError {
+  constructor(cause: unknown) {
+    super('GW_ERR_HTTP_REVIEW_UNAVAILABLE', HttpStatus.ServiceUnavailable, 'the request needs a review, but the gateway could not file it; nothing was forwarded; the gateway operator should check the review directory', { cause });
+  }
+}
+
+/** A rule holds requests for review but the gateway was given no review channel (data directory). */
+export class ReviewChannelMissingError extends GapwatchError {
+  constructor() {
+    super('GW_ERR_HTTP_REVIEW_CHANNEL', 'gateway.http has rules with action review, but the HTTP gateway was started without a review channel; start it through `gapwatch gateway`/`up`, which give it the data directory');
+  }
+}
+
 /** The resource's credential source (env var, file) is missing or empty. */
 export class CredentialUnavailableError extends HttpGatewayError {
   constructor(resource: string, detail: string, cause?: unknown) {

@@ -2,23 +2,40 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
+import type { HttpBody } from '../../proto/generated/gapwatch/v1/HttpBody';
 import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
+import type { HttpHeader } from '../../proto/generated/gapwatch/v1/HttpHeader';
+import type { HttpRequest } from '../../proto/generated/gapwatch/v1/HttpRequest';
+import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
+import type { StatementClass } from '../policy/contract';
+import { ReviewDirectory, ReviewWaiter } from '../policy/review-channel';
 import { nowNanos } from '../postgres/session-recorder';
 import { AgentAuthenticator, type TokenIdentityStore } from './agent-auth';
 import { BodyRecorder, recordHeaders } from './audit-format';
 import type { HttpGatewayConfig } from './config-schema';
 import { ConnectionSessions, type HttpSession } from './connection-sessions';
-import { AuditUnavailableError, BadRequestError, HttpGatewayError, ListenerTlsError, PolicyDeniedError, UpstreamError } from './errors';
+import {
+  AuditUnavailableError,
+  BadRequestError,
+  HttpGatewayError,
+  ListenerTlsError,
+  PolicyDeniedError,
+  ReviewChannelMissingError,
+  ReviewRefusedError,
+  ReviewUnavailableError,
+  UpstreamError,
+} from './errors';
 import { HttpStatus } from './protocol';
 import { parseRequestTarget } from './request-target';
 import { ResourceRouter } from './resource-router';
-import { RoutePolicy } from './route-policy';
-import { UpstreamTarget, forwardHeaders, responseHeaders } from './upstream-request';
+import { RoutePolicy, needsReview } from './route-policy';
+import { UpstreamTarget, forwardHeaders, headerValue, responseHeaders } from './upstream-request';
 import { WebSocketFrameCounter } from './websocket-frame-counter';
 
 export interface HttpGatewayOptions {
@@ -27,6 +44,11 @@ export interface HttpGatewayOptions {
   journal: JournalWriter;
   identities: TokenIdentityStore;
   log: Logger;
+  /**
+   * The review channel shared with the other gateways (`<dataDir>/reviews`, `gapwatch approve|deny`);
+   * needed only when a rule (or the default) holds requests for review.
+   */
+  review?: { dataDir: string; timeoutSeconds: number };
 }
 
 /** Methods whose requests have no body unless they say so; others get an explicit Content-Length. */
@@ -39,7 +61,19 @@ interface Admitted {
   path: string;
   query: string;
   rule: string | null;
+  /** Set when policy holds the request for a human decision before it may go upstream. */
+  review: { rule: string; reason: string } | null;
 }
+
+/** What a review hold ends with: the decision to journal, and the refusal to answer when it was not approved. */
+interface ReviewResult {
+  policy: PolicyDecision;
+  refusal: HttpGatewayError | null;
+}
+
+const ignore = (): void => undefined;
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
 function jsonBody(err: HttpGatewayError, extra: Record<string, unknown> = {}): string {
   return `${JSON.stringify({ error: err.code, message: err.message, ...extra })}\n`;
@@ -50,6 +84,24 @@ function rawErrorResponse(status: number, body: string, extraHeaders: string[] =
   const reason = STATUS_CODES[status] ?? 'Error';
   const length = Buffer.byteLength(body);
   return [`HTTP/1.1 ${status} ${reason}`, 'content-type: application/json', `content-length: ${length}`, 'connection: close', ...extraHeaders, '', body].join('\r\n');
+}
+
+/**
+ * The record of a request about to go upstream (written ahead of forwarding): what was asked, of
+ * which resource, under which rule; `body` is the excerpt read so far, `upgrade` marks a WebSocket.
+ */
+function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], extra: { body?: HttpBody; upgrade?: boolean }): HttpRequest {
+  return {
+    exchangeId,
+    method: req.method ?? '',
+    path: admitted.path,
+    query: admitted.query,
+    host: req.headers.host ?? '',
+    httpVersion: req.httpVersion,
+    headers,
+    policyRule: admitted.rule ?? '',
+    ...extra,
+  };
 }
 
 /** Parser error codes (llhttp) answered with something more precise than 400. */
@@ -80,6 +132,7 @@ export class HttpGateway implements Component {
   private readonly recordedHeaders: ReadonlySet<string>;
   private readonly redactedHeaders: Set<string>;
   private readonly tls: { cert: Buffer; key: Buffer } | null;
+  private readonly reviews: ReviewWaiter | null = null;
 
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
@@ -90,6 +143,12 @@ export class HttpGateway implements Component {
     this.recordedHeaders = new Set(config.record.headers);
     this.redactedHeaders = new Set(config.record.redactHeaders);
     for (const resource of config.resources) if (resource.credential) this.redactedHeaders.add(resource.credential.header);
+    if (needsReview(config)) {
+      if (!options.review) throw new ReviewChannelMissingError();
+      const directory = new ReviewDirectory(options.review.dataDir);
+      directory.ensure();
+      this.reviews = new ReviewWaiter(directory, options.review.timeoutSeconds * 1000, (err) => options.log.warn({ err }, 'review channel: could not read a decision; retrying'));
+    }
     const { cert, key } = config.tls;
     if ((cert === null) !== (key === null)) throw new ListenerTlsError('give both tls.cert and tls.key, or neither');
     try {
@@ -157,6 +216,8 @@ export class HttpGateway implements Component {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
+    // Held requests are settled as timed out (and answered so) before their connections close.
+    this.reviews?.close();
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Each connection's close handler journals the end of its sessions; wait for those before returning.
@@ -164,7 +225,7 @@ export class HttpGateway implements Component {
     for (const socket of this.connectionEnds.keys()) socket.destroy();
     await Promise.allSettled(ended);
     await closed;
-    for (const target of this.targets.values()) target.close();
+    await Promise.all([...this.targets.values()].map((target) => target.close()));
   }
 
   private accept(socket: Socket): void {
@@ -266,7 +327,8 @@ export class HttpGateway implements Component {
     const route = this.router.route(req.headers.host ?? '', path);
     const target = this.targets.get(route.resource.name)!;
     const decision = this.policy.decide({ resource: route.resource.name, identity, method: req.method ?? '', path: route.path });
-    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule };
+    const review = decision.action === 'review' ? { rule: decision.rule, reason: decision.reason } : null;
+    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule, review };
     if (decision.action === 'deny') throw Object.assign(new PolicyDeniedError(decision.rule, decision.reason), { admitted });
     return admitted;
   }
@@ -285,19 +347,8 @@ export class HttpGateway implements Component {
     } catch (err) {
       const partial = (err as { admitted?: Admitted }).admitted;
       if (err instanceof PolicyDeniedError && partial) {
-        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
         this.refuse(req, res, err, { rule: err.rule });
-        const exchange: HttpExchange = {
-          exchangeId: session.nextExchangeId(),
-          method,
-          path: partial.path,
-          query: partial.query,
-          status: err.status,
-          durationNano: String(nowNanos() - started),
-          policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
-        };
-        session.track(session.recorder.event({ http: exchange }).then(() => undefined, () => undefined));
-        this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
+        this.journalDenial(connection, partial, method, err, started);
         return;
       }
       if (!(err instanceof HttpGatewayError)) throw err;
@@ -306,7 +357,7 @@ export class HttpGateway implements Component {
       this.options.log.warn({ code: err.code, client: connection.client, method }, err.message);
       return;
     }
-    const session = connection.sessionFor(admitted.identity, admitted.target.resource.name, { ip: admitted.target.host, port: admitted.target.port });
+    const session = this.sessionOf(connection, admitted);
     let finished!: () => void;
     session.track(new Promise<void>((resolve) => (finished = resolve)));
     try {
@@ -314,6 +365,30 @@ export class HttpGateway implements Component {
     } finally {
       finished();
     }
+  }
+
+  /** The session of an admitted request's identity and resource on this connection. */
+  private sessionOf(connection: ConnectionSessions, admitted: Admitted): HttpSession {
+    return connection.sessionFor(admitted.identity, admitted.target.resource.name, { ip: admitted.target.host, port: admitted.target.port });
+  }
+
+  /**
+   * Journals a request policy refused (plain or upgrade): an exchange that never went upstream,
+   * carrying the decision, in the session of the identity and resource it was meant for.
+   */
+  private journalDenial(connection: ConnectionSessions, partial: Admitted, method: string, err: PolicyDeniedError, started: bigint): void {
+    const session = this.sessionOf(connection, partial);
+    const exchange: HttpExchange = {
+      exchangeId: session.nextExchangeId(),
+      method,
+      path: partial.path,
+      query: partial.query,
+      status: err.status,
+      durationNano: String(nowNanos() - started),
+      policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
+    };
+    session.recorder.outcome({ http: exchange });
+    this.options.log.info({ rule: err.rule, resource: partial.target.resource.name, identity: partial.identity.subject, method, path: partial.path }, 'http request denied by policy');
   }
 
   /** Sends an error as JSON; a request whose body was not read closes the connection, so no unread bytes are parsed as a request. */
@@ -384,23 +459,21 @@ export class HttpGateway implements Component {
     const exchangeId = session.nextExchangeId();
     const requestBody = new BodyRecorder(req.headers['content-type'] ?? '', req.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
     const exchange: HttpExchange = { exchangeId, method, path: admitted.path, query: admitted.query };
+    // The exchange's outcome: nothing waits for it, so it rides along with the next group commit
+    // (its seq is taken now, so the session's end, appended later, still follows it).
     const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
       session.bytesFromClient += requestBody.size;
-      session.track(
-        session.recorder
-          .event({
-            http: {
-              ...exchange,
-              status,
-              error,
-              requestBytes: String(requestBody.size),
-              requestBody: requestBody.snapshot(),
-              durationNano: String(nowNanos() - started),
-              ...extra,
-            },
-          })
-          .then(() => undefined, () => undefined),
-      );
+      session.recorder.outcome({
+        http: {
+          ...exchange,
+          status,
+          error,
+          requestBytes: String(requestBody.size),
+          requestBody: requestBody.snapshot(),
+          durationNano: String(nowNanos() - started),
+          ...extra,
+        },
+      });
     };
 
     let body: { chunks: Buffer[]; complete: boolean };
@@ -418,19 +491,7 @@ export class HttpGateway implements Component {
       if (session.failed) throw session.failed;
       if (config.record.writeAhead) {
         // Write-ahead: the request is on disk before the upstream sees a byte of it.
-        session.recorder.event({
-          httpRequest: {
-            exchangeId,
-            method,
-            path: admitted.path,
-            query: admitted.query,
-            host: req.headers.host ?? '',
-            httpVersion: req.httpVersion,
-            headers: requestHeaders,
-            body: requestBody.snapshot(),
-            policyRule: admitted.rule ?? '',
-          },
-        });
+        session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { body: requestBody.snapshot() }) });
         await session.recorder.durable();
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
@@ -443,6 +504,16 @@ export class HttpGateway implements Component {
       this.refuse(req, res, refusal);
       record(refusal.status, refusal.message);
       return;
+    }
+
+    if (admitted.review) {
+      const held = await this.holdForReview(session, admitted, method, requestBody.snapshot().text ?? '', (withdraw) => res.once('close', withdraw));
+      exchange.policy = held.policy;
+      if (held.refusal) {
+        if (!res.destroyed) this.refuse(req, res, held.refusal, { reviewId: held.policy.reviewId });
+        record(held.refusal.status, held.refusal.message);
+        return;
+      }
     }
 
     let contentLength: number | null;
@@ -466,101 +537,191 @@ export class HttpGateway implements Component {
       record(0, 'the client went away before the request was forwarded');
       return;
     }
-    const responseBody = { recorder: null as BodyRecorder | null };
     await new Promise<void>((resolve) => {
       let done = false;
-      const finish = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
+      let recorder: BodyRecorder | null = null;
+      let status = 0;
+      let upstreamHeaders: string[] = [];
+      let firstByte = 0n;
+      const completion = (): Partial<HttpExchange> =>
+        recorder === null
+          ? {}
+          : {
+              firstByteNano: String(firstByte),
+              responseHeaders: recordHeaders(upstreamHeaders, this.recordedHeaders, this.redactedHeaders),
+              responseBytes: String(recorder.size),
+              responseBody: recorder.snapshot(),
+            };
+      const finish = (finalStatus: number, error: string): void => {
         if (done) return;
         done = true;
-        if (responseBody.recorder) {
-          session.bytesToClient += responseBody.recorder.size;
-          extra = { ...extra, responseBytes: String(responseBody.recorder.size), responseBody: responseBody.recorder.snapshot() };
-        }
-        record(status, error, extra);
+        if (recorder) session.bytesToClient += recorder.size;
+        record(finalStatus, error, completion());
         resolve();
       };
-      const send = target.secure ? httpsRequest : httpRequest;
-      const upstream = send({
-        agent: target.agent,
-        host: target.host,
-        port: target.port,
-        method,
-        path: target.target(admitted.path, admitted.query),
-        headers: headers as unknown as Record<string, string>,
-        servername: target.secure ? target.url.hostname : undefined,
-      });
-      const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), config.limits.upstreamTimeoutMs);
-      upstream.on('error', (err) => {
-        clearTimeout(timer);
-        const failure = err instanceof UpstreamError ? err : new UpstreamError(resource, (err as Error).message, HttpStatus.BadGateway, err);
-        if (!res.headersSent) {
-          this.refuse(req, res, failure);
-          finish(failure.status, failure.message);
-        } else {
-          res.destroy();
-          finish(res.statusCode, failure.message);
-        }
-        if (!req.complete) req.socket.destroy();
-      });
-      upstream.on('response', (upRes) => {
-        clearTimeout(timer);
-        const firstByte = nowNanos() - started;
-        const status = upRes.statusCode ?? 0;
-        const recorder = new BodyRecorder(upRes.headers['content-type'] ?? '', upRes.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies, injectedSecrets(target));
-        responseBody.recorder = recorder;
-        const extra = (): Partial<HttpExchange> => ({
-          firstByteNano: String(firstByte),
-          responseHeaders: recordHeaders(upRes.rawHeaders, this.recordedHeaders, this.redactedHeaders),
-        });
-        res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders, upRes.headers) as unknown as Record<string, string>);
-        upRes.on('data', (chunk: Buffer) => recorder.push(chunk));
-        upRes.pipe(res);
-        upRes.on('error', () => undefined);
-        upRes.on('aborted', () => {
-          res.destroy();
-          finish(status, 'the upstream broke off the response', extra());
-        });
-        res.on('finish', () => finish(status, '', extra()));
-        res.on('close', () => {
-          if (!res.writableFinished) {
-            upRes.destroy();
-            upstream.destroy();
-            finish(status, 'the client went away before the response was complete', extra());
-          }
-        });
-      });
-      res.on('close', () => {
-        if (!res.headersSent) {
-          upstream.destroy();
-          finish(0, connection.parseError ?? 'the client went away before the response began');
-        }
-      });
-      for (const chunk of body.chunks) upstream.write(chunk);
-      if (body.complete) {
-        upstream.end();
-        return;
-      }
-      // A long body streams on; a framing error in the rest aborts the upstream request mid-body,
-      // so the upstream never receives a complete request built from bytes the gateway refused.
-      req.on('data', (chunk: Buffer) => {
-        requestBody.push(chunk);
-        if (requestBody.size > config.limits.maxBodyBytes) {
-          upstream.destroy(new BadRequestError(`the body exceeds the limit of ${config.limits.maxBodyBytes} bytes`, HttpStatus.PayloadTooLarge));
-          req.socket.destroy();
-        }
-      });
-      req.pipe(upstream);
-      const abort = (): void => {
-        if (req.complete) return;
-        upstream.destroy();
-        if (!res.headersSent) res.destroy();
-        finish(0, connection.parseError ?? 'the client stopped sending the body, or sent a malformed one');
+      // The client side failed (gone, or its body refused): set before the upstream is aborted, so
+      // the upstream's resulting error is not taken for the upstream's fault.
+      let clientFailure: string | null = null;
+      let abortUpstream: ((err: Error) => void) | null = null;
+      const abort = (reason: string): void => {
+        clientFailure ??= reason;
+        if (abortUpstream) abortUpstream(new Error(reason));
       };
-      req.once('aborted', abort);
-      req.once('error', abort);
-      req.resume();
+      res.on('close', () => {
+        if (done) return;
+        if (!res.headersSent) {
+          abort('the client went away before the response began');
+          finish(0, connection.parseError ?? 'the client went away before the response began');
+        } else if (!res.writableFinished) {
+          abort('the client went away before the response was complete');
+          finish(status, 'the client went away before the response was complete');
+        }
+      });
+      target.pool.dispatch(
+        {
+          path: target.target(admitted.path, admitted.query),
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: body.complete ? (contentLength ? Buffer.concat(body.chunks, contentLength) : null) : Readable.from(this.bodyRest(req, body.chunks, requestBody, (reason) => (clientFailure ??= reason)), { objectMode: false }),
+          headersTimeout: config.limits.upstreamTimeoutMs,
+          // A response may stream for as long as the upstream likes (server-sent events, long polls).
+          bodyTimeout: 0,
+        },
+        {
+          onConnect: (abortRequest) => {
+            abortUpstream = abortRequest;
+            if (clientFailure !== null) abortRequest(new Error(clientFailure));
+          },
+          onHeaders: (statusCode, rawHeaders, resume, statusText) => {
+            // 1xx interim responses (100 Continue, 103 Early Hints) are the upstream's business.
+            if (statusCode < 200) return true;
+            status = statusCode;
+            firstByte = nowNanos() - started;
+            upstreamHeaders = new Array<string>(rawHeaders.length);
+            for (let i = 0; i < rawHeaders.length; i++) upstreamHeaders[i] = rawHeaders[i]!.toString('latin1');
+            recorder = new BodyRecorder(headerValue(upstreamHeaders, 'content-type') ?? '', headerValue(upstreamHeaders, 'content-encoding') ?? '', config.record.bodyBytes, config.record.binaryBodies, injectedSecrets(target));
+            if (res.destroyed) return false;
+            res.writeHead(statusCode, statusText, responseHeaders(upstreamHeaders) as unknown as Record<string, string>);
+            res.on('drain', resume);
+            return true;
+          },
+          onData: (chunk) => {
+            recorder!.push(chunk);
+            return res.write(chunk);
+          },
+          onComplete: () => {
+            res.once('finish', () => finish(status, ''));
+            res.end();
+          },
+          onError: (err) => {
+            if (clientFailure !== null) {
+              if (!res.headersSent) res.destroy();
+              if (!req.complete) req.socket.destroy();
+              finish(status, connection.parseError ?? clientFailure);
+              return;
+            }
+            const code = (err as NodeJS.ErrnoException).code;
+            const failure =
+              err instanceof HttpGatewayError
+                ? err
+                : code === 'UND_ERR_HEADERS_TIMEOUT'
+                  ? new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout, err)
+                  : new UpstreamError(resource, err.message, HttpStatus.BadGateway, err);
+            if (!res.headersSent) {
+              this.refuse(req, res, failure);
+              finish(failure.status, failure.message);
+            } else {
+              res.destroy();
+              finish(status, status !== 0 ? `the upstream broke off the response: ${failure.message}` : failure.message);
+            }
+            if (!req.complete) req.socket.destroy();
+          },
+        },
+      );
     });
-    log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+  }
+
+  /**
+   * The rest of a long request body, after the part read before forwarding: streamed to the upstream
+   * as the client sends it. A framing error or the body limit ends it with an error, which aborts the
+   * upstream request mid-body, so the upstream never receives a complete request built from bytes
+   * the gateway refused.
+   */
+  private async *bodyRest(req: IncomingMessage, first: Buffer[], recorder: BodyRecorder, onClientFailure: (reason: string) => void): AsyncGenerator<Buffer> {
+    const maxBody = this.options.config.limits.maxBodyBytes;
+    for (const chunk of first) yield chunk;
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        recorder.push(chunk);
+        if (recorder.size > maxBody) throw new BadRequestError(`the body exceeds the limit of ${maxBody} bytes`, HttpStatus.PayloadTooLarge);
+        yield chunk;
+      }
+    } catch (err) {
+      onClientFailure(err instanceof HttpGatewayError ? err.message : 'the client stopped sending the body, or sent a malformed one');
+      req.socket.destroy();
+      throw err;
+    }
+  }
+
+  /**
+   * Holds an admitted request for a human decision (`gapwatch approve|deny <id>`) through the review
+   * channel the PostgreSQL and SSH gateways use, journaling the hold and its outcome with the
+   * reviewer. The upstream sees nothing meanwhile; a client that goes away withdraws the review.
+   */
+  private async holdForReview(session: HttpSession, admitted: Admitted, method: string, bodyText: string, onClientGone: (withdraw: () => void) => void): Promise<ReviewResult> {
+    const { rule, reason } = admitted.review!;
+    const statement = `${method} ${admitted.path}${admitted.query === '' ? '' : `?${admitted.query}`}`;
+    // Safe methods (RFC 9110 §9.2.1) read; the rest may change the upstream's state.
+    const classes: StatementClass[] = SAFE_METHODS.has(method) ? ['read'] : ['write'];
+    let held: ReturnType<ReviewWaiter['request']>;
+    try {
+      held = this.reviews!.request({
+        sessionId: session.recorder.sessionId,
+        resource: admitted.target.resource.name,
+        login: admitted.identity.login,
+        subject: admitted.identity.subject,
+        claims: admitted.identity.claims,
+        via: 'http',
+        // The reviewer decides on what will be sent: the request line and the body excerpt.
+        text: bodyText === '' ? statement : `${statement}\n\n${bodyText.slice(0, 4096)}`,
+        statements: [{ text: statement, classes, relations: [] }],
+        rule,
+        reason,
+      });
+    } catch (err) {
+      this.options.log.error({ err }, 'could not file an http request for review');
+      return { policy: { action: 'POLICY_ACTION_REJECTED', rule, statement, classes, reason: 'the review could not be filed' }, refusal: new ReviewUnavailableError(err) };
+    }
+    const base: PolicyDecision = { rule, statement, classes, reviewId: held.reviewId };
+    session.track(session.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REVIEW', reason } }).then(ignore, ignore));
+    this.options.log.info({ reviewId: held.reviewId, rule, resource: admitted.target.resource.name, identity: admitted.identity.subject, statement }, 'http request held for review');
+    onClientGone(() => held.withdraw('the client went away before a decision'));
+    const outcome = await held.outcome;
+    let policy: PolicyDecision;
+    let refusal: HttpGatewayError | null = null;
+    if (outcome.outcome === 'approved') {
+      policy = { ...base, action: 'POLICY_ACTION_APPROVED', reviewer: outcome.reviewer };
+    } else if (outcome.outcome === 'denied') {
+      policy = { ...base, action: 'POLICY_ACTION_REJECTED', reviewer: outcome.reviewer, reason: outcome.reason };
+      refusal = new ReviewRefusedError(held.reviewId, rule, outcome);
+    } else {
+      policy = { ...base, action: 'POLICY_ACTION_TIMED_OUT', reason: 'no decision in time' };
+      refusal = new ReviewRefusedError(held.reviewId, rule, outcome);
+    }
+    if (refusal) {
+      session.recorder.outcome({ policy });
+      return { policy, refusal };
+    }
+    // An approval is what lets the request go upstream: with write-ahead it is on disk first.
+    try {
+      session.recorder.event({ policy });
+      if (this.options.config.record.writeAhead) await session.recorder.durable();
+      else void session.recorder.durable().catch(ignore);
+    } catch (err) {
+      return { policy, refusal: new AuditUnavailableError(err) };
+    }
+    return { policy, refusal: null };
   }
 
   /** Answers a refused request on a bare socket (upgrade, CONNECT) and journals it. */
@@ -589,22 +750,7 @@ export class HttpGateway implements Component {
       if (!(err instanceof HttpGatewayError)) throw err;
       const partial = (err as { admitted?: Admitted }).admitted;
       if (err instanceof PolicyDeniedError && partial) {
-        const session = connection.sessionFor(partial.identity, partial.target.resource.name, { ip: partial.target.host, port: partial.target.port });
-        session.track(
-          session.recorder
-            .event({
-              http: {
-                exchangeId: session.nextExchangeId(),
-                method,
-                path: partial.path,
-                query: partial.query,
-                status: err.status,
-                durationNano: String(nowNanos() - started),
-                policy: { action: 'POLICY_ACTION_DENY', rule: err.rule, reason: err.message, statement: `${method} ${partial.path}` },
-              },
-            })
-            .then(() => undefined, () => undefined),
-        );
+        this.journalDenial(connection, partial, method, err, started);
         this.refuseRaw(socket, err, `${method} ${partial.path}`, { rule: err.rule });
         return;
       }
@@ -613,7 +759,7 @@ export class HttpGateway implements Component {
     }
     const { target } = admitted;
     const resource = target.resource.name;
-    const session = connection.sessionFor(admitted.identity, resource, { ip: target.host, port: target.port });
+    const session = this.sessionOf(connection, admitted);
     const exchangeId = session.nextExchangeId();
     let finished!: () => void;
     session.track(new Promise<void>((resolve) => (finished = resolve)));
@@ -622,26 +768,11 @@ export class HttpGateway implements Component {
     const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
       if (recorded) return;
       recorded = true;
-      session.track(
-        session.recorder
-          .event({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } })
-          .then(() => undefined, () => undefined),
-      );
+      session.recorder.outcome({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } });
       finished();
     };
-    session.recorder.event({
-      httpRequest: {
-        exchangeId,
-        method,
-        path: admitted.path,
-        query: admitted.query,
-        host: req.headers.host ?? '',
-        httpVersion: req.httpVersion,
-        headers: recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders),
-        policyRule: admitted.rule ?? '',
-        upgrade: true,
-      },
-    });
+    const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
+    session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { upgrade: true }) });
     try {
       if (session.failed) throw session.failed;
       if (this.options.config.record.writeAhead) await session.recorder.durable();
@@ -651,6 +782,19 @@ export class HttpGateway implements Component {
       this.refuseRaw(socket, refusal, `${method} ${admitted.path}`);
       record(refusal.status, refusal.message);
       return;
+    }
+    if (admitted.review) {
+      const held = await this.holdForReview(session, admitted, method, '', (withdraw) => socket.once('close', withdraw));
+      base.policy = held.policy;
+      if (held.refusal) {
+        this.refuseRaw(socket, held.refusal, `${method} ${admitted.path}`, { reviewId: held.policy.reviewId });
+        record(held.refusal.status, held.refusal.message);
+        return;
+      }
+      if (socket.destroyed) {
+        record(0, 'the client went away before the request was forwarded');
+        return;
+      }
     }
     let headers: string[];
     try {
@@ -670,7 +814,7 @@ export class HttpGateway implements Component {
       method,
       path: target.target(admitted.path, admitted.query),
       headers: headers as unknown as Record<string, string>,
-      servername: target.secure ? target.url.hostname : undefined,
+      servername: target.secure ? target.servername : undefined,
       ca: target.resource.upstream.ca ? readFileSync(target.resource.upstream.ca) : undefined,
     });
     const timer = setTimeout(() => upstream.destroy(new UpstreamError(resource, `no response within ${this.options.config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout)), this.options.config.limits.upstreamTimeoutMs);
@@ -700,7 +844,7 @@ export class HttpGateway implements Component {
       upRes.on('end', () => {
         const bodyBytes = Buffer.concat(chunks).subarray(0, 65536);
         const lines = [`HTTP/1.1 ${upRes.statusCode ?? 502} ${upRes.statusMessage ?? ''}`];
-        const pairs = responseHeaders(upRes.rawHeaders, upRes.headers);
+        const pairs = responseHeaders(upRes.rawHeaders);
         for (let i = 0; i + 1 < pairs.length; i += 2) if (pairs[i]!.toLowerCase() !== 'content-length') lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
         lines.push(`content-length: ${bodyBytes.length}`, 'connection: close', '', '');
         socket.end(Buffer.concat([Buffer.from(lines.join('\r\n')), bodyBytes]));
@@ -715,7 +859,7 @@ export class HttpGateway implements Component {
       upgraded = true;
       const firstByte = nowNanos() - started;
       const lines = [`HTTP/1.1 101 ${upRes.statusMessage ?? 'Switching Protocols'}`];
-      const pairs = responseHeaders(upRes.rawHeaders, upRes.headers, true);
+      const pairs = responseHeaders(upRes.rawHeaders, true);
       for (let i = 0; i + 1 < pairs.length; i += 2) lines.push(`${pairs[i]}: ${pairs[i + 1]}`);
       lines.push('', '');
       const fromClient = new WebSocketFrameCounter();

@@ -9,7 +9,10 @@ export interface RouteRequest {
   path: string;
 }
 
-export type RouteDecision = { action: 'allow'; rule: string | null } | { action: 'deny'; rule: string; reason: string };
+export type RouteDecision =
+  | { action: 'allow'; rule: string | null }
+  | { action: 'deny'; rule: string; reason: string }
+  | { action: 'review'; rule: string; reason: string };
 
 /** Rule name of a decision taken by the configured default. */
 export const DEFAULT_RULE = 'gapwatch:default';
@@ -43,6 +46,11 @@ interface CompiledRule {
 
 const anyMatch = (patterns: RegExp[], value: string): boolean => patterns.length === 0 || patterns.some((p) => p.test(value));
 
+/** Whether any rule (or the default) can hold a request for review, so the gateway needs the review channel. */
+export function needsReview(config: Pick<HttpGatewayConfig, 'rules' | 'default'>): boolean {
+  return config.default === 'review' || config.rules.some((rule) => rule.action === 'review');
+}
+
 /**
  * Method/path policy of the HTTP gateway, decided before the upstream sees anything: rules in order,
  * first match wins, `default` for the rest. A rule matches when every list it sets matches (an empty
@@ -50,7 +58,7 @@ const anyMatch = (patterns: RegExp[], value: string): boolean => patterns.length
  */
 export class RoutePolicy {
   private readonly rules: CompiledRule[];
-  private readonly defaultAction: 'allow' | 'deny';
+  private readonly defaultAction: HttpGatewayConfig['default'];
 
   constructor(config: Pick<HttpGatewayConfig, 'rules' | 'default'>) {
     this.defaultAction = config.default;
@@ -73,9 +81,11 @@ export class RoutePolicy {
       if (rule.methods.size > 0 && !rule.methods.has(method)) continue;
       if (!anyMatch(rule.paths, request.path)) continue;
       if (rule.config.action === 'allow') return { action: 'allow', rule: rule.config.name };
+      if (rule.config.action === 'review') return { action: 'review', rule: rule.config.name, reason: rule.config.reason ?? `${method} ${request.path} needs a human approval (rule ${rule.config.name})` };
       return { action: 'deny', rule: rule.config.name, reason: rule.config.reason ?? `${method} ${request.path} is denied by rule ${rule.config.name}` };
     }
     if (this.defaultAction === 'allow') return { action: 'allow', rule: null };
+    if (this.defaultAction === 'review') return { action: 'review', rule: DEFAULT_RULE, reason: `no rule allows ${method} ${request.path}; the default for this gateway is review` };
     return { action: 'deny', rule: DEFAULT_RULE, reason: `no rule allows ${method} ${request.path}; the default for this gateway is deny` };
   }
 }

@@ -24,10 +24,13 @@ export interface HttpGatewayUnderTest {
   stop(): Promise<void>;
 }
 
-/** `http` is the `gateway.http` section (without listen, which is a free port on 127.0.0.1). */
-export async function startHttpGateway(http: Record<string, unknown>, logLevel: 'info' | 'warn' | 'fatal' = 'fatal'): Promise<HttpGatewayUnderTest> {
+/**
+ * `http` is the `gateway.http` section (without listen, which is a free port on 127.0.0.1); `policy`
+ * the `gateway.policy` section (its reviewTimeoutSeconds bounds review holds).
+ */
+export async function startHttpGateway(http: Record<string, unknown>, logLevel: 'info' | 'warn' | 'fatal' = 'fatal', policy: Record<string, unknown> = {}): Promise<HttpGatewayUnderTest> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gapwatch-http-'));
-  const document = { dataDir, gateway: { id: 'gw-http-test', http: { listen: { host: '127.0.0.1', port: 0 }, ...http } } };
+  const document = { dataDir, gateway: { id: 'gw-http-test', policy, http: { listen: { host: '127.0.0.1', port: 0 }, ...http } } };
   let journal: Journal | null = null;
   try {
     const config = parseConfig(stringify(document));
@@ -36,7 +39,8 @@ export async function startHttpGateway(http: Record<string, unknown>, logLevel: 
     const identities = new FileIdentityStore({ dataDir });
     const login = 'claude-ci';
     const { token } = await identities.create(login, { claims: { repository: 'acme/shop' } });
-    const gateway = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log });
+    const review = { dataDir, timeoutSeconds: config.gateway.policy.reviewTimeoutSeconds };
+    const gateway = new HttpGateway({ gatewayId: config.gateway.id, config: config.gateway.http, journal, identities, log, review });
     await gateway.start();
     const j = journal;
     const port = gateway.address().port;

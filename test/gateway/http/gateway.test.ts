@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { verifyJournal } from '../../../gateway/journal/verify';
 import { journalOptionsFromConfig } from '../../../gateway/journal/journal';
@@ -138,6 +140,28 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     const basicSeen = upstream.received.find((r) => r.url === '/echo/basic')!;
     assert.equal(basicSeen.method, 'PUT');
     assert.deepEqual(header(basicSeen, 'authorization'), [`Bearer ${UPSTREAM_SECRET}`]);
+  });
+
+  it('streams a body longer than bufferBodyBytes to the upstream intact, chunked or with its Content-Length', async () => {
+    const long = 'x'.repeat(300_000);
+    const file = join(gw.dataDir, 'long-body.txt');
+    writeFileSync(file, long);
+    const chunked = await curl(['-H', `Authorization: ${bearer}`, '-H', 'Transfer-Encoding: chunked', '-H', 'Content-Type: text/plain', '--data-binary', `@${file}`, `${gw.url}/api/echo/long-chunked`]);
+    assert.equal(chunked.status, 200);
+    assert.equal((JSON.parse(chunked.body) as { body: string }).body.length, long.length);
+    const sized = await curl(['-H', `Authorization: ${bearer}`, '-H', 'Content-Type: text/plain', '--data-binary', `@${file}`, `${gw.url}/api/echo/long-sized`]);
+    assert.equal(sized.status, 200);
+    assert.equal(upstream.received.find((r) => r.url === '/echo/long-sized')!.body, long);
+    assert.deepEqual(header(upstream.received.find((r) => r.url === '/echo/long-sized')!, 'content-length'), [String(long.length)]);
+  });
+
+  it('aborts the upstream request when a streamed body turns malformed past the buffered part (the upstream never gets a complete request)', async () => {
+    const first = 'a'.repeat(70_000);
+    const request = `POST /api/echo/smuggle-late-chunk HTTP/1.1\r\nHost: x\r\nAuthorization: ${bearer}\r\nTransfer-Encoding: chunked\r\n\r\n${first.length.toString(16)}\r\n${first}\r\nzz\r\nGET /api/echo/smuggled HTTP/1.1\r\n\r\n`;
+    const response = await raw(gw.port, request, { endAfterMs: 2000 });
+    assert.ok(statusOf(response) === 0 || statusOf(response) >= 400, response.slice(0, 200));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(upstream.received.filter((r) => r.url.includes('smuggle')), []);
   });
 
   it('routes by Host to a base path and swaps an API-key header (the agent\'s own is stripped)', async () => {

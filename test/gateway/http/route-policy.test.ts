@@ -14,6 +14,24 @@ describe('gateway/http route policy and routing', () => {
     assert.ok(!pathGlob('/admin/**').test('/administrator'));
   });
 
+  it('a review rule holds matching requests, with its reason; default review holds the rest', () => {
+    const { gateway } = parseConfig(
+      [
+        'gateway:',
+        '  http:',
+        '    default: review',
+        '    rules:',
+        '      - { name: reads, methods: [GET], action: allow }',
+        '      - { name: deploys, paths: ["/deploy/**"], action: review, reason: deploys need a human }',
+      ].join('\n'),
+    );
+    const policy = new RoutePolicy(gateway.http);
+    assert.deepEqual(policy.decide({ resource: 'gh', identity, method: 'POST', path: '/deploy/x' }), { action: 'review', rule: 'deploys', reason: 'deploys need a human' });
+    assert.deepEqual(policy.decide({ resource: 'gh', identity, method: 'GET', path: '/deploy/x' }), { action: 'allow', rule: 'reads' });
+    assert.equal(policy.decide({ resource: 'gh', identity, method: 'DELETE', path: '/x' }).action, 'review');
+    assert.equal(policy.decide({ resource: 'gh', identity, method: 'DELETE', path: '/x' }).rule, DEFAULT_RULE);
+  });
+
   it('first matching rule wins; the default decides the rest', () => {
     const { gateway } = parseConfig(
       [

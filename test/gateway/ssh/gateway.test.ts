@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, utils, type ParsedKey } from 'ssh2';
 import { ReviewDirectory } from '../../../gateway/policy/review-channel';
+import type { SessionEvent__Output } from '../../../proto/generated/gapwatch/v1/SessionEvent';
 import { runCommand, type CliResult } from '../../support/host';
 import { startSshGateway, type SshGatewayUnderTest } from '../../support/ssh-gateway';
 import { generateKey } from '../../support/sshd';
@@ -28,12 +30,26 @@ function runWithInput(file: string, args: string[], input: string, env: NodeJS.P
   });
 }
 
+/** A port nothing listens on right now (for a remote forward the policy allows by port). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 describe('gateway/ssh end to end (real OpenSSH server and clients)', function () {
   this.timeout(90_000);
   let gw: SshGatewayUnderTest;
   let scratch: string;
+  let reversePort: number;
 
   before(async () => {
+    reversePort = await freePort();
     gw = await startSshGateway({
       reviewTimeoutSeconds: 30,
       ssh: (sshd) => ({
@@ -41,7 +57,10 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
           { name: 'no-wipe', patterns: ['^rm -rf /'], action: 'deny', reason: 'wiping disks is not for agents' },
           { name: 'restart-needs-review', patterns: ['^touch .*review-marker'], action: 'review', reason: 'changes production files' },
         ],
-        forwarding: [{ name: 'reach-sshd', kinds: ['local'], destinations: [`127.0.0.1:${sshd.port}`] }],
+        forwarding: [
+          { name: 'reach-sshd', kinds: ['local'], destinations: [`127.0.0.1:${sshd.port}`] },
+          { name: 'reverse-tunnel', kinds: ['remote'], destinations: [`127.0.0.1:${reversePort}`] },
+        ],
       }),
     });
     scratch = mkdtempSync(join(tmpdir(), 'gapwatch-ssh-files-'));
@@ -372,6 +391,35 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
       assert.match(readFileSync(recording.path, 'utf8'), /\[[0-9.]+,"r","120x40"\]/);
     });
 
+    it('journals the end of a channel the agent closes before the upstream exit-status (regression: the upstream was left paused)', async () => {
+      const since = await gw.head();
+      const command = 'echo started; sleep 1; echo after-the-agent-left';
+      const client = await connectAgent();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          client.exec(command, (err, stream) => {
+            if (err) return reject(err);
+            // ssh2 sends EOF and CLOSE at once, without waiting for the upstream's exit-status.
+            stream.on('data', (chunk: Buffer) => {
+              if (chunk.toString().includes('started')) stream.close();
+            });
+            stream.on('close', () => resolve());
+          });
+        });
+        // The agent's connection stays open: the channel's end must be journaled on its own.
+        let end: SessionEvent__Output['sshChannelEnd'] | undefined;
+        for (let i = 0; i < 100 && !end; i++) {
+          const records = (await gw.records()).filter((r) => BigInt(r.seq) > since);
+          end = records.find((r) => r.event?.sshChannelEnd?.command === command)?.event?.sshChannelEnd;
+          if (!end) await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.ok(end, 'the channel end was never journaled');
+        assert.equal(end.kind, 'exec');
+      } finally {
+        client.end();
+      }
+    });
+
     it('passes signal requests upstream and journals them', async () => {
       // OpenSSH's sshd accepts the request; whether it delivers it depends on the server (this one,
       // logged in as root, does not), so the test checks the gateway's part: relayed and journaled.
@@ -452,6 +500,26 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
       const attempts = (await gw.sessionRecords(since)).events.flatMap((e) => (e.sshForwarding ? [e.sshForwarding] : []));
       assert.equal(attempts[0]?.allowed, true);
       assert.equal(attempts[0]?.rule, 'reach-sshd');
+    });
+
+    it('allows remote forwarding (ssh -R) where a rule allows it: the upstream reaches a server on the agent side', async () => {
+      const agentSide = createServer((socket) => {
+        socket.once('data', (line: Buffer) => socket.end(`pong:${line.toString().trim()}\n`));
+      });
+      await new Promise<void>((resolve) => agentSide.listen(0, '127.0.0.1', () => resolve()));
+      const agentPort = (agentSide.address() as AddressInfo).port;
+      try {
+        const since = await gw.head();
+        // The session may start before the forward is bound upstream: retry the connect for a while.
+        const probe = `for i in $(seq 50); do exec 3<>/dev/tcp/127.0.0.1/${reversePort} && break; sleep 0.1; done 2>/dev/null; echo ping >&3; head -1 <&3`;
+        const result = await ssh(['-o', 'ExitOnForwardFailure=yes', '-R', `127.0.0.1:${reversePort}:127.0.0.1:${agentPort}`, gw.gatewayTarget, probe]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout.trim(), 'pong:ping');
+        const attempt = (await gw.sessionRecords(since)).events.find((e) => e.sshForwarding)?.sshForwarding;
+        assert.deepEqual({ kind: attempt?.kind, port: attempt?.port, allowed: attempt?.allowed, rule: attempt?.rule }, { kind: 'tcpip-forward', port: reversePort, allowed: true, rule: 'reverse-tunnel' });
+      } finally {
+        agentSide.close();
+      }
     });
 
     it('refuses remote and agent forwarding, journaling each attempt', async () => {
