@@ -10,7 +10,7 @@
 -- or agent does not apply (an alert id names one alert).
 WITH
     alert AS (
-        SELECT alert_id, time, kind, severity, summary, host, agent_run, resource, exec_id, event_id
+        SELECT alert_id, time, kind, severity, rule, count, last_time, summary, host, agent_run, agent, resource, destination, exec_id, event_id
         FROM alerts FINAL
         WHERE alert_id = {alert_id:String}
         LIMIT 1
@@ -62,12 +62,17 @@ SELECT
     a.time AS time,
     a.kind AS kind,
     a.severity AS severity,
+    a.rule AS rule,
+    a.count AS count,
+    a.last_time AS last_time,
     a.summary AS summary,
     a.host AS host,
     a.agent_run AS agent_run,
+    a.agent AS agent,
     a.resource AS resource,
     a.event_id AS event_id,
-    (SELECT any(destination) FROM trigger) AS destination,
+    -- The connect's own record when it is found, else what the alert sink recorded.
+    if((SELECT count() FROM trigger) > 0, (SELECT any(destination) FROM trigger), a.destination) AS destination,
     (SELECT any(trigger_verdict) FROM trigger) AS verdict,
     (SELECT any(trigger_session) FROM trigger) AS session_id,
     level.1 - 1 AS depth,
