@@ -6,6 +6,7 @@ import { resourceCatalog } from './audit/resource-catalog';
 import { HttpGateway } from './http/listener';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
+import { closeAbortedSessions } from './journal/session-recovery';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
 import { PostgresGateway } from './postgres/listener';
 import { SshCommandPolicy } from './ssh/command-policy';
@@ -57,6 +58,8 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
     async start() {
       try {
         journal = await openJournal(journalOptionsFromConfig(config, log));
+        // Before any listener accepts: every session still open in the journal belonged to a dead process.
+        const aborted = await closeAbortedSessions(journal, log);
         policy = await createPolicyEngine({ config: config.gateway.policy, dataDir: config.dataDir, log });
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
@@ -88,7 +91,8 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
             }),
         });
         lines.push(...(await audit.start()));
-        return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
+        const closed = aborted.sessionIds.length;
+        return [`journal ${journalOptionsFromConfig(config).dir}${closed > 0 ? ` (${closed} session${closed === 1 ? '' : 's'} left open by the last run closed as aborted)` : ''}`, ...lines];
       } catch (err) {
         await stopAll();
         throw err;
