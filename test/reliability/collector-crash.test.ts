@@ -6,7 +6,7 @@ import {
   GapwatchProcess,
   journalTruth,
   openCollectorStore,
-  readJournalFiles,
+  settledJournal,
   reliabilitySetup,
   storedGatewayRecords,
   storeQuery,
@@ -57,7 +57,7 @@ describe('reliability: collector killed with SIGKILL under load', function () {
       await waitUntil(() => sessions >= 20, 'more traffic after the last restart');
       serving = false;
       await load;
-      const truth = journalTruth(readJournalFiles(setup.gatewayDataDir, setup.gatewayId).filter((r) => r.session || r.event));
+      const truth = journalTruth((await settledJournal(setup)).filter((r) => r.session || r.event));
       await waitUntil(() => collectorPosition(setup.collectorDataDir) >= truth.lastSeq, `the collector to store the journal up to seq ${truth.lastSeq}`);
       assert.equal(await collector.stop(), 0, collector.output());
       assert.equal(await gateway.stop(), 0, gateway.output());

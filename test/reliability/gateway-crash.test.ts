@@ -9,6 +9,7 @@ import {
   openCollectorStore,
   readJournalFiles,
   reliabilitySetup,
+  settledJournal,
   storedGatewayRecords,
   storeQuery,
   table,
@@ -61,7 +62,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
       assert.match(gateway.output(), /1 session left open by the last run closed as aborted/);
       await agentSession(setup, 3, 'after');
 
-      const journal = readJournalFiles(setup.gatewayDataDir, setup.gatewayId);
+      const journal = await settledJournal(setup);
       const aborted = journal.filter((r) => r.session?.sessionId === open[0]).pop()!.session!;
       assert.equal(aborted.outcome, 'SESSION_OUTCOME_FAILED');
       assert.match(aborted.failure, /^aborted: /);

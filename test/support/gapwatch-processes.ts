@@ -236,6 +236,24 @@ export function readJournalFiles(dataDir: string, gatewayId: string): JournalRec
   return records;
 }
 
+/**
+ * The journal once every session in it has ended: a session's last records (its end, its last events)
+ * are journaled after the agent's connection closed, so a read right after the client's end may miss them.
+ */
+export async function settledJournal(setup: Pick<ReliabilitySetup, 'gatewayDataDir' | 'gatewayId'>): Promise<JournalRecord__Output[]> {
+  let records: JournalRecord__Output[] = [];
+  await waitUntil(() => {
+    records = readJournalFiles(setup.gatewayDataDir, setup.gatewayId);
+    const open = new Set<string>();
+    for (const record of records) {
+      if (record.session?.outcome === 'SESSION_OUTCOME_OPEN') open.add(record.session.sessionId);
+      else if (record.session) open.delete(record.session.sessionId);
+    }
+    return open.size === 0;
+  }, 'every journaled session to end');
+  return records;
+}
+
 /** What the journal says should be in the store: session ids and session event ids (session_id/event_seq). */
 export function journalTruth(records: readonly JournalRecord__Output[]): { sessions: Set<string>; events: Set<string>; lastSeq: bigint } {
   const sessions = new Set<string>();
