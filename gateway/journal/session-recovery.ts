@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../platform/atomic-file';
 import type { Session } from '../../proto/generated/gapwatch/v1/Session';
 import type { Logger } from '../../platform/log';
 import type { JournalReader, JournalWriter } from './contract';
@@ -12,6 +15,35 @@ export interface AbortedSessions {
   recordsScanned: number;
 }
 
+/** What the recovery needs of the journal: its records, a writer for the end records, its extent. */
+export type RecoverableJournal = JournalReader & JournalWriter & { firstSeq(): bigint; head(): { seq: bigint } };
+
+/**
+ * Where a gateway that stopped cleanly notes the journal head it stopped at, next to (not inside) the
+ * journal directory: `<dataDir>/journal/<gateway id>.clean-stop.json`.
+ */
+export function cleanStopFile(journalDir: string): string {
+  return join(dirname(journalDir), `${basename(journalDir)}.clean-stop.json`);
+}
+
+/**
+ * Notes that the gateway stopped cleanly with the journal at `seq`: every listener had journaled the end
+ * of its sessions before the journal closed, so a start that finds the head still at `seq` has nothing
+ * to close and need not read the journal.
+ */
+export function markCleanStop(file: string, seq: bigint): void {
+  writeFileAtomic(file, `${JSON.stringify({ seq: seq.toString() })}\n`);
+}
+
+function cleanStopSeq(file: string): bigint | null {
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as { seq?: unknown };
+    return typeof parsed.seq === 'string' && /^\d+$/.test(parsed.seq) ? BigInt(parsed.seq) : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Closes the sessions an earlier run left open: a gateway that died (kill -9, power loss, OOM) never
  * journaled their end, so without this they would stay `open` in the journal and the store forever.
@@ -20,10 +52,13 @@ export interface AbortedSessions {
  * FAILED, end time now, `failure` starting with "aborted:"), which replaces the open record in the
  * store like any closing record.
  *
- * The whole journal is read: a session may have opened in any retained segment. Retention removing
- * a session's opening record also removes the need to close it (the store keeps what it received).
+ * After a crash the whole journal is read (tens of thousands of records a second): a session may have
+ * opened in any retained segment. Retention removing a session's opening record also removes the need
+ * to close it (the store keeps what it received). After a clean stop (`cleanStop` names the file
+ * markCleanStop wrote, and the head is where that stop left it) nothing is read.
  */
-export async function closeAbortedSessions(journal: JournalReader & JournalWriter & { firstSeq(): bigint }, log: Logger): Promise<AbortedSessions> {
+export async function closeAbortedSessions(journal: RecoverableJournal, log: Logger, cleanStop?: string): Promise<AbortedSessions> {
+  if (cleanStop !== undefined && cleanStopSeq(cleanStop) === journal.head().seq) return { sessionIds: [], recordsScanned: 0 };
   const open = new Map<string, Session>();
   let recordsScanned = 0;
   for await (const record of journal.read(journal.firstSeq())) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { Journal } from '../../../gateway/journal/journal';
-import { ABORTED_FAILURE_PREFIX, closeAbortedSessions } from '../../../gateway/journal/session-recovery';
+import { ABORTED_FAILURE_PREFIX, cleanStopFile, closeAbortedSessions, markCleanStop } from '../../../gateway/journal/session-recovery';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import { removeScratchDirs, statementEvent, tempJournalDir } from './journal-files';
 
@@ -48,5 +48,26 @@ describe('gateway/journal: sessions left open by a dead gateway', () => {
     }
     assert.deepEqual((await closeAbortedSessions(second, silent)).sessionIds, [], 'a second start finds nothing open');
     await second.close();
+  });
+
+  it('reads nothing after a clean stop, and everything once the journal moved on after it', async () => {
+    const dir = tempJournalDir();
+    const marker = cleanStopFile(dir);
+    const first = await Journal.open({ dir, gatewayId: 'gw-test' });
+    await first.append({ session: { sessionId: 's-1', outcome: 'SESSION_OUTCOME_OPEN' } });
+    await first.append({ session: { sessionId: 's-1', outcome: 'SESSION_OUTCOME_CLOSED', endUnixNano: '5' } });
+    await first.close();
+    markCleanStop(marker, first.head().seq);
+
+    const second = await Journal.open({ dir, gatewayId: 'gw-test' });
+    assert.deepEqual(await closeAbortedSessions(second, silent, marker), { sessionIds: [], recordsScanned: 0 });
+    // This run opens a session and dies: the head is past the mark, so the next start reads and closes it.
+    await second.append({ session: { sessionId: 's-2', outcome: 'SESSION_OUTCOME_OPEN' } });
+    await second.close();
+    const third = await Journal.open({ dir, gatewayId: 'gw-test' });
+    const result = await closeAbortedSessions(third, silent, marker);
+    assert.deepEqual(result.sessionIds, ['s-2']);
+    assert.ok(result.recordsScanned > 0);
+    await third.close();
   });
 });
