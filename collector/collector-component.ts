@@ -168,8 +168,15 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         await running.close();
         throw err;
       }
-      const unobserved = heartbeat.start(BigInt(Date.now()) * 1_000_000n);
-      if (unobserved) reportUnobserved(unobserved);
+      const attachedAt = BigInt(Date.now()) * 1_000_000n;
+      const unobserved = heartbeat.unobservedUntil(attachedAt);
+      if (unobserved) {
+        reportUnobserved(unobserved);
+        // The gap row must be in the store or the durable spool before the first beat replaces the
+        // previous run's last one: a crash in between would otherwise forget the window.
+        await options.writer()?.flush();
+      }
+      heartbeat.start(attachedAt);
       gapTimer = setInterval(reportLoss, 1000);
       gapTimer.unref();
       const resources = inventory.resources();

@@ -56,11 +56,18 @@ export class ObservationHeartbeat {
   }
 
   /**
-   * Call once the sensor is attached: returns the window since the previous run's last beat (null on a
-   * first run), then beats every interval until `stop`.
+   * The window since the previous run's last beat, up to `startedUnixNano` (null on a first run). Read
+   * it before `start`: the first beat replaces the previous one, so the window must be recorded durably
+   * first, or a crash right after this start would forget it.
    */
-  start(startedUnixNano: bigint): UnobservedWindow | null {
+  unobservedUntil(startedUnixNano: bigint): UnobservedWindow | null {
     const previous = this.previous();
+    if (!previous || BigInt(previous.lastUnixNano) >= startedUnixNano) return null;
+    return { startUnixNano: previous.lastUnixNano, endUnixNano: startedUnixNano.toString(), clean: previous.clean };
+  }
+
+  /** Call once the sensor is attached (and the unobserved window recorded): beats every interval until `stop`. */
+  start(startedUnixNano: bigint): void {
     this.beat(false, startedUnixNano);
     this.timer = setInterval(() => {
       try {
@@ -70,8 +77,6 @@ export class ObservationHeartbeat {
       }
     }, this.intervalMs);
     this.timer.unref();
-    if (!previous || BigInt(previous.lastUnixNano) >= startedUnixNano) return null;
-    return { startUnixNano: previous.lastUnixNano, endUnixNano: startedUnixNano.toString(), clean: previous.clean };
   }
 
   /** Call once the sensor is detached: the last beat, marked clean. */

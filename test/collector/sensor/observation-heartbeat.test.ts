@@ -14,13 +14,16 @@ describe('collector/sensor: observation heartbeat', () => {
 
   it('reports no window on a first run, and the stopped-to-started window after a clean stop', () => {
     const first = new ObservationHeartbeat(dir, 'host-a', fail);
-    assert.equal(first.start(1_000n), null);
+    assert.equal(first.unobservedUntil(1_000n), null);
+    first.start(1_000n);
     first.stop();
     const stoppedAt = first.previous()!;
     assert.equal(stoppedAt.clean, true);
     const later = BigInt(stoppedAt.lastUnixNano) + 5_000_000_000n;
     const second = new ObservationHeartbeat(dir, 'host-a', fail);
-    assert.deepEqual(second.start(later), { startUnixNano: stoppedAt.lastUnixNano, endUnixNano: later.toString(), clean: true });
+    assert.deepEqual(second.unobservedUntil(later), { startUnixNano: stoppedAt.lastUnixNano, endUnixNano: later.toString(), clean: true });
+    second.start(later);
+    assert.equal(second.unobservedUntil(later), null, 'the first beat replaced the previous run\'s last one');
     second.stop();
   });
 
@@ -31,7 +34,8 @@ describe('collector/sensor: observation heartbeat', () => {
     assert.equal(lastBeat.clean, false);
     const restarted = new ObservationHeartbeat(dir, 'host-a', fail);
     const now = BigInt(lastBeat.lastUnixNano) + 1_000_000_000n;
-    const window = restarted.start(now)!;
+    const window = restarted.unobservedUntil(now)!;
+    restarted.start(now);
     assert.equal(window.clean, false);
     assert.ok(BigInt(window.startUnixNano) >= BigInt(lastBeat.lastUnixNano) && BigInt(window.startUnixNano) < now);
     assert.equal(window.endUnixNano, now.toString());
