@@ -11,6 +11,8 @@ import { ResourceReloader } from './correlate/resource-reload';
 import { journalRecordRow } from './gateway-feed/journal-rows';
 import { gatewayRecordRows } from './gateway-feed/record-writer';
 import { HostSensor } from './sensor/host-sensor';
+import { ObservationHeartbeat, type UnobservedWindow } from './sensor/observation-heartbeat';
+import type { NativeSensorStats } from '../native/binding';
 import { auditGapRow, deterministicId, type Row, type TableName } from './store/rows';
 import type { StoreWriter } from './store/writer';
 
@@ -38,6 +40,8 @@ export interface CollectorComponent extends Component {
   readonly sensor: HostSensor | null;
   /** Reloads collector.resources when the configuration file changes; null without a file. */
   readonly reloader: ResourceReloader | null;
+  /** The sensor's counters as it stopped (kernel and queue drops included), once stopped. */
+  readonly finalSensorStats: NativeSensorStats | null;
 }
 
 /**
@@ -61,6 +65,34 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   let lostSince = '';
   let overloaded = false;
   let gapTimer: NodeJS.Timeout | null = null;
+  let finalSensorStats: NativeSensorStats | null = null;
+  const heartbeat = new ObservationHeartbeat(config.dataDir, host, (err) => log.warn({ err }, 'could not save the sensor heartbeat; the next start may record a wider unobserved window'));
+
+  /** The host went unobserved between the last run's last heartbeat and this start: an audit gap and an alert. */
+  const reportUnobserved = (window: UnobservedWindow): void => {
+    const gapId = deterministicId('collector-down', host, window.startUnixNano);
+    const reason = `the host sensor was not running from ${new Date(Number(BigInt(window.startUnixNano) / 1_000_000n)).toISOString()} to ${new Date(Number(BigInt(window.endUnixNano) / 1_000_000n)).toISOString()} (${window.clean ? 'the collector was stopped' : 'the collector ended without a clean stop: crash, kill or power loss'}): execs and connects on ${host} in this window were not observed`;
+    log.warn({ start: window.startUnixNano, end: window.endUnixNano, clean: window.clean }, 'host events between the last run and this one were not observed; recorded in audit_gaps');
+    write('audit_gaps', auditGapRow({ gapId, host, source: 'collector', startUnixNano: window.startUnixNano, endUnixNano: window.endUnixNano, lost: '0', reason }));
+    alerts?.raise(`gap|collector-down|${window.startUnixNano}`, {
+      alertId: deterministicId('alert', gapId),
+      kind: 'audit_gap',
+      rule: 'collector-down',
+      severity: window.clean ? 'info' : 'warning',
+      host,
+      timeUnixNano: window.endUnixNano,
+      kernelBootNs: null,
+      summary: reason,
+      process: null,
+      lineage: [],
+      agentRun: null,
+      resource: '',
+      destination: '',
+      eventId: gapId,
+      count: 1,
+      lastTimeUnixNano: window.endUnixNano,
+    });
+  };
 
   const write = (table: TableName, row: Row): void => {
     const writer = options.writer();
@@ -112,6 +144,9 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
     },
     get sensor() {
       return sensor;
+    },
+    get finalSensorStats() {
+      return finalSensorStats;
     },
     async start() {
       const feeds = options.feeds?.() ?? [];
@@ -168,6 +203,15 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         reloader = new ResourceReloader(options.configFile, inventory, config.collector.resources, log);
         reloader.start();
       }
+      const attachedAt = BigInt(Date.now()) * 1_000_000n;
+      const unobserved = heartbeat.unobservedUntil(attachedAt);
+      if (unobserved) {
+        reportUnobserved(unobserved);
+        // The gap row must be in the store or the durable spool before the first beat replaces the
+        // previous run's last one: a crash in between would otherwise forget the window.
+        await options.writer()?.flush();
+      }
+      heartbeat.start(attachedAt);
       gapTimer = setInterval(reportLoss, 1000);
       gapTimer.unref();
       const resources = inventory.resources();
@@ -187,7 +231,10 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       gapTimer = null;
       const stopping = sensor;
       sensor = null;
-      await stopping?.stop();
+      if (stopping) {
+        finalSensorStats = await stopping.stop();
+        heartbeat.stop();
+      }
       inventory.stop();
       correlator?.close();
       reportLoss();

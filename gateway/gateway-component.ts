@@ -6,6 +6,7 @@ import { resourceCatalog } from './audit/resource-catalog';
 import { HttpGateway } from './http/listener';
 import { FileIdentityStore } from './identity/identity-store';
 import { journalOptionsFromConfig, openJournal, type Journal } from './journal/journal';
+import { cleanStopFile, closeAbortedSessions, markCleanStop } from './journal/session-recovery';
 import { createPolicyEngine, type GatewayPolicyEngine } from './policy/policy-engine';
 import { PostgresGateway } from './postgres/listener';
 import { SshCommandPolicy } from './ssh/command-policy';
@@ -34,6 +35,7 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
   let http: HttpGateway | null = null;
   let ssh: { gateway: SshGateway; policy: SshCommandPolicy } | null = null;
   let audit: AuditServer | null = null;
+  const cleanStop = cleanStopFile(journalOptionsFromConfig(config).dir);
   const stopAll = async (): Promise<void> => {
     await audit?.stop();
     audit = null;
@@ -46,8 +48,18 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
     postgres = null;
     policy?.close();
     policy = null;
-    await journal?.close();
+    const closing = journal;
     journal = null;
+    if (closing) {
+      // A clean stop is noted only when the journal still writes (the checkpoint throws after a write
+      // failure, when session ends may be missing) and every listener has journaled its sessions' ends.
+      const healthy = await closing.checkpoint().then(
+        () => true,
+        () => false,
+      );
+      await closing.close();
+      if (healthy) markCleanStop(cleanStop, closing.head().seq);
+    }
   };
   return {
     name: 'gateway',
@@ -66,6 +78,8 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
     async start() {
       try {
         journal = await openJournal(journalOptionsFromConfig(config, log));
+        // Before any listener accepts: every session still open in the journal belonged to a dead process.
+        const aborted = await closeAbortedSessions(journal, log, cleanStop);
         policy = await createPolicyEngine({ config: config.gateway.policy, dataDir: config.dataDir, log });
         const identities = new FileIdentityStore({ dataDir: config.dataDir, iterations: config.gateway.identity.scramIterations });
         postgres = new PostgresGateway({ gatewayId: config.gateway.id, config: config.gateway.postgres, journal, identities, policy, log });
@@ -107,7 +121,8 @@ export function gatewayComponent(config: Config, log: Logger): GatewayComponent 
             }),
         });
         lines.push(...(await audit.start()));
-        return [`journal ${journalOptionsFromConfig(config).dir}`, ...lines];
+        const closed = aborted.sessionIds.length;
+        return [`journal ${journalOptionsFromConfig(config).dir}${closed > 0 ? ` (${closed} session${closed === 1 ? '' : 's'} left open by the last run closed as aborted)` : ''}`, ...lines];
       } catch (err) {
         await stopAll();
         throw err;

@@ -134,18 +134,20 @@ export class Spool {
   }
 
   /**
-   * Hands every spooled batch to `deliver`, oldest first, deleting each segment once all its batches were
+   * Hands every spooled batch to `deliver`, oldest first (with `mergeRows`, consecutive batches of a
+   * table within a segment are merged first: see mergeBatches), deleting each segment once all its batches were
    * delivered. When `deliver` throws, replay stops there and the error propagates; the undelivered segment
    * stays and is replayed from its start next time (rows are idempotent, so a batch delivered twice is
    * stored once).
    */
-  async replay(deliver: (batch: SpoolBatch) => Promise<void>): Promise<{ batches: number; rows: number }> {
+  async replay(deliver: (batch: SpoolBatch) => Promise<void>, options: { mergeRows?: number } = {}): Promise<{ batches: number; rows: number }> {
     let batches = 0;
     let rows = 0;
     while (this.segments.length > 0) {
       const seq = this.segments[0]!;
       const file = this.segmentPath(seq);
-      for (const batch of decodeSegment(readFileSync(file))) {
+      const decoded = decodeSegment(readFileSync(file));
+      for (const batch of options.mergeRows ? mergeBatches(decoded, options.mergeRows) : decoded) {
         await deliver(batch);
         batches++;
         rows += batch.rows;
@@ -233,6 +235,40 @@ export function scanSegment(data: Buffer): { validBytes: number; problem: string
     offset = end;
   }
   return { validBytes: offset, problem: null };
+}
+
+/**
+ * Merges the batches of each table (same columns) into batches of up to `maxRows` rows. A spool holds
+ * the small batches cut while the store was away, often several a second; replaying them one insert
+ * each makes recovery slower than the outage was, because the store's cost is per insert far more than
+ * per row. Rows carry deterministic ids, so the order of tables relative to each other does not change
+ * what is stored; within a table the order is kept.
+ */
+export function* mergeBatches(batches: Iterable<SpoolBatch>, maxRows: number): Generator<SpoolBatch> {
+  const open = new Map<string, SpoolBatch[]>();
+  const merged = (parts: SpoolBatch[]): SpoolBatch => {
+    if (parts.length === 1) return parts[0]!;
+    const times = parts.flatMap((p) => [p.minTime, p.maxTime]).filter((t) => t !== '');
+    return {
+      table: parts[0]!.table,
+      columns: parts[0]!.columns,
+      rows: parts.reduce((n, p) => n + p.rows, 0),
+      minTime: times.reduce((a, b) => (b < a ? b : a), times[0] ?? ''),
+      maxTime: times.reduce((a, b) => (b > a ? b : a), times[0] ?? ''),
+      body: Buffer.concat(parts.map((p) => p.body)),
+    };
+  };
+  for (const batch of batches) {
+    const key = `${batch.table}\0${batch.columns.join(',')}`;
+    const parts = open.get(key) ?? [];
+    if (parts.length > 0 && parts.reduce((n, p) => n + p.rows, 0) + batch.rows > maxRows) {
+      yield merged(parts);
+      parts.length = 0;
+    }
+    parts.push(batch);
+    open.set(key, parts);
+  }
+  for (const parts of open.values()) if (parts.length > 0) yield merged(parts);
 }
 
 function* decodeSegment(data: Buffer): Generator<SpoolBatch> {

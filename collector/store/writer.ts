@@ -358,7 +358,7 @@ export class StoreWriter {
         const stored = await this.insertIsolating(batch);
         this.statsCounters.replayed += stored;
         this.statsCounters.written += stored;
-      });
+      }, { mergeRows: this.options.batchRows });
       this.statsCounters.degraded = false;
       this.recoveryAttempt = 0;
       if (gaps.length > 0) this.log.info({ gaps: gaps.length }, 'losses recorded in audit_gaps');

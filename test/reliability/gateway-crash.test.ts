@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { nodeClient } from '../gateway/postgres/clients';
+import { requireRoot } from '../support/host';
+import {
+  agentSession,
+  collectorPosition,
+  GapwatchProcess,
+  journalTruth,
+  openCollectorStore,
+  readJournalFiles,
+  reliabilitySetup,
+  settledJournal,
+  storedGatewayRecords,
+  storeQuery,
+  table,
+  waitUntil,
+  type ReliabilitySetup,
+} from '../support/gapwatch-processes';
+import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+
+/** Requests (pg_request events) of the journal whose SQL carries `label`. */
+function requestsLabelled(records: readonly JournalRecord__Output[], label: string): JournalRecord__Output[] {
+  return records.filter((r) => r.event?.pgRequest?.messages.some((m) => m.text.includes(`'${label}'`)));
+}
+
+describe('reliability: gateway killed with SIGKILL mid-session', function () {
+  this.timeout(150_000);
+  let setup: ReliabilitySetup;
+
+  before(async () => {
+    requireRoot();
+    setup = await reliabilitySetup();
+  });
+  after(async () => {
+    await setup?.stop();
+  });
+
+  it('keeps every committed record, closes the interrupted session as aborted on restart, and the collector resumes', async () => {
+    // "Nothing lost" here: each of the ANSWERED statements the agent saw answered before the kill has its
+    // write-ahead request record in the journal after the kill (before-forward durability); the session
+    // the kill interrupted has an end record (aborted) after the restart; and the collector's store
+    // holds every session and session event of the journal, each exactly once.
+    const ANSWERED = 20;
+    let gateway = await GapwatchProcess.start('gateway', setup.gatewayConfig);
+    const collector = await GapwatchProcess.start('collector', setup.collectorConfig);
+    try {
+      await agentSession(setup, 3, 'before');
+      const client = await nodeClient({ host: '127.0.0.1', port: setup.postgresPort, user: setup.login, password: setup.token, database: 'orders' });
+      client.on('error', () => undefined);
+      for (let i = 0; i < ANSWERED; i++) await client.query(`SELECT ${i} AS n, 'mid' AS label`);
+      await gateway.kill9();
+      await client.end().catch(() => undefined);
+
+      const afterKill = readJournalFiles(setup.gatewayDataDir, setup.gatewayId);
+      assert.equal(requestsLabelled(afterKill, 'mid').length, ANSWERED, 'every answered statement was journaled before it was forwarded');
+      const interrupted = afterKill.filter((r) => r.session?.outcome === 'SESSION_OUTCOME_OPEN').map((r) => r.session!.sessionId);
+      const ended = new Set(afterKill.filter((r) => r.session && r.session.outcome !== 'SESSION_OUTCOME_OPEN').map((r) => r.session!.sessionId));
+      const open = interrupted.filter((id) => !ended.has(id));
+      assert.equal(open.length, 1, 'the kill left exactly the interrupted session open');
+
+      gateway = await GapwatchProcess.start('gateway', setup.gatewayConfig);
+      assert.match(gateway.output(), /1 session left open by the last run closed as aborted/);
+      await agentSession(setup, 3, 'after');
+
+      const journal = await settledJournal(setup);
+      const aborted = journal.filter((r) => r.session?.sessionId === open[0]).pop()!.session!;
+      assert.equal(aborted.outcome, 'SESSION_OUTCOME_FAILED');
+      assert.match(aborted.failure, /^aborted: /);
+      const truth = journalTruth(journal.filter((r) => r.session || r.event));
+      await waitUntil(() => collectorPosition(setup.collectorDataDir) >= truth.lastSeq, `the collector to store the journal up to seq ${truth.lastSeq}`);
+      assert.equal(await gateway.stop(), 0, gateway.output());
+      assert.equal(await collector.stop(), 0, collector.output());
+
+      const store = await openCollectorStore(setup.collectorDataDir);
+      try {
+        const stored = await storedGatewayRecords(store);
+        assert.deepEqual([...stored.sessions].sort(), [...truth.sessions].sort(), 'every session, none extra');
+        assert.deepEqual([...stored.events].sort(), [...truth.events].sort(), 'every session event, none extra');
+        assert.equal(stored.sessionsFinal, truth.sessions.size, 'no session twice');
+        assert.equal(stored.eventsFinal, truth.events.size, 'no event twice');
+        const [row] = await storeQuery<{ outcome: string; failure: string; ended: number }>(
+          store,
+          `SELECT toString(outcome) AS outcome, failure, toUnixTimestamp64Nano(end_time) > 0 AS ended FROM ${table(store, 'gateway_sessions')} FINAL WHERE session_id = '${open[0]}'`,
+        );
+        assert.equal(row!.outcome, 'failed');
+        assert.match(row!.failure, /^aborted: /);
+        assert.equal(Number(row!.ended), 1);
+      } finally {
+        await store.close();
+      }
+    } catch (err) {
+      (err as Error).message += `\n${gateway.output()}\n${collector.output()}`;
+      throw err;
+    }
+  });
+});
