@@ -49,7 +49,7 @@ function cleanStopSeq(file: string): bigint | null {
  * journaled their end, so without this they would stay `open` in the journal and the store forever.
  * Runs once at start-up, before any listener accepts, so every session still open in the journal
  * belonged to a process that is gone. Each gets a final session record (the same session_id, outcome
- * FAILED, end time now, `failure` starting with "aborted:"), which replaces the open record in the
+ * ABORTED, end time now, `failure` starting with "aborted:"), which replaces the open record in the
  * store like any closing record.
  *
  * After a crash the whole journal is read (tens of thousands of records a second): a session may have
@@ -73,7 +73,7 @@ export async function closeAbortedSessions(journal: RecoverableJournal, log: Log
     await journal.append({
       session: {
         ...session,
-        outcome: 'SESSION_OUTCOME_FAILED',
+        outcome: 'SESSION_OUTCOME_ABORTED',
         endUnixNano,
         failure: `${ABORTED_FAILURE_PREFIX} the gateway stopped without ending this session (crash, kill or power loss); closed when the gateway started again`,
       },

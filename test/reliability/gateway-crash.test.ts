@@ -64,7 +64,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
 
       const journal = await settledJournal(setup);
       const aborted = journal.filter((r) => r.session?.sessionId === open[0]).pop()!.session!;
-      assert.equal(aborted.outcome, 'SESSION_OUTCOME_FAILED');
+      assert.equal(aborted.outcome, 'SESSION_OUTCOME_ABORTED');
       assert.match(aborted.failure, /^aborted: /);
       const truth = journalTruth(journal.filter((r) => r.session || r.event));
       await waitUntil(() => collectorPosition(setup.collectorDataDir) >= truth.lastSeq, `the collector to store the journal up to seq ${truth.lastSeq}`);
@@ -82,7 +82,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
           store,
           `SELECT toString(outcome) AS outcome, failure, toUnixTimestamp64Nano(end_time) > 0 AS ended FROM ${table(store, 'gateway_sessions')} FINAL WHERE session_id = '${open[0]}'`,
         );
-        assert.equal(row!.outcome, 'failed');
+        assert.equal(row!.outcome, 'aborted');
         assert.match(row!.failure, /^aborted: /);
         assert.equal(Number(row!.ended), 1);
       } finally {

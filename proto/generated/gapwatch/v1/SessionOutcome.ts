@@ -14,6 +14,10 @@ export const SessionOutcome = {
    * upstream or gateway error
    */
   SESSION_OUTCOME_FAILED: 'SESSION_OUTCOME_FAILED',
+  /**
+   * the gateway died without ending it; closed when the gateway started again
+   */
+  SESSION_OUTCOME_ABORTED: 'SESSION_OUTCOME_ABORTED',
 } as const;
 
 export type SessionOutcome =
@@ -33,5 +37,10 @@ export type SessionOutcome =
    */
   | 'SESSION_OUTCOME_FAILED'
   | 4
+  /**
+   * the gateway died without ending it; closed when the gateway started again
+   */
+  | 'SESSION_OUTCOME_ABORTED'
+  | 5
 
 export type SessionOutcome__Output = typeof SessionOutcome[keyof typeof SessionOutcome]
