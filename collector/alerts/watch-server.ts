@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { readPem } from '../../gateway/audit/tls-files';
+import { shutdownGrpcServer } from '../../platform/grpc-shutdown';
 import type { Logger } from '../../platform/log';
 import { loadGapwatchProto } from '../../proto/load';
 import type { Alert__Output } from '../../proto/generated/gapwatch/v1/Alert';
@@ -173,16 +174,7 @@ export class AlertWatchServer implements AlertSink {
     for (const watcher of this.watchers) watcher.end();
     this.watchers.clear();
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(server);
   }
 
   private watch(call: WatchCall): void {

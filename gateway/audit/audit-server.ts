@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { shutdownGrpcServer } from '../../platform/grpc-shutdown';
 import type { Logger } from '../../platform/log';
 import { loadGapwatchProto } from '../../proto/load';
 import type { AuditHandlers } from '../../proto/generated/gapwatch/v1/Audit';
@@ -98,16 +99,7 @@ export class AuditServer {
     this.server = null;
     if (!server) return;
     for (const call of this.calls) call.abort();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(server);
   }
 
   private async subscribe(call: SubscribeCall): Promise<void> {
