@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../platform/config';
 import type { Logger } from '../platform/log';
 import type { Component } from '../platform/supervisor';
+import { hostGapAlert } from './alerts/alert';
 import { AlertPipeline, configuredSinks } from './alerts/alert-pipeline';
 import { AlertWatchServer } from './alerts/watch-server';
 import type { GatewayFeed } from './correlate/contract';
@@ -74,24 +75,10 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
     const reason = `the host sensor was not running from ${new Date(Number(BigInt(window.startUnixNano) / 1_000_000n)).toISOString()} to ${new Date(Number(BigInt(window.endUnixNano) / 1_000_000n)).toISOString()} (${window.clean ? 'the collector was stopped' : 'the collector ended without a clean stop: crash, kill or power loss'}): execs and connects on ${host} in this window were not observed`;
     log.warn({ start: window.startUnixNano, end: window.endUnixNano, clean: window.clean }, 'host events between the last run and this one were not observed; recorded in audit_gaps');
     write('audit_gaps', auditGapRow({ gapId, host, source: 'collector', startUnixNano: window.startUnixNano, endUnixNano: window.endUnixNano, lost: '0', reason }));
-    alerts?.raise(`gap|collector-down|${window.startUnixNano}`, {
-      alertId: deterministicId('alert', gapId),
-      kind: 'audit_gap',
-      rule: 'collector-down',
-      severity: window.clean ? 'info' : 'warning',
-      host,
-      timeUnixNano: window.endUnixNano,
-      kernelBootNs: null,
-      summary: reason,
-      process: null,
-      lineage: [],
-      agentRun: null,
-      resource: '',
-      destination: '',
-      eventId: gapId,
-      count: 1,
-      lastTimeUnixNano: window.endUnixNano,
-    });
+    alerts?.raise(
+      `gap|collector-down|${window.startUnixNano}`,
+      hostGapAlert({ gapId, rule: 'collector-down', severity: window.clean ? 'info' : 'warning', host, timeUnixNano: window.endUnixNano, kernelBootNs: null, summary: reason }),
+    );
   };
 
   const write = (table: TableName, row: Row): void => {

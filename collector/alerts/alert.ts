@@ -1,4 +1,5 @@
 import type { Alert__Output } from '../../proto/generated/gapwatch/v1/Alert';
+import { deterministicId } from '../store/rows';
 
 export type AlertKind = 'bypass' | 'secret_in_argv' | 'audit_gap' | 'journal_tampered';
 export type AlertSeverity = 'info' | 'warning' | 'critical';
@@ -39,6 +40,31 @@ export interface CollectorAlert {
   count: number;
   /** Occurrences of this same alert key since the first, when de-duplication folded them. */
   lastTimeUnixNano: string;
+}
+
+/**
+ * An audit-gap alert about the host rather than a process (sensor loss, a collector that was down): the
+ * alert for the audit_gaps row `gapId`, which is also its event.
+ */
+export function hostGapAlert(gap: { gapId: string; rule: string; severity: AlertSeverity; host: string; timeUnixNano: string; kernelBootNs: string | null; summary: string }): CollectorAlert {
+  return {
+    alertId: deterministicId('alert', gap.gapId),
+    kind: 'audit_gap',
+    rule: gap.rule,
+    severity: gap.severity,
+    host: gap.host,
+    timeUnixNano: gap.timeUnixNano,
+    kernelBootNs: gap.kernelBootNs,
+    summary: gap.summary,
+    process: null,
+    lineage: [],
+    agentRun: null,
+    resource: '',
+    destination: '',
+    eventId: gap.gapId,
+    count: 1,
+    lastTimeUnixNano: gap.timeUnixNano,
+  };
 }
 
 /** The proto form (gapwatch.v1.Alert), as WatchAlerts sends it and the store row is made from it. */

@@ -3,7 +3,7 @@ import type { Logger } from '../../platform/log';
 import type { ConnectEvent__Output } from '../../proto/generated/gapwatch/v1/ConnectEvent';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
 import type { ProcessEvent__Output } from '../../proto/generated/gapwatch/v1/ProcessEvent';
-import type { AlertProcess, CollectorAlert } from '../alerts/alert';
+import { hostGapAlert, type AlertProcess, type CollectorAlert } from '../alerts/alert';
 import type { ConnectRecord, ExecRecord, LossRecord, SensorRecord } from '../sensor/host-sensor';
 import type { ProcessEntry } from '../sensor/process-table';
 import { auditGapRow, connectEventRow, deterministicId, processEventRow, type Row, type TableName } from '../store/rows';
@@ -363,24 +363,10 @@ export class Correlator {
       'audit_gaps',
       auditGapRow({ gapId, host: this.options.host, source: 'sensor', startUnixNano: wallNs.toString(), endUnixNano: wallNs.toString(), lost: String(lost), reason }),
     );
-    this.output.alert('loss|sensor', {
-      alertId: deterministicId('alert', gapId),
-      kind: 'audit_gap',
-      rule: 'sensor-loss',
-      severity: 'warning',
-      host: this.options.host,
-      timeUnixNano: wallNs.toString(),
-      kernelBootNs: record.bootNs,
-      summary: reason,
-      process: null,
-      lineage: [],
-      agentRun: null,
-      resource: '',
-      destination: '',
-      eventId: gapId,
-      count: 1,
-      lastTimeUnixNano: wallNs.toString(),
-    });
+    this.output.alert(
+      'loss|sensor',
+      hostGapAlert({ gapId, rule: 'sensor-loss', severity: 'warning', host: this.options.host, timeUnixNano: wallNs.toString(), kernelBootNs: record.bootNs, summary: reason }),
+    );
   }
 
   private finishMediated(connect: PendingConnect, session: KnownSession | null, why?: string): void {
