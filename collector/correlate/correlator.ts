@@ -105,6 +105,7 @@ export class Correlator {
   private readonly sessionOrder: Array<{ key: string; sessionId: string }> = [];
   private readonly knownClients: ReadonlySet<string>;
   private otherSeen = 0;
+  private localGatewayPids: ReadonlySet<number> = new Set();
   private timer: NodeJS.Timeout | null = null;
   readonly verdicts: Array<(note: VerdictNote) => void> = [];
   readonly counters: Omit<CorrelatorStats, 'pendingConnects' | 'sessions'> = {
@@ -484,8 +485,16 @@ export class Correlator {
     this.output.write('process_events', processEventRow(event));
   }
 
+  /**
+   * The pids of gateway processes found on this host by their listeners (collector/correlate/local-gateway.ts),
+   * replacing the previous ones; the fixed options.gatewayPids stay.
+   */
+  setLocalGatewayPids(pids: ReadonlySet<number>): void {
+    this.localGatewayPids = new Set(pids);
+  }
+
   private isGateway(record: { pid: number; execId: string }): boolean {
-    if (this.options.gatewayPids.has(record.pid)) return true;
+    if (this.options.gatewayPids.has(record.pid) || this.localGatewayPids.has(record.pid)) return true;
     const executables = this.options.config.gatewayExecutables;
     if (executables.length === 0) return false;
     const entry = this.processes.get(record.execId);

@@ -1,0 +1,152 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { Logger } from '../../platform/log';
+import type { Listener__Output } from '../../proto/generated/gapwatch/v1/Listener';
+import { normaliseIp } from './inventory';
+import { holdersOf, listeningSockets } from './local-sockets';
+
+/** One advertised gateway listener: which gateway said it, its role ("postgres", "audit", …) and where. */
+interface AdvertisedListener {
+  gatewayId: string;
+  role: string;
+  host: string;
+  port: number;
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/**
+ * Finds the processes of the gateways that run on this host as their own process (`gapwatch gateway`
+ * beside `gapwatch collector`): the owner of a LISTEN socket that a gateway advertises in its
+ * ListResources answer is that gateway, and its connects to upstreams are its own legs, not a bypass.
+ * Only an advertised listener counts: a process listening on some other port is never taken for the
+ * gateway. Looked up again whenever a gateway's listener list changes and every refreshMs (a restarted
+ * gateway has a new pid, and a pid no longer holding the listener may be reused by anything).
+ */
+export class LocalGatewayProcesses {
+  private readonly listeners = new Map<string, AdvertisedListener[]>();
+  private readonly listenerText = new Map<string, string>();
+  /** pid → the listeners it was recognised by, as "role host:port" texts. */
+  private recognised = new Map<number, string[]>();
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> = Promise.resolve();
+  private readonly changeListeners: Array<(pids: ReadonlySet<number>) => void> = [];
+
+  constructor(
+    private readonly refreshMs: number,
+    private readonly log: Logger,
+    private readonly proc = '/proc',
+  ) {}
+
+  /** A gateway's advertised listeners (ResourcesResponse.listeners); looks again when they changed. */
+  setListeners(gatewayId: string, listeners: readonly Listener__Output[]): Promise<void> {
+    const advertised = listeners.flatMap((l): AdvertisedListener[] => {
+      const endpoint = l.endpoint;
+      if (endpoint?.inet?.port) return [{ gatewayId, role: l.role, host: normaliseIp(endpoint.inet.ip), port: endpoint.inet.port }];
+      if (endpoint?.named?.port) return [{ gatewayId, role: l.role, host: endpoint.named.hostName, port: endpoint.named.port }];
+      return [];
+    });
+    const text = JSON.stringify(advertised);
+    if (this.listenerText.get(gatewayId) === text) return this.refreshing;
+    this.listenerText.set(gatewayId, text);
+    this.listeners.set(gatewayId, advertised);
+    return this.refresh();
+  }
+
+  onChange(listener: (pids: ReadonlySet<number>) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  pids(): ReadonlySet<number> {
+    return new Set(this.recognised.keys());
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Resolves once the latest lookup has finished. */
+  settled(): Promise<void> {
+    return this.refreshing;
+  }
+
+  refresh(): Promise<void> {
+    this.refreshing = this.refreshing.then(() => this.lookUp()).catch((err: unknown) => this.log.error({ err }, 'looking up the local gateway processes failed; their upstream connects may be judged bypass until the next look-up'));
+    return this.refreshing;
+  }
+
+  private async lookUp(): Promise<void> {
+    const local = localAddresses();
+    const candidates: Array<AdvertisedListener & { addresses: string[] }> = [];
+    for (const listener of [...this.listeners.values()].flat()) {
+      const addresses = WILDCARDS.has(listener.host) ? [listener.host] : await this.resolve(listener.host);
+      const here = addresses.filter((a) => WILDCARDS.has(a) || local.has(a) || a.startsWith('127.'));
+      if (here.length > 0) candidates.push({ ...listener, addresses: here });
+    }
+    const sockets = await listeningSockets(new Set(candidates.map((c) => c.port)), this.proc);
+    const holders = await holdersOf(new Set(sockets.map((s) => s.inode)), this.proc);
+    const recognised = new Map<number, string[]>();
+    for (const candidate of candidates) {
+      for (const socket of sockets) {
+        if (socket.port !== candidate.port || !candidate.addresses.some((a) => sameListenAddress(a, socket.address))) continue;
+        for (const pid of holders.get(socket.inode) ?? []) {
+          const list = recognised.get(pid) ?? [];
+          list.push(`${candidate.role} ${candidate.host}:${candidate.port} (gateway ${candidate.gatewayId})`);
+          recognised.set(pid, list);
+        }
+      }
+    }
+    const before = this.recognised;
+    this.recognised = recognised;
+    let changed = before.size !== recognised.size;
+    for (const [pid, by] of recognised) {
+      if (before.has(pid)) continue;
+      changed = true;
+      this.log.info({ pid, listeners: by }, `pid ${pid} recognised as the local gateway: it owns the listener ${by.join(', ')}`);
+    }
+    for (const [pid, by] of before) {
+      if (recognised.has(pid)) continue;
+      changed = true;
+      this.log.info({ pid, listeners: by }, `pid ${pid} no longer owns a gateway listener (${by.join(', ')}); its connects are judged like any other process's`);
+    }
+    if (!changed) return;
+    const pids = this.pids();
+    for (const listener of this.changeListeners) listener(pids);
+  }
+
+  private async resolve(host: string): Promise<string[]> {
+    if (isIP(host) !== 0) return [normaliseIp(host)];
+    try {
+      return [...new Set((await lookup(host, { all: true, verbatim: true })).map((a) => normaliseIp(a.address)))];
+    } catch (err) {
+      this.log.warn({ host, err: (err as Error).message }, 'a gateway listener host name does not resolve; its process cannot be recognised until it does');
+      return [];
+    }
+  }
+}
+
+/**
+ * Whether a LISTEN socket bound to socketAddress is the listener advertised at advertised. The kernel
+ * refuses two listeners whose addresses overlap on one port (a wildcard overlaps everything, a dual-stack
+ * `::` socket covers IPv4 too), so on one port a matching socket is the advertised one.
+ */
+function sameListenAddress(advertised: string, socketAddress: string): boolean {
+  const socket = normaliseIp(socketAddress);
+  if (socket === advertised) return true;
+  if (WILDCARDS.has(socket) || WILDCARDS.has(advertised)) return isIP(socket) === isIP(advertised) || (socket === '::' && isIP(advertised) === 4);
+  return false;
+}
+
+function localAddresses(): Set<string> {
+  const out = new Set<string>(['127.0.0.1', '::1']);
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(normaliseIp(a.address));
+  return out;
+}
