@@ -128,6 +128,21 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
     assert.equal(correlator.stats().otherDropped, 1);
   });
 
+  it('a local gateway pid found later (setLocalGatewayPids) is the gateway until replaced; the fixed gateway pid stays', async () => {
+    const { correlator, notes, alerts } = await setup();
+    correlator.setLocalGatewayPids(new Set([42]));
+    correlator.onSensorRecord(connect(42, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51000 }));
+    // The gateway restarted as pid 43: pid 42 is anyone now.
+    correlator.setLocalGatewayPids(new Set([43]));
+    correlator.onSensorRecord(connect(43, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51001 }));
+    correlator.onSensorRecord(connect(42, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51002 }));
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51003 }));
+    correlator.expire(Date.now() + 60_000);
+    assert.deepEqual(notes.map((n) => [n.pid, n.verdict]).sort(), [[42, 'bypass'], [42, 'other'], [43, 'other'], [99, 'other']]);
+    assert.deepEqual(alerts.map((a) => [a.process?.pid, a.rule]), [[42, 'connect-bypass']]);
+    assert.equal(correlator.stats().gatewayOwn, 3);
+  });
+
   it("joins the gateway's own leg to its session by the session's upstream local address and port; unjoined, it is no gap", async () => {
     const { correlator, notes, rows, alerts } = await setup('  correlate:\n    joinWindowMs: 1000\n');
     correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 50010 }));
