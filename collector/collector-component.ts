@@ -177,7 +177,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       correlator = new Correlator(
         inventory,
         table,
-        { host, config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: options.gatewayPids ?? new Set() },
+        { host, config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: options.gatewayPids ?? new Set(), confirmGateway: (pid) => localGateways.confirm(pid) },
         { write, alert: (key, alert) => running.raise(key, alert) },
         log,
       );

@@ -4,7 +4,7 @@ import { networkInterfaces } from 'node:os';
 import type { Logger } from '../../platform/log';
 import type { Listener__Output } from '../../proto/generated/gapwatch/v1/Listener';
 import { normaliseIp } from './inventory';
-import { holdersOf, listeningSockets } from './local-sockets';
+import { holdersOf, listeningSockets, socketInodesOf, type ListeningSocket } from './local-sockets';
 
 /** One advertised gateway listener: which gateway said it, its role ("postgres", "audit", …) and where. */
 interface AdvertisedListener {
@@ -15,6 +15,8 @@ interface AdvertisedListener {
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+type LocalListener = AdvertisedListener & { addresses: string[] };
 
 /**
  * Finds the processes of the gateways that run on this host as their own process (`gapwatch gateway`
@@ -29,6 +31,11 @@ export class LocalGatewayProcesses {
   private readonly listenerText = new Map<string, string>();
   /** pid → the listeners it was recognised by, as "role host:port" texts. */
   private recognised = new Map<number, string[]>();
+  /** The advertised listeners on this host's addresses, as of the last look-up. */
+  private local: LocalListener[] = [];
+  /** Pids confirm() found owning none of them since the last look-up, and checks under way. */
+  private notGateway = new Set<number>();
+  private readonly checking = new Map<number, Promise<boolean>>();
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> = Promise.resolve();
   private readonly changeListeners: Array<(pids: ReadonlySet<number>) => void> = [];
@@ -83,9 +90,43 @@ export class LocalGatewayProcesses {
     return this.refreshing;
   }
 
+  /**
+   * Whether this pid owns an advertised local listener, for a connect about to be judged bypass: a
+   * restarted gateway connects to its upstream before the next look-up. false right away when no gateway
+   * listens on this host or the pid was found to own none since the last look-up; else a look at the
+   * listening sockets and this one pid's fds.
+   */
+  confirm(pid: number): boolean | Promise<boolean> {
+    if (this.recognised.has(pid)) return true;
+    if (this.local.length === 0 || this.notGateway.has(pid)) return false;
+    const known = this.checking.get(pid);
+    if (known) return known;
+    const check = this.owns(pid)
+      .catch(() => false)
+      .finally(() => this.checking.delete(pid));
+    this.checking.set(pid, check);
+    return check;
+  }
+
+  private async owns(pid: number): Promise<boolean> {
+    const candidates = this.local;
+    const sockets = await listeningSockets(new Set(candidates.map((c) => c.port)), this.proc);
+    const held = await socketInodesOf(String(pid), this.proc);
+    const by = matches(candidates, sockets.filter((s) => held.has(s.inode)));
+    if (by.length === 0) {
+      this.notGateway.add(pid);
+      return false;
+    }
+    this.recognised.set(pid, by);
+    this.log.info({ pid, listeners: by }, `pid ${pid} recognised as the local gateway: it owns the listener ${by.join(', ')}`);
+    const pids = this.pids();
+    for (const listener of this.changeListeners) listener(pids);
+    return true;
+  }
+
   private async lookUp(): Promise<void> {
     const local = localAddresses();
-    const candidates: Array<AdvertisedListener & { addresses: string[] }> = [];
+    const candidates: LocalListener[] = [];
     for (const listener of [...this.listeners.values()].flat()) {
       const addresses = WILDCARDS.has(listener.host) ? [listener.host] : await this.resolve(listener.host);
       const here = addresses.filter((a) => WILDCARDS.has(a) || local.has(a) || a.startsWith('127.'));
@@ -94,18 +135,16 @@ export class LocalGatewayProcesses {
     const sockets = await listeningSockets(new Set(candidates.map((c) => c.port)), this.proc);
     const holders = await holdersOf(new Set(sockets.map((s) => s.inode)), this.proc);
     const recognised = new Map<number, string[]>();
-    for (const candidate of candidates) {
-      for (const socket of sockets) {
-        if (socket.port !== candidate.port || !candidate.addresses.some((a) => sameListenAddress(a, socket.address))) continue;
-        for (const pid of holders.get(socket.inode) ?? []) {
-          const list = recognised.get(pid) ?? [];
-          list.push(`${candidate.role} ${candidate.host}:${candidate.port} (gateway ${candidate.gatewayId})`);
-          recognised.set(pid, list);
-        }
+    for (const socket of sockets) {
+      for (const pid of holders.get(socket.inode) ?? []) {
+        const by = matches(candidates, [socket]);
+        if (by.length > 0) recognised.set(pid, [...(recognised.get(pid) ?? []), ...by]);
       }
     }
     const before = this.recognised;
     this.recognised = recognised;
+    this.local = candidates;
+    this.notGateway = new Set();
     let changed = before.size !== recognised.size;
     for (const [pid, by] of recognised) {
       if (before.has(pid)) continue;
@@ -131,6 +170,17 @@ export class LocalGatewayProcesses {
       return [];
     }
   }
+}
+
+/** The advertised listeners these LISTEN sockets are, as "role host:port (gateway id)" texts. */
+function matches(candidates: readonly LocalListener[], sockets: readonly ListeningSocket[]): string[] {
+  const out: string[] = [];
+  for (const candidate of candidates) {
+    if (sockets.some((socket) => socket.port === candidate.port && candidate.addresses.some((a) => sameListenAddress(a, socket.address)))) {
+      out.push(`${candidate.role} ${candidate.host}:${candidate.port} (gateway ${candidate.gatewayId})`);
+    }
+  }
+  return out;
 }
 
 /**

@@ -137,7 +137,8 @@ async function ownerOf(inodes: Set<string>, proc: string): Promise<string | null
   return null;
 }
 
-async function socketInodesOf(pid: string, proc: string): Promise<Set<string>> {
+/** The inodes of the sockets this process holds (its fds that read `socket:[inode]`). */
+export async function socketInodesOf(pid: string, proc = '/proc'): Promise<Set<string>> {
   const out = new Set<string>();
   let fds: string[];
   try {

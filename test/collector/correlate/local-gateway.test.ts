@@ -48,4 +48,30 @@ describe('collector/correlate local gateway processes (real /proc)', () => {
       other.kill('SIGKILL');
     }
   });
+
+  it('confirms a gateway that started listening after the last look-up (a restart under a new pid), and no other process', async () => {
+    const probe = createServer();
+    await listen(probe, 0, '127.0.0.1');
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const other = spawn(process.execPath, ['-e', "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const found = new LocalGatewayProcesses(60_000, silentLog);
+    const gateway = createServer();
+    try {
+      await once(other.stdout, 'data');
+      // No gateway listening on this host: nothing to look at, no delay for a bypass.
+      assert.equal(found.confirm(process.pid), false);
+      await found.setListeners('gw-1', [postgresListener('127.0.0.1', port)]);
+      assert.deepEqual([...found.pids()], []);
+      await listen(gateway, port, '127.0.0.1');
+      assert.equal(await found.confirm(other.pid!), false);
+      assert.equal(await found.confirm(process.pid), true);
+      assert.deepEqual([...found.pids()], [process.pid]);
+      assert.equal(found.confirm(process.pid), true);
+    } finally {
+      found.stop();
+      gateway.close();
+      other.kill('SIGKILL');
+    }
+  });
 });
