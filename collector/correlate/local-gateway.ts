@@ -36,6 +36,7 @@ export class LocalGatewayProcesses {
   /** Pids confirm() found owning none of them since the last look-up, and checks under way. */
   private notGateway = new Set<number>();
   private readonly checking = new Map<number, Promise<boolean>>();
+  private lookingUp = 0;
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> = Promise.resolve();
   private readonly changeListeners: Array<(pids: ReadonlySet<number>) => void> = [];
@@ -86,7 +87,11 @@ export class LocalGatewayProcesses {
   }
 
   refresh(): Promise<void> {
-    this.refreshing = this.refreshing.then(() => this.lookUp()).catch((err: unknown) => this.log.error({ err }, 'looking up the local gateway processes failed; their upstream connects may be judged bypass until the next look-up'));
+    this.lookingUp++;
+    this.refreshing = this.refreshing
+      .then(() => this.lookUp())
+      .finally(() => this.lookingUp--)
+      .catch((err: unknown) => this.log.error({ err }, 'looking up the local gateway processes failed; their upstream connects may be judged bypass until the next look-up'));
     return this.refreshing;
   }
 
@@ -98,6 +103,8 @@ export class LocalGatewayProcesses {
    */
   confirm(pid: number): boolean | Promise<boolean> {
     if (this.recognised.has(pid)) return true;
+    // Listeners just advertised (a gateway feed's first answer) are being looked up: wait for that.
+    if (this.lookingUp > 0) return this.refreshing.then(() => this.confirm(pid));
     if (this.local.length === 0 || this.notGateway.has(pid)) return false;
     const known = this.checking.get(pid);
     if (known) return known;
