@@ -8,6 +8,7 @@ import { AlertWatchServer } from './alerts/watch-server';
 import type { GatewayFeed } from './correlate/contract';
 import { Correlator } from './correlate/correlator';
 import { Inventory } from './correlate/inventory';
+import { LocalGatewayProcesses } from './correlate/local-gateway';
 import { ResourceReloader } from './correlate/resource-reload';
 import { journalRecordRow } from './gateway-feed/journal-rows';
 import { gatewayRecordRows } from './gateway-feed/record-writer';
@@ -34,6 +35,8 @@ export interface CollectorOptions {
 
 export interface CollectorComponent extends Component {
   readonly inventory: Inventory;
+  /** Gateway processes on this host, found by the owner of each feed's advertised listeners. */
+  readonly localGateways: LocalGatewayProcesses;
   readonly correlator: Correlator | null;
   readonly alerts: AlertPipeline | null;
   /** The gRPC WatchAlerts service, when collector.alerts.watch has its TLS files. */
@@ -56,6 +59,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   const { config, log } = options;
   const host = hostname();
   const inventory = new Inventory(config.collector.correlate.resolveIntervalMs, log);
+  const localGateways = new LocalGatewayProcesses(config.collector.correlate.gatewayProcessRefreshMs, log);
   let correlator: Correlator | null = null;
   let alerts: AlertPipeline | null = null;
   let watch: AlertWatchServer | null = null;
@@ -117,6 +121,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
   return {
     name: 'collector',
     inventory,
+    localGateways,
     get correlator() {
       return correlator;
     },
@@ -159,21 +164,27 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       correlator = new Correlator(
         inventory,
         table,
-        { host, config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: options.gatewayPids ?? new Set() },
+        { host, config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: options.gatewayPids ?? new Set(), confirmGateway: (pid) => localGateways.confirm(pid) },
         { write, alert: (key, alert) => running.raise(key, alert) },
         log,
       );
       const joined = correlator;
+      localGateways.onChange((pids) => joined.setLocalGatewayPids(pids));
       await inventory.setConfigured(config.collector.resources);
       for (const feed of feeds) {
-        feed.onResources((resources) => void inventory.setFromGateway(resources));
+        feed.onResources((resources) => {
+          void inventory.setFromGateway(resources);
+          void localGateways.setListeners(resources.gatewayId, resources.listeners);
+        });
         feed.onRecord((record) => {
           joined.onJournalRecord(record);
           if (options.writeGatewayRecords) for (const { table: t, row } of [...gatewayRecordRows(record), journalRecordRow(record)]) write(t, row);
         });
       }
       await inventory.settled();
+      await localGateways.settled();
       inventory.start();
+      localGateways.start();
       correlator.start();
       sensor = new HostSensor(config.collector.sensor, (record) => joined.onSensorRecord(record));
       processes = sensor.table;
@@ -182,6 +193,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
       } catch (err) {
         sensor = null;
         inventory.stop();
+        localGateways.stop();
         joined.close();
         await running.close();
         throw err;
@@ -223,6 +235,7 @@ export function collectorComponent(options: CollectorOptions): CollectorComponen
         heartbeat.stop();
       }
       inventory.stop();
+      localGateways.stop();
       correlator?.close();
       reportLoss();
       await alerts?.close();

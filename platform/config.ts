@@ -94,6 +94,8 @@ const collectorSchema = z.strictObject({
       resolveIntervalMs: z.number().int().min(1000).default(60_000),
       /** Executables of the gateway (its own upstream connections are never a bypass), besides its pid in `up`. */
       gatewayExecutables: z.array(z.string().min(1)).default([]),
+      /** Period of the look-up of local gateway processes by their advertised listeners (a restarted gateway has a new pid). */
+      gatewayProcessRefreshMs: z.number().int().min(500).default(5_000),
       /** Bounds for long runs: mediated connects waiting for their session, and sessions kept for joining. */
       maxPendingConnects: z.number().int().min(100).default(50_000),
       maxSessions: z.number().int().min(100).default(100_000),

@@ -31,6 +31,11 @@ export interface CorrelatorOptions {
   criticalLabels: readonly string[];
   /** Pids of gateway processes on this host (the collector's own in `gapwatch up`). */
   gatewayPids: ReadonlySet<number>;
+  /**
+   * Asked before a connect to a protected upstream is judged bypass: whether this pid is a local
+   * gateway after all (false when surely not; a promise when it has to look).
+   */
+  confirmGateway?: (pid: number) => boolean | Promise<boolean>;
 }
 
 /** A verdict as the correlator decided it, for callers that watch (tests, bench). */
@@ -105,6 +110,7 @@ export class Correlator {
   private readonly sessionOrder: Array<{ key: string; sessionId: string }> = [];
   private readonly knownClients: ReadonlySet<string>;
   private otherSeen = 0;
+  private localGatewayPids: ReadonlySet<number> = new Set();
   private timer: NodeJS.Timeout | null = null;
   readonly verdicts: Array<(note: VerdictNote) => void> = [];
   readonly counters: Omit<CorrelatorStats, 'pendingConnects' | 'sessions'> = {
@@ -240,16 +246,33 @@ export class Correlator {
       return;
     }
     if (this.isGateway(record)) {
-      // The gateway's own leg to its target: what the gateway exists to do. Joined with the session
-      // that journals this local address:port as its upstream side, when one does.
-      this.counters.gatewayOwn++;
-      if (!event.local || record.result === 'failed') {
-        this.emit(event);
-        return;
-      }
-      this.awaitSession({ role: 'gateway', key: upstreamKey(event.local.ip, event.local.port), record, event, wallNs, receivedMs: Date.now() });
+      this.ownLeg(record, event, wallNs);
       return;
     }
+    // A gateway restarted under a new pid is known only at the next look-up of its listeners; a
+    // would-be bypass from a pid not yet checked is checked first, so its own legs raise no alert.
+    const confirming = this.options.confirmGateway?.(record.pid) ?? false;
+    if (confirming === false) {
+      this.bypass(record, event, match, wallNs);
+      return;
+    }
+    void Promise.resolve(confirming)
+      .catch(() => false)
+      .then((gateway) => (gateway ? this.ownLeg(record, event, wallNs) : this.bypass(record, event, match, wallNs)));
+  }
+
+  /** The gateway's own leg to its target: what the gateway exists to do. */
+  private ownLeg(record: ConnectRecord, event: ConnectEvent__Output, wallNs: bigint): void {
+    // Joined with the session that journals this local address:port as its upstream side, when one does.
+    this.counters.gatewayOwn++;
+    if (!event.local || record.result === 'failed') {
+      this.emit(event);
+      return;
+    }
+    this.awaitSession({ role: 'gateway', key: upstreamKey(event.local.ip, event.local.port), record, event, wallNs, receivedMs: Date.now() });
+  }
+
+  private bypass(record: ConnectRecord, event: ConnectEvent__Output, match: EndpointMatch, wallNs: bigint): void {
     this.counters.bypass++;
     event.verdict = 'VERDICT_BYPASS';
     this.emit(event);
@@ -470,8 +493,16 @@ export class Correlator {
     this.output.write('process_events', processEventRow(event));
   }
 
+  /**
+   * The pids of gateway processes found on this host by their listeners (collector/correlate/local-gateway.ts),
+   * replacing the previous ones; the fixed options.gatewayPids stay.
+   */
+  setLocalGatewayPids(pids: ReadonlySet<number>): void {
+    this.localGatewayPids = new Set(pids);
+  }
+
   private isGateway(record: { pid: number; execId: string }): boolean {
-    if (this.options.gatewayPids.has(record.pid)) return true;
+    if (this.options.gatewayPids.has(record.pid) || this.localGatewayPids.has(record.pid)) return true;
     const executables = this.options.config.gatewayExecutables;
     if (executables.length === 0) return false;
     const entry = this.processes.get(record.execId);

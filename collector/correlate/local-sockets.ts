@@ -1,4 +1,6 @@
 import { access, readdir, readFile, readlink } from 'node:fs/promises';
+import { SocketAddress } from 'node:net';
+import { endianness } from 'node:os';
 
 /**
  * The unix sockets of the local server listening on a TCP port: the server that owns the listening
@@ -44,10 +46,25 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** /proc/net/tcp lines: sl local_address rem_address st … inode; ports in hex, st 0A = LISTEN. */
-async function listeningInodes(port: number, proc: string): Promise<Set<string>> {
-  const out = new Set<string>();
-  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+/** One LISTEN socket of this host as /proc/net/tcp{,6} lists it. */
+export interface ListeningSocket {
+  /** Canonical textual address (v4-mapped IPv6 stays as the kernel reports it on a tcp6 socket). */
+  address: string;
+  port: number;
+  inode: string;
+}
+
+/** /proc/net/tcp{,6}: the `st` column of a listening socket (include/net/tcp_states.h TCP_LISTEN = 10). */
+const TCP_LISTEN = '0A';
+
+/**
+ * The LISTEN sockets on these ports. /proc/net/tcp lines: sl local_address rem_address st … inode,
+ * address and port in hex; the address is the kernel's in-memory __be32 (IPv4) or four __be32 words
+ * (IPv6) printed as host-order integers, so on a little-endian host each 32-bit word reads byte-reversed.
+ */
+export async function listeningSockets(ports: ReadonlySet<number>, proc = '/proc'): Promise<ListeningSocket[]> {
+  const out: ListeningSocket[] = [];
+  const hexPorts = new Map([...ports].map((port) => [`:${port.toString(16).toUpperCase().padStart(4, '0')}`, port]));
   for (const file of ['tcp', 'tcp6']) {
     let text: string;
     try {
@@ -57,13 +74,59 @@ async function listeningInodes(port: number, proc: string): Promise<Set<string>>
     }
     for (const line of text.split('\n')) {
       // Most lines are connections of other ports: skip them before splitting.
-      if (!line.includes(hexPort)) continue;
+      if (!line.includes(` ${TCP_LISTEN} `)) continue;
       const fields = line.trim().split(/\s+/);
-      if (fields.length < 10 || fields[3] !== '0A') continue;
-      if (`${fields[1]!.slice(fields[1]!.lastIndexOf(':'))} ` === hexPort) out.add(fields[9]!);
+      if (fields.length < 10 || fields[3] !== TCP_LISTEN) continue;
+      const local = fields[1]!;
+      const colon = local.lastIndexOf(':');
+      const port = hexPorts.get(local.slice(colon));
+      if (port === undefined) continue;
+      const address = procAddress(local.slice(0, colon));
+      if (address !== null) out.push({ address, port, inode: fields[9]! });
     }
   }
   return out;
+}
+
+function procAddress(hex: string): string | null {
+  if (hex.length !== 8 && hex.length !== 32) return null;
+  const bytes = Buffer.from(hex, 'hex');
+  if (endianness() === 'LE') bytes.swap32();
+  if (bytes.length === 4) return [...bytes].join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
+  // SocketAddress canonicalises through inet_pton/inet_ntop: "::1", "::", "::ffff:127.0.0.1".
+  return new SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+}
+
+/**
+ * Every process holding one of these socket inodes, by inode. A listening socket is usually held by
+ * one process, but a forked server's children may inherit it: all holders are returned. One pass over
+ * /proc/<pid>/fd, read asynchronously (see localSocketsOf).
+ */
+export async function holdersOf(inodes: ReadonlySet<string>, proc = '/proc'): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  if (inodes.size === 0) return out;
+  let entries: string[];
+  try {
+    entries = await readdir(proc);
+  } catch {
+    return out;
+  }
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid)) continue;
+    for (const inode of await socketInodesOf(pid, proc)) {
+      if (!inodes.has(inode)) continue;
+      const list = out.get(inode) ?? [];
+      list.push(Number(pid));
+      out.set(inode, list);
+    }
+  }
+  return out;
+}
+
+async function listeningInodes(port: number, proc: string): Promise<Set<string>> {
+  return new Set((await listeningSockets(new Set([port]), proc)).map((s) => s.inode));
 }
 
 async function ownerOf(inodes: Set<string>, proc: string): Promise<string | null> {
@@ -74,7 +137,8 @@ async function ownerOf(inodes: Set<string>, proc: string): Promise<string | null
   return null;
 }
 
-async function socketInodesOf(pid: string, proc: string): Promise<Set<string>> {
+/** The inodes of the sockets this process holds (its fds that read `socket:[inode]`). */
+export async function socketInodesOf(pid: string, proc = '/proc'): Promise<Set<string>> {
   const out = new Set<string>();
   let fds: string[];
   try {

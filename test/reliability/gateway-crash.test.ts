@@ -42,6 +42,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
     // holds every session and session event of the journal, each exactly once.
     const ANSWERED = 20;
     let gateway = await GapwatchProcess.start('gateway', setup.gatewayConfig);
+    const gatewayPids = [gateway.pid];
     const collector = await GapwatchProcess.start('collector', setup.collectorConfig);
     try {
       await agentSession(setup, 3, 'before');
@@ -59,6 +60,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
       assert.equal(open.length, 1, 'the kill left exactly the interrupted session open');
 
       gateway = await GapwatchProcess.start('gateway', setup.gatewayConfig);
+      gatewayPids.push(gateway.pid);
       assert.match(gateway.output(), /1 session left open by the last run closed as aborted/);
       await agentSession(setup, 3, 'after');
 
@@ -85,6 +87,17 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
         assert.equal(row!.outcome, 'aborted');
         assert.match(row!.failure, /^aborted: /);
         assert.equal(Number(row!.ended), 1);
+
+        // The gateway runs as its own process on the collector's host: its legs to PostgreSQL, before
+        // the kill and from the restarted process (a new pid), are its own, never a bypass (issue 6).
+        const legs = await storeQuery<{ pid: number; verdict: string; n: number }>(
+          store,
+          `SELECT tgid AS pid, toString(verdict) AS verdict, count() AS n FROM ${table(store, 'connect_events')} FINAL WHERE tgid IN (${gatewayPids.join(', ')}) AND destination_port = ${setup.pg.port} GROUP BY tgid, verdict ORDER BY tgid, verdict`,
+        );
+        assert.deepEqual(legs.filter((l) => l.verdict === 'bypass'), [], `no gateway leg judged bypass: ${JSON.stringify(legs)} gateways ${gatewayPids}`);
+        assert.deepEqual([...new Set(legs.map((l) => Number(l.pid)))].sort(), [...gatewayPids].sort(), 'both gateway processes were seen connecting to PostgreSQL');
+        const [bypassAlerts] = await storeQuery<{ n: number }>(store, `SELECT count() AS n FROM ${table(store, 'alerts')} FINAL WHERE toString(kind) = 'bypass' AND resource = 'orders'`);
+        assert.equal(Number(bypassAlerts!.n), 0, 'no bypass alert for the gateway');
       } finally {
         await store.close();
       }

@@ -53,7 +53,7 @@ function sessionRecord(sessionId: string, client: { ip: string; port: number }):
   };
 }
 
-async function setup(yaml = '') {
+async function setup(yaml = '', confirmGateway?: (pid: number) => boolean | Promise<boolean>) {
   const config = parseConfig(`collector:\n  resources:\n    - name: orders\n      upstream: [{ host: 10.0.0.5, port: 5432 }, { unixPath: /run/pg/.s.PGSQL.5432 }]\n      listener: [{ host: 127.0.0.1, port: 6543 }]\n${yaml}`);
   const inventory = new Inventory(60_000, silentLog);
   await inventory.setConfigured(config.collector.resources);
@@ -63,7 +63,7 @@ async function setup(yaml = '') {
   const correlator = new Correlator(
     inventory,
     { get: () => undefined, lineage: () => [] },
-    { host: 'h', config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: new Set([99]) },
+    { host: 'h', config: config.collector.correlate, criticalLabels: config.collector.alerts.criticalLabels, gatewayPids: new Set([99]), confirmGateway },
     { write: (table, row) => rows.push({ table, row }), alert: (_key, alert) => alerts.push(alert) },
     silentLog,
   );
@@ -126,6 +126,38 @@ describe('collector/correlate correlator (verdicts and joins)', () => {
       [14, 'connect-bypass', '/run/pg/.s.PGSQL.5432', 'claude'],
     ]);
     assert.equal(correlator.stats().otherDropped, 1);
+  });
+
+  it('a local gateway pid found later (setLocalGatewayPids) is the gateway until replaced; the fixed gateway pid stays', async () => {
+    const { correlator, notes, alerts } = await setup();
+    correlator.setLocalGatewayPids(new Set([42]));
+    correlator.onSensorRecord(connect(42, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51000 }));
+    // The gateway restarted as pid 43: pid 42 is anyone now.
+    correlator.setLocalGatewayPids(new Set([43]));
+    correlator.onSensorRecord(connect(43, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51001 }));
+    correlator.onSensorRecord(connect(42, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51002 }));
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 51003 }));
+    correlator.expire(Date.now() + 60_000);
+    assert.deepEqual(notes.map((n) => [n.pid, n.verdict]).sort(), [[42, 'bypass'], [42, 'other'], [43, 'other'], [99, 'other']]);
+    assert.deepEqual(alerts.map((a) => [a.process?.pid, a.rule]), [[42, 'connect-bypass']]);
+    assert.equal(correlator.stats().gatewayOwn, 3);
+  });
+
+  it('asks confirmGateway before judging a connect to an upstream bypass: a confirmed gateway raises no alert', async () => {
+    const asked: number[] = [];
+    const { correlator, notes, alerts } = await setup('', (pid) => {
+      asked.push(pid);
+      return pid === 14 ? false : Promise.resolve(pid === 50);
+    });
+    correlator.onSensorRecord(connect(50, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 52000 }));
+    correlator.onSensorRecord(connect(51, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 52001 }));
+    correlator.onSensorRecord(connect(14, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 52002 }));
+    correlator.onSensorRecord(connect(99, { ip: '10.0.0.5', port: 5432 }, { ip: '10.0.0.9', port: 52003 }));
+    await new Promise((resolve) => setImmediate(resolve));
+    correlator.expire(Date.now() + 60_000);
+    assert.deepEqual(asked, [50, 51, 14]);
+    assert.deepEqual(notes.map((n) => [n.pid, n.verdict]).sort(), [[14, 'bypass'], [50, 'other'], [51, 'bypass'], [99, 'other']]);
+    assert.deepEqual(alerts.map((a) => [a.process?.pid, a.rule]).sort(), [[14, 'connect-bypass'], [51, 'connect-bypass']]);
   });
 
   it("joins the gateway's own leg to its session by the session's upstream local address and port; unjoined, it is no gap", async () => {
