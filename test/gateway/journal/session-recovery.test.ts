@@ -36,8 +36,8 @@ describe('gateway/journal: sessions left open by a dead gateway', () => {
     const records = await sessions(second);
     const finals = records.slice(-2).map((r) => r.session!);
     assert.deepEqual(finals.map((s) => [s.sessionId, s.outcome]), [
-      ['s-left-open', 'SESSION_OUTCOME_FAILED'],
-      ['s-also-open', 'SESSION_OUTCOME_FAILED'],
+      ['s-left-open', 'SESSION_OUTCOME_ABORTED'],
+      ['s-also-open', 'SESSION_OUTCOME_ABORTED'],
     ]);
     for (const session of finals) {
       assert.ok(session.failure.startsWith(ABORTED_FAILURE_PREFIX), session.failure);
