@@ -524,8 +524,10 @@ export class HttpGateway implements Component {
       contentLength = admitted.contentLength;
     }
     let headers: string[];
+    let secret: string | null;
     try {
-      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength }, false);
+      secret = target.credentialSecret();
+      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength }, false, secret);
     } catch (err) {
       if (!(err instanceof HttpGatewayError)) throw err;
       this.refuse(req, res, err);
@@ -599,7 +601,7 @@ export class HttpGateway implements Component {
             firstByte = nowNanos() - started;
             upstreamHeaders = new Array<string>(rawHeaders.length);
             for (let i = 0; i < rawHeaders.length; i++) upstreamHeaders[i] = rawHeaders[i]!.toString('latin1');
-            recorder = new BodyRecorder(headerValue(upstreamHeaders, 'content-type') ?? '', headerValue(upstreamHeaders, 'content-encoding') ?? '', config.record.bodyBytes, config.record.binaryBodies, injectedSecrets(target));
+            recorder = new BodyRecorder(headerValue(upstreamHeaders, 'content-type') ?? '', headerValue(upstreamHeaders, 'content-encoding') ?? '', config.record.bodyBytes, config.record.binaryBodies, secret === null ? [] : [secret]);
             if (res.destroyed) return false;
             res.writeHead(statusCode, statusText, responseHeaders(upstreamHeaders) as unknown as Record<string, string>);
             res.on('drain', resume);
@@ -798,7 +800,7 @@ export class HttpGateway implements Component {
     }
     let headers: string[];
     try {
-      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength: null }, true);
+      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength: null }, true, target.credentialSecret());
     } catch (err) {
       if (!(err instanceof HttpGatewayError)) throw err;
       this.refuseRaw(socket, err, `${method} ${admitted.path}`);
@@ -907,17 +909,4 @@ export class HttpGateway implements Component {
     });
     upstream.end();
   }
-}
-
-/** The credential value the gateway injects for a target (without its scheme), kept out of recorded response bodies. */
-function injectedSecrets(target: { credentialHeader(): [string, string] | null; resource: { credential: { scheme: string } | null } }): string[] {
-  let header: [string, string] | null;
-  try {
-    header = target.credentialHeader();
-  } catch {
-    return [];
-  }
-  if (header === null) return [];
-  const scheme = target.resource.credential?.scheme ?? '';
-  return [scheme === '' ? header[1] : header[1].slice(scheme.length + 1)];
 }

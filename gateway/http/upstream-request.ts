@@ -59,15 +59,15 @@ export class UpstreamTarget {
   }
 
   /**
-   * The `<header>: <scheme> <secret>` the gateway adds, read at request time so a rotated file or
-   * environment takes effect at once; null when the resource needs none.
+   * The resource's credential, read at request time so a rotated file or environment takes effect at
+   * once; null when the resource needs none. Read once per request: the same value goes into the
+   * forwarded header and is kept out of what the gateway records.
    */
-  credentialHeader(): [string, string] | null {
+  credentialSecret(): string | null {
     const credential = this.resource.credential;
     if (credential === null) return null;
-    let secret: string | null;
     try {
-      secret = readCredential(this.resource.name, credential.source);
+      return readCredential(this.resource.name, credential.source);
     } catch (err) {
       // readCredential names the PostgreSQL settings in its message; say where the HTTP one lives.
       if (err instanceof PostgresCredentialError) {
@@ -76,7 +76,12 @@ export class UpstreamTarget {
       }
       throw err;
     }
-    if (secret === null) return null;
+  }
+
+  /** The `<header>: <scheme> <secret>` the gateway adds for `secret`, or null without one. */
+  credentialHeader(secret: string | null): [string, string] | null {
+    const credential = this.resource.credential;
+    if (credential === null || secret === null) return null;
     return [credential.header, credential.scheme === '' ? secret : `${credential.scheme} ${secret}`];
   }
 
@@ -89,7 +94,8 @@ export class UpstreamTarget {
  * The headers forwarded upstream, as a flat [name, value, …] list in the agent's order: hop-by-hop
  * fields (and any the agent's Connection names) dropped, the agent's Authorization and any header of
  * the resource's credential's name stripped, the credential added, X-Forwarded-* set by the gateway
- * (never trusted from the agent), Host set to the upstream's.
+ * (never trusted from the agent), Host set to the upstream's. `secret`: the resource credential read for
+ * this request (UpstreamTarget.credentialSecret).
  */
 export function forwardHeaders(
   rawHeaders: readonly string[],
@@ -98,9 +104,10 @@ export function forwardHeaders(
   client: { ip: string; host: string; secure: boolean },
   body: { contentLength: number | null },
   keepUpgrade: boolean,
+  secret: string | null,
 ): string[] {
   let dropped = target.dropped;
-  const credential = target.credentialHeader();
+  const credential = target.credentialHeader(secret);
   const connection = headers.connection;
   if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
     const extended = new Set(dropped);
