@@ -8,6 +8,7 @@ import { openJournal, journalOptionsFromConfig, type Journal } from '../../gatew
 import { parseConfig, type Config } from '../../platform/config';
 import { createLogger } from '../../platform/log';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
+import { allRecords } from './journal-records';
 
 /** The HTTP gateway as `gapwatch gateway` runs it (real journal and identity store) in a fresh data directory. */
 export interface HttpGatewayUnderTest {
@@ -54,10 +55,8 @@ export async function startHttpGateway(http: Record<string, unknown>, logLevel: 
       config,
       journal,
       identities,
-      async records() {
-        const out: JournalRecord__Output[] = [];
-        for await (const record of j.read(1n)) out.push(record);
-        return out;
+      records() {
+        return allRecords(j);
       },
       async stop() {
         await gateway.stop();

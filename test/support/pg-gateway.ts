@@ -10,6 +10,7 @@ import { parseConfig, type Config } from '../../platform/config';
 import { createLogger } from '../../platform/log';
 import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
 import { startPostgres, type PostgresOptions, type PostgresServer } from './postgres';
+import { allRecords } from './journal-records';
 
 /**
  * The whole PostgreSQL gateway as `gapwatch gateway` runs it (real journal, identity store, policy
@@ -97,10 +98,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       journal,
       identities,
       policy,
-      async records() {
-        const out: JournalRecord__Output[] = [];
-        for await (const record of j.read(1n)) out.push(record);
-        return out;
+      records() {
+        return allRecords(j);
       },
       async stop() {
         await gateway.stop();

@@ -13,6 +13,7 @@ import type { JournalRecord__Output } from '../../proto/generated/gapwatch/v1/Jo
 import type { Session__Output } from '../../proto/generated/gapwatch/v1/Session';
 import type { SessionEvent__Output } from '../../proto/generated/gapwatch/v1/SessionEvent';
 import { generateKey, startSshd, type SshServer } from './sshd';
+import { allRecords } from './journal-records';
 
 /**
  * The SSH gateway as `gapwatch gateway` runs it (real journal, identity store, review channel) in
@@ -138,10 +139,8 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
         const records = await this.records();
         return records.length === 0 ? 0n : BigInt(records[records.length - 1]!.seq);
       },
-      async records() {
-        const out: JournalRecord__Output[] = [];
-        for await (const record of j.read(1n)) out.push(record);
-        return out;
+      records() {
+        return allRecords(j);
       },
       async stop() {
         await gateway.stop();
