@@ -4,7 +4,7 @@
 -- sessions, sessions no host connect explains, and audit gaps in the range.
 -- The previous period is [from - (to - from), from); only its bypasses are counted, which are a prefix
 -- range of connect_events' ORDER BY (verdict, …). Session attribution is read by key from
--- session_connects (migration 0005).
+-- session_attribution (migration 0007).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -54,7 +54,7 @@ WITH
         SELECT
             (SELECT count() FROM session_ids) AS session_total,
             (SELECT count() FROM session_ids) - (
-                SELECT uniqExact(session_id) FROM session_connects WHERE session_id IN session_ids
+                SELECT uniqExact(session_id) FROM session_attribution WHERE session_id IN session_ids
             ) AS session_unattributed
     )
 SELECT

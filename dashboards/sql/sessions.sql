@@ -3,7 +3,7 @@
 -- opened them (empty when no host connect was joined with the session).
 -- @param limit UInt32 = 100 | at most this many rows
 -- host and agent filter on the attribution, so with either set only attributed sessions are listed.
--- The attribution is read by key from session_connects (migration 0005).
+-- The attribution is read by key from session_attribution (migration 0007).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -22,7 +22,7 @@ WITH
     ),
     attribution AS (
         SELECT session_id, any(host) AS attributed_host, any(agent_run) AS attributed_run, any(exec_id) AS attributed_exec
-        FROM session_connects
+        FROM session_attribution
         WHERE session_id IN (SELECT session_id FROM in_range)
         GROUP BY session_id
     ),

@@ -3,7 +3,7 @@
 -- audit gaps), or from a client the correlator could not match by address and port.
 -- @param limit UInt32 = 100 | at most this many rows
 -- host and agent do not apply: these sessions have no host process. Attribution is read by key from
--- session_connects (migration 0005).
+-- session_attribution (migration 0007).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -16,7 +16,7 @@ WITH
             AND ({resource:String} = '' OR resource = {resource:String})
     ),
     attributed AS (
-        SELECT DISTINCT session_id FROM session_connects
+        SELECT DISTINCT session_id FROM session_attribution
         WHERE session_id IN (SELECT session_id FROM in_range)
     )
 SELECT

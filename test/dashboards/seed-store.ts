@@ -22,6 +22,7 @@ export const PSQL_A = 'host-a:boot-a:101:1010';
 export const NODE_A = 'host-a:boot-a:102:1030';
 export const CURL_B = 'host-b:boot-b:201:2010';
 export const PSQL_B = 'host-b:boot-b:300:3000';
+export const GATEWAY_A = 'host-a:boot-a:50:500';
 
 /** DateTime64 text `seconds` after BASE_MS. */
 export function at(seconds: number): string {
@@ -108,6 +109,9 @@ export const SEED: Record<TableName, Row[]> = {
     connect('ce-5', 'host-b', 130, CURL_B, RUN_B, 'bypass', 'billing-api', '10.0.0.7', 80),
     connect('ce-6', 'host-b', 140, CURL_B, RUN_B, 'other', '', '93.184.216.34', 443),
     connect('ce-7', 'host-b', 210, PSQL_B, '', 'bypass', 'orders-db', '10.0.0.5', 5432),
+    // The gateway on host-a opening its own upstream leg for gw-s3 (an agent on a laptop without the
+    // sensor): joined with the session, verdict other. It must not count as the session's attribution.
+    connect('ce-8', 'host-a', 400, GATEWAY_A, '', 'other', 'orders-db', '10.0.0.5', 5432, 'gw-s3'),
   ],
   gateway_sessions: [
     // gw-s1's open record, replaced by its closed one (FINAL).

@@ -3,11 +3,12 @@ import { openStore, type Store } from '../../../collector/store/connection';
 import { migrate } from '../../../collector/store/migration';
 import { MIGRATIONS } from '../../../collector/store/migrations';
 import { dashboardLookups } from '../../../collector/store/migrations/0005-dashboard-lookups';
+import { sessionAttribution } from '../../../collector/store/migrations/0007-session-attribution';
 import { qualified } from '../../../collector/store/ddl';
-import { at, NODE_A, PSQL_A, PSQL_B, RUN_A, SEED, seedStore } from '../../dashboards/seed-store';
+import { at, GATEWAY_A, NODE_A, PSQL_A, PSQL_B, RUN_A, SEED, seedStore } from '../../dashboards/seed-store';
 import { queryRows, tempConfig } from './store-fixture';
 
-describe('collector/store migration 0005: dashboard lookup tables', function () {
+describe('collector/store migrations 0005 and 0007: dashboard lookup tables', function () {
   this.timeout(60_000);
   let store: Store;
 
@@ -19,7 +20,7 @@ describe('collector/store migration 0005: dashboard lookup tables', function () 
     const execs = await queryRows<{ exec_id: string; filename: string }>(store, `SELECT exec_id, filename FROM ${qualified(store.dialect, 'process_execs')} FINAL ORDER BY exec_id`);
     const sessions = await queryRows<{ session_id: string; exec_id: string }>(
       store,
-      `SELECT session_id, exec_id FROM ${qualified(store.dialect, 'session_connects')} FINAL ORDER BY session_id`,
+      `SELECT session_id, exec_id FROM ${qualified(store.dialect, 'session_attribution')} FINAL ORDER BY session_id`,
     );
     return { execs: execs.map((r) => `${r.exec_id} ${r.filename}`), sessions: sessions.map((r) => `${r.session_id} ${r.exec_id}`) };
   }
@@ -39,8 +40,8 @@ describe('collector/store migration 0005: dashboard lookup tables', function () 
     assert.deepEqual(before.execs, [...new Set(expectedExecs)].sort());
     assert.deepEqual(before.sessions, [`gw-s1 ${NODE_A}`, 'gw-s2 host-b:boot-b:201:2010']);
 
-    // Rows arriving later reach the lookups through the materialized views; exit records and connects
-    // without a session do not.
+    // Rows arriving later reach the lookups through the materialized views; exit records, connects
+    // without a session and the gateway's own leg (verdict other, joined with its session) do not.
     await store.client.insert({
       table: qualified(store.dialect, 'process_events'),
       values: [
@@ -56,11 +57,14 @@ describe('collector/store migration 0005: dashboard lookup tables', function () 
       values: [
         { event_id: 'late-ce-1', host: 'host-a', time: at(1003), exec_id: 'host-a:boot-a:900:1', agent_run: RUN_A, verdict: 'mediated', resource: 'ssh-bastion', session_id: 'gw-s9' },
         { event_id: 'late-ce-2', host: 'host-a', time: at(1004), exec_id: PSQL_A, agent_run: RUN_A, verdict: 'bypass', resource: 'orders-db', session_id: '' },
+        { event_id: 'late-ce-3', host: 'host-a', time: at(1005), exec_id: GATEWAY_A, agent_run: '', verdict: 'other', resource: 'orders-db', session_id: 'gw-s9' },
       ],
       format: 'JSONEachRow',
     });
     // Running the backfill again (two collectors migrating at once) stores nothing new once merged.
-    for (const statement of dashboardLookups.statements(store.dialect)) await store.client.command({ query: statement });
+    for (const statement of [...dashboardLookups.statements(store.dialect), ...sessionAttribution.statements(store.dialect)]) {
+      await store.client.command({ query: statement });
+    }
 
     const after = await lookups();
     assert.deepEqual(after.execs.filter((e) => !before.execs.includes(e)), ['host-a:boot-a:900:1 /usr/bin/ssh', `${PSQL_B} /usr/lib/postgresql/15/bin/psql`]);

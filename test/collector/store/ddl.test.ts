@@ -43,7 +43,7 @@ describe('collector/store DDL for server and cluster', () => {
           // A backfill INSERT … SELECT is idempotent because its target's sorting key is the row's identity
           // (ReplacingMergeTree): running it twice stores nothing new once merged. It goes through the
           // Distributed table on a cluster, so it carries no ON CLUSTER.
-          assert.match(statement, /^(CREATE (TABLE|DATABASE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE .* IF (NOT )?EXISTS|INSERT INTO \S+ SELECT )/, statement);
+          assert.match(statement, /^(CREATE (TABLE|DATABASE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE .* IF (NOT )?EXISTS|DROP (TABLE|VIEW) IF EXISTS |INSERT INTO \S+ SELECT )/, statement);
           if (dialect.kind === 'cluster' && !statement.startsWith('INSERT')) assert.match(statement, /ON CLUSTER `audit`/);
         }
       }

@@ -18,8 +18,9 @@ const TABLES = [
   'process_execs',
   'process_execs_mv',
   'schema_migrations',
-  'session_connects',
-  'session_connects_mv',
+  // migration 0007: the agent-side session attribution (replaces 0005's session_connects)
+  'session_attribution',
+  'session_attribution_mv',
 ];
 
 describe('collector/store migrations (embedded engine)', function () {
