@@ -29,6 +29,10 @@ export function storeSink(store: Store): InsertSink {
         migrated = true;
       }
       try {
+        if (store.insertRaw !== undefined) {
+          await store.insertRaw(table, columns, body);
+          return;
+        }
         // The batch was serialised once, when it was cut; the same bytes go to the spool, so a replayed
         // batch is byte-identical to the first attempt. `insert` would re-encode JSON rows, so the bytes
         // are sent through `exec` with the statement naming the format.
