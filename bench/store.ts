@@ -18,13 +18,14 @@ import { round, summarize } from './stats';
  * `npm run bench -- store [rows] [rounds] [maxMemoryMiB]`: connect events into the embedded engine.
  *
  * - writer: ready-made rows handed to StoreWriter one producer chunk at a time, encoded and batched at
- *   the default batch size, inserted through @clickhouse/client into chDB, with the configured
- *   `inflightBatches` (default 2) inserts at once;
+ *   the default batch size, inserted through the store sink (for the embedded engine chDB's raw insert,
+ *   `Store.insertRaw`), with the configured `inflightBatches` (default 2) inserts at once;
  * - writer_before: the writer as it was before it was tuned, for the before/after ratio in the same run:
- *   one insert at a time (`inflightBatches: 1`), each insert carrying the client's settings (which chDB
- *   sends as `SET …;` statements in front of the INSERT); the two alternate which goes first in each round;
- * - baseline: batches already encoded, inserted straight through the sink (what the writer adds on top
- *   of @clickhouse/client + chDB is the difference);
+ *   one insert at a time (`inflightBatches: 1`) through @clickhouse/client, each insert carrying the
+ *   client's settings (which chDB sends as `SET …;` statements in front of the INSERT); the two alternate
+ *   which goes first in each round;
+ * - baseline: batches already encoded, inserted one at a time through @clickhouse/client's exec (the
+ *   sink's path before it used the raw insert);
  * - chdb_raw: the same batches through chDB's own zero-copy insert (`connection.chdb.rawInsert`), which
  *   bypasses @clickhouse/client: the engine's ceiling on this machine, for reference;
  * - spool: the writer with the store unreachable, so every batch is appended (fsync'd) to the spool;
@@ -121,6 +122,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     store = await openStore(config);
     await migrate(store.client, store.dialect);
     const sink = storeSink(store);
+    const clientSink = storeSink({ ...store, insertRaw: undefined });
     const beforeSink = settingsCarryingSink(store);
     const raw = createChdbConnection({ path: embeddedStorePath(config) });
     let next = 0;
@@ -133,7 +135,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       }
       next += total;
       let started = process.hrtime.bigint();
-      for (const body of bodies) await sink.insert('connect_events', TABLE_COLUMNS.connect_events, body, BATCH_ROWS);
+      for (const body of bodies) await clientSink.insert('connect_events', TABLE_COLUMNS.connect_events, body, BATCH_ROWS);
       baselineRates.push(total / (Number(process.hrtime.bigint() - started) / 1e9));
       bodies.length = 0;
 
