@@ -85,8 +85,8 @@ export class BodyRecorder {
    */
   snapshot(): HttpBody {
     if (this.last !== null) return this.last;
-    const body: HttpBody = { size: String(this.size) };
-    if (this.contentType !== '') body.contentType = this.contentType;
+    // Keys in field-number order (content_type 1, size 2, …): the journal's encoder then sorts nothing.
+    const body: HttpBody = this.contentType === '' ? { size: String(this.size) } : { contentType: this.contentType, size: String(this.size) };
     if (this.mode === 'omit') {
       if (this.size > 0) body.omitted = true;
     } else {

@@ -174,11 +174,14 @@ function rawErrorResponse(status: number, body: string, extraHeaders: string[] =
  * Empty values are left out: the journal's canonical encoding omits proto3 defaults anyway.
  */
 function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], body: HttpBody | null, upgrade: boolean): HttpRequest {
-  const record: HttpRequest = { exchangeId, method: req.method ?? '', path: admitted.path, httpVersion: req.httpVersion, headers };
+  // Keys in field-number order: the encoder then has nothing to sort.
+  const record: HttpRequest = { exchangeId, method: req.method ?? '', path: admitted.path };
   if (admitted.query !== '') record.query = admitted.query;
   if (admitted.heads.host !== undefined) record.host = admitted.heads.host;
-  if (admitted.rule !== null) record.policyRule = admitted.rule;
+  record.httpVersion = req.httpVersion;
+  record.headers = headers;
   if (body !== null) record.body = body;
+  if (admitted.rule !== null) record.policyRule = admitted.rule;
   if (upgrade) record.upgrade = true;
   return record;
 }
@@ -210,8 +213,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
   readonly exchangeId: number;
   readonly method: string;
   readonly requestBody: BodyRecorder;
-  /** The outcome record, filled in as the exchange goes. */
-  readonly outcome: HttpExchange;
+  /** For the outcome record: the request's headers (when no request record is written ahead), its rule, a review's decision. */
+  requestHeaders: HttpHeader[] | null = null;
+  policyRule: string | null = null;
+  policy: PolicyDecision | null = null;
   /** The resource credential read for this request: forwarded, and kept out of the recorded response body. */
   secret: string | null = null;
   /**
@@ -224,6 +229,8 @@ class Exchange implements Dispatcher.DispatchHandlers {
   private firstByte = 0n;
   private upstreamHeaders: string[] = [];
   private responseBody: BodyRecorder | null = null;
+  /** undici's resume of the upstream response, after backpressure. */
+  private resume: (() => void) | null = null;
   private recorded = false;
   private released = false;
 
@@ -243,32 +250,39 @@ class Exchange implements Dispatcher.DispatchHandlers {
     session.hold();
     const { heads } = admitted;
     this.requestBody = new BodyRecorder(heads.contentType ?? '', heads.contentEncoding ?? '', record.bodyBytes, record.binaryBodies);
-    this.outcome = { exchangeId: this.exchangeId, method: this.method, path: admitted.path };
-    if (admitted.query !== '') this.outcome.query = admitted.query;
   }
 
-  /** Journals the outcome (once); empty values are left out, as the canonical encoding omits them anyway. */
+  /**
+   * Journals the outcome (once). Empty values are left out (the canonical encoding omits them
+   * anyway) and keys go in field-number order, so the encoder has nothing to skip or sort.
+   */
   record(status: number, error: string): void {
     if (this.recorded) return;
     this.recorded = true;
-    const { session, outcome, requestBody } = this;
-    session.bytesFromClient += requestBody.size;
-    if (status !== 0) outcome.status = status;
-    if (error !== '') outcome.error = error;
-    outcome.requestBytes = String(requestBody.size);
-    outcome.requestBody = requestBody.snapshot();
-    outcome.durationNano = String(nowNanos() - this.started);
+    const { session, requestBody, admitted } = this;
     const response = this.responseBody;
+    session.bytesFromClient += requestBody.size;
+    const outcome: HttpExchange = { method: this.method, path: admitted.path };
+    if (status !== 0) outcome.status = status;
+    outcome.requestBytes = String(requestBody.size);
+    if (response !== null) outcome.responseBytes = String(response.size);
+    if (admitted.query !== '') outcome.query = admitted.query;
+    outcome.exchangeId = this.exchangeId;
+    if (response !== null) outcome.responseHeaders = recordHeaders(this.upstreamHeaders, this.env.recordedHeaders, this.env.redactedHeaders);
+    outcome.requestBody = requestBody.snapshot();
+    if (response !== null) outcome.responseBody = response.snapshot();
+    outcome.durationNano = String(nowNanos() - this.started);
     if (response !== null) {
-      session.bytesToClient += response.size;
       outcome.firstByteNano = String(this.firstByte);
-      outcome.responseHeaders = recordHeaders(this.upstreamHeaders, this.env.recordedHeaders, this.env.redactedHeaders);
-      outcome.responseBytes = String(response.size);
-      outcome.responseBody = response.snapshot();
+      session.bytesToClient += response.size;
     }
+    if (error !== '') outcome.error = error;
+    if (this.policy !== null) outcome.policy = this.policy;
+    if (this.requestHeaders !== null) outcome.requestHeaders = this.requestHeaders;
+    if (this.policyRule !== null) outcome.policyRule = this.policyRule;
     session.recorder.outcome({ http: outcome });
     const { log } = this.env;
-    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId: this.exchangeId, resource: this.admitted.target.resource.name, method: this.method, path: this.admitted.path, status, error }, 'http exchange done');
+    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId: this.exchangeId, resource: admitted.target.resource.name, method: this.method, path: admitted.path, status, error }, 'http exchange done');
     this.settle();
   }
 
@@ -321,13 +335,16 @@ class Exchange implements Dispatcher.DispatchHandlers {
     const { res } = this;
     if (res.destroyed) return false;
     res.writeHead(statusCode, statusText, responseHeaders(headers) as unknown as Record<string, string>);
-    res.on('drain', resume);
+    this.resume = resume;
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     this.responseBody!.push(chunk);
-    return this.res.write(chunk);
+    if (this.res.write(chunk)) return true;
+    // Backpressure: undici stops reading the upstream until the agent's side drains.
+    this.res.once('drain', this.resume!);
+    return false;
   }
 
   onComplete(): void {
@@ -722,8 +739,8 @@ export class HttpGateway implements Component {
         await session.recorder.durable();
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
-        x.outcome.requestHeaders = requestHeaders;
-        if (admitted.rule !== null) x.outcome.policyRule = admitted.rule;
+        x.requestHeaders = requestHeaders;
+        x.policyRule = admitted.rule;
         if (session.recorder.hasPending) void session.recorder.durable().catch(ignore);
       }
     } catch (err) {
@@ -735,7 +752,7 @@ export class HttpGateway implements Component {
 
     if (admitted.review) {
       const held = await this.holdForReview(session, admitted, method, x.requestBody.snapshot().text ?? '', (withdraw) => res.once('close', withdraw));
-      x.outcome.policy = held.policy;
+      x.policy = held.policy;
       if (held.refusal) {
         if (!res.destroyed) this.refuse(req, res, held.refusal, { reviewId: held.policy.reviewId });
         x.record(held.refusal.status, held.refusal.message);
