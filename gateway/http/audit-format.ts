@@ -26,9 +26,19 @@ export function recordHeaders(rawHeaders: readonly string[], selected: ReadonlyS
 
 /** Whether a body of this type is recorded as text: text/*, JSON, XML, forms, and their +json/+xml kin. */
 export function isTextual(contentType: string): boolean {
+  const known = textualCache.get(contentType);
+  if (known !== undefined) return known;
   const media = contentType.split(';', 1)[0]!.trim().toLowerCase();
-  return media.startsWith('text/') || media.endsWith('+json') || media.endsWith('+xml') || TEXTUAL_MEDIA_TYPES.has(media);
+  const textual = media.startsWith('text/') || media.endsWith('+json') || media.endsWith('+xml') || TEXTUAL_MEDIA_TYPES.has(media);
+  // Content types come from agents and upstreams: the memo is bounded, and starts over when full.
+  if (textualCache.size >= TEXTUAL_CACHE_ENTRIES) textualCache.clear();
+  textualCache.set(contentType, textual);
+  return textual;
 }
+
+/** isTextual's answers by Content-Type value: a busy gateway sees the same few types on every exchange. */
+const textualCache = new Map<string, boolean>();
+const TEXTUAL_CACHE_ENTRIES = 256;
 
 /**
  * Keeps the first `limit` bytes of a body as it streams past and counts the rest, so the journal
@@ -40,6 +50,8 @@ export class BodyRecorder {
   private kept = 0;
   size = 0;
   private readonly mode: 'text' | 'data' | 'omit';
+  /** The last snapshot, until more of the body arrives (a request's excerpt goes into two records). */
+  private last: HttpBody | null = null;
 
   /**
    * `secrets`: values the gateway itself injected (the resource credential). An upstream may echo its
@@ -50,7 +62,7 @@ export class BodyRecorder {
     contentEncoding: string,
     private readonly limit: number,
     binaryBodies: boolean,
-    private readonly secrets: readonly string[] = [],
+    private readonly secrets: readonly (string | Buffer)[] = [],
   ) {
     const encoded = contentEncoding !== '' && contentEncoding.toLowerCase() !== 'identity';
     if (limit === 0) this.mode = 'omit';
@@ -60,21 +72,38 @@ export class BodyRecorder {
 
   push(chunk: Buffer): void {
     this.size += chunk.length;
+    this.last = null;
     if (this.mode === 'omit' || this.kept >= this.limit) return;
     const take = Math.min(chunk.length, this.limit - this.kept);
     this.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
     this.kept += take;
   }
 
+  /**
+   * The body as journaled. Fields holding their proto3 default are left out: the journal's canonical
+   * encoding omits them anyway (same bytes), and absent keys cost its encoder nothing.
+   */
   snapshot(): HttpBody {
-    const body: HttpBody = { contentType: this.contentType, size: String(this.size), truncated: this.size > this.kept && this.mode !== 'omit' };
-    if (this.mode === 'omit') return { ...body, omitted: this.size > 0 };
-    let content: Buffer = Buffer.concat(this.chunks, this.kept);
-    for (const secret of this.secrets) content = replaceAll(content, Buffer.from(secret, 'utf8'), Buffer.from(REDACTED, 'utf8'));
-    // A cut can fall inside a UTF-8 sequence; the decoder's replacement character marks it.
-    return this.mode === 'text' ? { ...body, text: content.toString('utf8') } : { ...body, data: content };
+    if (this.last !== null) return this.last;
+    // Keys in field-number order (content_type 1, size 2, …): the journal's encoder then sorts nothing.
+    const body: HttpBody = this.contentType === '' ? { size: String(this.size) } : { contentType: this.contentType, size: String(this.size) };
+    if (this.mode === 'omit') {
+      if (this.size > 0) body.omitted = true;
+    } else {
+      if (this.size > this.kept) body.truncated = true;
+      // Text is decoded (a copy) at once, so one chunk needs no concatenation; bytes are always copied.
+      let content: Buffer = this.mode === 'text' && this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.kept);
+      for (const secret of this.secrets) content = replaceAll(content, typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret, REDACTED_BYTES);
+      // A cut can fall inside a UTF-8 sequence; the decoder's replacement character marks it.
+      if (this.mode === 'text') body.text = content.toString('utf8');
+      else body.data = content;
+    }
+    this.last = body;
+    return body;
   }
 }
+
+const REDACTED_BYTES = Buffer.from(REDACTED, 'utf8');
 
 function replaceAll(content: Buffer, needle: Buffer, replacement: Buffer): Buffer {
   if (needle.length === 0 || content.indexOf(needle) < 0) return content;

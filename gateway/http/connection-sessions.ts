@@ -17,7 +17,9 @@ export class HttpSession {
   failed: Error | null = null;
   bytesFromClient = 0;
   bytesToClient = 0;
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Exchanges (and other appends) still to record something; the session's end waits for them. */
+  private inFlight = 0;
+  private idle: Array<() => void> = [];
 
   constructor(readonly recorder: SessionRecorder) {}
 
@@ -26,14 +28,29 @@ export class HttpSession {
     return this.exchanges;
   }
 
-  /** Keeps the session open until an exchange's last record has been appended. */
-  track(exchange: Promise<void>): void {
-    this.inFlight.add(exchange);
-    void exchange.finally(() => this.inFlight.delete(exchange));
+  /** An exchange begins: the session stays open until the matching release(). */
+  hold(): void {
+    this.inFlight += 1;
+  }
+
+  /** An exchange's last record has been appended. */
+  release(): void {
+    this.inFlight -= 1;
+    if (this.inFlight > 0) return;
+    const waiting = this.idle;
+    this.idle = [];
+    for (const wake of waiting) wake();
+  }
+
+  /** Keeps the session open until `work` settles. */
+  track(work: Promise<unknown>): void {
+    this.hold();
+    const release = (): void => this.release();
+    void work.then(release, release);
   }
 
   async settled(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 }
 

@@ -63,7 +63,89 @@ interface Admitted {
   rule: string | null;
   /** Set when policy holds the request for a human decision before it may go upstream. */
   review: { rule: string; reason: string } | null;
+  heads: RequestHeads;
 }
+
+/**
+ * The request header values the gateway acts on, from one pass over rawHeaders: Node builds
+ * `req.headers` lazily, and the hot path never needs the rest. Where the gateway refuses duplicates
+ * they are counted; otherwise values combine as in Node's `req.headers`: the first Host,
+ * Authorization, Content-Type and Content-Length count, other fields' values are joined with ", ".
+ */
+interface RequestHeads {
+  host: string | undefined;
+  hosts: number;
+  authorization: string | undefined;
+  contentLength: string | undefined;
+  contentLengths: number;
+  transferEncoding: string | undefined;
+  transferEncodings: number;
+  expect: string | undefined;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  connection: string | undefined;
+  upgrade: string | undefined;
+}
+
+const joined = (previous: string | undefined, value: string): string => (previous === undefined ? value : `${previous}, ${value}`);
+
+function readHeads(raw: readonly string[]): RequestHeads {
+  const heads: RequestHeads = {
+    host: undefined,
+    hosts: 0,
+    authorization: undefined,
+    contentLength: undefined,
+    contentLengths: 0,
+    transferEncoding: undefined,
+    transferEncodings: 0,
+    expect: undefined,
+    contentType: undefined,
+    contentEncoding: undefined,
+    connection: undefined,
+    upgrade: undefined,
+  };
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const value = raw[i + 1]!;
+    switch (raw[i]!.toLowerCase()) {
+      case 'host':
+        heads.hosts += 1;
+        heads.host ??= value;
+        break;
+      case 'authorization':
+        heads.authorization ??= value;
+        break;
+      case 'content-length':
+        heads.contentLengths += 1;
+        heads.contentLength ??= value;
+        break;
+      case 'transfer-encoding':
+        heads.transferEncodings += 1;
+        heads.transferEncoding = joined(heads.transferEncoding, value);
+        break;
+      case 'expect':
+        heads.expect = joined(heads.expect, value);
+        break;
+      case 'content-type':
+        heads.contentType ??= value;
+        break;
+      case 'content-encoding':
+        heads.contentEncoding = joined(heads.contentEncoding, value);
+        break;
+      case 'connection':
+        heads.connection = joined(heads.connection, value);
+        break;
+      case 'upgrade':
+        heads.upgrade = joined(heads.upgrade, value);
+        break;
+      default:
+        break;
+    }
+  }
+  return heads;
+}
+
+/** A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3): nothing to read. */
+const NO_BODY: { readonly chunks: Buffer[]; readonly complete: true } = Object.freeze({ chunks: [], complete: true });
 
 /** What a review hold ends with: the decision to journal, and the refusal to answer when it was not approved. */
 interface ReviewResult {
@@ -89,19 +171,19 @@ function rawErrorResponse(status: number, body: string, extraHeaders: string[] =
 /**
  * The record of a request about to go upstream (written ahead of forwarding): what was asked, of
  * which resource, under which rule; `body` is the excerpt read so far, `upgrade` marks a WebSocket.
+ * Empty values are left out: the journal's canonical encoding omits proto3 defaults anyway.
  */
-function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], extra: { body?: HttpBody; upgrade?: boolean }): HttpRequest {
-  return {
-    exchangeId,
-    method: req.method ?? '',
-    path: admitted.path,
-    query: admitted.query,
-    host: req.headers.host ?? '',
-    httpVersion: req.httpVersion,
-    headers,
-    policyRule: admitted.rule ?? '',
-    ...extra,
-  };
+function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], body: HttpBody | null, upgrade: boolean): HttpRequest {
+  // Keys in field-number order: the encoder then has nothing to sort.
+  const record: HttpRequest = { exchangeId, method: req.method ?? '', path: admitted.path };
+  if (admitted.query !== '') record.query = admitted.query;
+  if (admitted.heads.host !== undefined) record.host = admitted.heads.host;
+  record.httpVersion = req.httpVersion;
+  record.headers = headers;
+  if (body !== null) record.body = body;
+  if (admitted.rule !== null) record.policyRule = admitted.rule;
+  if (upgrade) record.upgrade = true;
+  return record;
 }
 
 /** Parser error codes (llhttp) answered with something more precise than 400. */
@@ -109,6 +191,192 @@ function statusForParseError(code: string | undefined): number {
   if (code === 'HPE_HEADER_OVERFLOW') return HttpStatus.RequestHeaderFieldsTooLarge;
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') return HttpStatus.RequestTimeout;
   return HttpStatus.BadRequest;
+}
+
+/** What an exchange needs of its gateway (built once, shared by every exchange). */
+interface ExchangeEnv {
+  config: HttpGatewayConfig;
+  log: Logger;
+  recordedHeaders: ReadonlySet<string>;
+  redactedHeaders: ReadonlySet<string>;
+  refuse(req: IncomingMessage, res: ServerResponse, err: HttpGatewayError): void;
+}
+
+/**
+ * One proxied request, from admission to its outcome record: the state the forwarding steps share,
+ * and undici's handler for the upstream's answer (methods, not closures made per request: this runs
+ * for every request). The outcome is recorded once, as a deferred append: nothing waits for it, so it
+ * rides along with the next group commit, and its seq is taken at once, so the session's end,
+ * appended later, still follows it.
+ */
+class Exchange implements Dispatcher.DispatchHandlers {
+  readonly exchangeId: number;
+  readonly method: string;
+  readonly requestBody: BodyRecorder;
+  /** For the outcome record: the request's headers (when no request record is written ahead), its rule, a review's decision. */
+  requestHeaders: HttpHeader[] | null = null;
+  policyRule: string | null = null;
+  policy: PolicyDecision | null = null;
+  /** The resource credential read for this request: forwarded, and kept out of the recorded response body. */
+  secret: string | null = null;
+  /**
+   * The client side failed (gone, or its body refused): set before the upstream is aborted, so the
+   * upstream's resulting error is not taken for the upstream's fault.
+   */
+  clientFailure: string | null = null;
+  private abortUpstream: ((err: Error) => void) | null = null;
+  private status = 0;
+  private firstByte = 0n;
+  private upstreamHeaders: string[] = [];
+  private responseBody: BodyRecorder | null = null;
+  /** undici's resume of the upstream response, after backpressure. */
+  private resume: (() => void) | null = null;
+  private recorded = false;
+  private released = false;
+
+  constructor(
+    private readonly env: ExchangeEnv,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly connection: ConnectionSessions,
+    readonly session: HttpSession,
+    readonly admitted: Admitted & { contentLength: number | null },
+    private readonly started: bigint,
+  ) {
+    const { record } = env.config;
+    this.method = req.method ?? '';
+    this.exchangeId = session.nextExchangeId();
+    // The session's end waits until this exchange is recorded (or has failed: settle()).
+    session.hold();
+    const { heads } = admitted;
+    this.requestBody = new BodyRecorder(heads.contentType ?? '', heads.contentEncoding ?? '', record.bodyBytes, record.binaryBodies);
+  }
+
+  /**
+   * Journals the outcome (once). Empty values are left out (the canonical encoding omits them
+   * anyway) and keys go in field-number order, so the encoder has nothing to skip or sort.
+   */
+  record(status: number, error: string): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    const { session, requestBody, admitted } = this;
+    const response = this.responseBody;
+    session.bytesFromClient += requestBody.size;
+    const outcome: HttpExchange = { method: this.method, path: admitted.path };
+    if (status !== 0) outcome.status = status;
+    outcome.requestBytes = String(requestBody.size);
+    if (response !== null) outcome.responseBytes = String(response.size);
+    if (admitted.query !== '') outcome.query = admitted.query;
+    outcome.exchangeId = this.exchangeId;
+    if (response !== null) outcome.responseHeaders = recordHeaders(this.upstreamHeaders, this.env.recordedHeaders, this.env.redactedHeaders);
+    outcome.requestBody = requestBody.snapshot();
+    if (response !== null) outcome.responseBody = response.snapshot();
+    outcome.durationNano = String(nowNanos() - this.started);
+    if (response !== null) {
+      outcome.firstByteNano = String(this.firstByte);
+      session.bytesToClient += response.size;
+    }
+    if (error !== '') outcome.error = error;
+    if (this.policy !== null) outcome.policy = this.policy;
+    if (this.requestHeaders !== null) outcome.requestHeaders = this.requestHeaders;
+    if (this.policyRule !== null) outcome.policyRule = this.policyRule;
+    session.recorder.outcome({ http: outcome });
+    const { log } = this.env;
+    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId: this.exchangeId, resource: admitted.target.resource.name, method: this.method, path: admitted.path, status, error }, 'http exchange done');
+    this.settle();
+  }
+
+  /** Lets the session end without waiting for this exchange any longer (after its record, or a failure). */
+  settle(): void {
+    if (this.released) return;
+    this.released = true;
+    this.session.release();
+  }
+
+  private abort(reason: string): void {
+    this.clientFailure ??= reason;
+    if (this.abortUpstream) this.abortUpstream(new Error(reason));
+  }
+
+  /**
+   * The agent's response closed: after it went out completely (Node emits 'close' once 'finish' is
+   * through), or because the client went away first.
+   */
+  responseClosed(): void {
+    if (this.recorded) return;
+    const { res } = this;
+    if (!res.headersSent) {
+      this.abort('the client went away before the response began');
+      this.record(0, this.connection.parseError ?? 'the client went away before the response began');
+    } else if (!res.writableFinished) {
+      this.abort('the client went away before the response was complete');
+      this.record(this.status, 'the client went away before the response was complete');
+    } else {
+      this.record(this.status, '');
+    }
+  }
+
+  onConnect(abortRequest: (err: Error) => void): void {
+    this.abortUpstream = abortRequest;
+    if (this.clientFailure !== null) abortRequest(new Error(this.clientFailure));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx interim responses (100 Continue, 103 Early Hints) are the upstream's business.
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.firstByte = nowNanos() - this.started;
+    const headers = new Array<string>(rawHeaders.length);
+    for (let i = 0; i < rawHeaders.length; i++) headers[i] = rawHeaders[i]!.toString('latin1');
+    this.upstreamHeaders = headers;
+    const { record } = this.env.config;
+    const secrets = this.secret === null ? [] : [this.admitted.target.secretBytes(this.secret)];
+    this.responseBody = new BodyRecorder(headerValue(headers, 'content-type') ?? '', headerValue(headers, 'content-encoding') ?? '', record.bodyBytes, record.binaryBodies, secrets);
+    const { res } = this;
+    if (res.destroyed) return false;
+    res.writeHead(statusCode, statusText, responseHeaders(headers) as unknown as Record<string, string>);
+    this.resume = resume;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.responseBody!.push(chunk);
+    if (this.res.write(chunk)) return true;
+    // Backpressure: undici stops reading the upstream until the agent's side drains.
+    this.res.once('drain', this.resume!);
+    return false;
+  }
+
+  onComplete(): void {
+    // Recorded once the response has gone out (responseClosed).
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    const { req, res, status } = this;
+    if (this.clientFailure !== null) {
+      if (!res.headersSent) res.destroy();
+      if (!req.complete) req.socket.destroy();
+      this.record(status, this.connection.parseError ?? this.clientFailure);
+      return;
+    }
+    const resource = this.admitted.target.resource.name;
+    const code = (err as NodeJS.ErrnoException).code;
+    const failure =
+      err instanceof HttpGatewayError
+        ? err
+        : code === 'UND_ERR_HEADERS_TIMEOUT'
+          ? new UpstreamError(resource, `no response within ${this.env.config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout, err)
+          : new UpstreamError(resource, err.message, HttpStatus.BadGateway, err);
+    if (!res.headersSent) {
+      this.env.refuse(req, res, failure);
+      this.record(failure.status, failure.message);
+    } else {
+      res.destroy();
+      this.record(status, status !== 0 ? `the upstream broke off the response: ${failure.message}` : failure.message);
+    }
+    if (!req.complete) req.socket.destroy();
+  }
 }
 
 /**
@@ -133,6 +401,7 @@ export class HttpGateway implements Component {
   private readonly redactedHeaders: Set<string>;
   private readonly tls: { cert: Buffer; key: Buffer } | null;
   private readonly reviews: ReviewWaiter | null = null;
+  private readonly env: ExchangeEnv;
 
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
@@ -143,6 +412,7 @@ export class HttpGateway implements Component {
     this.recordedHeaders = new Set(config.record.headers);
     this.redactedHeaders = new Set(config.record.redactHeaders);
     for (const resource of config.resources) if (resource.credential) this.redactedHeaders.add(resource.credential.header);
+    this.env = { config, log: options.log, recordedHeaders: this.recordedHeaders, redactedHeaders: this.redactedHeaders, refuse: (req, res, err) => this.refuse(req, res, err) };
     if (needsReview(config)) {
       if (!options.review) throw new ReviewChannelMissingError();
       const directory = new ReviewDirectory(options.review.dataDir);
@@ -286,29 +556,20 @@ export class HttpGateway implements Component {
    * Framing and target checks: what Node's parser lets through but a proxy must not forward
    * ambiguously. Returns the normalised target.
    */
-  private checkRequest(req: IncomingMessage): { path: string; query: string; contentLength: number | null } {
-    const raw = req.rawHeaders;
-    let contentLengths = 0;
-    let transferEncodings = 0;
-    let hosts = 0;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toLowerCase();
-      if (name === 'content-length') contentLengths += 1;
-      else if (name === 'transfer-encoding') transferEncodings += 1;
-      else if (name === 'host') hosts += 1;
-    }
-    if (hosts !== 1) throw new BadRequestError(`a request needs exactly one Host header, this one has ${hosts}`);
-    if (transferEncodings > 0 && contentLengths > 0) throw new BadRequestError('Content-Length and Transfer-Encoding are both present');
-    if (contentLengths > 1) throw new BadRequestError('Content-Length is given more than once');
-    if (transferEncodings > 1) throw new BadRequestError('Transfer-Encoding is given more than once');
-    const te = req.headers['transfer-encoding'];
+  private checkRequest(req: IncomingMessage): { path: string; query: string; contentLength: number | null; heads: RequestHeads } {
+    const heads = readHeads(req.rawHeaders);
+    if (heads.hosts !== 1) throw new BadRequestError(`a request needs exactly one Host header, this one has ${heads.hosts}`);
+    if (heads.transferEncodings > 0 && heads.contentLengths > 0) throw new BadRequestError('Content-Length and Transfer-Encoding are both present');
+    if (heads.contentLengths > 1) throw new BadRequestError('Content-Length is given more than once');
+    if (heads.transferEncodings > 1) throw new BadRequestError('Transfer-Encoding is given more than once');
+    const te = heads.transferEncoding;
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
       throw new BadRequestError(`Transfer-Encoding "${te}" is not supported (only chunked)`, HttpStatus.NotImplemented);
     }
-    const expect = req.headers.expect;
+    const expect = heads.expect;
     if (expect !== undefined && expect.toLowerCase() !== '100-continue') throw new BadRequestError(`Expect "${expect}" cannot be met`, HttpStatus.ExpectationFailed);
     let contentLength: number | null = null;
-    const cl = req.headers['content-length'];
+    const cl = heads.contentLength;
     if (cl !== undefined) {
       if (!/^\d{1,15}$/.test(cl)) throw new BadRequestError('Content-Length is not a decimal number');
       contentLength = Number(cl);
@@ -317,18 +578,18 @@ export class HttpGateway implements Component {
       }
     }
     const target = parseRequestTarget(req.url ?? '');
-    return { ...target, contentLength };
+    return { path: target.path, query: target.query, contentLength, heads };
   }
 
   /** Everything that happens before an exchange may touch the upstream. */
   private async admit(req: IncomingMessage): Promise<Admitted & { contentLength: number | null }> {
-    const { path, query, contentLength } = this.checkRequest(req);
-    const identity = await this.auth.authenticate(req.headers.authorization);
-    const route = this.router.route(req.headers.host ?? '', path);
+    const { path, query, contentLength, heads } = this.checkRequest(req);
+    const identity = await this.auth.authenticate(heads.authorization);
+    const route = this.router.route(heads.host ?? '', path);
     const target = this.targets.get(route.resource.name)!;
     const decision = this.policy.decide({ resource: route.resource.name, identity, method: req.method ?? '', path: route.path });
     const review = decision.action === 'review' ? { rule: decision.rule, reason: decision.reason } : null;
-    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule, review };
+    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule, review, heads };
     if (decision.action === 'deny') throw Object.assign(new PolicyDeniedError(decision.rule, decision.reason), { admitted });
     return admitted;
   }
@@ -358,12 +619,15 @@ export class HttpGateway implements Component {
       return;
     }
     const session = this.sessionOf(connection, admitted);
-    let finished!: () => void;
-    session.track(new Promise<void>((resolve) => (finished = resolve)));
+    const x = new Exchange(this.env, req, res, connection, session, admitted, started);
+    const { contentLength, heads } = admitted;
+    const bodyless = contentLength === 0 || (contentLength === null && heads.transferEncoding === undefined);
     try {
-      await this.exchange(req, res, connection, session, admitted, started);
-    } finally {
-      finished();
+      await this.exchange(x, bodyless ? NO_BODY : null);
+    } catch (err) {
+      // Whatever went wrong, the session's end must not wait for this exchange's record.
+      x.settle();
+      throw err;
     }
   }
 
@@ -451,39 +715,19 @@ export class HttpGateway implements Component {
     });
   }
 
-  private async exchange(req: IncomingMessage, res: ServerResponse, connection: ConnectionSessions, session: HttpSession, admitted: Admitted & { contentLength: number | null }, started: bigint): Promise<void> {
-    const { config, log } = this.options;
+  private async exchange(x: Exchange, body: { chunks: Buffer[]; complete: boolean } | null): Promise<void> {
+    const { config } = this.options;
+    const { req, res, connection, session, admitted, method } = x;
     const { target } = admitted;
-    const resource = target.resource.name;
-    const method = req.method ?? '';
-    const exchangeId = session.nextExchangeId();
-    const requestBody = new BodyRecorder(req.headers['content-type'] ?? '', req.headers['content-encoding'] ?? '', config.record.bodyBytes, config.record.binaryBodies);
-    const exchange: HttpExchange = { exchangeId, method, path: admitted.path, query: admitted.query };
-    // The exchange's outcome: nothing waits for it, so it rides along with the next group commit
-    // (its seq is taken now, so the session's end, appended later, still follows it).
-    const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
-      session.bytesFromClient += requestBody.size;
-      session.recorder.outcome({
-        http: {
-          ...exchange,
-          status,
-          error,
-          requestBytes: String(requestBody.size),
-          requestBody: requestBody.snapshot(),
-          durationNano: String(nowNanos() - started),
-          ...extra,
-        },
-      });
-    };
-
-    let body: { chunks: Buffer[]; complete: boolean };
-    try {
-      body = await this.readBody(req, requestBody);
-    } catch (err) {
-      const failure = connection.parseError ?? (err as Error).message;
-      if (err instanceof HttpGatewayError) this.refuse(req, res, err);
-      record(err instanceof HttpGatewayError && !res.destroyed ? err.status : 0, failure);
-      return;
+    if (body === null) {
+      try {
+        body = await this.readBody(req, x.requestBody);
+      } catch (err) {
+        const failure = connection.parseError ?? (err as Error).message;
+        if (err instanceof HttpGatewayError) this.refuse(req, res, err);
+        x.record(err instanceof HttpGatewayError && !res.destroyed ? err.status : 0, failure);
+        return;
+      }
     }
 
     const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
@@ -491,157 +735,73 @@ export class HttpGateway implements Component {
       if (session.failed) throw session.failed;
       if (config.record.writeAhead) {
         // Write-ahead: the request is on disk before the upstream sees a byte of it.
-        session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { body: requestBody.snapshot() }) });
+        session.recorder.event({ httpRequest: requestRecord(req, admitted, x.exchangeId, requestHeaders, x.requestBody.snapshot(), false) });
         await session.recorder.durable();
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
-        exchange.requestHeaders = requestHeaders;
-        exchange.policyRule = admitted.rule ?? '';
-        void session.recorder.durable().catch(() => undefined);
+        x.requestHeaders = requestHeaders;
+        x.policyRule = admitted.rule;
+        if (session.recorder.hasPending) void session.recorder.durable().catch(ignore);
       }
     } catch (err) {
       const refusal = new AuditUnavailableError(err);
       this.refuse(req, res, refusal);
-      record(refusal.status, refusal.message);
+      x.record(refusal.status, refusal.message);
       return;
     }
 
     if (admitted.review) {
-      const held = await this.holdForReview(session, admitted, method, requestBody.snapshot().text ?? '', (withdraw) => res.once('close', withdraw));
-      exchange.policy = held.policy;
+      const held = await this.holdForReview(session, admitted, method, x.requestBody.snapshot().text ?? '', (withdraw) => res.once('close', withdraw));
+      x.policy = held.policy;
       if (held.refusal) {
         if (!res.destroyed) this.refuse(req, res, held.refusal, { reviewId: held.policy.reviewId });
-        record(held.refusal.status, held.refusal.message);
+        x.record(held.refusal.status, held.refusal.message);
         return;
       }
     }
 
     let contentLength: number | null;
     if (body.complete) {
-      const length = body.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      let length = 0;
+      for (const chunk of body.chunks) length += chunk.length;
       contentLength = length > 0 || !BODYLESS_METHODS.has(method) ? length : null;
     } else {
       contentLength = admitted.contentLength;
     }
     let headers: string[];
-    let secret: string | null;
     try {
-      secret = target.credentialSecret();
-      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength }, false, secret);
+      x.secret = target.credentialSecret();
+      headers = forwardHeaders(req.rawHeaders, admitted.heads.connection, target, { ip: connection.client.ip, host: admitted.heads.host ?? '', secure: this.tls !== null }, { contentLength }, false, x.secret);
     } catch (err) {
       if (!(err instanceof HttpGatewayError)) throw err;
       this.refuse(req, res, err);
-      record(err.status, err.message);
+      x.record(err.status, err.message);
       return;
     }
 
     if (res.destroyed || req.socket.destroyed) {
-      record(0, 'the client went away before the request was forwarded');
+      x.record(0, 'the client went away before the request was forwarded');
       return;
     }
-    await new Promise<void>((resolve) => {
-      let done = false;
-      let recorder: BodyRecorder | null = null;
-      let status = 0;
-      let upstreamHeaders: string[] = [];
-      let firstByte = 0n;
-      const completion = (): Partial<HttpExchange> =>
-        recorder === null
-          ? {}
-          : {
-              firstByteNano: String(firstByte),
-              responseHeaders: recordHeaders(upstreamHeaders, this.recordedHeaders, this.redactedHeaders),
-              responseBytes: String(recorder.size),
-              responseBody: recorder.snapshot(),
-            };
-      const finish = (finalStatus: number, error: string): void => {
-        if (done) return;
-        done = true;
-        if (recorder) session.bytesToClient += recorder.size;
-        record(finalStatus, error, completion());
-        resolve();
-      };
-      // The client side failed (gone, or its body refused): set before the upstream is aborted, so
-      // the upstream's resulting error is not taken for the upstream's fault.
-      let clientFailure: string | null = null;
-      let abortUpstream: ((err: Error) => void) | null = null;
-      const abort = (reason: string): void => {
-        clientFailure ??= reason;
-        if (abortUpstream) abortUpstream(new Error(reason));
-      };
-      res.on('close', () => {
-        if (done) return;
-        if (!res.headersSent) {
-          abort('the client went away before the response began');
-          finish(0, connection.parseError ?? 'the client went away before the response began');
-        } else if (!res.writableFinished) {
-          abort('the client went away before the response was complete');
-          finish(status, 'the client went away before the response was complete');
-        }
-      });
-      target.pool.dispatch(
-        {
-          path: target.target(admitted.path, admitted.query),
-          method: method as Dispatcher.HttpMethod,
-          headers,
-          body: body.complete ? (contentLength ? Buffer.concat(body.chunks, contentLength) : null) : Readable.from(this.bodyRest(req, body.chunks, requestBody, (reason) => (clientFailure ??= reason)), { objectMode: false }),
-          headersTimeout: config.limits.upstreamTimeoutMs,
-          // A response may stream for as long as the upstream likes (server-sent events, long polls).
-          bodyTimeout: 0,
-        },
-        {
-          onConnect: (abortRequest) => {
-            abortUpstream = abortRequest;
-            if (clientFailure !== null) abortRequest(new Error(clientFailure));
-          },
-          onHeaders: (statusCode, rawHeaders, resume, statusText) => {
-            // 1xx interim responses (100 Continue, 103 Early Hints) are the upstream's business.
-            if (statusCode < 200) return true;
-            status = statusCode;
-            firstByte = nowNanos() - started;
-            upstreamHeaders = new Array<string>(rawHeaders.length);
-            for (let i = 0; i < rawHeaders.length; i++) upstreamHeaders[i] = rawHeaders[i]!.toString('latin1');
-            recorder = new BodyRecorder(headerValue(upstreamHeaders, 'content-type') ?? '', headerValue(upstreamHeaders, 'content-encoding') ?? '', config.record.bodyBytes, config.record.binaryBodies, secret === null ? [] : [secret]);
-            if (res.destroyed) return false;
-            res.writeHead(statusCode, statusText, responseHeaders(upstreamHeaders) as unknown as Record<string, string>);
-            res.on('drain', resume);
-            return true;
-          },
-          onData: (chunk) => {
-            recorder!.push(chunk);
-            return res.write(chunk);
-          },
-          onComplete: () => {
-            res.once('finish', () => finish(status, ''));
-            res.end();
-          },
-          onError: (err) => {
-            if (clientFailure !== null) {
-              if (!res.headersSent) res.destroy();
-              if (!req.complete) req.socket.destroy();
-              finish(status, connection.parseError ?? clientFailure);
-              return;
-            }
-            const code = (err as NodeJS.ErrnoException).code;
-            const failure =
-              err instanceof HttpGatewayError
-                ? err
-                : code === 'UND_ERR_HEADERS_TIMEOUT'
-                  ? new UpstreamError(resource, `no response within ${config.limits.upstreamTimeoutMs} ms`, HttpStatus.GatewayTimeout, err)
-                  : new UpstreamError(resource, err.message, HttpStatus.BadGateway, err);
-            if (!res.headersSent) {
-              this.refuse(req, res, failure);
-              finish(failure.status, failure.message);
-            } else {
-              res.destroy();
-              finish(status, status !== 0 ? `the upstream broke off the response: ${failure.message}` : failure.message);
-            }
-            if (!req.complete) req.socket.destroy();
-          },
-        },
-      );
-    });
-    if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId, resource, method, path: admitted.path }, 'http exchange done');
+    res.on('close', () => x.responseClosed());
+    target.pool.dispatch(
+      {
+        path: target.target(admitted.path, admitted.query),
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body.complete
+          ? contentLength
+            ? body.chunks.length === 1
+              ? body.chunks[0]!
+              : Buffer.concat(body.chunks, contentLength)
+            : null
+          : Readable.from(this.bodyRest(req, body.chunks, x.requestBody, (reason) => (x.clientFailure ??= reason)), { objectMode: false }),
+        headersTimeout: config.limits.upstreamTimeoutMs,
+        // A response may stream for as long as the upstream likes (server-sent events, long polls).
+        bodyTimeout: 0,
+      },
+      x,
+    );
   }
 
   /**
@@ -774,7 +934,7 @@ export class HttpGateway implements Component {
       finished();
     };
     const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
-    session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, { upgrade: true }) });
+    session.recorder.event({ httpRequest: requestRecord(req, admitted, exchangeId, requestHeaders, null, true) });
     try {
       if (session.failed) throw session.failed;
       if (this.options.config.record.writeAhead) await session.recorder.durable();
@@ -800,7 +960,7 @@ export class HttpGateway implements Component {
     }
     let headers: string[];
     try {
-      headers = forwardHeaders(req.rawHeaders, req.headers, target, { ip: connection.client.ip, host: req.headers.host ?? '', secure: this.tls !== null }, { contentLength: null }, true, target.credentialSecret());
+      headers = forwardHeaders(req.rawHeaders, admitted.heads.connection, target, { ip: connection.client.ip, host: admitted.heads.host ?? '', secure: this.tls !== null }, { contentLength: null }, true, target.credentialSecret());
     } catch (err) {
       if (!(err instanceof HttpGatewayError)) throw err;
       this.refuseRaw(socket, err, `${method} ${admitted.path}`);

@@ -29,6 +29,8 @@ export function parseRequestTarget(target: string): RequestTarget {
   const rawPath = queryAt < 0 ? target : target.slice(0, queryAt);
   const query = queryAt < 0 ? '' : target.slice(queryAt + 1);
   if (/[\x00-\x20\x7f-\uffff\\]/.test(target)) throw new BadRequestError('the request target contains control, space, backslash or non-ASCII characters');
+  // Most paths are already in their one spelling: no escapes, no empty or dot segments.
+  if (!rawPath.includes('%') && !rawPath.includes('//') && !rawPath.includes('/.')) return { path: rawPath, query };
 
   let decoded = '';
   for (let i = 0; i < rawPath.length; i++) {

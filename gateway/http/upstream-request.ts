@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
 import { readCredential } from '../credentials/credential-source';
 import { CredentialUnavailableError as PostgresCredentialError } from '../postgres/errors';
@@ -82,7 +81,26 @@ export class UpstreamTarget {
   credentialHeader(secret: string | null): [string, string] | null {
     const credential = this.resource.credential;
     if (credential === null || secret === null) return null;
-    return [credential.header, credential.scheme === '' ? secret : `${credential.scheme} ${secret}`];
+    if (this.lastCredential?.secret !== secret) this.remember(secret);
+    return this.lastCredential!.header;
+  }
+
+  /** `secret` as bytes, for keeping it out of recorded bodies. */
+  secretBytes(secret: string): Buffer {
+    if (this.lastCredential?.secret !== secret) this.remember(secret);
+    return this.lastCredential!.bytes;
+  }
+
+  /**
+   * What is derived from the credential, for as long as it stays the same (it is read per request,
+   * so a rotation takes effect at once; this only saves rebuilding the same header and bytes).
+   */
+  private lastCredential: { secret: string; header: [string, string] | null; bytes: Buffer } | null = null;
+
+  private remember(secret: string): void {
+    const credential = this.resource.credential;
+    const header: [string, string] | null = credential === null ? null : [credential.header, credential.scheme === '' ? secret : `${credential.scheme} ${secret}`];
+    this.lastCredential = { secret, header, bytes: Buffer.from(secret, 'utf8') };
   }
 
   async close(): Promise<void> {
@@ -95,11 +113,11 @@ export class UpstreamTarget {
  * fields (and any the agent's Connection names) dropped, the agent's Authorization and any header of
  * the resource's credential's name stripped, the credential added, X-Forwarded-* set by the gateway
  * (never trusted from the agent), Host set to the upstream's. `secret`: the resource credential read for
- * this request (UpstreamTarget.credentialSecret).
+ * this request (UpstreamTarget.credentialSecret); `connection`: the agent's Connection header (values joined by ", ").
  */
 export function forwardHeaders(
   rawHeaders: readonly string[],
-  headers: IncomingHttpHeaders,
+  connection: string | undefined,
   target: UpstreamTarget,
   client: { ip: string; host: string; secure: boolean },
   body: { contentLength: number | null },
@@ -108,8 +126,7 @@ export function forwardHeaders(
 ): string[] {
   let dropped = target.dropped;
   const credential = target.credentialHeader(secret);
-  const connection = headers.connection;
-  if (typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close') {
+  if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') {
     const extended = new Set(dropped);
     for (const token of connection.split(',')) {
       const name = token.trim().toLowerCase();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -301,6 +302,27 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     assert.equal(session.protocol, 'PROTOCOL_HTTP');
     assert.equal(session.client!.ip, '127.0.0.1');
     assert.ok(session.client!.port > 0);
+  });
+
+  it('streams a response larger than the buffers to a client that stops reading for a while: paused, resumed, complete, recorded whole', async () => {
+    const size = 8_000_000;
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = httpGet(`${gw.url}/api/big?n=${size}`, { headers: { Authorization: bearer } }, (res) => {
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        res.on('end', () => resolve(bytes));
+        res.on('error', reject);
+        // Not reading lets the gateway's socket buffer fill: its writes report backpressure.
+        res.pause();
+        setTimeout(() => res.resume(), 300);
+      });
+      req.on('error', reject);
+    });
+    assert.equal(received, size);
+    const exchange = await until('the large exchange record', async () => exchanges(await gw.records()).find((e) => e.path === '/big' && e.query === `n=${size}`));
+    assert.equal(exchange.status, 200);
+    assert.equal(exchange.error, '');
+    assert.equal(exchange.responseBytes, String(size));
   });
 
   it('answers 502 with a JSON reason when the upstream is unreachable, and journals the failed exchange', async () => {

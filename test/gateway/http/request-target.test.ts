@@ -12,6 +12,11 @@ describe('gateway/http request target', () => {
       ['/a/b/..', '/a/', ''],
       ['/a/%2e%2E/admin', '/admin', ''],
       ['/caf%c3%a9', '/caf%C3%A9', ''],
+      // Already in their one spelling (no escape, no empty or dot segment): returned as sent.
+      ['/a/b/', '/a/b/', ''],
+      ['/a.b/c..d/e.?q=/./..//', '/a.b/c..d/e.', 'q=/./..//'],
+      ['/.well-known/x', '/.well-known/x', ''],
+      ['/a/.', '/a/', ''],
     ];
     for (const [target, path, query] of cases) assert.deepEqual(parseRequestTarget(target), { path, query }, target);
   });
