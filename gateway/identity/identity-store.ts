@@ -75,6 +75,12 @@ export class FileIdentityStore implements IdentityStore {
   private readonly iterations: number;
   private readonly now: () => Date;
   private cache: { key: string; content: IdentityFile } | null = null;
+  /**
+   * Parsed verifiers of the cached file's records: an HTTP gateway looks its agent up on every request
+   * (the revocation check), and the record objects are replaced whenever the file is, so an entry
+   * never outlives the text it was parsed from.
+   */
+  private readonly verifiers = new WeakMap<IdentityRecord, ScramVerifier>();
 
   constructor(options: FileIdentityStoreOptions) {
     this.file = join(options.dataDir, IDENTITY_FILE);
@@ -91,11 +97,14 @@ export class FileIdentityStore implements IdentityStore {
   async lookup(login: string): Promise<{ identity: AgentIdentity; verifier: ScramVerifier } | null> {
     const record = this.read().identities[login];
     if (!record || statusOf(record, this.now()) !== 'active') return null;
-    let verifier: ScramVerifier;
-    try {
-      verifier = parseScramVerifier(record.verifier);
-    } catch (err) {
-      throw new IdentityStoreCorruptError(this.file, `verifier of ${login}: ${(err as Error).message}`, err);
+    let verifier = this.verifiers.get(record);
+    if (verifier === undefined) {
+      try {
+        verifier = parseScramVerifier(record.verifier);
+      } catch (err) {
+        throw new IdentityStoreCorruptError(this.file, `verifier of ${login}: ${(err as Error).message}`, err);
+      }
+      this.verifiers.set(record, verifier);
     }
     return { identity: identityOf(record), verifier };
   }
