@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { openStore, type Store } from '../../../collector/store/connection';
 import { migrate } from '../../../collector/store/migration';
-import { alertRow, auditGapRow, connectEventRow, processEventRow, sessionEventRow, sessionRow } from '../../../collector/store/rows';
+import { alertRow, auditGapRow, connectEventRow, encodeRow, processEventRow, sessionEventRow, sessionRow, TABLE_COLUMNS } from '../../../collector/store/rows';
 import { storeSink } from '../../../collector/store/sink';
 import { Spool } from '../../../collector/store/spool';
 import { StoreWriter } from '../../../collector/store/writer';
@@ -199,5 +199,18 @@ describe('collector/store rows from proto messages (embedded engine)', function 
     );
     const [row] = await queryRows<{ one: number }>(store, 'SELECT 1 AS one');
     assert.equal(row!.one, 1);
+  });
+});
+
+describe('collector/store JSONCompactEachRow encoding', () => {
+  it('writes each row exactly as JSON.stringify of its values in column order', () => {
+    const awkward = ['', 'plain', 'quote " and \\ backslash', 'tab\tnew\nline\u0000nul\u001f', 'emoji \u{1F600}', 'lone \ud800 high', 'lone \udc00 low', 'sep \u2028\u2029', 'ümlaut €', '\u007f del'];
+    const columns = TABLE_COLUMNS.process_events;
+    for (const text of awkward) {
+      const row = { event_id: text, host: text, pid: 42, argv: [text, 'x'], uid: Number.NaN, exec_id: undefined as unknown as string, kind: 'exec' };
+      const expected = JSON.stringify(columns.map((column) => (row as Record<string, unknown>)[column] ?? null).map((v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
+      assert.equal(encodeRow('process_events', row), expected, JSON.stringify(text));
+      assert.deepEqual(JSON.parse(encodeRow('process_events', row))[0], text);
+    }
   });
 });
