@@ -160,10 +160,12 @@ export class ProxySession {
   /** What the request's record must reach before it is forwarded; raised as its messages are handled. */
   private requestAck: AppendAck = 'written';
   /**
-   * Whether the server will be inside a transaction block when it runs the next forwarded statement:
-   * followed through what is forwarded (BEGIN, COMMIT …), and reset from ReadyForQuery's status once
-   * nothing forwarded is unanswered. Only BEGIN/START enters a block, so it is never true when the
-   * session may be outside one.
+   * Whether the server will be inside a transaction block when it runs the next forwarded statement.
+   * Known from ReadyForQuery's status once nothing forwarded is unanswered; followed through the
+   * statements of one simple Query, or of one extended batch up to Sync (an error skips the rest of
+   * either, so a later statement runs only if the BEGIN before it did); false ("not known to be in a
+   * block", the strict assumption) after that until the server's status confirms it. So it is never
+   * true when the session may be outside a block, whatever a client pipelines.
    */
   private inBlock = false;
   private upstreamOut: Buffer[] = [];
@@ -629,6 +631,8 @@ export class ProxySession {
   private forwardQuery(raw: Buffer, text: string, decision: PolicyDecision): void {
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
     this.forwarding(decision.statements.length > 0 || text.trim() === '' ? statementEffects(decision.statements) : null);
+    // The next message runs even if this one fails: its block is known only from the server's status.
+    this.inBlock = false;
     this.forward(raw);
     this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
     this.awaitingReady += 1;
@@ -698,6 +702,8 @@ export class ProxySession {
     }
     this.awaitingReady += 1;
     this.forwardedInBatch = false;
+    // The batch ends here: what follows runs whether or not it succeeded.
+    this.inBlock = false;
   }
 
   private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
@@ -714,6 +720,7 @@ export class ProxySession {
     }
     // A function called by OID: nothing is known of what it does.
     this.forwarding(null);
+    this.inBlock = false;
     this.forward(raw);
     this.units.push({
       kind: 'function_call',

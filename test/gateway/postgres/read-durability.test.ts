@@ -5,7 +5,8 @@ import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1
 import { classifySql, loadStatementParser } from '../../../gateway/policy/statement-classifier';
 import { requestAck, statementEffect, type StatementEffect } from '../../../gateway/postgres/statement-durability';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
-import { nodeClient, type Target } from './clients';
+import { serialize } from 'pg-protocol';
+import { nodeClient, rawSession, type Target } from './clients';
 
 /**
  * gateway.postgres.audit.readDurability: which requests may go upstream once their journal record
@@ -240,6 +241,22 @@ describe('gateway/postgres read durability through the gateway (real PostgreSQL 
     await expectLevel('durable', 'm_prep_after', () => insert('m_prep_after'));
     const rows = (await client.query("SELECT name FROM items WHERE id = 10 ORDER BY name")).rows.map((r: { name: string }) => r.name);
     assert.deepEqual(rows, ['m_prep_after', 'm_prep_auto', 'm_prep_tx']);
+  });
+
+  it('a pipelined statement after a BEGIN that may not have run is taken as autocommit (durable)', async () => {
+    const raw = await rawSession(target);
+    try {
+      // The first Query fails at the server before its BEGIN, so the second runs in autocommit and
+      // commits at once; the gateway forwards both together, before either is answered.
+      await expectLevel('durable', 'm_pipe', async () => {
+        await raw.exchange([serialize.query('SELECT * FROM no_such_table; BEGIN'), serialize.query("INSERT INTO items VALUES (30, 'm_pipe')")]);
+        await raw.exchange([]);
+      });
+    } finally {
+      raw.close();
+    }
+    const rows = (await client.query('SELECT name FROM items WHERE id = 30')).rows.map((r: { name: string }) => r.name);
+    assert.deepEqual(rows, ['m_pipe'], 'the INSERT committed on its own');
   });
 
   it('with readDurability durable, every request waits for durable', async () => {
