@@ -660,7 +660,8 @@ export class Journal implements JournalWriter, JournalReader {
 
   /** Nobody waits for durable: fdatasync within SYNC_DELAY_MS, sharing the round with whatever comes meanwhile. */
   private syncSoon(): void {
-    if (this.syncTimer || this.closed) return;
+    // Closing runs its own last round (closeOnce), after which the file is gone.
+    if (this.syncTimer || this.closing || this.closed) return;
     this.syncTimer = setTimeout(() => {
       this.syncTimer = null;
       void this.syncNow();
