@@ -16,9 +16,11 @@ import { round, summarize, type Summary } from './stats';
 /**
  * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15 by
  * three paths in the same run — direct, through PgBouncer (session pooling), and through the
- * gapwatch gateway with full audit (every request journaled and fsync'd before it is forwarded,
- * every result journaled, policy evaluated), the gateway in `before-reply` durability, and a diagnostic
- * (the gateway with an unsynced journal) — for `-S` (select-only) and the default TPC-B-like
+ * gapwatch gateway with full audit (every request journaled before it is forwarded — fsync'd first
+ * when it can change state, written first when it cannot —, every result journaled, policy
+ * evaluated), the gateway in `before-reply` durability, and two diagnostics (the gateway with every
+ * request fsync'd before forwarding, as before read durability existed, and the gateway with an
+ * unsynced journal) — for `-S` (select-only) and the default TPC-B-like
  * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
  * this noisy machine hits all alike. Reports median TPS and per-transaction latency p50/p99
  * (from pgbench's transaction log), the gateway process's CPU per transaction (and PgBouncer's, from
@@ -26,12 +28,14 @@ import { round, summarize, type Summary } from './stats';
  */
 
 /**
- * gapwatch is the default (gateway.postgres.audit.durability: before-forward); gapwatch_before_reply
- * the other product mode (forward at once, hold the answer until the request's record is durable).
+ * gapwatch is the default (gateway.postgres.audit.durability: before-forward, readDurability: written);
+ * gapwatch_before_reply the other product mode (forward at once, hold the answer until the request's
+ * record is at its level). gapwatch_strict is the default with readDurability: durable (every request
+ * fsync'd before forwarding): what the read fast path buys.
  * gapwatch_nofsync is a diagnostic, not a product mode: the same gateway with a journal that skips
  * fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
  */
-type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
 
 interface Endpoint {
   port: number;
@@ -211,9 +215,14 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     cleanups.push(async () => policy.close());
     const identities = new FileIdentityStore({ dataDir });
     const { token } = await identities.create('bench-agent');
-    const startGateway = async (gatewayId: string, sync: 'group' | 'none', durability: 'before-forward' | 'before-reply' = 'before-forward'): Promise<{ port: number; journal: Journal }> => {
+    const startGateway = async (
+      gatewayId: string,
+      sync: 'group' | 'none',
+      durability: 'before-forward' | 'before-reply' = 'before-forward',
+      readDurability: 'written' | 'durable' = 'written',
+    ): Promise<{ port: number; journal: Journal }> => {
       const journal = await openJournal({ ...journalOptionsFromConfig({ ...config, gateway: { ...config.gateway, id: gatewayId } }, log), sync });
-      const postgres = { ...config.gateway.postgres, audit: { durability } };
+      const postgres = { ...config.gateway.postgres, audit: { durability, readDurability } };
       const gateway = new PostgresGateway({ gatewayId, config: postgres, journal, identities, policy, log });
       await gateway.start();
       cleanups.push(async () => {
@@ -223,6 +232,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       return { port: gateway.address().port, journal };
     };
     const audited = await startGateway('gw-bench', 'group');
+    const strict = await startGateway('gw-bench-strict', 'group', 'before-forward', 'durable');
     const beforeReply = await startGateway('gw-bench-before-reply', 'group', 'before-reply');
     const unsynced = await startGateway('gw-bench-nofsync', 'none');
     const journal = audited.journal;
@@ -231,10 +241,11 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
       gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
+      gapwatch_strict: { port: strict.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_before_reply: { port: beforeReply.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -242,7 +253,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
@@ -268,6 +279,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           direct: summaryOf('direct'),
           pgbouncer: summaryOf('pgbouncer'),
           gapwatch: summaryOf('gapwatch'),
+          gapwatch_strict: summaryOf('gapwatch_strict'),
           gapwatch_before_reply: summaryOf('gapwatch_before_reply'),
           gapwatch_nofsync: summaryOf('gapwatch_nofsync'),
         };
@@ -278,6 +290,9 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           ratio_vs_pgbouncer: round(ratio),
           ratio_vs_direct: round(per.gapwatch.tps.median / per.direct.tps.median),
           pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
+          strict_ratio_vs_pgbouncer: round(per.gapwatch_strict.tps.median / per.pgbouncer.tps.median),
+          // What taking the fsync out of the round trip of reads and in-transaction statements bought.
+          ratio_vs_strict: round(per.gapwatch.tps.median / per.gapwatch_strict.tps.median),
           before_reply_ratio_vs_pgbouncer: round(per.gapwatch_before_reply.tps.median / per.pgbouncer.tps.median),
           nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
           // CPU per transaction of the unsynced gateway over PgBouncer's own: the proxy's cost alone.
@@ -287,6 +302,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           direct: per.direct.tps.median,
           pgbouncer: per.pgbouncer.tps.median,
           gapwatch: per.gapwatch.tps.median,
+          gapwatch_strict: per.gapwatch_strict.tps.median,
           gapwatch_before_reply: per.gapwatch_before_reply.tps.median,
           gapwatch_nofsync: per.gapwatch_nofsync.tps.median,
         };
@@ -307,6 +323,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       journal_records: journalRecords,
       // Group commit at work: records per write+fdatasync round across all concurrent sessions.
       journal_stats: journal.stats(),
+      strict_journal_stats: strict.journal.stats(),
       records_per_fsync: round(journal.stats().records / Math.max(1, journal.stats().fsyncs), 2),
       ratio_vs_pgbouncer: round(lowest),
     };

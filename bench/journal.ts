@@ -10,7 +10,9 @@ import { round, summarize, type Summary } from './stats';
  * fsync per record (durable, no sharing) and no fsync (not durable: the ceiling), each with 1 and
  * 16 concurrent appenders awaiting their own appends, as the gateway's sessions do; and the
  * PostgreSQL gateway's round trip (await the request record, append the outcome unawaited) with
- * the outcome as a deferred append against an ordinary one, for 1 and 8 sessions.
+ * the outcome as a deferred append against an ordinary one, for 1 and 8 sessions; and the same
+ * round trip with the request acknowledged at 'written' (in the file, fsync'd in the background:
+ * what the gateway waits for before forwarding a read) against 'durable'.
  *
  * `npm run bench -- journal [rounds] [appendsPerRound]`
  */
@@ -59,7 +61,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       // and then appending the statement's outcome without waiting — as a deferred append (riding
       // along with the next group) or, as before, as an ordinary one (starting a group of its own).
       for (const sessions of [1, 8]) {
-        for (const outcome of ['deferred', 'immediate'] as const) {
+        for (const outcome of ['deferred', 'immediate', 'written_request'] as const) {
           const dir = join(root, `round-trip-${outcome}-${sessions}-${r}`);
           const journal = await Journal.open({ dir, gatewayId: 'gw-bench', checkpoint: { everyRecords: 1000, everyMs: 10_000 }, sync: 'group' });
           const trips = sessions === 1 ? Math.max(100, Math.floor(appends / 10)) : Math.max(200, Math.floor(appends / 4));
@@ -70,8 +72,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
             Array.from({ length: sessions }, async () => {
               while (next < trips) {
                 const n = next++;
-                await journal.append(body(2 * n));
-                void journal.append(body(2 * n + 1), { defer: outcome === 'deferred' });
+                await journal.append(body(2 * n), { ack: outcome === 'written_request' ? 'written' : 'durable' });
+                void journal.append(body(2 * n + 1), { defer: outcome !== 'immediate' });
                 // The agent's next request follows the answer a moment later, as a socket read would.
                 await new Promise<void>((resolve) => setImmediate(resolve));
               }
@@ -79,7 +81,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           );
           const seconds = Number(process.hrtime.bigint() - start) / 1e9;
           const used = process.cpuUsage(cpu);
-          const key = `${outcome}_outcome_c${sessions}`;
+          const key = outcome === 'written_request' ? `written_request_c${sessions}` : `${outcome}_outcome_c${sessions}`;
           samples.set(`round_trips_per_s_${key}`, [...(samples.get(`round_trips_per_s_${key}`) ?? []), trips / seconds]);
           fsyncsPerAppend.set(key, [...(fsyncsPerAppend.get(key) ?? []), journal.stats().fsyncs / (2 * trips)]);
           cpuPerAppend.set(key, [...(cpuPerAppend.get(key) ?? []), (used.user + used.system) / (2 * trips)]);
@@ -106,5 +108,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     ratio_group_vs_no_fsync_c16: round(median('group_c16') / median('none_c16'), 2),
     ratio_deferred_vs_immediate_outcome_c1: round(median('round_trips_per_s_deferred_outcome_c1') / median('round_trips_per_s_immediate_outcome_c1'), 2),
     ratio_deferred_vs_immediate_outcome_c8: round(median('round_trips_per_s_deferred_outcome_c8') / median('round_trips_per_s_immediate_outcome_c8'), 2),
+    // Both with the outcome deferred: what acknowledging the request at 'written' buys per round trip.
+    ratio_written_vs_durable_request_c1: round(median('round_trips_per_s_written_request_c1') / median('round_trips_per_s_deferred_outcome_c1'), 2),
+    ratio_written_vs_durable_request_c8: round(median('round_trips_per_s_written_request_c8') / median('round_trips_per_s_deferred_outcome_c8'), 2),
   };
 }

@@ -196,6 +196,13 @@ const postgresGatewaySchema = z.strictObject({
        * before the record is fsync'd). See gateway/postgres/README.md for the trade-off.
        */
       durability: z.enum(['before-forward', 'before-reply']).default('before-forward'),
+      /**
+       * How durable that record must be for a request that cannot change state outside its open
+       * transaction (plain reads, BEGIN, statements inside a block until COMMIT): `written` (in the
+       * journal file: survives a gateway kill, not a host crash) or `durable` (fsync'd, like every
+       * other request). State-changing requests are always durable first.
+       */
+      readDurability: z.enum(['written', 'durable']).default('written'),
     })
     .prefault({}),
 });

@@ -29,7 +29,12 @@ export interface ClassifiedStatement {
   functions?: string[];
   /** The parser's node type of the top-level statement ("SelectStmt", "CopyStmt" …), for audit. */
   command?: string;
+  /** For transaction control (TransactionStmt): which one; `AND CHAIN` opens a new block at once. */
+  transaction?: { kind: TransactionKind; chain: boolean };
 }
+
+/** TransactionStmt kinds (the parser's TRANS_STMT_*). END is commit; ABORT is rollback. */
+export type TransactionKind = 'begin' | 'start' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollback_to' | 'prepare' | 'commit_prepared' | 'rollback_prepared';
 
 export interface PolicyRequest {
   sessionId: string;

@@ -1,5 +1,5 @@
 import { loadModule, parseSync } from 'libpg-query';
-import type { ClassifiedStatement, StatementClass } from './contract';
+import type { ClassifiedStatement, StatementClass, TransactionKind } from './contract';
 import { formatQualifiedName } from './name-patterns';
 import { isParserSafeClientEncoding, isTrueSetting, PARSER_SETTINGS } from './parser-safety';
 
@@ -89,6 +89,29 @@ const PURE_FUNCTIONS = new Set(
     .split(/\s+/)
     .filter((name) => name.length > 0),
 );
+
+/**
+ * Whether a function called by this name is one of the built-ins known to have no side effects (the
+ * same list that keeps the `function_call` class off ordinary queries); a schema other than
+ * pg_catalog makes it someone else's function.
+ */
+export function isSideEffectFreeFunction(name: string): boolean {
+  const bare = name.startsWith('pg_catalog.') ? name.slice('pg_catalog.'.length) : name;
+  return PURE_FUNCTIONS.has(bare) && !(bare in FUNCTION_CLASSES) && !OPAQUE_SQL_FUNCTIONS.has(bare);
+}
+
+const TRANSACTION_KINDS: Record<string, TransactionKind> = {
+  TRANS_STMT_BEGIN: 'begin',
+  TRANS_STMT_START: 'start',
+  TRANS_STMT_COMMIT: 'commit',
+  TRANS_STMT_ROLLBACK: 'rollback',
+  TRANS_STMT_SAVEPOINT: 'savepoint',
+  TRANS_STMT_RELEASE: 'release',
+  TRANS_STMT_ROLLBACK_TO: 'rollback_to',
+  TRANS_STMT_PREPARE: 'prepare',
+  TRANS_STMT_COMMIT_PREPARED: 'commit_prepared',
+  TRANS_STMT_ROLLBACK_PREPARED: 'rollback_prepared',
+};
 
 /** Functions that run SQL handed to them as a string: what they do cannot be read from the tree. */
 const OPAQUE_SQL_FUNCTIONS = new Set([
@@ -221,6 +244,7 @@ class StatementWalker {
   readonly functions = new Set<string>();
   readonly searchPath: Array<Omit<SearchPathEffect, 'statement'>> = [];
   readonly parserHazards: string[] = [];
+  transaction: ClassifiedStatement['transaction'];
 
   constructor(
     private readonly prepared: Map<string, ClassifiedStatement>,
@@ -324,6 +348,11 @@ class StatementWalker {
       case 'DiscardStmt':
         if (body.target === 'DISCARD_ALL' || body.target === 'DISCARD_PLANS') this.clearPrepared();
         return;
+      case 'TransactionStmt': {
+        const kind = typeof body.kind === 'string' ? TRANSACTION_KINDS[body.kind] : undefined;
+        if (kind) this.transaction ??= { kind, chain: body.chain === true };
+        return;
+      }
       default:
         this.visit(body, scope);
     }
@@ -668,6 +697,7 @@ function copyStatement(statement: ClassifiedStatement): ClassifiedStatement {
     classes: [...statement.classes],
     relations: [...statement.relations],
     ...(statement.functions ? { functions: [...statement.functions] } : {}),
+    ...(statement.transaction ? { transaction: { ...statement.transaction } } : {}),
   };
 }
 
@@ -722,6 +752,7 @@ function classifyText(text: string, prepared: PreparedStatements, reads: Reads, 
       relations: [...walker.relations],
       functions: [...walker.functions],
       command,
+      ...(walker.transaction ? { transaction: { ...walker.transaction } } : {}),
     });
   }
   return { ok: true, statements, preparedEffects: effects, unknownPrepared, searchPathEffects, parserHazards };

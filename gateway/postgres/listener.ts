@@ -210,6 +210,7 @@ export class PostgresGateway implements Component {
         policy: this.options.policy,
         recorder,
         durability: this.options.config.audit.durability,
+        readDurability: this.options.config.audit.readDurability,
         log,
       });
       this.sessions.add(proxy);

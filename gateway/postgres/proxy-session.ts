@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { serialize } from 'pg-protocol';
+import type { AppendAck } from '../journal/contract';
 import type { Logger } from '../../platform/log';
 import type { PgMessage } from '../../proto/generated/gapwatch/v1/PgMessage';
 import type { PolicyDecision as PolicyDecisionRecord } from '../../proto/generated/gapwatch/v1/PolicyDecision';
@@ -13,6 +14,7 @@ import type { FrontendMessage, FrontendParser } from './frontend-parser';
 import { BackendType, FormatCode, FrontendType, SqlState, TargetKind, TransactionStatus } from './protocol';
 import type { RelationNames } from './relation-names';
 import { nowNanos, type SessionRecorder } from './session-recorder';
+import { requestAck, statementEffects, type StatementEffect } from './statement-durability';
 
 /**
  * One established agent session: the agent's messages are checked by policy, journaled (durably,
@@ -39,6 +41,8 @@ interface PreparedStatement {
   text: string;
   decision: PolicyDecision | null;
   columns: Column[] | null;
+  /** What each Execute of it may do (decided at Parse); null when unknown: durable before forwarding. */
+  effects: StatementEffect[] | null;
 }
 
 interface Portal {
@@ -88,8 +92,15 @@ export interface ProxyContext {
    * `before-reply`: forwarded at once, and nothing more reaches the agent until the record is durable.
    */
   durability: AuditDurability;
+  /**
+   * `written`: a request that cannot change state outside its open transaction block waits only
+   * for its record to be written; `durable`: every request waits for its record to be fsync'd.
+   */
+  readDurability: ReadDurability;
   log: Logger;
 }
+
+export type ReadDurability = 'written' | 'durable';
 
 export type AuditDurability = 'before-forward' | 'before-reply';
 
@@ -146,6 +157,17 @@ export class ProxySession {
   private readonly parameterMaskers = new Map<number, Masker | null>();
   /** Frontend messages received since the last forward, for the write-ahead record. */
   private request: PgMessage[] = [];
+  /** What the request's record must reach before it is forwarded; raised as its messages are handled. */
+  private requestAck: AppendAck = 'written';
+  /**
+   * Whether the server will be inside a transaction block when it runs the next forwarded statement.
+   * Known from ReadyForQuery's status once nothing forwarded is unanswered; followed through the
+   * statements of one simple Query, or of one extended batch up to Sync (an error skips the rest of
+   * either, so a later statement runs only if the BEGIN before it did); false ("not known to be in a
+   * block", the strict assumption) after that until the server's status confirms it. So it is never
+   * true when the session may be outside a block, whatever a client pipelines.
+   */
+  private inBlock = false;
   private upstreamOut: Buffer[] = [];
   private transactionStatus = TransactionStatus.Idle;
   /** Query, Sync and FunctionCall messages forwarded and not yet answered by ReadyForQuery. */
@@ -278,6 +300,22 @@ export class ProxySession {
     );
   }
 
+  /** The request being gathered needs at least `ack`. */
+  private needs(ack: AppendAck): void {
+    if (ack === 'durable') this.requestAck = 'durable';
+  }
+
+  /** A statement is forwarded: what its record needs, following the transaction block it runs in. */
+  private forwarding(effects: readonly StatementEffect[] | null): void {
+    if (effects === null) {
+      this.needs('durable');
+      return;
+    }
+    const next = requestAck(effects, this.inBlock);
+    this.inBlock = next.inBlock;
+    this.needs(next.ack);
+  }
+
   private record(msg: FrontendMessage, withheld = false, redact: ParameterRedactor | null = null): PgMessage {
     const record = messageRecord(msg, withheld, redact);
     this.request.push(record);
@@ -321,14 +359,17 @@ export class ProxySession {
   /** flushUpstream without a promise when nothing has to be waited for (before-reply, or nothing new). */
   private flushUpstreamNow(): Promise<void> | void {
     const recorder = this.context.recorder;
+    let barrier: Promise<void> | null = null;
     if (this.request.length > 0) {
       const messages = this.request;
+      const ack = this.context.readDurability === 'durable' ? 'durable' : this.requestAck;
       this.request = [];
-      void recorder.event({ pgRequest: { messages } });
-    }
-    if (recorder.hasPending) {
-      if (this.context.durability === 'before-forward') return recorder.durable().then(() => this.writeUpstream());
-      this.holdRepliesUntil(recorder.durable());
+      this.requestAck = 'written';
+      barrier = recorder.barrier({ pgRequest: { messages } }, ack);
+    } else if (recorder.hasPending) barrier = recorder.durable();
+    if (barrier) {
+      if (this.context.durability === 'before-forward') return barrier.then(() => this.writeUpstream());
+      this.holdRepliesUntil(barrier);
     }
     this.writeUpstream();
   }
@@ -401,7 +442,7 @@ export class ProxySession {
         this.record(msg, false, redact);
         // A statement this session did not Parse (none by that name) still gets a portal, so its
         // Execute is audited and its results can be masked; the server will refuse the Bind anyway.
-        const statement = this.statements.get(msg.statement) ?? { text: '', decision: null, columns: null };
+        const statement = this.statements.get(msg.statement) ?? { text: '', decision: null, columns: null, effects: null };
         const resultFormats = msg.resultFormats;
         this.portals.set(msg.portal, {
           statementName: msg.statement,
@@ -449,6 +490,7 @@ export class ProxySession {
       case FrontendType.CopyDone:
       case FrontendType.CopyFail:
         this.record(msg);
+        this.needs('durable');
         this.forward(msg.raw);
         this.copyIn = null;
         return;
@@ -496,6 +538,9 @@ export class ProxySession {
    * else the ErrorResponse the agent gets.
    */
   private async settle(request: PolicyRequest, decision: PolicyDecision): Promise<Buffer | null> {
+    // Whatever the outcome, the request that carried it (journaled before a review's notice, or with the
+    // refusal) is durable first: a held or refused statement is evidence of an attempt.
+    this.needs('durable');
     const classes = [...new Set(decision.statements.flatMap((s) => s.classes))];
     const base: PolicyDecisionRecord = { rule: decision.rule ?? '', statement: request.text, classes };
     if (decision.action === 'deny') {
@@ -575,6 +620,8 @@ export class ProxySession {
       if (refusal) {
         // Marks the write-ahead record when it is still to be written (a review has written it already).
         record.withheld = true;
+        // A refusal is evidence of an attempt: durable before the agent hears of it.
+        this.needs('durable');
         return this.refuseNow(refusal);
       }
       this.forwardQuery(raw, text, decision);
@@ -583,6 +630,9 @@ export class ProxySession {
 
   private forwardQuery(raw: Buffer, text: string, decision: PolicyDecision): void {
     const statements = decision.statements.length > 0 ? decision.statements.map((s) => s.text) : [text];
+    this.forwarding(decision.statements.length > 0 || text.trim() === '' ? statementEffects(decision.statements) : null);
+    // The next message runs even if this one fails: its block is known only from the server's status.
+    this.inBlock = false;
     this.forward(raw);
     this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
     this.awaitingReady += 1;
@@ -596,6 +646,7 @@ export class ProxySession {
       if (this.ended) return;
       if (refusal) {
         record.withheld = true;
+        this.needs('durable');
         this.skipUntilSync = true;
         this.batchRefusal = refusal;
         return;
@@ -605,7 +656,8 @@ export class ProxySession {
   }
 
   private forwardParse(raw: Buffer, name: string, text: string, decision: PolicyDecision): void {
-    this.statements.set(name, { text, decision, columns: null });
+    // A Parse runs nothing; its statement's effects apply at each Execute.
+    this.statements.set(name, { text, decision, columns: null, effects: decision.statements.length > 0 || text.trim() === '' ? statementEffects(decision.statements) : null });
     this.forwardExtended(raw, { kind: 'parse', name, text, decision });
   }
 
@@ -629,6 +681,7 @@ export class ProxySession {
       // Describe from the gateway, whose answer the gateway keeps to itself.
       this.forwardExtended(serialize.describe({ type: 'P', name: portalName }), { kind: 'describe', target: TargetKind.Portal, name: portalName, internal: true });
     }
+    this.forwarding(portal?.statement.effects ?? null);
     this.forwardExtended(raw, { kind: 'execute', run, portal });
   }
 
@@ -649,6 +702,8 @@ export class ProxySession {
     }
     this.awaitingReady += 1;
     this.forwardedInBatch = false;
+    // The batch ends here: what follows runs whether or not it succeeded.
+    this.inBlock = false;
   }
 
   private async onFunctionCall(raw: Buffer, text: string, record: PgMessage): Promise<void> {
@@ -659,9 +714,13 @@ export class ProxySession {
       if (this.ended) return;
       if (refusal) {
         record.withheld = true;
+        this.needs('durable');
         return this.refuseNow(refusal);
       }
     }
+    // A function called by OID: nothing is known of what it does.
+    this.forwarding(null);
+    this.inBlock = false;
     this.forward(raw);
     this.units.push({
       kind: 'function_call',
@@ -995,6 +1054,8 @@ export class ProxySession {
       throw new UpstreamProtocolError(`ReadyForQuery answered a ${unit?.kind ?? 'missing'} request`);
     }
     this.transactionStatus = msg[5]! as TransactionStatus;
+    // The server has answered everything forwarded: its status is the session's, ahead of any guess.
+    if (this.units.length === 0) this.inBlock = this.transactionStatus !== TransactionStatus.Idle;
     if (unit.kind === 'sync' && unit.refusal && !unit.sawError) this.outbox.add(unit.refusal);
     this.outbox.pass(msg);
     this.awaitingReady -= 1;

@@ -1,6 +1,6 @@
 import type { Session } from '../../proto/generated/gapwatch/v1/Session';
 import type { SessionEvent } from '../../proto/generated/gapwatch/v1/SessionEvent';
-import type { JournalPosition, JournalWriter } from '../journal/contract';
+import type { AppendAck, JournalPosition, JournalWriter } from '../journal/contract';
 
 export type EventDetail = Omit<SessionEvent, 'sessionId' | 'eventSeq' | 'timeUnixNano'>;
 
@@ -56,13 +56,31 @@ export class SessionRecorder {
     return this.track(this.journal.append({ session: { ...this.session } }));
   }
 
-  event(detail: EventDetail): Promise<JournalPosition> {
+  event(detail: EventDetail, ack: AppendAck = 'durable'): Promise<JournalPosition> {
     this.eventSeq += 1;
     return this.track(
-      this.journal.append({
-        event: { sessionId: this.sessionId, eventSeq: this.eventSeq, timeUnixNano: nowNanos().toString(), ...detail },
-      }),
+      this.journal.append(
+        {
+          event: { sessionId: this.sessionId, eventSeq: this.eventSeq, timeUnixNano: nowNanos().toString(), ...detail },
+        },
+        { ack },
+      ),
     );
+  }
+
+  /**
+   * Appends the record a forward waits for (a request) and resolves once it has reached `ack`: then
+   * so has everything appended before it (the journal writes and fsyncs seqs in order). Rejects if
+   * any append failed.
+   */
+  async barrier(detail: EventDetail, ack: AppendAck): Promise<void> {
+    const appended = this.event(detail, ack);
+    if (ack === 'durable') return this.durable();
+    // Earlier records are written once this one is; their durability is not waited for (their
+    // failures still fail the session).
+    this.pending = [];
+    await appended;
+    if (this.failure) throw this.failure;
   }
 
   /**

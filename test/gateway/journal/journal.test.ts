@@ -201,6 +201,66 @@ describe('gateway/journal', () => {
     assert.equal((await verifyJournal(dir)).ok, true);
   });
 
+  it("acknowledges 'written' before the record is durable, and readers see it only once it is", async () => {
+    const dir = tempJournalDir();
+    const journal = await Journal.open({ dir, gatewayId: 'gw-test', checkpoint: { everyRecords: 100_000 } });
+    await appendMany(journal, 0, 3);
+    const controller = new AbortController();
+    const followed: bigint[] = [];
+    const following = (async () => {
+      for await (const record of journal.read(1n, { follow: true, signal: controller.signal })) {
+        const seq = BigInt(record.seq);
+        // Whenever a reader gets a record, the journal has already reported it durable.
+        assert.ok(seq <= journal.head().seq, `reader got seq ${seq} while the durable head was ${journal.head().seq}`);
+        followed.push(seq);
+        if (seq === 13n) controller.abort();
+      }
+    })();
+    const before = journal.stats();
+    for (let i = 3; i < 8; i++) {
+      const written = await journal.append(statementEvent(i), { ack: 'written' });
+      // The fdatasync that follows the write completes in a later turn of the event loop than the
+      // write's acknowledgement, so at this point the record is in the file but not yet durable.
+      assert.equal(journal.writtenHead().seq, written.seq);
+      assert.ok(journal.head().seq < written.seq, `durable head ${journal.head().seq} already covered written seq ${written.seq}`);
+      assert.ok(!followed.includes(written.seq), 'a follower saw a record that was only written');
+    }
+    // A durable append covers every earlier seq, written ones included (in order).
+    const durable = await Promise.all([journal.append(statementEvent(8), { ack: 'written' }), journal.append(statementEvent(9)), journal.append(statementEvent(10), { defer: true, ack: 'written' })]);
+    assert.ok(journal.head().seq >= durable[1]!.seq);
+    for (let i = 11; i < 13; i++) await journal.append(statementEvent(i));
+    await following;
+    assert.deepEqual(followed, Array.from({ length: 13 }, (_, i) => BigInt(i + 1)));
+    const after = journal.stats();
+    assert.equal(after.acks.written - before.acks.written, 7);
+    assert.equal(after.acks.durable - before.acks.durable, 3);
+    await assert.rejects(journal.append(statementEvent(99), { ack: 'sometime' as 'written' }), (err: Error & { code?: string }) => err.code === 'GW_ERR_JOURNAL_RECORD_INVALID');
+    await journal.close();
+    assert.equal((await verifyJournal(dir)).ok, true);
+  });
+
+  it("keeps a 'written' record when the writer is SIGKILLed before its fdatasync, and makes it durable at reopen", async function () {
+    this.timeout(30_000);
+    const dir = tempJournalDir();
+    const marker = 'select written_then_killed';
+    const child = spawn(process.execPath, [join(__dirname, 'written-then-killed.js'), dir, marker], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+    assert.equal(signal, 'SIGKILL');
+    const reported = JSON.parse(output.trim()) as { acked: string; durableAtAck: string };
+    assert.ok(BigInt(reported.durableAtAck) < BigInt(reported.acked), 'the record was acknowledged as written, not yet durable, when the process died');
+    const journal = await Journal.open({ dir, gatewayId: 'gw-test' });
+    assert.equal(journal.recovery.tornTail, null);
+    assert.ok(journal.head().seq >= BigInt(reported.acked));
+    const records = await collect(journal.read(1n));
+    const found = records.find((r) => r.event?.statement?.text === marker);
+    assert.ok(found, 'the written record survived the kill');
+    assert.equal(found.seq, reported.acked);
+    await journal.close();
+    assert.equal((await verifyJournal(dir)).ok, true);
+  });
+
   it('cuts a torn tail at open, reports it and journals the loss', async () => {
     const dir = tempJournalDir();
     let journal = await Journal.open({ dir, gatewayId: 'gw-test' });
