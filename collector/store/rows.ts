@@ -52,28 +52,13 @@ export const TABLE_COLUMNS: Record<TableName, readonly string[]> = Object.fromEn
  * engine stores as the column default.
  */
 export function encodeRow(table: TableName, row: Row): string {
+  // One JSON.stringify of the value array: a flat string in one native call. Building the line by
+  // concatenation looks cheaper in isolation, but leaves a rope of ~35 pieces per row that the writer
+  // holds until its batch is cut, and measured 4x the CPU per row in the store bench.
   const columns = TABLE_COLUMNS[table];
-  let line = '[';
-  for (let i = 0; i < columns.length; i++) {
-    if (i > 0) line += ',';
-    line += jsonValue(row[columns[i]!]);
-  }
-  return `${line}]`;
-}
-
-/** Characters JSON.stringify escapes: quote, backslash, controls, and lone surrogates (any surrogate here). */
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/**
- * One value as JSON.stringify writes it, a third cheaper for the plain strings and numbers that make up
- * nearly every row: the writer encodes every row the collector stores.
- */
-function jsonValue(value: Row[string] | undefined): string {
-  if (value === undefined || value === null) return 'null';
-  if (typeof value === 'string') return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
-  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
-  if (typeof value === 'boolean') return value ? 'true' : 'false';
-  return JSON.stringify(value);
+  const values = new Array<unknown>(columns.length);
+  for (let i = 0; i < columns.length; i++) values[i] = row[columns[i]!] ?? null;
+  return JSON.stringify(values);
 }
 
 export function encodeRows(table: TableName, rows: readonly Row[]): Buffer {
