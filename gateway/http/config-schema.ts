@@ -125,6 +125,14 @@ export const httpGatewayConfigSchema = z.strictObject({
        * hash-chained), trading the guarantee that a crash loses nothing forwarded for throughput.
        */
       writeAhead: z.boolean().default(true),
+      /**
+       * With writeAhead, how far a safe method's request record (GET, HEAD, OPTIONS, TRACE: RFC 9110
+       * §9.2.1) must be before the request is forwarded: 'written' — in the journal file, which a killed
+       * gateway cannot lose, fsync'd within milliseconds (a host crash can lose the last few ms of such
+       * records); 'durable' — fsync'd first, as every other method always is. WebSocket upgrades and
+       * review approvals always wait for durable. An API that changes state on GET wants 'durable'.
+       */
+      readDurability: z.enum(['written', 'durable']).default('written'),
       /** Bytes of each body kept in the journal (the rest is counted, and the record says truncated). */
       bodyBytes: z.number().int().min(0).max(16 << 20).default(16384),
       /** Record bodies of non-textual media types too (as bytes); off: only their size and type. */

@@ -155,6 +155,10 @@ interface ReviewResult {
 
 const ignore = (): void => undefined;
 
+/**
+ * RFC 9110 §9.2.1 safe methods: the client asks for no state change on the origin. Policy classes them
+ * as reads, and with record.readDurability 'written' their request records are forwarded once written.
+ */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
 function jsonBody(err: HttpGatewayError, extra: Record<string, unknown> = {}): string {
@@ -734,9 +738,11 @@ export class HttpGateway implements Component {
     try {
       if (session.failed) throw session.failed;
       if (config.record.writeAhead) {
-        // Write-ahead: the request is on disk before the upstream sees a byte of it.
-        session.recorder.event({ httpRequest: requestRecord(req, admitted, x.exchangeId, requestHeaders, x.requestBody.snapshot(), false) });
-        await session.recorder.durable();
+        // Write-ahead: the request is in the journal before the upstream sees a byte of it — durable
+        // (fsync'd), or for a safe method with readDurability 'written' in the journal file (a killed
+        // gateway loses nothing; the fsync follows within milliseconds).
+        const ack = config.record.readDurability === 'written' && SAFE_METHODS.has(method) ? 'written' : 'durable';
+        await session.recorder.barrier({ httpRequest: requestRecord(req, admitted, x.exchangeId, requestHeaders, x.requestBody.snapshot(), false) }, ack);
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
         x.requestHeaders = requestHeaders;

@@ -376,6 +376,24 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     });
   });
 
+  it('forwards a safe method once its request record is written, any other once it is durable (readDurability: written)', async () => {
+    const writtenAcks = (): number => gw.journal.stats().acks.written;
+    let before = writtenAcks();
+    const get = await curl(['-H', `Authorization: ${bearer}`, `${gw.url}/api/echo/read-level`]);
+    assert.equal(get.status, 200);
+    assert.equal(writtenAcks() - before, 1, 'the GET waited for written');
+    before = writtenAcks();
+    const head = await curl(['-I', '-H', `Authorization: ${bearer}`, `${gw.url}/api/echo/read-level`]);
+    assert.equal(head.status, 200);
+    assert.equal(writtenAcks() - before, 1, 'the HEAD waited for written');
+    before = writtenAcks();
+    for (const method of ['POST', 'PUT', 'PATCH']) {
+      const write = await curl(['-X', method, '-H', `Authorization: ${bearer}`, '--data-binary', 'x', `${gw.url}/api/echo/write-level`]);
+      assert.equal(write.status, 200, method);
+    }
+    assert.equal(writtenAcks() - before, 0, 'unsafe methods waited for durable');
+  });
+
   it('ends every session when its connection closes, and the journal chain verifies', async () => {
     const records = await until('closed sessions', async () => {
       const all = await gw.records();
@@ -386,6 +404,33 @@ describe('gateway/http end to end (real upstream, curl, fetch, ws)', function ()
     assert.ok(Number(closed.bytesToClient) > 0);
     const report = await verifyJournal(journalOptionsFromConfig(gw.config).dir);
     assert.equal(report.ok, true, JSON.stringify(report, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).slice(0, 500));
+  });
+});
+
+describe('gateway/http with record.readDurability: durable', function () {
+  this.timeout(30_000);
+
+  it('forwards every request, safe methods too, only once its record is durable', async () => {
+    const upstream = await startHttpUpstream();
+    const gw = await startHttpGateway({
+      record: { readDurability: 'durable' },
+      resources: [{ name: 'api', pathPrefix: '/', upstream: { url: upstream.url }, credential: { source: { value: UPSTREAM_SECRET } } }],
+    });
+    try {
+      const durableBefore = gw.journal.stats().acks.durable;
+      const result = await curl(['-H', `Authorization: Bearer ${gw.token}`, `${gw.url}/echo/strict`]);
+      assert.equal(result.status, 200);
+      assert.equal(gw.journal.stats().acks.written, 0);
+      assert.ok(gw.journal.stats().acks.durable > durableBefore);
+      const records = await until('the request record', async () => {
+        const all = await gw.records();
+        return requests(all).some((r) => r.path === '/echo/strict') ? all : null;
+      });
+      assert.equal(requests(records).filter((r) => r.path === '/echo/strict').length, 1);
+    } finally {
+      await gw.stop();
+      await upstream.stop();
+    }
   });
 });
 
