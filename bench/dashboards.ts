@@ -5,7 +5,6 @@ import { performance } from 'node:perf_hooks';
 import { openStore, type Store } from '../collector/store/connection';
 import { migrate } from '../collector/store/migration';
 import { PROCESS_EXECS_SELECT } from '../collector/store/migrations/0005-dashboard-lookups';
-import { SESSION_ATTRIBUTION_SELECT } from '../collector/store/migrations/0007-session-attribution';
 import { bindParams, loadNamedQueries, parseTimeParam, type NamedQuery } from '../dashboards/named-queries';
 import { parseConfig } from '../platform/config';
 import { round, summarize } from './stats';
@@ -23,8 +22,8 @@ import { round, summarize } from './stats';
  * the baseline measured in the same rounds: `count()` of the connects in the range (the cost of reading
  * the range's key columns at all). The same is done over all 7 days (`*_7d`) for the range-bound queries.
  *
- * Before/after for the lookup tables (migrations 0005 and 0007): each query that reads one (process_execs,
- * session_attribution) with its default parameters also runs, in the same rounds, with the lookup table replaced by the SELECT over
+ * Before/after for the lookup table (migration 0005): each query that reads process_execs with its
+ * default parameters also runs, in the same rounds, with the lookup table replaced by the SELECT over
  * its source table that the materialized view keeps it from (`<name>_without_lookups_ms`, and
  * `<name>_lookup_speedup` = without / with).
  */
@@ -38,11 +37,9 @@ function readsLookups(query: NamedQuery): boolean {
   return withoutLookups(sql) !== sql;
 }
 
-/** A query as it would read without the lookup tables: each replaced by its definition. */
+/** A query as it would read without the lookup table: replaced by its definition. */
 function withoutLookups(sql: string): string {
-  return sql
-    .replace(/\bprocess_execs\b/g, `(${PROCESS_EXECS_SELECT.replace('{source}', 'process_events')})`)
-    .replace(/\bsession_attribution\b/g, `(${SESSION_ATTRIBUTION_SELECT.replace('{source}', 'connect_events')})`);
+  return sql.replace(/\bprocess_execs\b/g, `(${PROCESS_EXECS_SELECT.replace('{source}', 'process_events')})`);
 }
 
 const HOSTS = 20;

@@ -3,8 +3,8 @@
 -- length just before `from` had (the trend; coverage over time is coverage-trend); alerts, gateway
 -- sessions, sessions no host connect explains, and audit gaps in the range.
 -- The previous period is [from - (to - from), from); only its bypasses are counted, which are a prefix
--- range of connect_events' ORDER BY (verdict, …). Session attribution is read by key from
--- session_attribution (migration 0007).
+-- range of connect_events' ORDER BY (verdict, …). Session attribution: the mediated connects joined with
+-- the sessions (not the gateway's own leg, verdict other), by the session_id bloom filter, within an hour.
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -54,7 +54,10 @@ WITH
         SELECT
             (SELECT count() FROM session_ids) AS session_total,
             (SELECT count() FROM session_ids) - (
-                SELECT uniqExact(session_id) FROM session_attribution WHERE session_id IN session_ids
+                SELECT uniqExact(session_id) FROM connect_events
+                WHERE verdict = 'mediated'
+                    AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+                    AND session_id IN session_ids
             ) AS session_unattributed
     )
 SELECT

@@ -3,8 +3,9 @@
 -- process, binary, agent run) and a summary of its events (statements, errors, policy decisions,
 -- reviewers who approved or rejected).
 -- @param session_id String | the gateway session id
--- Reads the session (FINAL keeps the closing record), the connect and the process by key from
--- session_attribution (migration 0007) and process_execs (migration 0005), and the events by the (session_id, event_seq) key range. A session id names one
+-- Reads the session (FINAL keeps the closing record), its mediated connect by the session_id bloom filter
+-- (not the gateway's own leg, verdict other), the process by key from process_execs (migration 0005), and
+-- the events by the (session_id, event_seq) key range. A session id names one
 -- session, so the time range, host, resource and agent do not apply.
 WITH
     (
@@ -14,8 +15,8 @@ WITH
     ) AS gaps,
     attribution AS (
         SELECT session_id, any(host) AS attributed_host, any(exec_id) AS attributed_exec, any(agent_run) AS attributed_run, any(pid) AS attributed_pid
-        FROM session_attribution
-        WHERE session_id = {session_id:String}
+        FROM connect_events
+        WHERE verdict = 'mediated' AND session_id = {session_id:String}
         GROUP BY session_id
     ),
     image AS (

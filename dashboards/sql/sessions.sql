@@ -3,7 +3,9 @@
 -- opened them (empty when no host connect was joined with the session).
 -- @param limit UInt32 = 100 | at most this many rows
 -- host and agent filter on the attribution, so with either set only attributed sessions are listed.
--- The attribution is read by key from session_attribution (migration 0007).
+-- Attribution: the mediated connects joined with each session (the gateway's own upstream leg, verdict
+-- other, is no attribution), read from connect_events by the session_id bloom filter within an hour of the
+-- range (sensor and gateway clocks may differ).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -22,8 +24,10 @@ WITH
     ),
     attribution AS (
         SELECT session_id, any(host) AS attributed_host, any(agent_run) AS attributed_run, any(exec_id) AS attributed_exec
-        FROM session_attribution
-        WHERE session_id IN (SELECT session_id FROM in_range)
+        FROM connect_events
+        WHERE verdict = 'mediated'
+            AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+            AND session_id IN (SELECT session_id FROM in_range)
         GROUP BY session_id
     ),
     listed AS (

@@ -2,8 +2,10 @@
 -- connect was joined with came from a host without the sensor, from a process the sensor missed (see
 -- audit gaps), or from a client the correlator could not match by address and port.
 -- @param limit UInt32 = 100 | at most this many rows
--- host and agent do not apply: these sessions have no host process. Attribution is read by key from
--- session_attribution (migration 0007).
+-- host and agent do not apply: these sessions have no host process.
+-- Attribution: the mediated connects joined with each session (the gateway's own upstream leg, verdict
+-- other, is no attribution), read from connect_events by the session_id bloom filter within an hour of the
+-- range (sensor and gateway clocks may differ).
 WITH
     (
         SELECT groupArray((host, source, start_time, end_time)) FROM audit_gaps FINAL
@@ -16,8 +18,10 @@ WITH
             AND ({resource:String} = '' OR resource = {resource:String})
     ),
     attributed AS (
-        SELECT DISTINCT session_id FROM session_attribution
-        WHERE session_id IN (SELECT session_id FROM in_range)
+        SELECT DISTINCT session_id FROM connect_events
+        WHERE verdict = 'mediated'
+            AND time >= {from:DateTime64(9, 'UTC')} - INTERVAL 1 HOUR AND time < {to:DateTime64(9, 'UTC')} + INTERVAL 1 HOUR
+            AND session_id IN (SELECT session_id FROM in_range)
     )
 SELECT
     session_id,

@@ -5,7 +5,7 @@ import { MIGRATIONS } from '../../../collector/store/migrations';
 import { dashboardLookups } from '../../../collector/store/migrations/0005-dashboard-lookups';
 import { sessionAttribution } from '../../../collector/store/migrations/0007-session-attribution';
 import { qualified } from '../../../collector/store/ddl';
-import { at, GATEWAY_A, NODE_A, PSQL_A, PSQL_B, RUN_A, SEED, seedStore } from '../../dashboards/seed-store';
+import { at, PSQL_B, RUN_A, SEED, seedStore } from '../../dashboards/seed-store';
 import { queryRows, tempConfig } from './store-fixture';
 
 describe('collector/store migrations 0005 and 0007: dashboard lookup tables', function () {
@@ -16,16 +16,17 @@ describe('collector/store migrations 0005 and 0007: dashboard lookup tables', fu
     await store?.close();
   });
 
-  async function lookups(): Promise<{ execs: string[]; sessions: string[] }> {
-    const execs = await queryRows<{ exec_id: string; filename: string }>(store, `SELECT exec_id, filename FROM ${qualified(store.dialect, 'process_execs')} FINAL ORDER BY exec_id`);
-    const sessions = await queryRows<{ session_id: string; exec_id: string }>(
-      store,
-      `SELECT session_id, exec_id FROM ${qualified(store.dialect, 'session_attribution')} FINAL ORDER BY session_id`,
-    );
-    return { execs: execs.map((r) => `${r.exec_id} ${r.filename}`), sessions: sessions.map((r) => `${r.session_id} ${r.exec_id}`) };
+  async function execs(): Promise<string[]> {
+    const rows = await queryRows<{ exec_id: string; filename: string }>(store, `SELECT exec_id, filename FROM ${qualified(store.dialect, 'process_execs')} FINAL ORDER BY exec_id`);
+    return rows.map((r) => `${r.exec_id} ${r.filename}`);
   }
 
-  it('backfills rows stored before it, keeps rows stored after it, and a second backfill changes nothing', async () => {
+  async function tables(): Promise<string[]> {
+    const rows = await queryRows<{ name: string }>(store, `SELECT name FROM system.tables WHERE database = '${store.dialect.database}' AND name LIKE 'session_connects%' ORDER BY name`);
+    return rows.map((r) => r.name);
+  }
+
+  it('process_execs: backfills rows stored before it, keeps rows stored after it, and a second backfill changes nothing', async () => {
     store = await openStore(tempConfig());
     await migrate(
       store.client,
@@ -36,12 +37,10 @@ describe('collector/store migrations 0005 and 0007: dashboard lookup tables', fu
     await migrate(store.client, store.dialect);
 
     const expectedExecs = SEED.process_events.filter((r) => r.kind === 'exec').map((r) => `${r.exec_id} ${r.filename}`);
-    const before = await lookups();
-    assert.deepEqual(before.execs, [...new Set(expectedExecs)].sort());
-    assert.deepEqual(before.sessions, [`gw-s1 ${NODE_A}`, 'gw-s2 host-b:boot-b:201:2010']);
+    const before = await execs();
+    assert.deepEqual(before, [...new Set(expectedExecs)].sort());
 
-    // Rows arriving later reach the lookups through the materialized views; exit records, connects
-    // without a session and the gateway's own leg (verdict other, joined with its session) do not.
+    // Rows arriving later reach the lookup through the materialized view; exit records do not.
     await store.client.insert({
       table: qualified(store.dialect, 'process_events'),
       values: [
@@ -52,23 +51,30 @@ describe('collector/store migrations 0005 and 0007: dashboard lookup tables', fu
       ],
       format: 'JSONEachRow',
     });
-    await store.client.insert({
-      table: qualified(store.dialect, 'connect_events'),
-      values: [
-        { event_id: 'late-ce-1', host: 'host-a', time: at(1003), exec_id: 'host-a:boot-a:900:1', agent_run: RUN_A, verdict: 'mediated', resource: 'ssh-bastion', session_id: 'gw-s9' },
-        { event_id: 'late-ce-2', host: 'host-a', time: at(1004), exec_id: PSQL_A, agent_run: RUN_A, verdict: 'bypass', resource: 'orders-db', session_id: '' },
-        { event_id: 'late-ce-3', host: 'host-a', time: at(1005), exec_id: GATEWAY_A, agent_run: '', verdict: 'other', resource: 'orders-db', session_id: 'gw-s9' },
-      ],
-      format: 'JSONEachRow',
-    });
-    // Running the backfill again (two collectors migrating at once) stores nothing new once merged.
+    // Running the migrations' statements again (two collectors migrating at once) stores nothing new
+    // once merged, and leaves session_connects dropped.
     for (const statement of [...dashboardLookups.statements(store.dialect), ...sessionAttribution.statements(store.dialect)]) {
       await store.client.command({ query: statement });
     }
 
-    const after = await lookups();
-    assert.deepEqual(after.execs.filter((e) => !before.execs.includes(e)), ['host-a:boot-a:900:1 /usr/bin/ssh', `${PSQL_B} /usr/lib/postgresql/15/bin/psql`]);
-    assert.ok(!after.execs.includes(`${PSQL_B} /usr/bin/psql`), 'the older image of a re-exec is replaced');
-    assert.deepEqual(after.sessions, [`gw-s1 ${NODE_A}`, 'gw-s2 host-b:boot-b:201:2010', 'gw-s9 host-a:boot-a:900:1']);
+    const after = await execs();
+    assert.deepEqual(after.filter((e) => !before.includes(e)), ['host-a:boot-a:900:1 /usr/bin/ssh', `${PSQL_B} /usr/lib/postgresql/15/bin/psql`]);
+    assert.ok(!after.includes(`${PSQL_B} /usr/bin/psql`), 'the older image of a re-exec is replaced');
+    assert.deepEqual(await tables(), []);
+  });
+
+  it('0007 drops the session_connects table and view that 0005 created, and connect inserts no longer feed them', async () => {
+    store = await openStore(tempConfig());
+    await migrate(
+      store.client,
+      store.dialect,
+      MIGRATIONS.filter((m) => m.version < sessionAttribution.version),
+    );
+    assert.deepEqual(await tables(), ['session_connects', 'session_connects_mv']);
+    await migrate(store.client, store.dialect);
+    assert.deepEqual(await tables(), []);
+    await seedStore(store);
+    const indexes = await queryRows<{ name: string }>(store, `SELECT name FROM system.data_skipping_indices WHERE database = '${store.dialect.database}' AND table = 'connect_events' ORDER BY name`);
+    assert.deepEqual(indexes.map((i) => i.name), ['resource_idx', 'session_id_idx']);
   });
 });

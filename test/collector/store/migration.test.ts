@@ -14,13 +14,11 @@ const TABLES = [
   // migration 0004: every gateway journal record, for gapwatch verify --gateway
   'journal_records',
   'process_events',
-  // migration 0005: dashboard lookup tables and the materialized views that keep them
+  // migration 0005: the exec lookup table and the materialized view that keeps it (0005's
+  // session_connects and its view are dropped by 0007)
   'process_execs',
   'process_execs_mv',
   'schema_migrations',
-  // migration 0007: the agent-side session attribution (replaces 0005's session_connects)
-  'session_attribution',
-  'session_attribution_mv',
 ];
 
 describe('collector/store migrations (embedded engine)', function () {
