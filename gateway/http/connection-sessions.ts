@@ -68,6 +68,12 @@ export class ConnectionSessions {
   parseError: string | null = null;
   /** The response of the exchange in progress, so a parse error knows whether it may still answer. */
   activeResponse: { headersSent: boolean } | null = null;
+  /**
+   * Exchanges not yet recorded. The connection's close ends them: Node gives a pipelined response
+   * that is queued behind an earlier one no 'close' of its own when the socket goes, and an exchange
+   * nobody ends would keep its session (and the gateway's stop) waiting forever.
+   */
+  readonly openExchanges = new Set<{ responseClosed(): void }>();
 
   constructor(
     readonly socket: Socket,
@@ -130,6 +136,7 @@ export class ConnectionSessions {
 
   /** The connection closed: every session's last exchange is recorded, then the session's end. */
   async close(failure: string | null): Promise<void> {
+    for (const exchange of [...this.openExchanges]) exchange.responseClosed();
     const only = this.sessions.size === 1;
     await Promise.all(
       [...this.sessions.values()].map(async (session) => {

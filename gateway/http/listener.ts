@@ -252,6 +252,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.exchangeId = session.nextExchangeId();
     // The session's end waits until this exchange is recorded (or has failed: settle()).
     session.hold();
+    connection.openExchanges.add(this);
     const { heads } = admitted;
     this.requestBody = new BodyRecorder(heads.contentType ?? '', heads.contentEncoding ?? '', record.bodyBytes, record.binaryBodies);
   }
@@ -294,6 +295,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
   settle(): void {
     if (this.released) return;
     this.released = true;
+    this.connection.openExchanges.delete(this);
     this.session.release();
   }
 
