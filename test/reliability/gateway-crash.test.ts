@@ -37,7 +37,8 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
 
   it('keeps every committed record, closes the interrupted session as aborted on restart, and the collector resumes', async () => {
     // "Nothing lost" here: each of the ANSWERED statements the agent saw answered before the kill has its
-    // write-ahead request record in the journal after the kill (before-forward durability); the session
+    // write-ahead request record in the journal after the kill (before-forward: written or durable, and a
+    // written record survives SIGKILL of the gateway); the session
     // the kill interrupted has an end record (aborted) after the restart; and the collector's store
     // holds every session and session event of the journal, each exactly once.
     const ANSWERED = 20;
