@@ -203,11 +203,15 @@ async function openEmbedded(config: Config, dialect: Dialect, readonlySettings: 
  * chDB reports an engine refusal as `Code: N. DB::Exception: <message> (<TYPE>) (version …)`; the
  * writer decides by `type` whether data can never be stored, as the client's errors say it.
  */
-function engineError(err: unknown): unknown {
+export function engineError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const parsed = /^Code: (\d+)\. DB::Exception: ([\s\S]*?)\s*\(([A-Z0-9_]+)\)(?: \(version [^)]*\))?\.?\s*$/.exec(err.message);
-  if (parsed === null) return err;
-  return Object.assign(new Error(parsed[2], { cause: err }), { code: parsed[1], type: parsed[3] });
+  if (parsed !== null) return Object.assign(new Error(parsed[2], { cause: err }), { code: parsed[1], type: parsed[3] });
+  // Another layout: the error name is still the last upper-case word in parentheses. Without one the
+  // error stays as it is, and the writer treats it as "not now" (retry, then spool), never as bad data.
+  const names = [...err.message.matchAll(/\(([A-Z][A-Z0-9_]{2,})\)/g)];
+  const type = names.length > 0 ? names[names.length - 1]![1] : undefined;
+  return type === undefined ? err : Object.assign(new Error(err.message, { cause: err }), { type });
 }
 
 async function releaseAnchor(): Promise<void> {
