@@ -63,8 +63,7 @@ export const SESSION_CONNECTS: TableSpec = {
 export const PROCESS_EXECS_SELECT = "SELECT exec_id, host, time, agent_run, parent_exec_id, pid, uid, comm, filename, argv FROM {source} WHERE kind = 'exec'";
 export const SESSION_CONNECTS_SELECT = "SELECT session_id, event_id, host, time, exec_id, pid, agent_run, resource FROM {source} WHERE session_id != ''";
 
-/** A lookup table, the materialized view that keeps it from `source`, and the backfill of what `source` already holds. */
-export function lookup(dialect: Dialect, spec: TableSpec, source: string, select: string): string[] {
+function lookup(dialect: Dialect, spec: TableSpec, source: string, select: string): string[] {
   const view = `${spec.name}_mv`;
   const from = (table: string): string => select.replace('{source}', qualified(dialect, table));
   return [
