@@ -5,6 +5,7 @@ import {
   agentSession,
   collectorPosition,
   GapwatchProcess,
+  assertStoredExactlyOnce,
   journalTruth,
   openCollectorStore,
   readJournalFiles,
@@ -77,10 +78,7 @@ describe('reliability: gateway killed with SIGKILL mid-session', function () {
       const store = await openCollectorStore(setup.collectorDataDir);
       try {
         const stored = await storedGatewayRecords(store);
-        assert.deepEqual([...stored.sessions].sort(), [...truth.sessions].sort(), 'every session, none extra');
-        assert.deepEqual([...stored.events].sort(), [...truth.events].sort(), 'every session event, none extra');
-        assert.equal(stored.sessionsFinal, truth.sessions.size, 'no session twice');
-        assert.equal(stored.eventsFinal, truth.events.size, 'no event twice');
+        assertStoredExactlyOnce(stored, truth);
         const [row] = await storeQuery<{ outcome: string; failure: string; ended: number }>(
           store,
           `SELECT toString(outcome) AS outcome, failure, toUnixTimestamp64Nano(end_time) > 0 AS ended FROM ${table(store, 'gateway_sessions')} FINAL WHERE session_id = '${open[0]}'`,

@@ -13,7 +13,7 @@ import { StoreWriter } from '../../collector/store/writer';
 import { parseConfig } from '../../platform/config';
 import { connectRows, silentLog } from '../collector/store/store-fixture';
 import { startAuditGateway, type AuditGatewayUnderTest } from '../support/audit-gateway';
-import { journalTruth, storedGatewayRecords, storeQuery, table, waitUntil } from '../support/gapwatch-processes';
+import { assertStoredExactlyOnce, journalTruth, storedGatewayRecords, storeQuery, table, waitUntil } from '../support/gapwatch-processes';
 import { requireRoot } from '../support/host';
 
 /** How long the store is unreachable. */
@@ -121,10 +121,7 @@ describe('reliability: store unreachable for a minute under load', function () {
       const truth = journalTruth(await env.gw.records());
       const stored = await storedGatewayRecords(store);
       assert.equal(truth.sessions.size, sessions, 'one journaled session per agent session');
-      assert.deepEqual([...stored.sessions].sort(), [...truth.sessions].sort());
-      assert.deepEqual([...stored.events].sort(), [...truth.events].sort());
-      assert.equal(stored.sessionsFinal, truth.sessions.size);
-      assert.equal(stored.eventsFinal, truth.events.size);
+      assertStoredExactlyOnce(stored, truth);
     } finally {
       producing = false;
       await Promise.allSettled([rowsLoad, gatewayLoad]);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -303,6 +304,14 @@ export async function storedGatewayRecords(store: Store): Promise<{ sessions: Se
   const sessionIds = await storeQuery<{ id: string }>(store, `SELECT session_id AS id FROM ${table(store, 'gateway_sessions')} FINAL`);
   const eventIds = await storeQuery<{ id: string }>(store, `SELECT concat(session_id, '/', toString(event_seq)) AS id FROM ${table(store, 'gateway_session_events')} FINAL`);
   return { sessions: new Set(sessionIds.map((r) => r.id)), events: new Set(eventIds.map((r) => r.id)), sessionsFinal: sessionIds.length, eventsFinal: eventIds.length };
+}
+
+/** Every session and session event the journal holds is in the store, none extra, none twice. */
+export function assertStoredExactlyOnce(stored: Awaited<ReturnType<typeof storedGatewayRecords>>, truth: ReturnType<typeof journalTruth>): void {
+  assert.deepEqual([...stored.sessions].sort(), [...truth.sessions].sort(), 'every session, none extra');
+  assert.deepEqual([...stored.events].sort(), [...truth.events].sort(), 'every session event, none extra');
+  assert.equal(stored.sessionsFinal, truth.sessions.size, 'no session twice');
+  assert.equal(stored.eventsFinal, truth.events.size, 'no event twice');
 }
 
 export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
