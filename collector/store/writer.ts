@@ -28,7 +28,10 @@ export interface WriterStats {
 }
 
 interface TableBuffer {
-  lines: string[];
+  /** Encoded rows, one Buffer per producer call (or part of one), in arrival order. */
+  chunks: Buffer[];
+  /** Rows in chunks. */
+  rows: number;
   minTime: string;
   maxTime: string;
   /** When the oldest buffered row arrived (ms), or 0 when empty. */
@@ -137,21 +140,32 @@ export class StoreWriter {
     const list = Array.isArray(rows) ? (rows as readonly Row[]) : [rows as Row];
     let buffer = this.buffers.get(table);
     if (buffer === undefined) {
-      buffer = { lines: [], minTime: '', maxTime: '', since: 0 };
+      buffer = { chunks: [], rows: 0, minTime: '', maxTime: '', since: 0 };
       this.buffers.set(table, buffer);
     }
     const timeColumn = TIME_COLUMN[table];
-    for (const row of list) {
-      buffer.lines.push(encodeRow(table, row));
-      const time = String(row[timeColumn] ?? '');
-      if (buffer.minTime === '' || laterTime(buffer.minTime, time)) buffer.minTime = time;
-      if (laterTime(time, buffer.maxTime)) buffer.maxTime = time;
-    }
-    if (buffer.since === 0 && buffer.lines.length > 0) buffer.since = Date.now();
     this.statsCounters.accepted += list.length;
     this.statsCounters.buffered += list.length;
-    if (buffer.lines.length >= this.options.batchRows) this.enqueue(false);
-    else this.armTimer();
+    // Rows are encoded a producer call at a time into one off-heap Buffer, cut where a batch fills: the
+    // lines die young instead of waiting on the heap (copied by every scavenge) until their batch is cut.
+    for (let start = 0; start < list.length; ) {
+      const end = Math.min(list.length, start + this.options.batchRows - buffer.rows);
+      const lines = new Array<string>(end - start);
+      for (let i = start; i < end; i++) {
+        const row = list[i]!;
+        lines[i - start] = encodeRow(table, row);
+        const time = String(row[timeColumn] ?? '');
+        if (buffer.minTime === '' || laterTime(buffer.minTime, time)) buffer.minTime = time;
+        if (laterTime(time, buffer.maxTime)) buffer.maxTime = time;
+      }
+      lines.push('');
+      buffer.chunks.push(Buffer.from(lines.join('\n')));
+      buffer.rows += end - start;
+      if (buffer.since === 0) buffer.since = Date.now();
+      if (buffer.rows >= this.options.batchRows) this.cut(table, buffer);
+      start = end;
+    }
+    this.armTimer();
     if (this.statsCounters.buffered < this.options.maxBufferedRows) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
@@ -184,31 +198,33 @@ export class StoreWriter {
     this.timer.unref();
   }
 
-  /** Cuts ready batches (full ones, old ones, or all when `all`) and queues their delivery in order. */
+  /** Cuts the batches that are due (old ones, or all when `all`) and queues their delivery in order. */
   private enqueue(all: boolean): void {
     const now = Date.now();
     let waiting = false;
     for (const [table, buffer] of this.buffers) {
-      while (buffer.lines.length >= this.options.batchRows || (buffer.lines.length > 0 && (all || now - buffer.since >= this.options.flushIntervalMs))) {
-        const lines = buffer.lines.splice(0, this.options.batchRows);
-        const batch: SpoolBatch = {
-          table,
-          columns: TABLE_COLUMNS[table],
-          rows: lines.length,
-          minTime: buffer.minTime,
-          maxTime: buffer.maxTime,
-          body: Buffer.from(`${lines.join('\n')}\n`),
-        };
-        if (buffer.lines.length === 0) {
-          buffer.since = 0;
-          buffer.minTime = '';
-          buffer.maxTime = '';
-        }
-        this.queueDelivery(batch);
-      }
-      if (buffer.lines.length > 0) waiting = true;
+      if (buffer.rows > 0 && (all || now - buffer.since >= this.options.flushIntervalMs)) this.cut(table, buffer);
+      if (buffer.rows > 0) waiting = true;
     }
     if (waiting) this.armTimer();
+  }
+
+  /** Makes a batch of everything a table has buffered (never more than batchRows: write cuts at that) and queues it. */
+  private cut(table: TableName, buffer: TableBuffer): void {
+    const batch: SpoolBatch = {
+      table,
+      columns: TABLE_COLUMNS[table],
+      rows: buffer.rows,
+      minTime: buffer.minTime,
+      maxTime: buffer.maxTime,
+      body: buffer.chunks.length === 1 ? buffer.chunks[0]! : Buffer.concat(buffer.chunks),
+    };
+    buffer.chunks = [];
+    buffer.rows = 0;
+    buffer.since = 0;
+    buffer.minTime = '';
+    buffer.maxTime = '';
+    this.queueDelivery(batch);
   }
 
   /**

@@ -252,6 +252,36 @@ describe('collector/store writer (embedded engine)', function () {
     assert.equal(await countRaw(store, 'connect_events'), 450);
   });
 
+  it('cuts a batch where it fills, across and inside producer calls, each batch with its own time range', async () => {
+    const unreachable: InsertSink = {
+      async insert() {
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
+      },
+    };
+    const { spool } = openSpool();
+    const writer = new StoreWriter(unreachable, spool, { ...FAST, attempts: 1, flushIntervalMs: 60_000 }, silentLog, 'host-a');
+    writer.start();
+    // 300 + 300 + 700 rows into batches of 500: the second and third calls each straddle a batch.
+    await writer.write('connect_events', connectRows(300, 0));
+    await writer.write('connect_events', connectRows(300, 300));
+    await writer.write('connect_events', connectRows(700, 600));
+    await writer.close();
+    assert.equal(writer.stats().spooled, 1300);
+    const batches: Array<{ rows: number; lines: number; first: string; last: string; minTime: string; maxTime: string }> = [];
+    await Spool.open({ dir: join(config.dataDir, 'spool'), maxBytes: 64 * 1024 * 1024 }).spool.replay(async (batch) => {
+      const lines = batch.body.toString('utf8').split('\n');
+      assert.equal(lines.pop(), '', 'the body ends with a newline');
+      const id = (line: string) => (JSON.parse(line) as string[])[0]!;
+      batches.push({ rows: batch.rows, lines: lines.length, first: id(lines[0]!), last: id(lines[lines.length - 1]!), minTime: batch.minTime, maxTime: batch.maxTime });
+    });
+    const time = (i: number) => connectRows(1, i)[0]!.time;
+    assert.deepEqual(batches, [
+      { rows: 500, lines: 500, first: 'ce-0', last: 'ce-499', minTime: time(0), maxTime: time(499) },
+      { rows: 500, lines: 500, first: 'ce-500', last: 'ce-999', minTime: time(500), maxTime: time(999) },
+      { rows: 300, lines: 300, first: 'ce-1000', last: 'ce-1299', minTime: time(1000), maxTime: time(1299) },
+    ]);
+  });
+
   it('runs inflightBatches inserts at once, and one at a time when it is 1', async () => {
     for (const inflightBatches of [2, 1]) {
       const sink = new OverlapSink(storeSink(store), false, 150);
