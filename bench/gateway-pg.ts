@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -34,8 +34,13 @@ import { round, summarize, type Summary } from './stats';
  * fsync'd before forwarding): what the read fast path buys.
  * gapwatch_nofsync is a diagnostic, not a product mode: the same gateway with a journal that skips
  * fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
+ * node_relay is the floor of any data path written on Node's sockets: a TCP relay in this process that
+ * copies bytes both ways (no parsing, no audit; the client authenticates to PostgreSQL itself).
  */
-type PathName = 'direct' | 'pgbouncer' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+type PathName = 'direct' | 'pgbouncer' | 'node_relay' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+
+/** Paths served by this process, whose CPU per transaction is this process's. */
+const inProcess = (path: PathName): boolean => path.startsWith('gapwatch') || path === 'node_relay';
 
 interface Endpoint {
   port: number;
@@ -175,6 +180,33 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   };
 }
 
+/** The node_relay path: every accepted connection relayed to PostgreSQL byte for byte. */
+async function startNodeRelay(pg: PostgresServer): Promise<{ port: number; stop(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ noDelay: true }, (client) => {
+    const upstream = connect({ host: pg.host, port: pg.port, noDelay: true });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 export async function run(args: string[]): Promise<{ name: string } & Record<string, unknown>> {
   const rounds = Number(args[0] ?? 3);
   const seconds = Number(args[1] ?? 5);
@@ -236,16 +268,19 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const beforeReply = await startGateway('gw-bench-before-reply', 'group', 'before-reply');
     const unsynced = await startGateway('gw-bench-nofsync', 'none');
     const journal = audited.journal;
+    const relay = await startNodeRelay(pg);
+    cleanups.push(() => relay.stop());
 
     const paths: Record<PathName, Endpoint> = {
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
+      node_relay: { ...direct, port: relay.port },
       gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_strict: { port: strict.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_before_reply: { port: beforeReply.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -253,15 +288,15 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], node_relay: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
             const path = order[(i + r) % order.length]!;
             const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch, path === 'pgbouncer' ? bouncer.pid : null);
             samples[path].push(result);
-            const cpu = path.startsWith('gapwatch')
-              ? `, gateway cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)`
+            const cpu = inProcess(path)
+              ? `, ${path === 'node_relay' ? 'relay' : 'gateway'} cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)`
               : path === 'pgbouncer'
                 ? `, pgbouncer cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
                 : '';
@@ -272,12 +307,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           tps: summarize(samples[path].map((s) => s.tps)),
           p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
           p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
-          ...(path.startsWith('gapwatch') ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
+          ...(inProcess(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
           ...(path === 'pgbouncer' ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
         });
         const per = {
           direct: summaryOf('direct'),
           pgbouncer: summaryOf('pgbouncer'),
+          node_relay: summaryOf('node_relay'),
           gapwatch: summaryOf('gapwatch'),
           gapwatch_strict: summaryOf('gapwatch_strict'),
           gapwatch_before_reply: summaryOf('gapwatch_before_reply'),
@@ -297,10 +333,14 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
           // CPU per transaction of the unsynced gateway over PgBouncer's own: the proxy's cost alone.
           nofsync_cpu_vs_pgbouncer_cpu: round((per.gapwatch_nofsync.cpu_us_per_tx ?? 0) / Math.max(1, per.pgbouncer.cpu_us_per_tx ?? 0)),
+          // The ceiling of a data path on Node's sockets, and how much of it the gateway reaches.
+          node_relay_ratio_vs_pgbouncer: round(per.node_relay.tps.median / per.pgbouncer.tps.median),
+          ratio_vs_node_relay: round(per.gapwatch.tps.median / per.node_relay.tps.median),
         };
         tps[mode] = {
           direct: per.direct.tps.median,
           pgbouncer: per.pgbouncer.tps.median,
+          node_relay: per.node_relay.tps.median,
           gapwatch: per.gapwatch.tps.median,
           gapwatch_strict: per.gapwatch_strict.tps.median,
           gapwatch_before_reply: per.gapwatch_before_reply.tps.median,
