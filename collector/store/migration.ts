@@ -29,15 +29,8 @@ export const MIGRATIONS_TABLE: TableSpec = {
 /** A reference rendering, so the checksum says "the migration text changed" and not "ttlDays changed". */
 const CHECKSUM_DIALECT: Dialect = { kind: 'server', database: 'gapwatch', ttlDays: 1 };
 
-/**
- * The checksum of the server rendering; a migration whose embedded rendering differs (0008) has that
- * appended, so an edit of embedded-only statements is caught too. Migrations that render alike keep the
- * checksum they were recorded with.
- */
 export function migrationChecksum(migration: Migration): string {
-  const server = migration.statements(CHECKSUM_DIALECT).join(';\n');
-  const embedded = migration.statements({ ...CHECKSUM_DIALECT, kind: 'embedded' }).join(';\n');
-  return createHash('sha256').update(embedded === server ? server : `${server}\n-- embedded:\n${embedded}`).digest('hex');
+  return createHash('sha256').update(migration.statements(CHECKSUM_DIALECT).join(';\n')).digest('hex');
 }
 
 export interface MigrationResult {

@@ -6,7 +6,6 @@ import { journalRecords } from './0004-journal-records';
 import { dashboardLookups } from './0005-dashboard-lookups';
 import { sessionAborted } from './0006-session-aborted';
 import { sessionAttribution } from './0007-session-attribution';
-import { embeddedMergeWidth } from './0008-embedded-merge-width';
 
 /** Every migration, in version order. A released migration is never edited: add the next one. */
-export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails, alertDetails, journalRecords, dashboardLookups, sessionAborted, sessionAttribution, embeddedMergeWidth];
+export const MIGRATIONS: readonly Migration[] = [initialSchema, gatewaySessionDetails, alertDetails, journalRecords, dashboardLookups, sessionAborted, sessionAttribution];

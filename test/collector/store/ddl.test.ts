@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { parseConfig } from '../../../platform/config';
 import { createTable, type Dialect } from '../../../collector/store/ddl';
 import { MIGRATIONS } from '../../../collector/store/migrations';
-import { embeddedMergeWidth } from '../../../collector/store/migrations/0008-embedded-merge-width';
 import { CONNECT_EVENTS, GATEWAY_SESSIONS } from '../../../collector/store/migrations/0001-initial-schema';
 import { describeStore, storeDialect } from '../../../collector/store/connection';
 import { dateTime64 } from '../../../collector/store/time';
@@ -43,28 +42,12 @@ describe('collector/store DDL for server and cluster', () => {
         for (const statement of migration.statements(dialect)) {
           // A backfill INSERT … SELECT is idempotent because its target's sorting key is the row's identity
           // (ReplacingMergeTree): running it twice stores nothing new once merged. It goes through the
-          // Distributed table on a cluster, so it carries no ON CLUSTER. MODIFY SETTING sets a value, so a
-          // second run changes nothing.
-          assert.match(
-            statement,
-            /^(CREATE (TABLE|DATABASE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE .* IF (NOT )?EXISTS|ALTER TABLE \S+ MODIFY SETTING \w+ = \d+$|DROP (TABLE|VIEW) IF EXISTS |INSERT INTO \S+ SELECT )/,
-            statement,
-          );
+          // Distributed table on a cluster, so it carries no ON CLUSTER.
+          assert.match(statement, /^(CREATE (TABLE|DATABASE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE .* IF (NOT )?EXISTS|DROP (TABLE|VIEW) IF EXISTS |INSERT INTO \S+ SELECT )/, statement);
           if (dialect.kind === 'cluster' && !statement.startsWith('INSERT')) assert.match(statement, /ON CLUSTER `audit`/);
         }
       }
     }
-  });
-
-  it('widens merges on the embedded engine only (0008): a server or cluster keeps its operator\'s settings', () => {
-    assert.deepEqual(embeddedMergeWidth.statements(server), []);
-    assert.deepEqual(embeddedMergeWidth.statements(cluster), []);
-    assert.deepEqual(embeddedMergeWidth.statements({ ...server, kind: 'embedded' }), [
-      'ALTER TABLE `gapwatch`.`process_events` MODIFY SETTING merge_selector_base = 15',
-      'ALTER TABLE `gapwatch`.`connect_events` MODIFY SETTING merge_selector_base = 15',
-      'ALTER TABLE `gapwatch`.`gateway_session_events` MODIFY SETTING merge_selector_base = 15',
-      'ALTER TABLE `gapwatch`.`journal_records` MODIFY SETTING merge_selector_base = 15',
-    ]);
   });
 
   it('chooses the deployment from the configuration and never shows credentials', () => {

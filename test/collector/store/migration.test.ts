@@ -3,7 +3,6 @@ import { openStore, type Store } from '../../../collector/store/connection';
 import { migrate, migrationChecksum, type Migration } from '../../../collector/store/migration';
 import { MIGRATIONS } from '../../../collector/store/migrations';
 import { INITIAL_TABLES } from '../../../collector/store/migrations/0001-initial-schema';
-import { embeddedMergeWidth, HIGH_VOLUME_TABLES } from '../../../collector/store/migrations/0008-embedded-merge-width';
 import { queryRows, tempConfig } from './store-fixture';
 
 const TABLES = [
@@ -50,11 +49,7 @@ describe('collector/store migrations (embedded engine)', function () {
       assert.equal(table.sorting_key, spec.orderBy, spec.name);
       assert.equal(table.partition_key, spec.partitionBy, spec.name);
       assert.match(table.engine_full, /TTL toDateTime\(\w+\) \+ toIntervalDay\(30\)/, spec.name);
-      // 0008: the embedded engine merges its event tables in wider steps; the small tables keep the default.
-      const wide = (HIGH_VOLUME_TABLES as readonly string[]).includes(spec.name);
-      assert.equal(/merge_selector_base = 15\b/.test(table.engine_full), wide, `${spec.name}: ${table.engine_full}`);
     }
-    assert.match(tables.find((t) => t.name === 'journal_records')!.engine_full, /merge_selector_base = 15\b/);
     const recorded = await queryRows<{ version: number; checksum: string }>(store, 'SELECT version, checksum FROM gapwatch.schema_migrations FINAL');
     assert.deepEqual(recorded, MIGRATIONS.map((m) => ({ version: m.version, checksum: migrationChecksum(m) })));
 
@@ -84,14 +79,6 @@ describe('collector/store migrations (embedded engine)', function () {
     } finally {
       await other.close();
     }
-  });
-
-  it('refuses an edit of statements only the embedded engine runs (0008)', async () => {
-    store = await openStore(tempConfig());
-    await migrate(store.client, store.dialect);
-    const edited: Migration = { ...embeddedMergeWidth, statements: (d) => embeddedMergeWidth.statements(d).map((s) => s.replace(/= 15$/, '= 16')) };
-    assert.deepEqual(edited.statements({ ...store.dialect, kind: 'server' }), []);
-    await assert.rejects(migrate(store.client, store.dialect, [edited]), /must not be edited, add a new one/);
   });
 
   it('refuses a recorded migration whose text has changed', async () => {
