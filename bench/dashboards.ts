@@ -10,12 +10,16 @@ import { parseConfig } from '../platform/config';
 import { round, summarize } from './stats';
 
 /**
- * `npm run bench -- dashboards [connects] [gatewayEvents] [rounds]`: every named query of dashboards/sql
+ * `npm run bench -- dashboards [connects] [gatewayEvents] [rounds] [layout]`: every named query of dashboards/sql
  * over an embedded store seeded with 10 million connect events and 1 million gateway session events
  * (plus 1 million process events, 200 000 gateway sessions, 50 000 alerts and 1 000 audit gaps), spread
  * over the last 7 days on 20 hosts, 2 000 agent runs and 10 resources.
  *
- * Seeding is INSERT … SELECT FROM numbers() inside the engine. Each query runs with its defaults (the
+ * Seeding is INSERT … SELECT FROM numbers() inside the engine. `layout` says how the rows sit in the
+ * tables when the queries run: `optimized` (default) merges each table to one part per partition
+ * (OPTIMIZE FINAL), the best case; `as-written` inserts in blocks of the writer's default batch
+ * (20 000 rows, each block its own part, as the store writer's inserts are) and waits for the engine's
+ * background merges to finish, leaving the parts a store written by gapwatch has (`active_parts`). Each query runs with its defaults (the
  * last 24 hours, all hosts/resources/agents; single-record queries get an id that exists: the top
  * bypassing run, a session with events, a bypass alert), `rounds` times after one warm-up, in an order
  * rotated per round. Reported: each query's median in ms, `max_median_ms`, and each median as a ratio of
@@ -131,6 +135,8 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
   const connects = Number(args[0] ?? 10_000_000);
   const gatewayEvents = Number(args[1] ?? 1_000_000);
   const rounds = Number(args[2] ?? 5);
+  const layout = args[3] ?? 'optimized';
+  if (layout !== 'optimized' && layout !== 'as-written') throw new Error(`layout must be optimized or as-written (got ${layout})`);
   const dir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-dashboards-'));
   const config = parseConfig(`dataDir: ${dir}\nstore:\n  ttlDays: 30\n  embedded:\n    maxMemoryMiB: 6144\n    maxQueryMemoryMiB: 3072\n`);
   const store = await openStore(config);
@@ -140,15 +146,37 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     const nowNs = BigInt(Date.now()) * 1_000_000n;
     const spanNs = BigInt(DAYS * 86_400) * 1_000_000_000n;
     const seedStarted = performance.now();
+    const batch = config.store.writer.batchRows;
     for (const { table, sql } of seedStatements(connects, gatewayEvents, nowNs - spanNs, spanNs)) {
       const tableStarted = performance.now();
-      await store.client.command({ query: sql });
+      await store.client.command({
+        query: sql,
+        // Blocks of one writer batch (store.writer.batchRows) each, every block its own part.
+        clickhouse_settings: layout === 'as-written' ? { max_block_size: String(batch), min_insert_block_size_rows: String(batch), min_insert_block_size_bytes: '0' } : {},
+      });
       process.stderr.write(`seeded ${table} in ${round((performance.now() - tableStarted) / 1000, 1)} s\n`);
     }
     // Let background merges settle so each round reads the same parts.
-    for (const table of ['process_events', 'connect_events', 'gateway_sessions', 'gateway_session_events', 'alerts', 'audit_gaps']) {
-      await store.client.command({ query: `OPTIMIZE TABLE ${table} FINAL` });
+    if (layout === 'optimized') {
+      for (const table of ['process_events', 'connect_events', 'gateway_sessions', 'gateway_session_events', 'alerts', 'audit_gaps']) {
+        await store.client.command({ query: `OPTIMIZE TABLE ${table} FINAL` });
+      }
+    } else {
+      for (let quiet = 0, waited = 0; quiet < 3 && waited < 600_000; waited += 1000) {
+        quiet = Number(await scalar(store, `SELECT count() FROM system.merges WHERE database = '${store.dialect.database}'`)) === 0 ? quiet + 1 : 0;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
     }
+    const activeParts = Object.fromEntries(
+      (
+        await (
+          await store.client.query({
+            query: `SELECT table, count() AS parts FROM system.parts WHERE database = '${store.dialect.database}' AND active GROUP BY table ORDER BY table`,
+            format: 'JSONEachRow',
+          })
+        ).json<{ table: string; parts: string }>()
+      ).map((row) => [row.table, Number(row.parts)]),
+    );
     const seedSeconds = round((performance.now() - seedStarted) / 1000, 1);
 
     const queries = loadNamedQueries();
@@ -210,6 +238,8 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       gateway_events: gatewayEvents,
       rounds,
       seed_s: seedSeconds,
+      layout,
+      active_parts: activeParts,
       max_median_ms: round(maxMedian, 1),
       max_median_ms_7d: round(maxMedian7d, 1),
       goal_ms: 500,
