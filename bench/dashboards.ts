@@ -19,10 +19,11 @@ import { round, summarize } from './stats';
  * tables when the queries run: `optimized` (default) merges each table to one part per partition
  * (OPTIMIZE FINAL), the best case; `as-written` inserts in blocks of the writer's default batch
  * (20 000 rows, each block its own part, as the store writer's inserts are) and waits for the engine's
- * background merges to finish, leaving the parts a store written by gapwatch has (`active_parts`). Each query runs with its defaults (the
- * last 24 hours, all hosts/resources/agents; single-record queries get an id that exists: the top
- * bypassing run, a session with events, a bypass alert), `rounds` times after one warm-up, in an order
- * rotated per round. Reported: each query's median in ms, `max_median_ms`, and each median as a ratio of
+ * background merges to finish, leaving the parts a store written by gapwatch has (`active_parts`).
+ *
+ * Each query runs with its defaults (the last 24 hours, all hosts/resources/agents; single-record
+ * queries get an id that exists: the top bypassing run, a session with events, a bypass alert),
+ * `rounds` times after one warm-up, in an order rotated per round. Reported: each query's median in ms, `max_median_ms`, and each median as a ratio of
  * the baseline measured in the same rounds: `count()` of the connects in the range (the cost of reading
  * the range's key columns at all). The same is done over all 7 days (`*_7d`) for the range-bound queries.
  *

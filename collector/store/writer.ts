@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../../platform/config';
 import type { Logger } from '../../platform/log';
 import { WriterClosedError } from './errors';
-import { deterministicId, encodeRow, encodeRows, TABLE_COLUMNS, TIME_COLUMN, type Row, type TableName } from './rows';
+import { deterministicId, encodeRows, TABLE_COLUMNS, TIME_COLUMN, type Row, type TableName } from './rows';
 import type { InsertSink } from './sink';
 import type { PendingGap, Spool, SpoolBatch, SpoolDamage } from './spool';
 import { DATETIME64_TEXT, dateTime64, nowNanos } from './time';
@@ -149,23 +149,19 @@ export class StoreWriter {
     // Rows are encoded a producer call at a time into one off-heap Buffer, cut where a batch fills: the
     // lines die young instead of waiting on the heap (copied by every scavenge) until their batch is cut.
     for (let start = 0; start < list.length; ) {
-      const end = Math.min(list.length, start + this.options.batchRows - buffer.rows);
-      const lines = new Array<string>(end - start);
-      for (let i = start; i < end; i++) {
-        const row = list[i]!;
-        lines[i - start] = encodeRow(table, row);
+      const segment = list.slice(start, start + this.options.batchRows - buffer.rows);
+      buffer.chunks.push(encodeRows(table, segment));
+      for (const row of segment) {
         const time = String(row[timeColumn] ?? '');
         if (buffer.minTime === '' || laterTime(buffer.minTime, time)) buffer.minTime = time;
         if (laterTime(time, buffer.maxTime)) buffer.maxTime = time;
       }
-      lines.push('');
-      buffer.chunks.push(Buffer.from(lines.join('\n')));
-      buffer.rows += end - start;
+      buffer.rows += segment.length;
       if (buffer.since === 0) buffer.since = Date.now();
       if (buffer.rows >= this.options.batchRows) this.cut(table, buffer);
-      start = end;
+      start += segment.length;
     }
-    this.armTimer();
+    if (buffer.rows > 0) this.armTimer();
     if (this.statsCounters.buffered < this.options.maxBufferedRows) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
