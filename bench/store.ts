@@ -31,8 +31,9 @@ import { round, summarize } from './stats';
  * - spool: the writer with the store unreachable, so every batch is appended (fsync'd) to the spool;
  * - replay: that spool replayed into the engine.
  *
- * Medians of several rounds; ratios against the baseline, and writer/writer_serial as the median of the
- * per-round ratios. CPU per row is the whole process (Node and the engine's threads, background merges
+ * Medians of several rounds; ratios against the baseline, and writer/writer_serial and writer/chdb_raw
+ * as medians of the per-round ratios (the second is the writer's share of the engine's ceiling, which the
+ * machine's speed of the moment does not move). CPU per row is the whole process (Node and the engine's threads, background merges
  * included), which the other load on a shared machine does not inflate the way it does wall time.
  * Peak RSS is the process maximum (the engine, and the bench's own pre-encoded batches);
  * `maxMemoryMiB` sets `store.embedded.maxMemoryMiB` to see what capping the engine costs.
@@ -110,6 +111,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
   const writerRates: number[] = [];
   const serialRates: number[] = [];
   const pairedRatios: number[] = [];
+  const ceilingRatios: number[] = [];
   const writerCpu: number[] = [];
   const serialCpu: number[] = [];
   const baselineRates: number[] = [];
@@ -175,6 +177,7 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
       writerRates.push(pipelinedRate);
       serialRates.push(serialRate);
       pairedRatios.push(pipelinedRate / serialRate);
+      ceilingRatios.push(pipelinedRate / rawRates[rawRates.length - 1]!);
 
       // The spool path: the store unreachable, every batch appended to disk.
       const { spool } = Spool.open({ dir: spoolDir, maxBytes: SPOOL_BYTES });
@@ -229,6 +232,9 @@ export async function run(args: string[]): Promise<Record<string, unknown> & { n
     spool_replay_rows_per_sec: Math.round(replay.median),
     writer_vs_baseline: round(writer.median / baseline.median),
     baseline_vs_chdb_raw: round(baseline.median / chdbRaw.median),
+    // The writer against the engine's own ceiling in the same round: what the machine's speed of the
+    // moment does not move (absolute rates on this VM drift by a fifth between runs).
+    writer_vs_chdb_raw: round(summarize(ceilingRatios).median),
     spool_vs_writer: round(spool.median / writer.median),
     peak_rss_mib: Math.round(peakRss / (1024 * 1024)),
     rounds: { writer, writer_before: serial, writer_vs_before: paired, baseline, chdb_raw: chdbRaw, spool, replay },
