@@ -519,8 +519,11 @@ export class ProxySession {
     this.forwardedInBatch = true;
   }
 
-  private policyRequest(via: PolicyRequest['via'], text: string): PolicyRequest {
-    return { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
+  /** One literal, not `{ ...request, statementName }`: spreading a fresh object and adding a property takes a slow path in V8. */
+  private policyRequest(via: PolicyRequest['via'], text: string, statementName?: string): PolicyRequest {
+    const request: PolicyRequest = { sessionId: this.context.sessionId, resource: this.context.resource, identity: this.context.identity, via, text };
+    if (statementName !== undefined) request.statementName = statementName;
+    return request;
   }
 
   /** Asks policy; a policy engine that fails is a refusal, never a pass. */
@@ -639,7 +642,7 @@ export class ProxySession {
   }
 
   private onParse(raw: Buffer, name: string, text: string, record: PgMessage): Promise<void> | void {
-    const request: PolicyRequest = { ...this.policyRequest('parse', text), statementName: name };
+    const request = this.policyRequest('parse', text, name);
     const decision = this.decide(request);
     if (decision.action === 'allow') return this.forwardParse(raw, name, text, decision);
     return this.settle(request, decision).then((refusal) => {
