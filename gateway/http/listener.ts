@@ -938,10 +938,7 @@ export class HttpGateway implements Component {
     const record = (status: number, error: string, extra: Partial<HttpExchange> = {}): void => {
       if (recorded) return;
       recorded = true;
-      // Object.assign, not `{ ...base, status, … }` (same result): spreading an object and adding
-      // properties takes a slow path in V8, about 2 µs per request here against 0.1.
-      const http: HttpExchange = Object.assign({}, base, { status, error, durationNano: String(nowNanos() - started) }, extra);
-      session.recorder.outcome({ http });
+      session.recorder.outcome({ http: { ...base, status, error, durationNano: String(nowNanos() - started), ...extra } });
       finished();
     };
     const requestHeaders = recordHeaders(req.rawHeaders, this.recordedHeaders, this.redactedHeaders);
