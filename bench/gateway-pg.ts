@@ -10,21 +10,22 @@ import { createPolicyEngine } from '../gateway/policy/policy-engine';
 import { PostgresGateway } from '../gateway/postgres/listener';
 import { parseConfig } from '../platform/config';
 import { createLogger } from '../platform/log';
+import { packageRoot } from '../platform/package-root';
 import { PG_BIN, freePort, startPostgres, type PostgresServer } from '../test/support/postgres';
 import { round, summarize, type Summary } from './stats';
 
 /**
- * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15 by
- * three paths in the same run — direct, through PgBouncer (session pooling), and through the
- * gapwatch gateway with full audit (every request journaled before it is forwarded — fsync'd first
- * when it can change state, written first when it cannot —, every result journaled, policy
- * evaluated), the gateway in `before-reply` durability, and two diagnostics (the gateway with every
- * request fsync'd before forwarding, as before read durability existed, and the gateway with an
- * unsynced journal) — for `-S` (select-only) and the default TPC-B-like
- * script, each with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on
- * this noisy machine hits all alike. Reports median TPS and per-transaction latency p50/p99
- * (from pgbench's transaction log), the gateway process's CPU per transaction (and PgBouncer's, from
- * /proc), and gapwatch/PgBouncer ratios.
+ * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15
+ * by three paths in the same run — direct, through PgBouncer (session pooling), and through the gapwatch
+ * gateway with full audit (every request journaled before it is forwarded — fsync'd first when it can
+ * change state, written first when it cannot —, every result journaled, policy evaluated) —, beside the
+ * gateway in `before-reply` durability, two diagnostics (the gateway with every request fsync'd before
+ * forwarding, as before read durability existed, and the gateway with an unsynced journal) and two floors
+ * (node_relay and native_floor, below), for `-S` (select-only) and the default TPC-B-like script, each
+ * with `-M simple` and `-M prepared`. Paths alternate within each round, so drift on this noisy machine
+ * hits all alike. Reports median TPS and per-transaction latency p50/p99 (from pgbench's transaction
+ * log), CPU per transaction (of this process, which hosts the gateways; of PgBouncer and the native floor
+ * from /proc), and gapwatch/PgBouncer ratios.
  */
 
 /**
@@ -36,8 +37,16 @@ import { round, summarize, type Summary } from './stats';
  * fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
  * node_relay is the floor of any data path written on Node's sockets: a TCP relay in this process that
  * copies bytes both ways (no parsing, no audit; the client authenticates to PostgreSQL itself).
+ * native_floor is the floor of an audited data path written in C (bench/native-floor-relay.c, built
+ * here): one epoll thread parsing the framing both ways, one SHA-256-chained, CRC-framed record per
+ * frontend message and per statement result written ahead of forwarding, fdatasync'd within 5 ms by a
+ * second thread — the journal's mechanics without identity, policy or canonical encoding. What it
+ * reaches is what a native gateway data path could reach on this machine.
  */
-type PathName = 'direct' | 'pgbouncer' | 'node_relay' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+type PathName = 'direct' | 'pgbouncer' | 'node_relay' | 'native_floor' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+
+/** Paths served by another process, whose CPU per transaction is read from /proc. */
+type ExternalPath = 'pgbouncer' | 'native_floor';
 
 /** Paths served by this process, whose CPU per transaction is this process's. */
 const inProcess = (path: PathName): boolean => path.startsWith('gapwatch') || path === 'node_relay';
@@ -180,6 +189,30 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   };
 }
 
+/** The native_floor path: bench/native-floor-relay.c, compiled into `dir`, relaying to PostgreSQL. */
+async function startNativeFloor(pg: PostgresServer, dir: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const binary = join(dir, 'native-floor-relay');
+  execFileSync('gcc', ['-O2', '-Wall', '-pthread', '-o', binary, join(packageRoot(), 'bench', 'native-floor-relay.c'), '-lcrypto', '-lz']);
+  const child = spawn(binary, [String(pg.port), join(dir, 'native-floor.journal')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('exit', (code) => reject(new Error(`native-floor-relay exited ${code} before listening`)));
+  });
+  return {
+    port,
+    pid: child.pid!,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 /** The node_relay path: every accepted connection relayed to PostgreSQL byte for byte. */
 async function startNodeRelay(pg: PostgresServer): Promise<{ port: number; stop(): Promise<void> }> {
   const sockets = new Set<Socket>();
@@ -270,17 +303,22 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const journal = audited.journal;
     const relay = await startNodeRelay(pg);
     cleanups.push(() => relay.stop());
+    const floor = await startNativeFloor(pg, scratch);
+    cleanups.push(() => floor.stop());
+    const externalPid: Record<ExternalPath, number> = { pgbouncer: bouncer.pid, native_floor: floor.pid };
+    const isExternal = (path: PathName): path is ExternalPath => path in externalPid;
 
     const paths: Record<PathName, Endpoint> = {
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
       node_relay: { ...direct, port: relay.port },
+      native_floor: { ...direct, port: floor.port },
       gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_strict: { port: strict.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_before_reply: { port: beforeReply.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'native_floor', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -288,17 +326,17 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], node_relay: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
+        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], node_relay: [], native_floor: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
             const path = order[(i + r) % order.length]!;
-            const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch, path === 'pgbouncer' ? bouncer.pid : null);
+            const result = await runOnce(paths[path], script.args, protocol, clients, seconds, scratch, isExternal(path) ? externalPid[path] : null);
             samples[path].push(result);
             const cpu = inProcess(path)
               ? `, ${path === 'node_relay' ? 'relay' : 'gateway'} cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)`
-              : path === 'pgbouncer'
-                ? `, pgbouncer cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
+              : isExternal(path)
+                ? `, ${path === 'native_floor' ? 'native floor' : 'pgbouncer'} cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
                 : '';
             say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms${cpu}`);
           }
@@ -308,12 +346,13 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           p50_ms: summarize(samples[path].map((s) => s.p50Ms)).median,
           p99_ms: summarize(samples[path].map((s) => s.p99Ms)).median,
           ...(inProcess(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
-          ...(path === 'pgbouncer' ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
+          ...(isExternal(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
         });
         const per = {
           direct: summaryOf('direct'),
           pgbouncer: summaryOf('pgbouncer'),
           node_relay: summaryOf('node_relay'),
+          native_floor: summaryOf('native_floor'),
           gapwatch: summaryOf('gapwatch'),
           gapwatch_strict: summaryOf('gapwatch_strict'),
           gapwatch_before_reply: summaryOf('gapwatch_before_reply'),
@@ -336,11 +375,15 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           // The ceiling of a data path on Node's sockets, and how much of it the gateway reaches.
           node_relay_ratio_vs_pgbouncer: round(per.node_relay.tps.median / per.pgbouncer.tps.median),
           ratio_vs_node_relay: round(per.gapwatch.tps.median / per.node_relay.tps.median),
+          // The ceiling of an audited data path in C, and how much of it the gateway reaches.
+          native_floor_ratio_vs_pgbouncer: round(per.native_floor.tps.median / per.pgbouncer.tps.median),
+          ratio_vs_native_floor: round(per.gapwatch.tps.median / per.native_floor.tps.median),
         };
         tps[mode] = {
           direct: per.direct.tps.median,
           pgbouncer: per.pgbouncer.tps.median,
           node_relay: per.node_relay.tps.median,
+          native_floor: per.native_floor.tps.median,
           gapwatch: per.gapwatch.tps.median,
           gapwatch_strict: per.gapwatch_strict.tps.median,
           gapwatch_before_reply: per.gapwatch_before_reply.tps.median,
