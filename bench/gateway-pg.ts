@@ -326,7 +326,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       for (const protocol of PROTOCOLS) {
         const mode = `${script.name}/${protocol}`;
         if (!only.test(mode)) continue;
-        const samples: Record<PathName, RunResult[]> = { direct: [], pgbouncer: [], node_relay: [], native_floor: [], gapwatch: [], gapwatch_strict: [], gapwatch_before_reply: [], gapwatch_nofsync: [] };
+        const samples = Object.fromEntries(order.map((path) => [path, [] as RunResult[]])) as Record<PathName, RunResult[]>;
         for (let r = 0; r < rounds; r++) {
           // Rotate the order each round so no path always runs first (or right after another).
           for (let i = 0; i < order.length; i++) {
@@ -348,16 +348,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           ...(inProcess(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
           ...(isExternal(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
         });
-        const per = {
-          direct: summaryOf('direct'),
-          pgbouncer: summaryOf('pgbouncer'),
-          node_relay: summaryOf('node_relay'),
-          native_floor: summaryOf('native_floor'),
-          gapwatch: summaryOf('gapwatch'),
-          gapwatch_strict: summaryOf('gapwatch_strict'),
-          gapwatch_before_reply: summaryOf('gapwatch_before_reply'),
-          gapwatch_nofsync: summaryOf('gapwatch_nofsync'),
-        };
+        const per = Object.fromEntries(order.map((path) => [path, summaryOf(path)])) as Record<PathName, ReturnType<typeof summaryOf>>;
         const ratio = per.gapwatch.tps.median / per.pgbouncer.tps.median;
         lowest = Math.min(lowest, ratio);
         modes[mode] = {
@@ -379,16 +370,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           native_floor_ratio_vs_pgbouncer: round(per.native_floor.tps.median / per.pgbouncer.tps.median),
           ratio_vs_native_floor: round(per.gapwatch.tps.median / per.native_floor.tps.median),
         };
-        tps[mode] = {
-          direct: per.direct.tps.median,
-          pgbouncer: per.pgbouncer.tps.median,
-          node_relay: per.node_relay.tps.median,
-          native_floor: per.native_floor.tps.median,
-          gapwatch: per.gapwatch.tps.median,
-          gapwatch_strict: per.gapwatch_strict.tps.median,
-          gapwatch_before_reply: per.gapwatch_before_reply.tps.median,
-          gapwatch_nofsync: per.gapwatch_nofsync.tps.median,
-        };
+        tps[mode] = Object.fromEntries(order.map((path) => [path, per[path].tps.median])) as Record<PathName, number>;
       }
     }
     let journalRecords = 0;
