@@ -84,18 +84,35 @@ export function encodeRecord(record: JournalRecord | JournalRecord__Output): Buf
   return sink.copyOut();
 }
 
+/** encodeRecord through the generic encoder only: the reference the compiled encoders are tested against. */
+export function encodeRecordGeneric(record: JournalRecord | JournalRecord__Output): Buffer {
+  sink.reset();
+  genericOnly = true;
+  try {
+    encodeMessage(journalRecordType(), record as unknown as Record<string, unknown>, sink, 'JournalRecord');
+  } finally {
+    genericOnly = false;
+  }
+  return sink.copyOut();
+}
+
 /**
  * The canonical encoding of the fields of a record from time_unix_nano (5) on: the time, then the
  * body, whose fields (10-13) all come after it. `body` must hold body fields only.
  */
 export function encodeRecordSuffix(timeUnixNano: bigint, body: JournalRecord): Buffer {
+  return Buffer.from(encodeRecordSuffixView(timeUnixNano, body));
+}
+
+/** encodeRecordSuffix without the copy: the bytes stay valid only until the next encoding of any record. */
+export function encodeRecordSuffixView(timeUnixNano: bigint, body: JournalRecord): Buffer {
   sink.reset();
   if (timeUnixNano !== 0n) {
     sink.smallVarint(0x28); // time_unix_nano: field 5, varint
     sink.varint(BigInt.asUintN(64, timeUnixNano));
   }
   encodeMessage(journalRecordType(), body as unknown as Record<string, unknown>, sink, 'JournalRecord');
-  return sink.copyOut();
+  return sink.view();
 }
 
 /**
@@ -162,7 +179,20 @@ function fieldPlan(field: protobuf.Field, id: number, asSingle = false): FieldPl
   return { field, name: field.name, id, kind, tag: id * 8 + wire, explicitPresence: field.partOf !== null || messageType !== null, messageType, enumType };
 }
 
+/** Set while encodeRecordGeneric runs (encoding is synchronous): every message through the generic encoder. */
+let genericOnly = false;
+
 function encodeMessage(type: protobuf.Type, value: Record<string, unknown>, out: ByteSink, path: string): void {
+  if (genericOnly) encodeMessageGeneric(type, value, out, path);
+  else compiledEncoder(type)(value, out, path);
+}
+
+/**
+ * The reference encoder: walks the object's keys against the type's plan, checking each. The compiled
+ * encoders hand every message they cannot take at speed to it, before writing any of its bytes, so it
+ * decides every error (and its message) and every unusual form.
+ */
+function encodeMessageGeneric(type: protobuf.Type, value: Record<string, unknown>, out: ByteSink, path: string): void {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
     throw new JournalRecordInvalidError(path, `expected a ${type.name} message object`);
   }
@@ -201,6 +231,139 @@ function encodeMessage(type: protobuf.Type, value: Record<string, unknown>, out:
     else if (field.kind === 'repeated') encodeRepeated(field, fieldValue, out, path);
     else encodeSingle(field, fieldValue, out, path, !field.explicitPresence);
   }
+}
+
+type CompiledEncoder = (value: Record<string, unknown>, out: ByteSink, path: string) => void;
+
+const compiled = new WeakMap<protobuf.Type, CompiledEncoder>();
+
+function compiledEncoder(type: protobuf.Type): CompiledEncoder {
+  let encoder = compiled.get(type);
+  if (!encoder) {
+    encoder = compileEncoder(type);
+    compiled.set(type, encoder);
+  }
+  return encoder;
+}
+
+/** Own enumerable keys, counted without building the array Object.keys would. */
+function keyCount(value: object): number {
+  let count = 0;
+  for (const _ in value) count += 1;
+  return count;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * A straight-line encoder for one message type, generated from its plan (as protobufjs generates its
+ * own encoders), with the same output as encodeMessageGeneric. The generic encoder reads every
+ * record's fields through one property-access site, which V8 sees with every record shape and so
+ * looks up the slow way; here each field of each type has its own site, and no per-key plan lookups
+ * are made. A message is first read and checked: when it holds a key that is not one of the type's
+ * fields (or a field set to null or undefined), two members of one oneof, or is not an object, the
+ * whole message goes to the generic encoder, which writes it or throws the error it always threw.
+ * Within a message, values of a form the fast paths do not take (a 64-bit decimal string, bytes, a
+ * float, a map, a packed repeated field, an enum given by number) are written by the generic code
+ * for that one field, so rare forms cost nothing extra and stay exactly as before.
+ */
+function compileEncoder(type: protobuf.Type): CompiledEncoder {
+  const plan = planFor(type);
+  const names = [...plan.fields.map((f) => f.name), ...plan.oneofNames];
+  // Names become property accesses in generated code: only plain identifiers, and none that every
+  // object inherits (a field named like an Object.prototype member could hide an unknown key).
+  if (names.some((name) => !IDENTIFIER.test(name) || name in Object.prototype)) {
+    return (value, out, path) => encodeMessageGeneric(type, value, out, path);
+  }
+  const fields = plan.fields;
+  const read: string[] = [];
+  const write: string[] = [];
+  fields.forEach((field, i) => {
+    const v = `v${i}`;
+    const key = JSON.stringify(field.name);
+    const childPath = `path + ${JSON.stringify(`.${field.name}`)}`;
+    read.push(`const ${v} = value[${key}];`, `if (${v} !== undefined && ${v} !== null) known += 1;`);
+    const skip = !field.explicitPresence;
+    const single = `h.encodeSingle(h.fields[${i}], ${v}, out, path, ${skip});`;
+    let body: string;
+    switch (field.kind) {
+      case 'message':
+        body = `out.smallVarint(${field.tag}); const at = out.beginLength(); h.encode(h.types[${i}], ${v}, out, ${childPath}); out.endLength(at);`;
+        break;
+      case 'string':
+        body = `if (typeof ${v} !== 'string') ${single} else if (${skip ? `${v} !== ''` : 'true'}) { out.smallVarint(${field.tag}); out.string(${v}); }`;
+        break;
+      case 'bool':
+        body = `if (${v} === true) { out.smallVarint(${field.tag}); out.smallVarint(1); } else if (${v} !== false) ${single} else if (${!skip}) { out.smallVarint(${field.tag}); out.smallVarint(0); }`;
+        break;
+      case 'enum':
+        body =
+          `const n = typeof ${v} === 'string' ? h.enums[${i}].get(${v}) : undefined; ` +
+          `if (n === undefined) ${single} else if (${skip ? 'n !== 0' : 'true'}) { out.smallVarint(${field.tag}); out.smallVarint(n); }`;
+        break;
+      case 'integer':
+        body = isPlainVarint(field.field.type)
+          ? `if (typeof ${v} === 'number' && ${v} >= 0 && ${v} <= 0x7fffffff && Number.isInteger(${v})) { if (${skip ? `${v} !== 0` : 'true'}) { out.smallVarint(${field.tag}); out.smallVarint(${v}); } } else ${single}`
+          : single;
+        break;
+      case 'repeated': {
+        const element = singlePlan(field);
+        if (element.kind === 'string' || element.kind === 'message') {
+          const item = element.kind === 'string'
+            ? `if (typeof item === 'string') { out.smallVarint(${field.tag}); out.string(item); } else h.repeatedItem(h.fields[${i}], item, j, out, path);`
+            : `if (item === undefined || item === null) h.repeatedItem(h.fields[${i}], item, j, out, path); ` +
+              `out.smallVarint(${field.tag}); const at = out.beginLength(); h.encode(h.types[${i}], item, out, ${childPath}); out.endLength(at);`;
+          body = `if (!Array.isArray(${v})) h.encodeRepeated(h.fields[${i}], ${v}, out, path); else for (let j = 0; j < ${v}.length; j++) { const item = ${v}[j]; ${item} }`;
+        } else {
+          body = `h.encodeRepeated(h.fields[${i}], ${v}, out, path);`;
+        }
+        break;
+      }
+      case 'map':
+        body = `h.encodeMap(h.fields[${i}], ${v}, out, path);`;
+        break;
+      default:
+        body = single;
+    }
+    write.push(`if (${v} !== undefined && ${v} !== null) { ${body} }`);
+  });
+  const oneofChecks = plan.oneofs.map((oneof) => {
+    const members = oneof.members.map((name) => fields.findIndex((f) => f.name === name)).map((i) => `(v${i} !== undefined && v${i} !== null ? 1 : 0)`);
+    return `|| ${members.join(' + ')} > 1`;
+  });
+  const oneofNames = [...plan.oneofNames].map((name) => `if (value[${JSON.stringify(name)}] !== undefined) known += 1;`);
+  const source = [
+    'return function encode(value, out, path) {',
+    "  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) return h.generic(h.type, value, out, path);",
+    '  let known = 0;',
+    ...read.map((line) => `  ${line}`),
+    ...oneofNames.map((line) => `  ${line}`),
+    `  if (known !== h.keyCount(value) ${oneofChecks.join(' ')}) return h.generic(h.type, value, out, path);`,
+    ...write.map((line) => `  ${line}`),
+    '};',
+  ].join('\n');
+  const helpers = {
+    type,
+    fields,
+    types: fields.map((f) => f.messageType ?? (f.kind === 'repeated' ? singlePlan(f).messageType : null)),
+    enums: fields.map((f) => (f.enumType ? new Map(Object.entries(f.enumType.values).filter(([, n]) => n >= 0 && n <= 0x7fffffff)) : null)),
+    encode: encodeMessage,
+    generic: encodeMessageGeneric,
+    encodeSingle,
+    encodeRepeated,
+    encodeMap,
+    repeatedItem,
+    keyCount,
+    Buffer,
+  };
+  // The source is built from the schema's own field names and numbers, never from record content.
+  return new Function('h', 'Buffer', source)(helpers, Buffer) as CompiledEncoder;
+}
+
+/** One element of a repeated string or message field that the fast path does not take: as encodeRepeated treats it. */
+function repeatedItem(field: FieldPlan, item: unknown, index: number, out: ByteSink, path: string): void {
+  if (item === null || item === undefined) throw new JournalRecordInvalidError(`${path}.${field.name}[${index}]`, 'is empty; repeated fields hold values');
+  encodeSingle(singlePlan(field), item, out, path, false);
 }
 
 /**
@@ -535,8 +698,26 @@ class ByteSink {
 
   /** A length-prefixed UTF-8 string. */
   string(value: string): void {
-    this.ensure(5 + value.length * 3);
+    const length = value.length;
+    this.ensure(5 + length * 3);
     const at = this.beginLength();
+    // Short ASCII strings (ids, tags, most statement texts' pieces) are copied here: a call into
+    // Buffer's UTF-8 writer costs more than the copy. Anything else goes to the writer.
+    if (length <= 64) {
+      const buffer = this.buffer;
+      const start = this.used;
+      let i = 0;
+      for (; i < length; i++) {
+        const code = value.charCodeAt(i);
+        if (code >= 0x80) break;
+        buffer[start + i] = code;
+      }
+      if (i === length) {
+        this.used = start + length;
+        this.endLength(at);
+        return;
+      }
+    }
     this.used += this.buffer.write(value, this.used, 'utf8');
     this.endLength(at);
   }

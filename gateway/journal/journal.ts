@@ -18,7 +18,7 @@ import {
   JournalRecordTooLargeError,
   JournalWriteFailedError,
 } from './errors';
-import { RecordChainer, peekSeq, recordSuffix } from './record-chain';
+import { RecordChainer, peekSeq, recordSuffix, recordSuffixView } from './record-chain';
 import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
 import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
 import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader } from './segment-format';
@@ -508,8 +508,10 @@ export class Journal implements JournalWriter, JournalReader {
   private appendInternal(body: InternalBody, defer = false, ack: AppendAck = 'durable'): Promise<JournalPosition> {
     try {
       this.assertWritable();
-      const suffix = recordSuffix(this.nextTime(), body as Parameters<typeof recordSuffix>[1]);
+      let suffix = recordSuffixView(this.nextTime(), body as Parameters<typeof recordSuffix>[1]);
       if (suffix.length + 128 > MAX_RECORD_BYTES) throw new JournalRecordTooLargeError(suffix.length, MAX_RECORD_BYTES - 128);
+      // A rotation encodes a checkpoint first, which would overwrite the view: keep a copy then.
+      if (this.rotationDue()) suffix = Buffer.from(suffix);
       this.rotateIfFull();
       return new Promise<JournalPosition>((resolve, reject) => {
         const seq = this.enqueueRecord(suffix, false, resolve, reject, defer, ack);
@@ -557,8 +559,12 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   /** Starts a new segment when the active one is full; the new one opens with a checkpoint of the old head. */
+  private rotationDue(): boolean {
+    return this.assignedBytes >= this.options.segmentBytes;
+  }
+
   private rotateIfFull(): void {
-    if (this.assignedBytes < this.options.segmentBytes) return;
+    if (!this.rotationDue()) return;
     const firstSeq = this.lastSeq + 1n;
     this.pending.push({ kind: 'rotate', firstSeq });
     this.urgent = true;
@@ -779,7 +785,7 @@ export class Journal implements JournalWriter, JournalReader {
    */
   private async writeActive(entries: PendingRecord[]): Promise<void> {
     if (entries.length === 0) return;
-    const bytes = entries.length === 1 ? entries[0]!.frame : Buffer.concat(entries.map((e) => e.frame));
+    const bytes = entries.length === 1 ? entries[0]!.frame : (contiguous(entries) ?? Buffer.concat(entries.map((e) => e.frame)));
     const state = this.active.state;
     const start = this.active.size;
     const fd = this.active.file.fd;
@@ -886,6 +892,18 @@ export class Journal implements JournalWriter, JournalReader {
  * 'written' acknowledgement) and a separate fdatasync makes a round of them durable, so later groups
  * can be written while an earlier round is being synced.
  */
+/** The frames of `entries` as one view when they lie back to back in one buffer (RecordChainer's arena), else null. */
+function contiguous(entries: readonly PendingRecord[]): Buffer | null {
+  const first = entries[0]!.frame;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < entries.length; i++) {
+    const frame = entries[i]!.frame;
+    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return null;
+    end += frame.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
 function segmentOpenFlags(create: boolean): number {
   const { O_RDWR, O_CREAT, O_EXCL } = fsConstants;
   return O_RDWR | (create ? O_CREAT | O_EXCL : 0);

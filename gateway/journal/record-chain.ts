@@ -1,8 +1,10 @@
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { JournalRecord, JournalRecord__Output } from '../../proto/generated/gapwatch/v1/JournalRecord';
-import { encodeRecord, encodeRecordSuffix } from './canonical-encoding';
+import { encodeRecord, encodeRecordSuffix, encodeRecordSuffixView } from './canonical-encoding';
 import { FRAME_HEADER_BYTES, frameChecksum } from './segment-format';
+
+const ARENA_BYTES = 256 * 1024;
 
 /** prev_hash of seq 1. */
 export const ZERO_HASH: Buffer = Buffer.alloc(32);
@@ -25,6 +27,13 @@ export class RecordChainer {
   /** Field 1 as encoded: tag, length, UTF-8 gateway id (nothing when the id is empty, a proto3 default). */
   private readonly gatewayIdField: Buffer;
   private scratch = Buffer.allocUnsafe(1024);
+  /**
+   * Frames are carved one after another out of a large buffer: no allocation per frame, and the
+   * frames of one group usually sit back to back, so the journal writes them without concatenating.
+   * An arena is dropped (and collected once its frames are written) when the next frame does not fit.
+   */
+  private arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+  private arenaUsed = 0;
 
   constructor(gatewayId: string) {
     const id = Buffer.from(gatewayId, 'utf8');
@@ -55,15 +64,26 @@ export class RecordChainer {
     const hash = sha256(hashed.subarray(0, at));
 
     const payloadLength = prefixLength + 2 + hash.length + suffix.length;
-    const framed = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadLength);
+    const framed = this.frameSpace(FRAME_HEADER_BYTES + payloadLength);
     framed.writeUInt32LE(payloadLength, 0);
     let out = FRAME_HEADER_BYTES + hashed.copy(framed, FRAME_HEADER_BYTES, prefixAt, prefixAt + prefixLength);
     framed[out++] = 0x22; // hash: field 4, length-delimited
     framed[out++] = hash.length;
     out += hash.copy(framed, out);
-    suffix.copy(framed, out);
+    hashed.copy(framed, out, at - suffix.length, at);
     framed.writeUInt32LE(frameChecksum(framed), 4);
     return { hash, framed };
+  }
+
+  private frameSpace(bytes: number): Buffer {
+    if (bytes > ARENA_BYTES / 4) return Buffer.allocUnsafe(bytes);
+    if (this.arenaUsed + bytes > this.arena.length) {
+      this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      this.arenaUsed = 0;
+    }
+    const start = this.arenaUsed;
+    this.arenaUsed += bytes;
+    return this.arena.subarray(start, this.arenaUsed);
   }
 }
 
@@ -93,6 +113,11 @@ function varintBytes(value: bigint): Buffer {
   }
   bytes.push(Number(rest));
   return Buffer.from(bytes);
+}
+
+/** recordSuffix without the copy: valid only until the next record is encoded (RecordChainer.chain copies it). */
+export function recordSuffixView(timeUnixNano: bigint, body: Omit<JournalRecord, 'gatewayId' | 'seq' | 'prevHash' | 'hash' | 'timeUnixNano'>): Buffer {
+  return encodeRecordSuffixView(timeUnixNano, body);
 }
 
 /** The part of a record after its hash: time and body. */

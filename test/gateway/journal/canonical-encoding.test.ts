@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { decodeRecord, encodeRecord, journalRecordType } from '../../../gateway/journal/canonical-encoding';
+import * as protobuf from 'protobufjs';
+import { decodeRecord, encodeRecord, encodeRecordGeneric, journalRecordType } from '../../../gateway/journal/canonical-encoding';
 import { RecordChainer, chainRecord, recordHash, recordSuffix } from '../../../gateway/journal/record-chain';
 import { frame } from '../../../gateway/journal/segment-format';
 import type { JournalRecord } from '../../../proto/generated/gapwatch/v1/JournalRecord';
@@ -14,7 +15,116 @@ function sessionRecord(claims: Record<string, string>): JournalRecord {
   };
 }
 
+/** A deterministic pseudo-random source (xorshift32), so a failing case can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+}
+
+/**
+ * A record of random shape drawn from the schema itself: every message type the journal can hold,
+ * values in every form the encoder accepts (numbers, decimal strings and bigints for integers, enum
+ * names and numbers, defaults, empty and non-ASCII strings), and now and then a form it refuses
+ * (an unknown key, a value of the wrong type, two oneof members, a null inside a repeated field).
+ */
+function randomRecord(next: () => number): Record<string, unknown> {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+  const chance = (p: number): boolean => next() < p;
+  const strings = ['', 'a', 'SELECT 1', 'gw-local-1', 'é€😀', 'x'.repeat(70), `${'y'.repeat(40)}é`, 'tab\there', '"quoted"'];
+  const scalar = (type: string): unknown => {
+    switch (type) {
+      case 'string':
+        return pick(strings);
+      case 'bool':
+        return pick([true, false]);
+      case 'bytes':
+        return pick([Buffer.alloc(0), Buffer.alloc(32, 7), Buffer.from('abc')]);
+      case 'double':
+      case 'float':
+        return pick([0, 1.5, -2.25, 1e10]);
+      default: {
+        const signed = type.startsWith('int') || type.startsWith('sint') || type.startsWith('sfixed');
+        const wide = type.endsWith('64');
+        const values: unknown[] = [0, 1, 127, 128, 300, 2 ** 31 - 1, '0', '42', '123456789012'];
+        if (wide) values.push('18446744073709551615', 2n ** 40n, 9007199254740991);
+        if (signed) values.push(-1, '-5', -(2 ** 31));
+        if (wide && signed) values.push('-9223372036854775808');
+        if (wide && !signed) values.push('18446744073709551615');
+        return pick(values);
+      }
+    }
+  };
+  const value = (field: protobuf.Field, depth: number): unknown => {
+    const resolved = field.resolvedType;
+    if (resolved instanceof protobuf.Type) return message(resolved, depth + 1);
+    if (resolved instanceof protobuf.Enum) return pick([...Object.keys(resolved.values), ...Object.values(resolved.values)]);
+    return scalar(field.type);
+  };
+  const message = (type: protobuf.Type, depth: number): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const field of type.fieldsArray) {
+      if (field.partOf || !chance(depth > 3 ? 0.2 : 0.6)) continue;
+      if (field instanceof protobuf.MapField) {
+        const map: Record<string, unknown> = {};
+        for (let i = Math.floor(next() * 3); i > 0; i--) map[pick(strings)] = field.resolvedType ? message(field.resolvedType as protobuf.Type, depth + 1) : scalar(field.type);
+        out[field.name] = map;
+      } else if (field.repeated) {
+        out[field.name] = Array.from({ length: Math.floor(next() * 4) }, () => value(field, depth));
+      } else {
+        out[field.name] = value(field, depth);
+      }
+    }
+    for (const oneof of type.oneofsArray) {
+      if (!chance(0.8)) continue;
+      const member = pick(oneof.fieldsArray);
+      out[member.name] = value(member, depth);
+      if (chance(0.3)) out[oneof.name] = member.name; // proto-loader's output names the member set
+    }
+    if (chance(0.03)) out.bogus = 1;
+    if (chance(0.03) && type.fieldsArray.length > 0) out[pick(type.fieldsArray).name] = pick([null, undefined]);
+    if (chance(0.02) && type.fieldsArray.length > 0) out[pick(type.fieldsArray).name] = { wrong: true };
+    if (chance(0.02) && type.oneofsArray.length > 0 && type.oneofsArray[0]!.fieldsArray.length > 1) {
+      for (const member of type.oneofsArray[0]!.fieldsArray.slice(0, 2)) out[member.name] = value(member, depth);
+    }
+    if (chance(0.02)) {
+      const repeated = type.fieldsArray.find((f) => f.repeated && !(f instanceof protobuf.MapField));
+      if (repeated) out[repeated.name] = [value(repeated, depth), null];
+    }
+    return out;
+  };
+  return message(journalRecordType(), 0);
+}
+
+function outcome(encode: () => Buffer): { bytes: string } | { error: string } {
+  try {
+    return { bytes: encode().toString('hex') };
+  } catch (err) {
+    return { error: `${(err as Error).name}: ${(err as Error).message}` };
+  }
+}
+
 describe('gateway/journal canonical encoding', () => {
+  it('compiled encoders give the generic encoder\'s bytes, or its error, for records of every shape', () => {
+    const next = random(20261126);
+    let encoded = 0;
+    let refused = 0;
+    for (let i = 0; i < 4000; i++) {
+      const record = randomRecord(next);
+      const compiled = outcome(() => encodeRecord(record as JournalRecord));
+      const generic = outcome(() => encodeRecordGeneric(record as JournalRecord));
+      assert.deepEqual(compiled, generic, `case ${i}: ${JSON.stringify(record, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`);
+      if ('bytes' in compiled) encoded += 1;
+      else refused += 1;
+    }
+    // Both kinds were exercised, not just one.
+    assert.ok(encoded > 1000 && refused > 100, `${encoded} encoded, ${refused} refused`);
+  });
+
   it('hashes two records with the same map in different insertion order identically', () => {
     const a = sessionRecord({ run: 'r-1', repository: 'acme/api', reviewer: 'ana', 'é': 'x', Z: 'y' });
     const b = sessionRecord({ Z: 'y', reviewer: 'ana', 'é': 'x', repository: 'acme/api', run: 'r-1' });
