@@ -46,31 +46,37 @@ export class RecordChainer {
    */
   chain(seq: bigint, prevHash: Buffer, suffix: Buffer): { hash: Buffer; framed: Buffer } {
     const idField = this.gatewayIdField;
-    const seqBytes = varintBytes(seq);
-    const prefixLength = idField.length + 1 + seqBytes.length + 2 + prevHash.length;
+    const seqLength = varintLength(seq);
+    const prefixLength = idField.length + 1 + seqLength + 2 + prevHash.length;
     // What is hashed, contiguous for one-shot hashing: prev_hash || prefix || suffix.
     const hashedLength = prevHash.length + prefixLength + suffix.length;
     if (this.scratch.length < hashedLength) this.scratch = Buffer.allocUnsafe(Math.max(hashedLength, this.scratch.length * 2));
+    // TypedArray set() rather than Buffer copy(): the same bytes without copy()'s argument handling.
     const hashed = this.scratch;
-    let at = prevHash.copy(hashed, 0);
+    hashed.set(prevHash, 0);
+    let at = prevHash.length;
     const prefixAt = at;
-    at += idField.copy(hashed, at);
+    hashed.set(idField, at);
+    at += idField.length;
     hashed[at++] = 0x10; // seq: field 2, varint
-    at += seqBytes.copy(hashed, at);
+    at = writeVarint(hashed, at, seq);
     hashed[at++] = 0x1a; // prev_hash: field 3, length-delimited
     hashed[at++] = prevHash.length;
-    at += prevHash.copy(hashed, at);
-    at += suffix.copy(hashed, at);
+    hashed.set(prevHash, at);
+    at += prevHash.length;
+    hashed.set(suffix, at);
+    at += suffix.length;
     const hash = sha256(hashed.subarray(0, at));
 
     const payloadLength = prefixLength + 2 + hash.length + suffix.length;
     const framed = this.frameSpace(FRAME_HEADER_BYTES + payloadLength);
     framed.writeUInt32LE(payloadLength, 0);
-    let out = FRAME_HEADER_BYTES + hashed.copy(framed, FRAME_HEADER_BYTES, prefixAt, prefixAt + prefixLength);
+    framed.set(hashed.subarray(prefixAt, prefixAt + prefixLength), FRAME_HEADER_BYTES);
+    let out = FRAME_HEADER_BYTES + prefixLength;
     framed[out++] = 0x22; // hash: field 4, length-delimited
     framed[out++] = hash.length;
-    out += hash.copy(framed, out);
-    hashed.copy(framed, out, at - suffix.length, at);
+    framed.set(hash, out);
+    framed.set(suffix, out + hash.length);
     framed.writeUInt32LE(frameChecksum(framed), 4);
     return { hash, framed };
   }
@@ -102,6 +108,34 @@ function sha256(bytes: Buffer): Buffer {
 
 function fieldHead(tag: number, length: number): Buffer {
   return Buffer.concat([Buffer.from([tag]), varintBytes(BigInt(length))]);
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+function varintLength(value: bigint): number {
+  let length = 1;
+  if (value <= MAX_SAFE) {
+    for (let rest = Number(value); rest >= 0x80; rest = Math.floor(rest / 0x80)) length += 1;
+    return length;
+  }
+  for (let rest = value; rest >= 0x80n; rest >>= 7n) length += 1;
+  return length;
+}
+
+/** Writes `value` as a varint at `at`; returns the position after it. Number arithmetic below 2^53. */
+function writeVarint(bytes: Buffer, at: number, value: bigint): number {
+  if (value > MAX_SAFE) {
+    const encoded = varintBytes(value);
+    bytes.set(encoded, at);
+    return at + encoded.length;
+  }
+  let rest = Number(value);
+  while (rest >= 0x80) {
+    bytes[at++] = (rest % 0x80) | 0x80;
+    rest = Math.floor(rest / 0x80);
+  }
+  bytes[at++] = rest;
+  return at;
 }
 
 function varintBytes(value: bigint): Buffer {
