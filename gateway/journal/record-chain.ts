@@ -32,7 +32,7 @@ export class RecordChainer {
    * frames of one group usually sit back to back, so the journal writes them without concatenating.
    * An arena is dropped (and collected once its frames are written) when the next frame does not fit.
    */
-  private arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+  private arena = Buffer.alloc(0); // the first frame allocates it
   private arenaUsed = 0;
 
   constructor(gatewayId: string) {
