@@ -601,7 +601,7 @@ export class ProxySession {
         errorCode: code,
         errorMessage: message,
         policy: decisionRecord(decision),
-        classes: [...new Set(decision.statements.flatMap((s) => s.classes))],
+        classes: decisionClasses(decision),
       },
     });
   }
@@ -1004,8 +1004,8 @@ export class ProxySession {
         statementName: run.statementName,
         portal: run.portal,
         policy: run.decision ? decisionRecord(run.decision) : null,
-        result: { columns: (run.columns ?? []).map((c) => c.name), rows: run.rows, maskedColumns: masked },
-        classes: run.decision ? [...new Set(run.decision.statements.flatMap((s) => s.classes))] : [],
+        result: { columns: columnNames(run.columns), rows: run.rows, maskedColumns: masked },
+        classes: run.decision ? decisionClasses(run.decision) : [],
       },
     });
     if (run.copy) {
@@ -1134,9 +1134,44 @@ function withFormats(columns: Column[], resultFormats: readonly FormatCode[]): C
   return columns.map((c, i) => ({ ...c, format: resultFormats.length === 1 ? resultFormats[0]! : (resultFormats[i] ?? FormatCode.Text) }));
 }
 
+/**
+ * A statement's outcome record repeats its decision, classes and column names, which a prepared
+ * statement keeps for every execution (and the policy's shape cache for repeated texts): they are
+ * derived once per decision and column list. The records only read them (the journal encodes each
+ * record as it is appended), so one copy serves them all.
+ */
+const decisionRecords = new WeakMap<PolicyDecision, { record: PolicyDecisionRecord; classes: string[] }>();
+const columnNameLists = new WeakMap<Column[], string[]>();
+
+function derivedOf(decision: PolicyDecision): { record: PolicyDecisionRecord; classes: string[] } {
+  let derived = decisionRecords.get(decision);
+  if (!derived) {
+    const action = decision.action === 'allow' ? 'POLICY_ACTION_ALLOW' : decision.action === 'deny' ? 'POLICY_ACTION_DENY' : 'POLICY_ACTION_REVIEW';
+    derived = {
+      record: { action, rule: decision.rule ?? '', reason: decision.action === 'allow' ? '' : decision.reason },
+      classes: [...new Set(decision.statements.flatMap((s) => s.classes))],
+    };
+    decisionRecords.set(decision, derived);
+  }
+  return derived;
+}
+
 function decisionRecord(decision: PolicyDecision): PolicyDecisionRecord {
-  const action = decision.action === 'allow' ? 'POLICY_ACTION_ALLOW' : decision.action === 'deny' ? 'POLICY_ACTION_DENY' : 'POLICY_ACTION_REVIEW';
-  return { action, rule: decision.rule ?? '', reason: decision.action === 'allow' ? '' : decision.reason };
+  return derivedOf(decision).record;
+}
+
+function decisionClasses(decision: PolicyDecision): string[] {
+  return derivedOf(decision).classes;
+}
+
+function columnNames(columns: Column[] | null): string[] {
+  if (!columns) return [];
+  let names = columnNameLists.get(columns);
+  if (!names) {
+    names = columns.map((c) => c.name);
+    columnNameLists.set(columns, names);
+  }
+  return names;
 }
 
 function denial(message: string, detail: string): Buffer {
