@@ -345,7 +345,7 @@ function compileEncoder(type: protobuf.Type): CompiledEncoder {
   const helpers = {
     type,
     fields,
-    types: fields.map((f) => f.messageType ?? (f.kind === 'repeated' ? singlePlan(f).messageType : null)),
+    types: fields.map((f) => f.messageType),
     enums: fields.map((f) => (f.enumType ? new Map(Object.entries(f.enumType.values).filter(([, n]) => n >= 0 && n <= 0x7fffffff)) : null)),
     encode: encodeMessage,
     generic: encodeMessageGeneric,
@@ -354,10 +354,9 @@ function compileEncoder(type: protobuf.Type): CompiledEncoder {
     encodeMap,
     repeatedItem,
     keyCount,
-    Buffer,
   };
   // The source is built from the schema's own field names and numbers, never from record content.
-  return new Function('h', 'Buffer', source)(helpers, Buffer) as CompiledEncoder;
+  return new Function('h', source)(helpers) as CompiledEncoder;
 }
 
 /** One element of a repeated string or message field that the fast path does not take: as encodeRepeated treats it. */
