@@ -558,11 +558,11 @@ export class Journal implements JournalWriter, JournalReader {
     return { gatewayId: this.gatewayId, seq };
   }
 
-  /** Starts a new segment when the active one is full; the new one opens with a checkpoint of the old head. */
   private rotationDue(): boolean {
     return this.assignedBytes >= this.options.segmentBytes;
   }
 
+  /** Starts a new segment when the active one is full; the new one opens with a checkpoint of the old head. */
   private rotateIfFull(): void {
     if (!this.rotationDue()) return;
     const firstSeq = this.lastSeq + 1n;
@@ -887,11 +887,6 @@ export class Journal implements JournalWriter, JournalReader {
   }
 }
 
-/**
- * Segments are written without O_DSYNC: a write returns once the bytes are in the page cache (the
- * 'written' acknowledgement) and a separate fdatasync makes a round of them durable, so later groups
- * can be written while an earlier round is being synced.
- */
 /** The frames of `entries` as one view when they lie back to back in one buffer (RecordChainer's arena), else null. */
 function contiguous(entries: readonly PendingRecord[]): Buffer | null {
   const first = entries[0]!.frame;
@@ -904,6 +899,11 @@ function contiguous(entries: readonly PendingRecord[]): Buffer | null {
   return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
+/**
+ * Segments are written without O_DSYNC: a write returns once the bytes are in the page cache (the
+ * 'written' acknowledgement) and a separate fdatasync makes a round of them durable, so later groups
+ * can be written while an earlier round is being synced.
+ */
 function segmentOpenFlags(create: boolean): number {
   const { O_RDWR, O_CREAT, O_EXCL } = fsConstants;
   return O_RDWR | (create ? O_CREAT | O_EXCL : 0);

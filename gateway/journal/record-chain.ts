@@ -46,11 +46,10 @@ export class RecordChainer {
    */
   chain(seq: bigint, prevHash: Buffer, suffix: Buffer): { hash: Buffer; framed: Buffer } {
     const idField = this.gatewayIdField;
-    const seqLength = varintLength(seq);
-    const prefixLength = idField.length + 1 + seqLength + 2 + prevHash.length;
-    // What is hashed, contiguous for one-shot hashing: prev_hash || prefix || suffix.
-    const hashedLength = prevHash.length + prefixLength + suffix.length;
-    if (this.scratch.length < hashedLength) this.scratch = Buffer.allocUnsafe(Math.max(hashedLength, this.scratch.length * 2));
+    // What is hashed, contiguous for one-shot hashing: prev_hash || prefix || suffix (room for the
+    // longest seq varint, 10 bytes; the prefix's length is where its writing ends).
+    const hashedBound = prevHash.length + idField.length + 1 + 10 + 2 + prevHash.length + suffix.length;
+    if (this.scratch.length < hashedBound) this.scratch = Buffer.allocUnsafe(Math.max(hashedBound, this.scratch.length * 2));
     // TypedArray set() rather than Buffer copy(): the same bytes without copy()'s argument handling.
     const hashed = this.scratch;
     hashed.set(prevHash, 0);
@@ -64,6 +63,7 @@ export class RecordChainer {
     hashed[at++] = prevHash.length;
     hashed.set(prevHash, at);
     at += prevHash.length;
+    const prefixLength = at - prefixAt;
     hashed.set(suffix, at);
     at += suffix.length;
     const hash = sha256(hashed.subarray(0, at));
@@ -111,16 +111,6 @@ function fieldHead(tag: number, length: number): Buffer {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-function varintLength(value: bigint): number {
-  let length = 1;
-  if (value <= MAX_SAFE) {
-    for (let rest = Number(value); rest >= 0x80; rest = Math.floor(rest / 0x80)) length += 1;
-    return length;
-  }
-  for (let rest = value; rest >= 0x80n; rest >>= 7n) length += 1;
-  return length;
-}
 
 /** Writes `value` as a varint at `at`; returns the position after it. Number arithmetic below 2^53. */
 function writeVarint(bytes: Buffer, at: number, value: bigint): number {
