@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { constants as fsConstants, mkdirSync, writeSync } from 'node:fs';
+import { constants as fsConstants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Checkpoint } from '../../proto/generated/gapwatch/v1/Checkpoint';
 import type { JournalGap } from '../../proto/generated/gapwatch/v1/JournalGap';
@@ -18,9 +18,10 @@ import {
   JournalRecordTooLargeError,
   JournalWriteFailedError,
 } from './errors';
-import { RecordChainer, peekSeq, recordSuffix, recordSuffixView } from './record-chain';
+import { nativeChainProblem, openChainWriter, type ChainWriter } from './chain-writer';
+import { peekSeq, recordSuffix, recordSuffixView } from './record-chain';
 import { recoverJournal, syncDirectory, type RecoveredJournal, type TornTail } from './recovery';
-import { CHECKPOINT_FILE, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
+import { CHECKPOINT_FILE, INDEX_INTERVAL, journalDirFor, lastAtOrBefore, noteOffset, segmentIndexFor, segmentName, type OffsetIndexEntry } from './segment-directory';
 import { CHECKPOINT_FILE_MAGIC, FrameCursor, HEADER_BYTES, MAX_RECORD_BYTES, SEGMENT_MAGIC, fileHeader, parseFrame, parseHeader } from './segment-format';
 import { loadOrCreateSigningKey, signCheckpoint, type SigningKey } from './signing-key';
 
@@ -47,6 +48,8 @@ export interface JournalOptions {
   /** A signed checkpoint is written after everyRecords records or everyMs of activity, whichever first, and at close. */
   checkpoint?: { everyRecords?: number; everyMs?: number };
   sync?: JournalSyncMode;
+  /** Which chain writer: the addon's by default, JavaScript's when the addon is not built (tests pick one). */
+  chain?: 'native' | 'js';
   log?: Logger;
 }
 
@@ -112,8 +115,8 @@ interface SegmentState {
 interface PendingRecord {
   kind: 'record';
   seq: bigint;
-  hash: Buffer;
-  frame: Buffer;
+  /** A checkpoint's frame, copied to checkpoints.log once durable (other frames stay in the chain writer). */
+  frame: Buffer | null;
   checkpoint: boolean;
   ack: AppendAck;
   /** A deferred append: its promise waits for durable, but nothing acts on it, so it starts no fdatasync. */
@@ -148,16 +151,15 @@ export class Journal implements JournalWriter, JournalReader {
   };
   private readonly log: Logger | undefined;
   private readonly key: SigningKey;
-  private readonly chainer: RecordChainer;
+  private readonly chain: ChainWriter;
   private readonly lock: DataDirLock;
   private readonly segments: SegmentState[];
   private active: { state: SegmentState; file: FileHandle; size: number };
   private checkpointFile: FileHandle;
   private checkpointFileSize: number;
 
-  /** Head of the chain as assigned (may be ahead of what is durable). */
+  /** Head of the chain as assigned (may be ahead of what is durable); its hash is the chain writer's. */
   private lastSeq: bigint;
-  private lastHash: Buffer;
   private lastWasCheckpoint = false;
   /** Bytes the active segment will have once everything pending is written. */
   private assignedBytes: number;
@@ -279,11 +281,13 @@ export class Journal implements JournalWriter, JournalReader {
     };
     this.key = key;
     this.keyId = key.keyId;
-    this.chainer = new RecordChainer(options.gatewayId);
+    this.chain = openChainWriter(options.gatewayId, recovered.lastSeq, recovered.lastHash, options.chain);
+    if (this.chain.kind === 'js' && options.chain !== 'js') {
+      this.log?.warn({ journal: options.dir, reason: nativeChainProblem() }, 'native journal chain unavailable; chaining in JavaScript (same bytes, more CPU per record)');
+    }
     this.lock = lock;
     this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
     this.lastSeq = recovered.lastSeq;
-    this.lastHash = recovered.lastHash;
     this.lastWasCheckpoint = recovered.lastWasCheckpoint;
     this.coveredSeq = recovered.coveredSeq;
     this.recordsSinceCheckpoint = Number(recovered.lastSeq - recovered.coveredSeq);
@@ -294,6 +298,7 @@ export class Journal implements JournalWriter, JournalReader {
     this.recovery = { lastSeq: recovered.lastSeq, tornTail: recovered.tornTail };
     const activeState = this.segments[this.segments.length - 1]!;
     this.active = { state: activeState, file: activeFile, size: activeState.durableBytes };
+    this.chain.setActive(activeFile.fd, activeState.durableBytes, activeState.firstSeq, Number(INDEX_INTERVAL));
     this.assignedBytes = activeState.durableBytes;
     this.checkpointFile = checkpoints.file;
     this.checkpointFileSize = checkpoints.size;
@@ -323,6 +328,11 @@ export class Journal implements JournalWriter, JournalReader {
   /** The last record whose bytes are in the file (acknowledged at 'written'); at or after head(). */
   writtenHead(): { seq: bigint; hash: Buffer } {
     return { seq: this.writtenSeq, hash: this.writtenHash };
+  }
+
+  /** Which chain writer this journal uses ('js' only when the addon is not built, or when asked for). */
+  get chainKind(): 'native' | 'js' {
+    return this.chain.kind;
   }
 
   stats(): JournalStats {
@@ -378,6 +388,7 @@ export class Journal implements JournalWriter, JournalReader {
       this.closing = true;
       this.closed = true;
       this.durable.emit('change');
+      this.chain.setActive(-1, 0, 0n, 0);
       await this.active.file.close().catch(() => undefined);
       await this.checkpointFile.close().catch(() => undefined);
       openDirs.delete(this.dir);
@@ -534,21 +545,23 @@ export class Journal implements JournalWriter, JournalReader {
   private enqueueRecord(suffix: Buffer, isCheckpoint: boolean, resolve?: (p: JournalPosition) => void, reject?: (err: Error) => void, defer = false, ack: AppendAck = 'durable'): bigint {
     if (!defer) this.urgent = true;
     const seq = this.lastSeq + 1n;
-    const { hash, framed } = this.chainer.chain(seq, this.lastHash, suffix);
-    this.pending.push({ kind: 'record', seq, hash, frame: framed, checkpoint: isCheckpoint, ack, deferred: defer, resolve, reject });
+    let frame: Buffer | null = null;
+    if (isCheckpoint) {
+      frame = this.chain.appendKeepingFrame(suffix);
+      this.assignedBytes += frame.length;
+    } else this.assignedBytes += this.chain.append(suffix);
+    this.pending.push({ kind: 'record', seq, frame, checkpoint: isCheckpoint, ack, deferred: defer, resolve, reject });
     this.lastSeq = seq;
-    this.lastHash = hash;
     this.lastWasCheckpoint = isCheckpoint;
-    this.assignedBytes += framed.length;
     return seq;
   }
 
   private enqueueCheckpoint(): JournalPosition {
-    const covered = this.lastSeq;
+    const { seq: covered, hash: headHash } = this.chain.head();
     const body: Checkpoint = {
       seq: covered.toString(),
-      headHash: this.lastHash,
-      signature: signCheckpoint(this.key, this.gatewayId, covered, this.lastHash),
+      headHash,
+      signature: signCheckpoint(this.key, this.gatewayId, covered, headHash),
       keyId: this.key.keyId,
     };
     const seq = this.enqueueRecord(recordSuffix(this.nextTime(), { checkpoint: body }), true);
@@ -736,7 +749,7 @@ export class Journal implements JournalWriter, JournalReader {
     let count = 0;
     while (count < this.copiesPending.length && this.copiesPending[count]!.seq <= this.durableSeq) count += 1;
     if (count === 0) return;
-    const bytes = Buffer.concat(this.copiesPending.splice(0, count).map((e) => e.frame));
+    const bytes = Buffer.concat(this.copiesPending.splice(0, count).map((e) => e.frame!));
     await writeFully(this.checkpointFile, bytes, this.checkpointFileSize);
     this.checkpointFileSize += bytes.length;
     if (this.options.sync !== 'none') await this.checkpointFile.datasync();
@@ -777,32 +790,28 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   /**
-   * One write (no fsync) for a run of records bound for the active segment. It is a synchronous
-   * pwrite on the event loop's thread: it copies a few kilobytes into the page cache (microseconds),
-   * where a trip through libuv's thread pool costs more CPU than the copy and delays the 'written'
-   * acknowledgement every forwarded request waits for by a thread wake-up. The disk itself is only
-   * ever waited on by fdatasync, which stays in the thread pool.
+   * One write (no fsync) for a run of records bound for the active segment: the chain writer's
+   * pwrite of their frames, synchronous on the event loop's thread. It copies a few kilobytes into
+   * the page cache (microseconds), where a trip through libuv's thread pool costs more CPU than the
+   * copy and delays the 'written' acknowledgement every forwarded request waits for by a thread
+   * wake-up. The disk itself is only ever waited on by fdatasync, which stays in the thread pool.
    */
   private async writeActive(entries: PendingRecord[]): Promise<void> {
     if (entries.length === 0) return;
-    const bytes = entries.length === 1 ? entries[0]!.frame : (contiguous(entries) ?? Buffer.concat(entries.map((e) => e.frame)));
+    const last = entries[entries.length - 1]!;
     const state = this.active.state;
-    const start = this.active.size;
-    const fd = this.active.file.fd;
-    for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, bytes.length - written, start + written);
-    this.counters.groups += 1;
-    let offset = start;
-    for (const entry of entries) {
-      noteOffset(state.index, state.firstSeq, entry.seq, offset);
-      offset += entry.frame.length;
+    const written = this.chain.write(last.seq);
+    if (!written || written.seq !== last.seq || written.size !== this.active.size + written.bytes) {
+      throw new Error(`journal chain writer out of step: asked to write up to seq ${last.seq} at ${this.active.size}, wrote ${written ? `up to ${written.seq}, ending at ${written.size}` : 'nothing'}`);
     }
+    this.counters.groups += 1;
+    for (const [seq, offset] of written.index) noteOffset(state.index, state.firstSeq, seq, offset);
     // An fdatasync round that failed meanwhile has rejected everything waiting: so must this write.
     if (this.failure) throw this.failure;
     // Size and written head move together, so an fdatasync round captures a consistent pair.
-    const last = entries[entries.length - 1]!;
-    this.active.size += bytes.length;
-    this.writtenSeq = last.seq;
-    this.writtenHash = last.hash;
+    this.active.size = written.size;
+    this.writtenSeq = written.seq;
+    this.writtenHash = written.hash;
     state.mtimeMs = Date.now();
     this.counters.records += entries.length;
     for (const entry of entries) {
@@ -814,7 +823,7 @@ export class Journal implements JournalWriter, JournalReader {
       }
     }
     // Without fsync, written is as durable as it gets (the benchmark ceiling).
-    if (this.options.sync === 'none') this.markDurable(last.seq, last.hash, state, this.active.size);
+    if (this.options.sync === 'none') this.markDurable(written.seq, written.hash, state, this.active.size);
   }
 
   private async startSegment(firstSeq: bigint): Promise<void> {
@@ -823,6 +832,7 @@ export class Journal implements JournalWriter, JournalReader {
     const file = await open(path, segmentOpenFlags(true), 0o600);
     await writeFully(file, fileHeader(SEGMENT_MAGIC, firstSeq), 0);
     this.syncDirectory();
+    this.chain.setActive(file.fd, HEADER_BYTES, firstSeq, Number(INDEX_INTERVAL));
     await this.active.file.close();
     const state: SegmentState = { firstSeq, name, path, durableBytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] };
     this.segments.push(state);
@@ -837,6 +847,7 @@ export class Journal implements JournalWriter, JournalReader {
       this.log?.error({ err: cause, journal: this.dir }, 'journal write failed; no more appends until reopened');
     }
     // Records already acknowledged as written stay acknowledged; nothing else will ever be durable.
+    this.chain.discard();
     for (const entry of [...group, ...this.awaitingDurable.splice(0), ...this.pending.splice(0)]) {
       if (entry.kind === 'record') entry.reject?.(this.failure);
       else if (entry.kind === 'prune-checkpoints') entry.done();
@@ -887,23 +898,6 @@ export class Journal implements JournalWriter, JournalReader {
   }
 }
 
-/** The frames of `entries` as one view when they lie back to back in one buffer (RecordChainer's arena), else null. */
-function contiguous(entries: readonly PendingRecord[]): Buffer | null {
-  const first = entries[0]!.frame;
-  let end = first.byteOffset + first.length;
-  for (let i = 1; i < entries.length; i++) {
-    const frame = entries[i]!.frame;
-    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return null;
-    end += frame.length;
-  }
-  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
-}
-
-/**
- * Segments are written without O_DSYNC: a write returns once the bytes are in the page cache (the
- * 'written' acknowledgement) and a separate fdatasync makes a round of them durable, so later groups
- * can be written while an earlier round is being synced.
- */
 function segmentOpenFlags(create: boolean): number {
   const { O_RDWR, O_CREAT, O_EXCL } = fsConstants;
   return O_RDWR | (create ? O_CREAT | O_EXCL : 0);

@@ -1,0 +1,220 @@
+import { existsSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { nativeBuildDir } from '../../native/binding';
+import { RecordChainer } from './record-chain';
+
+/**
+ * The journal's hash chain and its segment writes: each appended record (its suffix: time and body,
+ * canonically encoded) gets the next seq, its hash and its frame in a pending buffer; write() puts
+ * the oldest pending frames at the end of the active segment with one pwrite. The journal around it
+ * decides when (group commit), fdatasyncs, rotates and signs checkpoints.
+ *
+ * Two implementations with the same bytes: the addon's (native/addon/journal-chain.cc, where the
+ * native data paths append too) and RecordChainer's in JavaScript, the reference, used when the
+ * addon is not built (the journal says so in its stats and log).
+ */
+export interface ChainWriter {
+  readonly kind: 'native' | 'js';
+  /** Chains one record (seq = the previous one's + 1); returns its frame's length in bytes. */
+  append(suffix: Uint8Array): number;
+  /** The same, returning a copy of the frame (a checkpoint is copied to checkpoints.log too). */
+  appendKeepingFrame(suffix: Uint8Array): Buffer;
+  /** The last assigned record, written or not. */
+  head(): { seq: bigint; hash: Buffer };
+  /** Where write() goes: an open segment, its size, and the offset index's anchor and interval. */
+  setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
+  /**
+   * Writes the pending frames up to `uptoSeq`, oldest first, in one write at the end of the active
+   * segment; null when none is pending. Throws (with the errno's `code`) when the write fails.
+   */
+  write(uptoSeq: bigint): WrittenFrames | null;
+  pendingBytes(): number;
+  /** Drops everything pending (the journal failed; none of it will be written). */
+  discard(): void;
+}
+
+export interface WrittenFrames {
+  bytes: number;
+  /** The last record written, and its hash. */
+  seq: bigint;
+  hash: Buffer;
+  /** The active segment's size after the write. */
+  size: number;
+  /** [seq, offset] of the written records on the offset index's interval. */
+  index: Array<[bigint, number]>;
+}
+
+interface NativeJournalAddon {
+  JournalChain: new (gatewayId: string, lastSeq: bigint, lastHash: Buffer) => {
+    append(suffix: Uint8Array): number;
+    appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer };
+    head(): { seq: bigint; hash: Buffer };
+    setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
+    write(uptoSeq: bigint): WrittenFrames | null;
+    pendingBytes(): number;
+    discard(): void;
+  };
+}
+
+let addon: NativeJournalAddon | null | undefined;
+let addonProblem: string | null = null;
+
+/** The addon, or null (with the reason in nativeChainProblem()) when it is not built or does not load. */
+function loadAddon(): NativeJournalAddon | null {
+  if (addon !== undefined) return addon;
+  const path = join(nativeBuildDir(), 'gapwatch_journal.node');
+  addon = null;
+  if (!existsSync(path)) addonProblem = `${path} is not built (npm run setup builds it)`;
+  else {
+    try {
+      addon = require(path) as NativeJournalAddon;
+    } catch (err) {
+      addonProblem = `${path} does not load: ${(err as Error).message}`;
+    }
+  }
+  return addon;
+}
+
+/** Why the native chain is not in use, or null when it is available. */
+export function nativeChainProblem(): string | null {
+  loadAddon();
+  return addonProblem;
+}
+
+/** The native chain when the addon loads (or when `kind` asks for one explicitly), else the JavaScript one. */
+export function openChainWriter(gatewayId: string, lastSeq: bigint, lastHash: Buffer, kind?: 'native' | 'js'): ChainWriter {
+  const native = kind === 'js' ? null : loadAddon();
+  if (native) return new NativeChainWriter(new native.JournalChain(gatewayId, lastSeq, lastHash));
+  if (kind === 'native') throw new Error(`the native journal chain is unavailable: ${addonProblem}`);
+  return new JsChainWriter(gatewayId, lastSeq, lastHash);
+}
+
+class NativeChainWriter implements ChainWriter {
+  readonly kind = 'native';
+  constructor(private readonly chain: InstanceType<NativeJournalAddon['JournalChain']>) {}
+
+  append(suffix: Uint8Array): number {
+    return this.chain.append(suffix);
+  }
+
+  appendKeepingFrame(suffix: Uint8Array): Buffer {
+    return this.chain.appendKeepingFrame(suffix).frame;
+  }
+
+  head(): { seq: bigint; hash: Buffer } {
+    return this.chain.head();
+  }
+
+  setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void {
+    this.chain.setActive(fd, size, indexFirstSeq, indexInterval);
+  }
+
+  write(uptoSeq: bigint): WrittenFrames | null {
+    return this.chain.write(uptoSeq);
+  }
+
+  pendingBytes(): number {
+    return this.chain.pendingBytes();
+  }
+
+  discard(): void {
+    this.chain.discard();
+  }
+}
+
+interface JsPending {
+  seq: bigint;
+  hash: Buffer;
+  frame: Buffer;
+}
+
+/** The reference: RecordChainer's frames (carved from its arena, so a group is usually one view) and writeSync. */
+class JsChainWriter implements ChainWriter {
+  readonly kind = 'js';
+  private readonly chainer: RecordChainer;
+  private seq: bigint;
+  private hash: Buffer;
+  private pending: JsPending[] = [];
+  private pendingTotal = 0;
+  private fd = -1;
+  private size = 0;
+  private indexFirstSeq = 1n;
+  private indexInterval = 0n;
+
+  constructor(gatewayId: string, lastSeq: bigint, lastHash: Buffer) {
+    this.chainer = new RecordChainer(gatewayId);
+    this.seq = lastSeq;
+    this.hash = lastHash;
+  }
+
+  append(suffix: Uint8Array): number {
+    return this.chainOne(suffix).length;
+  }
+
+  appendKeepingFrame(suffix: Uint8Array): Buffer {
+    return Buffer.from(this.chainOne(suffix));
+  }
+
+  private chainOne(suffix: Uint8Array): Buffer {
+    const seq = this.seq + 1n;
+    const { hash, framed } = this.chainer.chain(seq, this.hash, suffix as Buffer);
+    this.pending.push({ seq, hash, frame: framed });
+    this.pendingTotal += framed.length;
+    this.seq = seq;
+    this.hash = hash;
+    return framed;
+  }
+
+  head(): { seq: bigint; hash: Buffer } {
+    return { seq: this.seq, hash: this.hash };
+  }
+
+  setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void {
+    this.fd = fd;
+    this.size = size;
+    this.indexFirstSeq = indexFirstSeq;
+    this.indexInterval = BigInt(indexInterval);
+  }
+
+  write(uptoSeq: bigint): WrittenFrames | null {
+    let count = 0;
+    while (count < this.pending.length && this.pending[count]!.seq <= uptoSeq) count += 1;
+    if (count === 0) return null;
+    if (this.fd < 0) throw new Error('journal chain: write() before setActive()');
+    const entries = this.pending.slice(0, count);
+    const bytes = count === 1 ? entries[0]!.frame : (contiguous(entries) ?? Buffer.concat(entries.map((e) => e.frame)));
+    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, bytes.length - done, this.size + done);
+    this.pending.splice(0, count);
+    this.pendingTotal -= bytes.length;
+    const index: Array<[bigint, number]> = [];
+    let offset = this.size;
+    for (const entry of entries) {
+      if (this.indexInterval > 0n && entry.seq >= this.indexFirstSeq && (entry.seq - this.indexFirstSeq) % this.indexInterval === 0n) index.push([entry.seq, offset]);
+      offset += entry.frame.length;
+    }
+    this.size += bytes.length;
+    const last = entries[count - 1]!;
+    return { bytes: bytes.length, seq: last.seq, hash: last.hash, size: this.size, index };
+  }
+
+  pendingBytes(): number {
+    return this.pendingTotal;
+  }
+
+  discard(): void {
+    this.pending = [];
+    this.pendingTotal = 0;
+  }
+}
+
+/** The frames of `entries` as one view when they lie back to back in one buffer (RecordChainer's arena), else null. */
+function contiguous(entries: readonly JsPending[]): Buffer | null {
+  const first = entries[0]!.frame;
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < entries.length; i++) {
+    const frame = entries[i]!.frame;
+    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return null;
+    end += frame.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+}

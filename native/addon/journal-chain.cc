@@ -1,0 +1,189 @@
+#include "journal-chain.h"
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+namespace gapwatch {
+
+namespace {
+
+std::size_t put_varint(unsigned char* out, uint64_t value) {
+  std::size_t n = 0;
+  while (value >= 0x80) {
+    out[n++] = static_cast<unsigned char>(value | 0x80);
+    value >>= 7;
+  }
+  out[n++] = static_cast<unsigned char>(value);
+  return n;
+}
+
+void put_u32le(unsigned char* out, uint32_t value) {
+  out[0] = static_cast<unsigned char>(value);
+  out[1] = static_cast<unsigned char>(value >> 8);
+  out[2] = static_cast<unsigned char>(value >> 16);
+  out[3] = static_cast<unsigned char>(value >> 24);
+}
+
+constexpr std::size_t kFrameHeaderBytes = 8;
+// seq tag + longest varint + prev_hash tag and length
+constexpr std::size_t kPrefixFixedBound = 1 + 10 + 2 + JournalChain::kHashBytes;
+
+}  // namespace
+
+JournalChain::JournalChain(const std::string& gateway_id, uint64_t last_seq, const unsigned char* last_hash)
+    : digest_(EVP_MD_CTX_new()), sha256_(EVP_sha256()), seq_(last_seq) {
+  if (digest_ == nullptr) throw std::bad_alloc();
+  std::memcpy(hash_, last_hash, kHashBytes);
+  if (!gateway_id.empty()) {
+    unsigned char head[11];
+    head[0] = 0x0a;  // gateway_id: field 1, length-delimited
+    std::size_t n = 1 + put_varint(head + 1, gateway_id.size());
+    id_field_.assign(head, head + n);
+    id_field_.insert(id_field_.end(), gateway_id.begin(), gateway_id.end());
+  }
+}
+
+JournalChain::~JournalChain() { EVP_MD_CTX_free(digest_); }
+
+uint64_t JournalChain::append(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                              std::size_t* frame_length_out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const uint64_t seq = seq_ + 1;
+
+  // The frame is built in place: header, prefix, hash field, suffix. The prefix is hashed from there.
+  const std::size_t bound = kFrameHeaderBytes + id_field_.size() + kPrefixFixedBound + 2 + kHashBytes + suffix_length;
+  const std::size_t at = buffer_.size();
+  buffer_.resize(at + bound);
+  unsigned char* frame = buffer_.data() + at;
+  unsigned char* prefix = frame + kFrameHeaderBytes;
+  std::size_t p = 0;
+  if (!id_field_.empty()) std::memcpy(prefix, id_field_.data(), id_field_.size()), p += id_field_.size();
+  prefix[p++] = 0x10;  // seq: field 2, varint
+  p += put_varint(prefix + p, seq);
+  prefix[p++] = 0x1a;  // prev_hash: field 3, length-delimited
+  prefix[p++] = static_cast<unsigned char>(kHashBytes);
+  std::memcpy(prefix + p, hash_, kHashBytes);
+  p += kHashBytes;
+
+  unsigned char hash[kHashBytes];
+  unsigned int hash_length = 0;
+  if (EVP_DigestInit_ex(digest_, sha256_, nullptr) != 1 || EVP_DigestUpdate(digest_, hash_, kHashBytes) != 1 ||
+      EVP_DigestUpdate(digest_, prefix, p) != 1 || EVP_DigestUpdate(digest_, suffix, suffix_length) != 1 ||
+      EVP_DigestFinal_ex(digest_, hash, &hash_length) != 1 || hash_length != kHashBytes) {
+    buffer_.resize(at);
+    throw std::runtime_error("SHA-256 of a journal record failed");
+  }
+
+  unsigned char* out = prefix + p;
+  *out++ = 0x22;  // hash: field 4, length-delimited
+  *out++ = static_cast<unsigned char>(kHashBytes);
+  std::memcpy(out, hash, kHashBytes);
+  out += kHashBytes;
+  std::memcpy(out, suffix, suffix_length);
+  out += suffix_length;
+  const std::size_t payload_length = static_cast<std::size_t>(out - prefix);
+  const std::size_t frame_length = kFrameHeaderBytes + payload_length;
+  buffer_.resize(at + frame_length);
+  frame = buffer_.data() + at;  // resize down never moves, but keep the pointer honest
+  put_u32le(frame, static_cast<uint32_t>(payload_length));
+  uLong crc = crc32(0L, frame, 4);
+  crc = crc32(crc, frame + kFrameHeaderBytes, static_cast<uInt>(payload_length));
+  put_u32le(frame + 4, static_cast<uint32_t>(crc));
+
+  Pending entry;
+  entry.seq = seq;
+  entry.length = frame_length;
+  std::memcpy(entry.hash, hash, kHashBytes);
+  pending_.push_back(entry);
+  seq_ = seq;
+  std::memcpy(hash_, hash, kHashBytes);
+  if (frame_out != nullptr) frame_out->assign(frame, frame + frame_length);
+  if (frame_length_out != nullptr) *frame_length_out = frame_length;
+  return seq;
+}
+
+uint64_t JournalChain::head(unsigned char* hash_out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::memcpy(hash_out, hash_, kHashBytes);
+  return seq_;
+}
+
+void JournalChain::set_active(int fd, uint64_t size, uint64_t index_first_seq, uint64_t index_interval) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  fd_ = fd;
+  size_ = size;
+  index_first_seq_ = index_first_seq;
+  index_interval_ = index_interval;
+}
+
+JournalChain::Written JournalChain::write(uint64_t upto_seq) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Written result;
+  std::size_t count = 0;
+  std::size_t bytes = 0;
+  for (const Pending& entry : pending_) {
+    if (entry.seq > upto_seq) break;
+    count++;
+    bytes += entry.length;
+  }
+  result.size = size_;
+  if (count == 0) return result;
+  if (fd_ < 0) throw std::logic_error("journal chain: write() before setActive()");
+
+  const unsigned char* data = buffer_.data() + buffer_start_;
+  for (std::size_t done = 0; done < bytes;) {
+    ssize_t n = pwrite(fd_, data + done, bytes - done, static_cast<off_t>(size_ + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "pwrite to the journal segment");
+    }
+    if (n == 0) throw std::system_error(EIO, std::generic_category(), "pwrite to the journal segment wrote nothing");
+    done += static_cast<std::size_t>(n);
+  }
+
+  uint64_t offset = size_;
+  for (std::size_t i = 0; i < count; i++) {
+    const Pending& entry = pending_.front();
+    if (index_interval_ > 0 && entry.seq >= index_first_seq_ && (entry.seq - index_first_seq_) % index_interval_ == 0) {
+      result.index.emplace_back(entry.seq, offset);
+    }
+    offset += entry.length;
+    if (i + 1 == count) {
+      result.seq = entry.seq;
+      std::memcpy(result.hash, entry.hash, kHashBytes);
+    }
+    pending_.pop_front();
+  }
+  size_ += bytes;
+  buffer_start_ += bytes;
+  if (buffer_start_ == buffer_.size()) {
+    buffer_.clear();
+    buffer_start_ = 0;
+  } else if (buffer_start_ > (1u << 20) && buffer_start_ * 2 > buffer_.size()) {
+    // Frames beyond upto_seq stay; move them to the front once the written part dominates.
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(buffer_start_));
+    buffer_start_ = 0;
+  }
+  result.bytes = bytes;
+  result.size = size_;
+  return result;
+}
+
+std::size_t JournalChain::pending_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return buffer_.size() - buffer_start_;
+}
+
+void JournalChain::discard() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  buffer_.clear();
+  buffer_start_ = 0;
+  pending_.clear();
+}
+
+}  // namespace gapwatch

@@ -1,0 +1,86 @@
+#ifndef GAPWATCH_JOURNAL_CHAIN_H
+#define GAPWATCH_JOURNAL_CHAIN_H
+
+#include <openssl/evp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace gapwatch {
+
+// The write side of the audit journal's hash chain (gateway/journal/record-chain.ts is the
+// reference): each appended record gets the next seq, hash = SHA-256(prev_hash || prefix || suffix),
+// and a frame (u32le length || u32le CRC-32(length || payload) || payload, payload = prefix ||
+// hash field || suffix) in a pending buffer; write() puts the oldest pending frames into the active
+// segment with one pwrite. The caller encodes the suffix (time and body, canonical protobuf) and owns
+// everything around it: acknowledgements, fdatasync, rotation, checkpoints.
+//
+// Every method takes the object's mutex, so appends may come from more than one thread (the native
+// data paths append and write their own write-ahead records without a trip through JavaScript).
+class JournalChain {
+ public:
+  static constexpr std::size_t kHashBytes = 32;
+
+  struct Written {
+    std::size_t bytes = 0;       // 0: nothing was pending up to the requested seq
+    uint64_t seq = 0;            // last record written (valid when bytes > 0)
+    unsigned char hash[kHashBytes] = {};
+    uint64_t size = 0;           // active segment size after the write
+    // (seq, offset) of each written record with (seq - index_first_seq) % index_interval == 0
+    std::vector<std::pair<uint64_t, uint64_t>> index;
+  };
+
+  JournalChain(const std::string& gateway_id, uint64_t last_seq, const unsigned char* last_hash);
+  ~JournalChain();
+  JournalChain(const JournalChain&) = delete;
+  JournalChain& operator=(const JournalChain&) = delete;
+
+  // Chains one record; returns its seq. `frame_out`, when given, receives a copy of its frame, and
+  // `frame_length_out` its length.
+  uint64_t append(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                  std::size_t* frame_length_out = nullptr);
+
+  // Last assigned seq and hash (the head of the chain, written or not).
+  uint64_t head(unsigned char* hash_out) const;
+
+  // Where write() puts frames: an open segment file, its current size, and the offset index's
+  // anchor (the segment's first seq) and interval.
+  void set_active(int fd, uint64_t size, uint64_t index_first_seq, uint64_t index_interval);
+
+  // Writes the pending frames with seq <= upto_seq (oldest first) at the end of the active segment.
+  // Throws std::system_error when the write fails; the frames then stay pending.
+  Written write(uint64_t upto_seq);
+
+  std::size_t pending_bytes() const;
+  // Drops every pending frame (the journal failed: they will never be written).
+  void discard();
+
+ private:
+  struct Pending {
+    uint64_t seq;
+    std::size_t length;
+    unsigned char hash[kHashBytes];
+  };
+
+  mutable std::mutex mutex_;
+  std::vector<unsigned char> id_field_;  // field 1 as encoded (empty for an empty id)
+  EVP_MD_CTX* digest_;
+  const EVP_MD* sha256_;
+  uint64_t seq_;
+  unsigned char hash_[kHashBytes];
+  std::vector<unsigned char> buffer_;    // pending frames, oldest first, from buffer_start_
+  std::size_t buffer_start_ = 0;
+  std::deque<Pending> pending_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint64_t index_first_seq_ = 1;
+  uint64_t index_interval_ = 0;
+};
+
+}  // namespace gapwatch
+
+#endif
