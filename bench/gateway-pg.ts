@@ -41,12 +41,14 @@ import { round, summarize, type Summary } from './stats';
  * here): one epoll thread parsing the framing both ways, one SHA-256-chained, CRC-framed record per
  * frontend message and per statement result written ahead of forwarding, fdatasync'd within 5 ms by a
  * second thread — the journal's mechanics without identity, policy or canonical encoding. What it
- * reaches is what a native gateway data path could reach on this machine.
+ * reaches is what a native gateway data path could reach on this machine. native_relay is the same
+ * program with the records left out (framing only): the relay mechanics alone, which is what the
+ * audit's share of native_floor is measured against.
  */
-type PathName = 'direct' | 'pgbouncer' | 'node_relay' | 'native_floor' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
+type PathName = 'direct' | 'pgbouncer' | 'node_relay' | 'native_relay' | 'native_floor' | 'gapwatch' | 'gapwatch_strict' | 'gapwatch_before_reply' | 'gapwatch_nofsync';
 
 /** Paths served by another process, whose CPU per transaction is read from /proc. */
-type ExternalPath = 'pgbouncer' | 'native_floor';
+type ExternalPath = 'pgbouncer' | 'native_relay' | 'native_floor';
 
 /** Paths served by this process, whose CPU per transaction is this process's. */
 const inProcess = (path: PathName): boolean => path.startsWith('gapwatch') || path === 'node_relay';
@@ -189,11 +191,14 @@ async function runOnce(target: Endpoint, script: readonly string[], protocol: st
   };
 }
 
-/** The native_floor path: bench/native-floor-relay.c, compiled into `dir`, relaying to PostgreSQL. */
-async function startNativeFloor(pg: PostgresServer, dir: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+/**
+ * The native_floor path (audited) or the native_relay path (`audited` false: framing only):
+ * bench/native-floor-relay.c, compiled into `dir`, relaying to PostgreSQL.
+ */
+async function startNativeFloor(pg: PostgresServer, dir: string, audited: boolean): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const binary = join(dir, 'native-floor-relay');
   execFileSync('gcc', ['-O2', '-Wall', '-pthread', '-o', binary, join(packageRoot(), 'bench', 'native-floor-relay.c'), '-lcrypto', '-lz']);
-  const child = spawn(binary, [String(pg.port), join(dir, 'native-floor.journal')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(binary, [String(pg.port), audited ? join(dir, 'native-floor.journal') : '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -303,22 +308,25 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const journal = audited.journal;
     const relay = await startNodeRelay(pg);
     cleanups.push(() => relay.stop());
-    const floor = await startNativeFloor(pg, scratch);
+    const floor = await startNativeFloor(pg, scratch, true);
     cleanups.push(() => floor.stop());
-    const externalPid: Record<ExternalPath, number> = { pgbouncer: bouncer.pid, native_floor: floor.pid };
+    const nativeRelay = await startNativeFloor(pg, scratch, false);
+    cleanups.push(() => nativeRelay.stop());
+    const externalPid: Record<ExternalPath, number> = { pgbouncer: bouncer.pid, native_relay: nativeRelay.pid, native_floor: floor.pid };
     const isExternal = (path: PathName): path is ExternalPath => path in externalPid;
 
     const paths: Record<PathName, Endpoint> = {
       direct,
       pgbouncer: { ...direct, port: bouncer.port },
       node_relay: { ...direct, port: relay.port },
+      native_relay: { ...direct, port: nativeRelay.port },
       native_floor: { ...direct, port: floor.port },
       gapwatch: { port: audited.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_strict: { port: strict.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_before_reply: { port: beforeReply.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'native_floor', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'native_relay', 'native_floor', 'gapwatch', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -336,7 +344,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
             const cpu = inProcess(path)
               ? `, ${path === 'node_relay' ? 'relay' : 'gateway'} cpu ${round(result.cpuUsPerTx, 1)} us/tx (${round(result.sysUsPerTx, 1)} in the kernel)`
               : isExternal(path)
-                ? `, ${path === 'native_floor' ? 'native floor' : 'pgbouncer'} cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
+                ? `, ${path.replace('_', ' ')} cpu ${round(result.otherCpuUsPerTx, 1)} us/tx`
                 : '';
             say(`${mode} round ${r + 1} ${path}: ${round(result.tps, 1)} tps, p50 ${round(result.p50Ms)} ms, p99 ${round(result.p99Ms)} ms${cpu}`);
           }
@@ -366,7 +374,9 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           // The ceiling of a data path on Node's sockets, and how much of it the gateway reaches.
           node_relay_ratio_vs_pgbouncer: round(per.node_relay.tps.median / per.pgbouncer.tps.median),
           ratio_vs_node_relay: round(per.gapwatch.tps.median / per.node_relay.tps.median),
-          // The ceiling of an audited data path in C, and how much of it the gateway reaches.
+          // A relay in C (framing only), and the ceiling of an audited data path in C, and how much
+          // of the latter the gateway reaches.
+          native_relay_ratio_vs_pgbouncer: round(per.native_relay.tps.median / per.pgbouncer.tps.median),
           native_floor_ratio_vs_pgbouncer: round(per.native_floor.tps.median / per.pgbouncer.tps.median),
           ratio_vs_native_floor: round(per.gapwatch.tps.median / per.native_floor.tps.median),
         };

@@ -15,7 +15,9 @@
 // - a second thread fdatasyncs the journal within 5 ms of a write, as the journal's group commit does
 //   when nobody waits for 'durable'.
 //
-// usage: native-floor-relay <upstream port> <journal file>
+// usage: native-floor-relay <upstream port> <journal file | ->
+// With `-` it keeps the framing but makes, writes and syncs no records: the bench's native_relay path,
+// the relay mechanics alone (what PgBouncer does, minus its pooling and authentication).
 // Listens on 127.0.0.1, an ephemeral port, which it prints on stdout once it accepts connections.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -58,6 +60,7 @@ struct side {
 };
 
 static int epoll_fd;
+static int audit = 1;     /* 0: the plain relay (journal argument `-`) */
 static int journal_fd;
 static unsigned char *journal_buffer;
 static size_t journal_bytes, journal_capacity;
@@ -82,6 +85,7 @@ static void *grow(void *buffer, size_t *capacity, size_t needed) {
 }
 
 static void append_record(uint64_t session, int type, uint32_t length, const unsigned char *body, size_t available) {
+  if (!audit) return;
   /* prev_hash || record, contiguous for one SHA-256 call. */
   unsigned char hashed[32 + 8 + 8 + 8 + 1 + 4 + RECORD_PAYLOAD_MAX];
   struct timespec now;
@@ -112,6 +116,7 @@ static void append_record(uint64_t session, int type, uint32_t length, const uns
 }
 
 static void write_journal(void) {
+  if (journal_bytes == 0) return;
   for (size_t done = 0; done < journal_bytes;) {
     ssize_t n = pwrite(journal_fd, journal_buffer + done, journal_bytes - done, journal_offset + (off_t)done);
     if (n < 0) fail("pwrite journal");
@@ -235,14 +240,17 @@ static void accept_one(int listener, int upstream_port, uint64_t session) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: native-floor-relay <upstream port> <journal file>\n");
+    fprintf(stderr, "usage: native-floor-relay <upstream port> <journal file | ->\n");
     return 2;
   }
   int upstream_port = atoi(argv[1]);
-  journal_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (journal_fd < 0) fail("open journal");
-  pthread_t syncer;
-  if (pthread_create(&syncer, NULL, sync_loop, NULL) != 0) fail("pthread_create");
+  audit = strcmp(argv[2], "-") != 0;
+  if (audit) {
+    journal_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (journal_fd < 0) fail("open journal");
+    pthread_t syncer;
+    if (pthread_create(&syncer, NULL, sync_loop, NULL) != 0) fail("pthread_create");
+  }
 
   int listener = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
