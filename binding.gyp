@@ -3,7 +3,7 @@
   #   probe.bpf.o          eBPF capability probes (compiled with clang -target bpf)
   #   sensor.bpf.o         the host sensor's programs (native/bpf/sensor.bpf.c)
   #   gapwatch_native.node N-API addon that loads them through libbpf
-#   gapwatch_journal.node the audit journal's native hash chain (OpenSSL, zlib)
+#   gapwatch_gateway.node the gateway's native core: the journal's hash chain (OpenSSL, zlib)
   # vmlinux.h is generated from the host's kernel BTF into the build tree,
   # never committed; see native/README.md.
   'variables': {
@@ -99,15 +99,15 @@
       'libraries': ['-lbpf', '-lelf', '-lz'],
     },
     {
-      # The audit journal's hash chain (native/addon/journal-chain.*): SHA-256, CRC-32 and the
-      # segment write of every record, shared with the native data paths. No libbpf: a gateway-only
-      # host needs OpenSSL and zlib.
-      'target_name': 'gapwatch_journal',
+      # The gateway's native core: the audit journal's hash chain (native/addon/journal-chain.*):
+      # SHA-256, CRC-32 and the segment write of every record, which the native data paths will
+      # append to as well. No libbpf: a gateway-only host needs OpenSSL and zlib.
+      'target_name': 'gapwatch_gateway',
       'dependencies': [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all",
       ],
       'sources': [
-        'native/addon/journal-addon.cc',
+        'native/addon/gateway-addon.cc',
         'native/addon/journal-chain.cc',
       ],
       'defines': ['NAPI_VERSION=8'],

@@ -62,7 +62,7 @@ let addonProblem: string | null = null;
 /** The addon, or null (with the reason in nativeChainProblem()) when it is not built or does not load. */
 function loadAddon(): NativeJournalAddon | null {
   if (addon !== undefined) return addon;
-  const path = join(nativeBuildDir(), 'gapwatch_journal.node');
+  const path = join(nativeBuildDir(), 'gapwatch_gateway.node');
   addon = null;
   if (!existsSync(path)) addonProblem = `${path} is not built (npm run setup builds it)`;
   else {

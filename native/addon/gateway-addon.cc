@@ -1,6 +1,6 @@
-// gapwatch_journal: the audit journal's native chain (journal-chain.*) for Node. A separate addon
-// from gapwatch_native so a gateway depends on OpenSSL and zlib only, never on libbpf.
-// JS view: gateway/journal/native-chain.ts.
+// gapwatch_gateway: the gateway's native core for Node — the audit journal's chain (journal-chain.*),
+// which the native data paths will append to as well. A separate addon from gapwatch_native so a
+// gateway depends on OpenSSL and zlib only, never on libbpf. JS view: gateway/journal/chain-writer.ts.
 #include <napi.h>
 #include <string.h>
 
@@ -164,4 +164,4 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-NODE_API_MODULE(gapwatch_journal, Init)
+NODE_API_MODULE(gapwatch_gateway, Init)
