@@ -213,7 +213,10 @@ const DECODERS: ReadonlyMap<number, Decoder> = new Map<number, Decoder>([
   }],
   [FrontendType.Execute, (raw, r) => {
     const portal = r.cstring();
-    const maxRows = r.int32();
+    // An Int32 on the wire, and PostgreSQL reads any value <= 0 as "no limit" (libpq and JDBC send 0,
+    // others -1); the journal's PgMessage.max_rows is uint32, so it keeps the 32 bits as unsigned
+    // (-1 is 4294967295) rather than refusing the record, which would fail the session.
+    const maxRows = r.int32() >>> 0;
     r.end();
     return { type: FrontendType.Execute, raw, portal, maxRows };
   }],

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { serialize } from 'pg-protocol';
+import { decodeRecord } from '../../../gateway/journal/canonical-encoding';
+import { chainRecord, recordSuffix } from '../../../gateway/journal/record-chain';
+import { messageRecord } from '../../../gateway/postgres/audit-format';
 import { FrontendProtocolError } from '../../../gateway/postgres/errors';
 import { FrontendParser, type FrontendMessage } from '../../../gateway/postgres/frontend-parser';
 import { FormatCode, FrontendType, TargetKind } from '../../../gateway/postgres/protocol';
@@ -72,6 +75,14 @@ describe('gateway/postgres frontend parser', () => {
       assert.ok(close?.type === FrontendType.Close && close.target === TargetKind.Statement && close.name === 's1');
       assert.deepEqual(Buffer.concat(messages.map((m) => m.raw)), bytes, 'raw bytes are forwarded unchanged');
     }
+  });
+
+  it('keeps an Execute row limit of -1 ("no limit" to PostgreSQL) as its 32 bits, and the journal takes the record', () => {
+    const [execute] = parseAll(serialize.execute({ portal: 'p1', rows: 0xffff_ffff })) // the bytes of Int32 -1;
+    assert.ok(execute?.type === FrontendType.Execute);
+    assert.equal(execute.maxRows, 0xffff_ffff);
+    const suffix = recordSuffix(1n, { event: { sessionId: 's', eventSeq: 1, pgRequest: { messages: [messageRecord(execute, false)] } } });
+    assert.equal(decodeRecord(chainRecord('gw', 1n, Buffer.alloc(32), suffix).encoded).event?.pgRequest?.messages[0]?.maxRows, 0xffff_ffff);
   });
 
   const refuses = (bytes: Buffer, pattern: RegExp): void => {
