@@ -109,6 +109,8 @@
       'sources': [
         'native/addon/gateway-addon.cc',
         'native/addon/journal-chain.cc',
+        'native/addon/pg-records.cc',
+        'native/addon/pg-records-binding.cc',
       ],
       'defines': ['NAPI_VERSION=8'],
       'cflags_cc': ['-std=c++17', '-Wall', '-Wextra', '-O2'],

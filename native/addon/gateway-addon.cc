@@ -1,6 +1,8 @@
 // gapwatch_gateway: the gateway's native core for Node — the audit journal's chain (journal-chain.*),
-// which the native data paths will append to as well. A separate addon from gapwatch_native so a
-// gateway depends on OpenSSL and zlib only, never on libbpf. JS view: gateway/journal/chain-writer.ts.
+// which the native data paths will append to as well, and the PostgreSQL records they will append
+// (pg-records.*; JavaScript reaches it only through pg-records-binding.cc's parity-test hook). A separate addon from
+// gapwatch_native so a gateway depends on OpenSSL and zlib only, never on libbpf. JS view:
+// gateway/journal/chain-writer.ts.
 #include <napi.h>
 #include <string.h>
 
@@ -8,8 +10,10 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "journal-chain.h"
+#include "pg-records-binding.h"
 
 namespace {
 
@@ -159,6 +163,7 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("JournalChain", NativeJournalChain::Define(env));
+  gapwatch::register_pg_records_test_hook(env, exports);
   return exports;
 }
 

@@ -105,9 +105,6 @@ void append_request_record(std::vector<unsigned char>& out, int64_t record_time_
 void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
                            const StatementOutcome& statement);
 
-// `bytes` as Buffer.toString('utf8') decodes them, re-encoded: the bytes every string field holds.
-void append_node_utf8(std::vector<unsigned char>& out, std::string_view bytes);
-
 }  // namespace gapwatch::pgrec
 
 #endif  // GAPWATCH_PG_RECORDS_H

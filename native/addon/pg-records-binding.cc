@@ -1,0 +1,231 @@
+#include "pg-records-binding.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "pg-records.h"
+
+namespace {
+
+// Parity-test hook, not part of the gateway's contract: the one way JavaScript reaches pg-records.cc,
+// so test/gateway/journal/pg-records.test.ts can compare its bytes with recordSuffix().
+//
+// encodePgRecordForTest(kind: 'request' | 'outcome', timeUnixNano: bigint, event): Buffer
+//
+// `event` has the shape the JavaScript proxy journals ({ sessionId, eventSeq, timeUnixNano,
+// pgRequest: { messages } } or { …, statement }), except that any string may be a Buffer of raw wire
+// bytes, which the encoder decodes as Node would; parameters (of PgMessage and Statement alike) are
+// { text: Buffer } | { hex: Buffer } | { null: true } | { redacted: true } holding the raw value (for
+// hex, the binary value itself), or a plain string for a text value. Integers are numbers, bigints or
+// decimal strings; absent fields are defaults.
+class PgRecordInput {
+ public:
+  explicit PgRecordInput(Napi::Env env) : env_(env) {}
+
+  Napi::Env env() const { return env_; }
+
+  static bool present(const Napi::Value& value) { return !value.IsUndefined() && !value.IsNull(); }
+
+  Napi::Object object(const Napi::Value& value, const std::string& what) {
+    if (!value.IsObject()) throw Napi::TypeError::New(env_, what + " must be an object");
+    return value.As<Napi::Object>();
+  }
+
+  // A Buffer's bytes (viewed: the call's arguments outlive the encoding) or a string's UTF-8 bytes.
+  std::string_view bytes(const Napi::Value& value, const std::string& what) {
+    if (!present(value)) return {};
+    if (value.IsString()) return strings_.emplace_back(value.As<Napi::String>().Utf8Value());
+    if (value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      Napi::Uint8Array array = value.As<Napi::Uint8Array>();
+      return {reinterpret_cast<const char*>(array.Data()), array.ByteLength()};
+    }
+    throw Napi::TypeError::New(env_, what + " must be a string or a Buffer");
+  }
+
+  template <typename T>
+  T integer(const Napi::Value& value, const std::string& what) {
+    static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>);
+    T out = 0;
+    bool ok = true;
+    if (!present(value)) return 0;
+    if (value.IsBigInt()) {
+      if constexpr (std::is_signed_v<T>) out = value.As<Napi::BigInt>().Int64Value(&ok);
+      else out = value.As<Napi::BigInt>().Uint64Value(&ok);
+    } else if (value.IsNumber()) {
+      const double n = value.As<Napi::Number>().DoubleValue();
+      ok = std::fabs(n) <= 9007199254740991.0 && std::trunc(n) == n && (std::is_signed_v<T> || n >= 0);
+      if (ok) out = static_cast<T>(n);
+    } else if (value.IsString()) {
+      const std::string text = value.As<Napi::String>().Utf8Value();
+      const char* end = text.data() + text.size();
+      const std::from_chars_result parsed = std::from_chars(text.data(), end, out);
+      ok = !text.empty() && parsed.ec == std::errc() && parsed.ptr == end;
+    } else {
+      ok = false;
+    }
+    const char* range = std::is_signed_v<T> ? " must be an int64" : " must be a uint64";
+    if (!ok) throw Napi::RangeError::New(env_, what + range);
+    return out;
+  }
+
+  uint32_t uint32(const Napi::Value& value, const std::string& what) {
+    const uint64_t n = integer<uint64_t>(value, what);
+    if (n > UINT32_MAX) throw Napi::RangeError::New(env_, what + " must fit in 32 unsigned bits");
+    return static_cast<uint32_t>(n);
+  }
+
+  std::vector<std::string_view> strings(const Napi::Value& value, const std::string& what) {
+    std::vector<std::string_view> out;
+    Napi::Array items = array(value, what);
+    for (uint32_t i = 0; i < items.Length(); i++) out.push_back(bytes(items.Get(i), what + "[]"));
+    return out;
+  }
+
+  std::vector<uint32_t> oids(const Napi::Value& value, const std::string& what) {
+    std::vector<uint32_t> out;
+    Napi::Array items = array(value, what);
+    for (uint32_t i = 0; i < items.Length(); i++) out.push_back(uint32(items.Get(i), what + "[]"));
+    return out;
+  }
+
+  std::vector<gapwatch::pgrec::Parameter> parameters(const Napi::Value& value, const std::string& what) {
+    using gapwatch::pgrec::ParameterKind;
+    std::vector<gapwatch::pgrec::Parameter> out;
+    Napi::Array items = array(value, what);
+    for (uint32_t i = 0; i < items.Length(); i++) {
+      const Napi::Value item = items.Get(i);
+      if (item.IsString()) {
+        out.push_back({ParameterKind::Text, bytes(item, what)});
+        continue;
+      }
+      Napi::Object parameter = object(item, what + "[]");
+      if (parameter.Has("text")) {
+        out.push_back({ParameterKind::Text, bytes(parameter.Get("text"), what + "[].text")});
+      } else if (parameter.Has("hex") && !parameter.Get("hex").IsString()) {
+        out.push_back({ParameterKind::Binary, bytes(parameter.Get("hex"), what + "[].hex")});
+      } else if (is_true(parameter.Get("null"))) {
+        out.push_back({ParameterKind::Null, {}});
+      } else if (is_true(parameter.Get("redacted"))) {
+        out.push_back({ParameterKind::Redacted, {}});
+      } else {
+        throw Napi::TypeError::New(env_, what + "[] must be { text | hex: Buffer } or { null | redacted: true }");
+      }
+    }
+    return out;
+  }
+
+ private:
+  static bool is_true(const Napi::Value& value) { return value.IsBoolean() && value.As<Napi::Boolean>().Value(); }
+
+  Napi::Array array(const Napi::Value& value, const std::string& what) {
+    if (!present(value)) return Napi::Array::New(env_);
+    if (!value.IsArray()) throw Napi::TypeError::New(env_, what + " must be an array");
+    return value.As<Napi::Array>();
+  }
+
+  Napi::Env env_;
+  std::deque<std::string> strings_;  // UTF-8 copies of JavaScript strings; a deque keeps them in place
+};
+
+gapwatch::pgrec::PolicyAction policy_action(PgRecordInput& in, const Napi::Value& value) {
+  // Indexed by the enum's wire value.
+  static const char* const kNames[] = {
+      "POLICY_ACTION_UNSPECIFIED", "POLICY_ACTION_ALLOW",  "POLICY_ACTION_DENY",   "POLICY_ACTION_APPROVED",
+      "POLICY_ACTION_REJECTED",    "POLICY_ACTION_MASK",   "POLICY_ACTION_REVIEW", "POLICY_ACTION_TIMED_OUT",
+  };
+  if (!PgRecordInput::present(value)) return gapwatch::pgrec::PolicyAction::Unspecified;
+  const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : std::string();
+  for (uint32_t i = 0; i < sizeof kNames / sizeof kNames[0]; i++) {
+    if (name == kNames[i]) return static_cast<gapwatch::pgrec::PolicyAction>(i);
+  }
+  throw Napi::TypeError::New(in.env(), "statement.policy.action must be a PolicyAction name");
+}
+
+gapwatch::pgrec::PgMessage pg_message(PgRecordInput& in, const Napi::Value& value) {
+  const std::string what = "event.pgRequest.messages[]";
+  Napi::Object source = in.object(value, what);
+  gapwatch::pgrec::PgMessage message;
+  message.type = in.bytes(source.Get("type"), what + ".type");
+  message.withheld = source.Get("withheld").ToBoolean().Value();
+  message.text = in.bytes(source.Get("text"), what + ".text");
+  message.statement_name = in.bytes(source.Get("statementName"), what + ".statementName");
+  message.portal = in.bytes(source.Get("portal"), what + ".portal");
+  message.parameters = in.parameters(source.Get("parameters"), what + ".parameters");
+  message.max_rows = in.uint32(source.Get("maxRows"), what + ".maxRows");
+  message.function_oid = in.uint32(source.Get("functionOid"), what + ".functionOid");
+  message.parameter_types = in.oids(source.Get("parameterTypes"), what + ".parameterTypes");
+  return message;
+}
+
+gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Napi::Value& value) {
+  Napi::Object source = in.object(value, "event.statement");
+  gapwatch::pgrec::StatementOutcome s;
+  s.text = in.bytes(source.Get("text"), "statement.text");
+  s.parameters = in.parameters(source.Get("parameters"), "statement.parameters");
+  s.command_tag = in.bytes(source.Get("commandTag"), "statement.commandTag");
+  s.rows = in.integer<uint64_t>(source.Get("rows"), "statement.rows");
+  s.error_code = in.bytes(source.Get("errorCode"), "statement.errorCode");
+  s.duration_nano = in.integer<int64_t>(source.Get("durationNano"), "statement.durationNano");
+  s.error_message = in.bytes(source.Get("errorMessage"), "statement.errorMessage");
+  s.via = in.bytes(source.Get("via"), "statement.via");
+  s.statement_name = in.bytes(source.Get("statementName"), "statement.statementName");
+  s.portal = in.bytes(source.Get("portal"), "statement.portal");
+  if (PgRecordInput::present(source.Get("policy"))) {
+    Napi::Object policy = in.object(source.Get("policy"), "statement.policy");
+    s.policy = gapwatch::pgrec::PolicyDecision{policy_action(in, policy.Get("action")),
+                                               in.bytes(policy.Get("rule"), "statement.policy.rule"),
+                                               in.bytes(policy.Get("reason"), "statement.policy.reason")};
+  }
+  if (PgRecordInput::present(source.Get("result"))) {
+    Napi::Object result = in.object(source.Get("result"), "statement.result");
+    s.result = gapwatch::pgrec::ResultSummary{in.strings(result.Get("columns"), "result.columns"),
+                                              in.integer<uint64_t>(result.Get("rows"), "result.rows"),
+                                              in.strings(result.Get("maskedColumns"), "result.maskedColumns")};
+  }
+  s.classes = in.strings(source.Get("classes"), "statement.classes");
+  return s;
+}
+
+Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string kind = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (kind != "request" && kind != "outcome") throw Napi::TypeError::New(env, "kind must be 'request' or 'outcome'");
+  if (info.Length() < 2 || !info[1].IsBigInt()) throw Napi::TypeError::New(env, "timeUnixNano must be a bigint");
+  bool lossless = false;
+  const int64_t record_time = info[1].As<Napi::BigInt>().Int64Value(&lossless);
+  if (!lossless) throw Napi::RangeError::New(env, "timeUnixNano must fit in 64 signed bits");
+  PgRecordInput in(env);
+  Napi::Object event = in.object(info.Length() > 2 ? info[2] : env.Undefined(), "event");
+  gapwatch::pgrec::EventHead head;
+  head.session_id = in.bytes(event.Get("sessionId"), "event.sessionId");
+  head.event_seq = in.integer<uint64_t>(event.Get("eventSeq"), "event.eventSeq");
+  head.time_unix_nano = in.integer<int64_t>(event.Get("timeUnixNano"), "event.timeUnixNano");
+
+  std::vector<unsigned char> out;
+  if (kind == "request") {
+    const Napi::Value list = in.object(event.Get("pgRequest"), "event.pgRequest").Get("messages");
+    if (!list.IsArray()) throw Napi::TypeError::New(env, "event.pgRequest.messages must be an array");
+    Napi::Array items = list.As<Napi::Array>();
+    std::vector<gapwatch::pgrec::PgMessage> messages;
+    for (uint32_t i = 0; i < items.Length(); i++) messages.push_back(pg_message(in, items.Get(i)));
+    gapwatch::pgrec::append_request_record(out, record_time, head, messages.data(), messages.size());
+  } else {
+    gapwatch::pgrec::append_outcome_record(out, record_time, head, statement_outcome(in, event.Get("statement")));
+  }
+  return Napi::Buffer<unsigned char>::Copy(env, out.data(), out.size());
+}
+
+}  // namespace
+
+namespace gapwatch {
+
+void register_pg_records_test_hook(Napi::Env env, Napi::Object exports) {
+  exports.Set("encodePgRecordForTest", Napi::Function::New<EncodePgRecordForTest>(env, "encodePgRecordForTest"));
+}
+
+}  // namespace gapwatch
