@@ -111,6 +111,7 @@
         'native/addon/journal-chain.cc',
         'native/addon/pg-records.cc',
         'native/addon/pg-records-binding.cc',
+        'native/addon/pg-datapath.cc',
       ],
       'defines': ['NAPI_VERSION=8'],
       'cflags_cc': ['-std=c++17', '-Wall', '-Wextra', '-O2'],

@@ -15,12 +15,16 @@ import { RecordChainer } from './record-chain';
  */
 export interface ChainWriter {
   readonly kind: 'native' | 'js';
-  /** Chains one record (seq = the previous one's + 1); returns its frame's length in bytes. */
-  append(suffix: Uint8Array): number;
+  /** Chains one record; returns its seq (native data paths append to the same chain). */
+  append(suffix: Uint8Array): bigint;
   /** The same, returning a copy of the frame (a checkpoint is copied to checkpoints.log too). */
-  appendKeepingFrame(suffix: Uint8Array): Buffer;
+  appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer };
   /** The last assigned record, written or not. */
   head(): { seq: bigint; hash: Buffer };
+  /** The last record any writer has put in the file, and the active segment's size. */
+  writtenHead(): { seq: bigint; hash: Buffer; size: number };
+  /** The addon's chain object, for a native data path to append to; null for the JavaScript writer. */
+  readonly native: object | null;
   /** Where write() goes: an open segment, its size, and the offset index's anchor and interval. */
   setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
   /**
@@ -46,9 +50,10 @@ export interface WrittenFrames {
 
 interface NativeJournalAddon {
   JournalChain: new (gatewayId: string, lastSeq: bigint, lastHash: Buffer) => {
-    append(suffix: Uint8Array): number;
+    append(suffix: Uint8Array): bigint;
     appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer };
     head(): { seq: bigint; hash: Buffer };
+    writtenHead(): { seq: bigint; hash: Buffer; size: number };
     setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
     write(uptoSeq: bigint): WrittenFrames | null;
     pendingBytes(): number;
@@ -93,12 +98,20 @@ class NativeChainWriter implements ChainWriter {
   readonly kind = 'native';
   constructor(private readonly chain: InstanceType<NativeJournalAddon['JournalChain']>) {}
 
-  append(suffix: Uint8Array): number {
+  get native(): object {
+    return this.chain;
+  }
+
+  append(suffix: Uint8Array): bigint {
     return this.chain.append(suffix);
   }
 
-  appendKeepingFrame(suffix: Uint8Array): Buffer {
-    return this.chain.appendKeepingFrame(suffix).frame;
+  appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer } {
+    return this.chain.appendKeepingFrame(suffix);
+  }
+
+  writtenHead(): { seq: bigint; hash: Buffer; size: number } {
+    return this.chain.writtenHead();
   }
 
   head(): { seq: bigint; hash: Buffer } {
@@ -145,14 +158,23 @@ class JsChainWriter implements ChainWriter {
     this.chainer = new RecordChainer(gatewayId);
     this.seq = lastSeq;
     this.hash = lastHash;
+    this.written = { seq: lastSeq, hash: lastHash };
   }
 
-  append(suffix: Uint8Array): number {
-    return this.chainOne(suffix).length;
+  readonly native = null;
+  private written: { seq: bigint; hash: Buffer } = { seq: 0n, hash: Buffer.alloc(32) };
+
+  append(suffix: Uint8Array): bigint {
+    this.chainOne(suffix);
+    return this.seq;
   }
 
-  appendKeepingFrame(suffix: Uint8Array): Buffer {
-    return Buffer.from(this.chainOne(suffix));
+  appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer } {
+    return { seq: this.seq + 1n, frame: Buffer.from(this.chainOne(suffix)) };
+  }
+
+  writtenHead(): { seq: bigint; hash: Buffer; size: number } {
+    return { ...this.written, size: this.size };
   }
 
   private chainOne(suffix: Uint8Array): Buffer {
@@ -194,6 +216,7 @@ class JsChainWriter implements ChainWriter {
     }
     this.size += bytes.length;
     const last = entries[count - 1]!;
+    this.written = { seq: last.seq, hash: last.hash };
     return { bytes: bytes.length, seq: last.seq, hash: last.hash, size: this.size, index };
   }
 

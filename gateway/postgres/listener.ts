@@ -16,6 +16,7 @@ import { ClientChannel } from './client-channel';
 import { AgentAuthError, FrontendProtocolError, ListenerTlsError, PostgresGatewayError, UnknownResourceError } from './errors';
 import { FrontendParser } from './frontend-parser';
 import { SqlState, TransactionStatus } from './protocol';
+import { NativePgDataPath } from './native-datapath';
 import { ProxySession } from './proxy-session';
 import { RelationNames } from './relation-names';
 import { SessionRecorder, unixNanos } from './session-recorder';
@@ -30,6 +31,8 @@ export interface PostgresGatewayOptions {
   identities: IdentityStore;
   policy: PolicyEngine;
   log: Logger;
+  /** PROTOTYPE: 'native' runs established plain-TCP sessions on the native session loop. */
+  dataPath?: 'native' | 'node';
 }
 
 /** Agents that do not finish TLS, startup and authentication in this time are disconnected. */
@@ -57,6 +60,8 @@ export class PostgresGateway implements Component {
   private readonly handlers = new Set<Promise<void>>();
   private readonly relationNames = new Map<string, RelationNames>();
   private readonly tls: SecureContext | null;
+  /** PROTOTYPE: the native session loop, when GAPWATCH_PG_DATAPATH=native and the journal's chain is native. */
+  private native: NativePgDataPath | null | undefined;
 
   constructor(private readonly options: PostgresGatewayOptions) {
     const { cert, key } = options.config.tls;
@@ -101,9 +106,21 @@ export class PostgresGateway implements Component {
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const session of this.sessions) session.shutdown();
+    this.native?.stop();
     await Promise.allSettled([...this.handlers]);
     for (const names of this.relationNames.values()) names.close();
     await closed;
+  }
+
+  private nativeDataPath(): NativePgDataPath | null {
+    if (this.native !== undefined) return this.native;
+    this.native = null;
+    const journal = this.options.journal as unknown as { nativeChain?: () => object | null; noteNativeWrites?: () => void };
+    const chain = journal.nativeChain?.() ?? null;
+    if ((this.options.dataPath ?? process.env.GAPWATCH_PG_DATAPATH) === 'native' && chain && NativePgDataPath.available()) {
+      this.native = new NativePgDataPath(chain, this.options.policy, () => journal.noteNativeWrites?.(), this.options.log, process.env[`GW_DP_EXP_${this.options.gatewayId}`]);
+    }
+    return this.native;
   }
 
   private resolveResource(database: string): PostgresResourceConfig {
@@ -124,6 +141,7 @@ export class PostgresGateway implements Component {
       outcome: 'SESSION_OUTCOME_OPEN',
     };
     let proxy: ProxySession | null = null;
+    let nativeBytes = { bytesIn: 0, bytesOut: 0 };
     const recorder = new SessionRecorder(this.options.journal, session, (err) => {
       log.error({ err, sessionId: session.sessionId }, 'journal append failed');
       proxy?.auditFailed(err);
@@ -140,8 +158,8 @@ export class PostgresGateway implements Component {
           outcome,
           failure,
           endUnixNano: unixNanos(),
-          bytesFromClient: channel.bytesIn + (proxy?.bytesFromClient ?? 0),
-          bytesToClient: channel.bytesOut + (proxy?.bytesToClient ?? 0),
+          bytesFromClient: channel.bytesIn + (proxy?.bytesFromClient ?? 0) + nativeBytes.bytesIn,
+          bytesToClient: channel.bytesOut + (proxy?.bytesToClient ?? 0) + nativeBytes.bytesOut,
         })
         .catch((err: unknown) => log.error({ err, sessionId: session.sessionId }, 'could not journal the end of a session'));
     };
@@ -197,6 +215,17 @@ export class PostgresGateway implements Component {
         ]),
       );
       channel.detach();
+      const native = this.nativeDataPath();
+      if (native && !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
+        // PROTOTYPE: the session's data path runs natively from here on.
+        log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
+        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq });
+        recorder.continueAfter(end.eventSeq);
+        nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
+        await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);
+        log.info({ sessionId: session.sessionId, outcome: end.failed ? 'failed' : 'closed', failure: end.failure || undefined }, 'postgres session closed');
+        return;
+      }
       let relations = this.relationNames.get(resource.name);
       if (!relations) {
         relations = new RelationNames(resource, log);

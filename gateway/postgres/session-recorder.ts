@@ -34,6 +34,15 @@ export class SessionRecorder {
     private readonly onFailure: (err: Error) => void,
   ) {}
 
+  /** PROTOTYPE: the last event_seq used, and where a native data path left it. */
+  get lastEventSeq(): number {
+    return this.eventSeq;
+  }
+
+  continueAfter(eventSeq: number): void {
+    this.eventSeq = eventSeq;
+  }
+
   get sessionId(): string {
     return this.session.sessionId!;
   }

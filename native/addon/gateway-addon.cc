@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "journal-chain.h"
+#include "pg-datapath.h"
 #include "pg-records-binding.h"
 
 namespace {
@@ -52,9 +53,14 @@ Napi::Buffer<unsigned char> hash_buffer(Napi::Env env, const unsigned char* hash
 
 class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
  public:
+  static Napi::FunctionReference constructor;
+
+  gapwatch::JournalChain* chain() const { return chain_.get(); }
+
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "JournalChain",
+    Napi::Function defined = DefineClass(env, "JournalChain",
                        {
+                           InstanceMethod<&NativeJournalChain::WrittenHead>("writtenHead"),
                            InstanceMethod<&NativeJournalChain::Append>("append"),
                            InstanceMethod<&NativeJournalChain::AppendKeepingFrame>("appendKeepingFrame"),
                            InstanceMethod<&NativeJournalChain::Head>("head"),
@@ -63,6 +69,9 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
                            InstanceMethod<&NativeJournalChain::PendingBytes>("pendingBytes"),
                            InstanceMethod<&NativeJournalChain::Discard>("discard"),
                        });
+    constructor = Napi::Persistent(defined);
+    constructor.SuppressDestruct();
+    return defined;
   }
 
   // new JournalChain(gatewayId: string, lastSeq: bigint, lastHash: Buffer /* 32 bytes */)
@@ -77,12 +86,22 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
   }
 
  private:
-  // append(suffix): number — the length of the record's frame (its seq is the previous one's + 1)
+  // append(suffix): bigint — the record's seq (native data paths append to the same chain)
   Napi::Value Append(const Napi::CallbackInfo& info) {
     Napi::Uint8Array suffix = bytes_arg(info, 0, "suffix");
-    std::size_t frame_length = 0;
-    chain_->append(suffix.Data(), suffix.ByteLength(), nullptr, &frame_length);
-    return Napi::Number::New(info.Env(), static_cast<double>(frame_length));
+    return Napi::BigInt::New(info.Env(), chain_->append(suffix.Data(), suffix.ByteLength(), nullptr));
+  }
+
+  // writtenHead(): { seq: bigint, hash: Buffer, size: number } — what any writer has put in the file
+  Napi::Value WrittenHead(const Napi::CallbackInfo& info) {
+    unsigned char hash[gapwatch::JournalChain::kHashBytes];
+    uint64_t size = 0;
+    uint64_t seq = chain_->written_head(hash, &size);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("seq", Napi::BigInt::New(info.Env(), seq));
+    out.Set("hash", hash_buffer(info.Env(), hash));
+    out.Set("size", Napi::Number::New(info.Env(), static_cast<double>(size)));
+    return out;
   }
 
   // appendKeepingFrame(suffix): { seq: bigint, frame: Buffer } — for records copied elsewhere too
@@ -161,8 +180,26 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
   std::unique_ptr<gapwatch::JournalChain> chain_;
 };
 
+Napi::FunctionReference NativeJournalChain::constructor;
+
+}  // namespace
+
+namespace gapwatch {
+
+JournalChain* unwrap_journal_chain(Napi::Value value) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(NativeJournalChain::constructor.Value())) {
+    throw Napi::TypeError::New(value.Env(), "expected a JournalChain");
+  }
+  return NativeJournalChain::Unwrap(value.As<Napi::Object>())->chain();
+}
+
+}  // namespace gapwatch
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("JournalChain", NativeJournalChain::Define(env));
+  gapwatch::register_pg_datapath(env, exports);
   gapwatch::register_pg_records_test_hook(env, exports);
   return exports;
 }

@@ -36,9 +36,11 @@ constexpr std::size_t kPrefixFixedBound = 1 + 10 + 2 + JournalChain::kHashBytes;
 }  // namespace
 
 JournalChain::JournalChain(const std::string& gateway_id, uint64_t last_seq, const unsigned char* last_hash)
-    : digest_(EVP_MD_CTX_new()), sha256_(EVP_sha256()), seq_(last_seq) {
-  if (digest_ == nullptr) throw std::bad_alloc();
+    // An explicit fetch: EVP_sha256() would look the implementation up again at every digest.
+    : digest_(EVP_MD_CTX_new()), sha256_(EVP_MD_fetch(nullptr, "SHA256", nullptr)), seq_(last_seq), written_seq_(last_seq) {
+  if (digest_ == nullptr || sha256_ == nullptr) throw std::bad_alloc();
   std::memcpy(hash_, last_hash, kHashBytes);
+  std::memcpy(written_hash_, last_hash, kHashBytes);
   if (!gateway_id.empty()) {
     unsigned char head[11];
     head[0] = 0x0a;  // gateway_id: field 1, length-delimited
@@ -48,7 +50,10 @@ JournalChain::JournalChain(const std::string& gateway_id, uint64_t last_seq, con
   }
 }
 
-JournalChain::~JournalChain() { EVP_MD_CTX_free(digest_); }
+JournalChain::~JournalChain() {
+  EVP_MD_CTX_free(digest_);
+  EVP_MD_free(sha256_);
+}
 
 uint64_t JournalChain::append(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
                               std::size_t* frame_length_out) {
@@ -113,6 +118,13 @@ uint64_t JournalChain::head(unsigned char* hash_out) const {
   return seq_;
 }
 
+uint64_t JournalChain::written_head(unsigned char* hash_out, uint64_t* size_out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::memcpy(hash_out, written_hash_, kHashBytes);
+  *size_out = size_;
+  return written_seq_;
+}
+
 void JournalChain::set_active(int fd, uint64_t size, uint64_t index_first_seq, uint64_t index_interval) {
   std::lock_guard<std::mutex> lock(mutex_);
   fd_ = fd;
@@ -160,6 +172,8 @@ JournalChain::Written JournalChain::write(uint64_t upto_seq) {
     pending_.pop_front();
   }
   size_ += bytes;
+  written_seq_ = result.seq;
+  std::memcpy(written_hash_, result.hash, kHashBytes);
   buffer_start_ += bytes;
   if (buffer_start_ == buffer_.size()) {
     buffer_.clear();

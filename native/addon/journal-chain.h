@@ -47,6 +47,9 @@ class JournalChain {
   // Last assigned seq and hash (the head of the chain, written or not).
   uint64_t head(unsigned char* hash_out) const;
 
+  // Last written seq and hash, and the active segment's size (what any writer has put in the file).
+  uint64_t written_head(unsigned char* hash_out, uint64_t* size_out) const;
+
   // Where write() puts frames: an open segment file, its current size, and the offset index's
   // anchor (the segment's first seq) and interval.
   void set_active(int fd, uint64_t size, uint64_t index_first_seq, uint64_t index_interval);
@@ -69,7 +72,7 @@ class JournalChain {
   mutable std::mutex mutex_;
   std::vector<unsigned char> id_field_;  // field 1 as encoded (empty for an empty id)
   EVP_MD_CTX* digest_;
-  const EVP_MD* sha256_;
+  EVP_MD* sha256_;
   uint64_t seq_;
   unsigned char hash_[kHashBytes];
   std::vector<unsigned char> buffer_;    // pending frames, oldest first, from buffer_start_
@@ -77,6 +80,8 @@ class JournalChain {
   std::deque<Pending> pending_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  uint64_t written_seq_ = 0;
+  unsigned char written_hash_[kHashBytes] = {};
   uint64_t index_first_seq_ = 1;
   uint64_t index_interval_ = 0;
 };

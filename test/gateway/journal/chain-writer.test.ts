@@ -65,7 +65,7 @@ describe('gateway/journal chain writers (native addon and JavaScript reference)'
         seq += 1n;
         const keep = i % 7 === 3;
         writers.forEach((w, k) => {
-          if (keep) kept[k]!.push(w.chain.appendKeepingFrame(suffix));
+          if (keep) kept[k]!.push(w.chain.appendKeepingFrame(suffix).frame);
           else w.chain.append(suffix);
         });
         if (next() < 0.35) {

@@ -1,0 +1,132 @@
+import { existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { nativeBuildDir } from '../../native/binding';
+import type { Logger } from '../../platform/log';
+import type { AgentIdentity } from '../identity/contract';
+import type { PolicyEngine, PolicyRequest } from '../policy/contract';
+
+/**
+ * PROTOTYPE (branch native-pg-datapath): hands an established session's two sockets to the native
+ * session loop (native/addon/pg-datapath.cc), answers its policy questions and learns how the
+ * session ended. See gateway/postgres/README.md, "What 0.9× PgBouncer takes".
+ */
+
+const SYNC_POLL_MS = 5;
+
+interface NativeEvent {
+  kind: 'decide' | 'ended';
+  handle: number;
+  via: 'q' | 'p';
+  text: Buffer;
+  failed: boolean;
+  failure: string;
+  bytesIn: number;
+  bytesOut: number;
+  eventSeq: number;
+}
+
+interface PgDataPathAddon {
+  PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
+    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number): void;
+    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; rule: string; reason: string; classes: string[]; statements: string[] }): void;
+    stop(): void;
+  };
+}
+
+export interface NativeSessionEnd {
+  failed: boolean;
+  failure: string;
+  bytesIn: number;
+  bytesOut: number;
+  eventSeq: number;
+}
+
+interface Adopted {
+  sessionId: string;
+  resource: string;
+  identity: AgentIdentity;
+  done: (end: NativeSessionEnd) => void;
+}
+
+export class NativePgDataPath {
+  private readonly loop: InstanceType<PgDataPathAddon['PgDataPath']>;
+  private readonly sessions = new Map<number, Adopted>();
+  private nextHandle = 1;
+  /** While sessions run natively, their write-ahead records are made durable within SYNC_POLL_MS. */
+  private poll: NodeJS.Timeout | null = null;
+
+  constructor(
+    chain: object,
+    private readonly policy: PolicyEngine,
+    private readonly onWritten: () => void,
+    private readonly log: Logger,
+    experiment = '',
+  ) {
+    const addon = require(join(nativeBuildDir(), 'gapwatch_gateway.node')) as PgDataPathAddon;
+    this.loop = new addon.PgDataPath(chain, (events) => this.onEvents(events), experiment);
+  }
+
+  static available(): boolean {
+    return existsSync(join(nativeBuildDir(), 'gapwatch_gateway.node'));
+  }
+
+  /** Takes over both sockets (their descriptors are dup'd; the Node sockets are destroyed here). */
+  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number }): Promise<NativeSessionEnd> {
+    const handle = this.nextHandle++;
+    const fd = (socket: Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
+    if (!this.poll) this.poll = setInterval(() => this.onWritten(), SYNC_POLL_MS);
+    return new Promise((resolve) => {
+      this.sessions.set(handle, { sessionId: session.sessionId, resource: session.resource, identity: session.identity, done: resolve });
+      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq);
+      client.destroy();
+      upstream.destroy();
+    });
+  }
+
+  stop(): void {
+    this.loop.stop();
+    if (this.poll) clearInterval(this.poll);
+    this.poll = null;
+  }
+
+  private onEvents(events: NativeEvent[]): void {
+    for (const e of events) {
+      if (e.kind === 'decide') this.decide(e);
+      else if (e.kind === 'ended') {
+        const adopted = this.sessions.get(e.handle);
+        this.sessions.delete(e.handle);
+        this.onWritten();
+        if (this.sessions.size === 0 && this.poll) {
+          clearInterval(this.poll);
+          this.poll = null;
+        }
+        adopted?.done({ failed: e.failed, failure: e.failure, bytesIn: e.bytesIn, bytesOut: e.bytesOut, eventSeq: e.eventSeq });
+      }
+    }
+  }
+
+  private decide(e: NativeEvent): void {
+    const adopted = this.sessions.get(e.handle);
+    if (!adopted) return;
+    const text = e.text.toString('utf8');
+    const request: PolicyRequest = { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : 'parse', text };
+    let allow = false;
+    let rule = 'gateway';
+    let reason = '';
+    let classes: string[] = [];
+    let statements: string[] = [text];
+    try {
+      const decision = this.policy.evaluateNow(request);
+      allow = decision.action === 'allow';
+      rule = decision.rule ?? '';
+      reason = decision.action === 'allow' ? '' : decision.reason;
+      classes = [...new Set(decision.statements.flatMap((s) => s.classes))];
+      if (decision.statements.length > 0) statements = decision.statements.map((s) => s.text);
+    } catch (err) {
+      this.log.error({ err, sessionId: adopted.sessionId }, 'policy evaluation failed; refusing the statement');
+      reason = `policy evaluation failed (${(err as Error).message})`;
+    }
+    this.loop.decided(e.handle, e.via, e.text, { allow, rule, reason, classes, statements });
+  }
+}

@@ -1,0 +1,994 @@
+// PROTOTYPE (branch native-pg-datapath): the PostgreSQL gateway's native session loop, step 2 of the
+// plan in gateway/postgres/README.md, built to measure what it reaches before its semantics are
+// completed. After JavaScript has authenticated a session and logged in upstream it hands both
+// sockets over; one epoll thread then frames both directions, keeps prepared statements, portals and
+// the queue of answers owed, writes the same PgRequest record ahead of forwarding and the same
+// Statement outcome after (pg-records.*) to the journal's one chain (journal-chain.*), and asks
+// JavaScript (a thread-safe function) for a policy decision on each statement text it has not seen.
+// Not yet: refusals, reviews, masking, COPY, FunctionCall, `durable` acknowledgements — a session
+// that needs one ends as failed, saying so.
+#include "pg-datapath.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "journal-chain.h"
+#include "pg-records.h"
+
+namespace gapwatch {
+
+namespace {
+
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+uint32_t be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
+uint16_t be16(const unsigned char* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+// Reads one frontend/backend message body.
+struct Reader {
+  const unsigned char* p;
+  const unsigned char* end;
+  bool ok = true;
+  std::string_view cstring() {
+    const unsigned char* z = static_cast<const unsigned char*>(std::memchr(p, 0, static_cast<size_t>(end - p)));
+    if (z == nullptr) {
+      ok = false;
+      return {};
+    }
+    std::string_view out(reinterpret_cast<const char*>(p), static_cast<size_t>(z - p));
+    p = z + 1;
+    return out;
+  }
+  uint32_t u32() {
+    if (end - p < 4) {
+      ok = false;
+      return 0;
+    }
+    uint32_t v = be32(p);
+    p += 4;
+    return v;
+  }
+  uint16_t u16() {
+    if (end - p < 2) {
+      ok = false;
+      return 0;
+    }
+    uint16_t v = be16(p);
+    p += 2;
+    return v;
+  }
+  std::string_view bytes(size_t n) {
+    if (static_cast<size_t>(end - p) < n) {
+      ok = false;
+      return {};
+    }
+    std::string_view out(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return out;
+  }
+};
+
+struct Decision {
+  bool allow = false;
+  std::string rule, reason;
+  std::vector<std::string> classes;
+  std::vector<std::string> statements;  // a simple Query's statements, in order
+};
+
+// A result's column names; null while unknown. Shared: a portal's Describe usually repeats its
+// statement's columns, and then costs no allocation.
+using Columns = std::shared_ptr<const std::vector<std::string>>;
+
+struct Statement {
+  std::string text;
+  std::shared_ptr<Decision> decision;
+  Columns columns;
+};
+
+struct Portal {
+  std::string statement_name;
+  std::shared_ptr<Statement> statement;
+  std::vector<std::string> parameters;  // as parameterDisplay shows them (raw bytes for text)
+  Columns columns;
+};
+
+struct Run {
+  const char* via = "";
+  std::shared_ptr<Portal> portal;  // extended: what was bound (a later Bind makes a new one)
+  std::string portal_name;
+  std::shared_ptr<Decision> decision;
+  const std::string* text = nullptr;  // simple query: one of decision->statements
+  int64_t start_ns = 0;
+  uint64_t rows = 0;
+  Columns columns;
+};
+
+enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query };
+
+struct Unit {
+  explicit Unit(UnitKind k) : kind(k) {}
+  UnitKind kind;
+  std::string name;                      // Parse: statement; Describe: target name
+  bool portal_target = false;            // Describe
+  std::shared_ptr<Statement> statement;  // Parse
+  Run run;                               // Execute; Query: the current statement's
+  std::shared_ptr<Decision> decision;    // Query
+  size_t index = 0;                      // Query: statements done
+  bool run_open = false;                 // Query
+};
+
+struct Side {
+  int fd = -1;
+  bool client = false;
+  struct Session* session = nullptr;
+  std::vector<unsigned char> in;    // received, not yet handled
+  std::vector<unsigned char> out;   // to send, not yet taken by the socket
+  bool want_out = false;
+};
+
+struct Session {
+  uint64_t handle = 0;
+  std::string session_id;
+  uint64_t event_seq = 0;
+  Side client, upstream;
+  std::unordered_map<std::string, std::shared_ptr<Statement>> statements;
+  std::unordered_map<std::string, std::shared_ptr<Portal>> portals;
+  std::deque<Unit> units;
+  std::unordered_map<std::string, std::shared_ptr<Decision>> decisions;  // "<via>\0<text>"
+  size_t decisions_asked = 0;
+  uint64_t bytes_from_client = 0, bytes_to_client = 0;
+  bool skip_until_sync = false;  // an ErrorResponse in an extended batch: the server skips to Sync
+  bool ended = false;
+  // Bytes for upstream whose request record waits for this round's one write of the journal.
+  std::vector<unsigned char> ahead;
+  bool terminate_after = false;
+  bool queued = false;
+};
+
+std::string decision_key(char via, std::string_view text) {
+  std::string key(1, via);
+  key.push_back('\0');
+  key.append(text);
+  return key;
+}
+
+struct Event {
+  enum Kind { Decide, Ended } kind;
+  uint64_t handle = 0;
+  char via = 0;
+  std::string text;
+  bool failed = false;
+  std::string failure;
+  uint64_t bytes_in = 0, bytes_out = 0, event_seq = 0;
+};
+
+struct Command {
+  enum Kind { Adopt, Decided, Stop } kind;
+  uint64_t handle = 0;
+  int client_fd = -1, upstream_fd = -1;
+  std::string session_id;
+  uint64_t event_seq = 0;
+  char via = 0;
+  std::string text;
+  std::shared_ptr<Decision> decision;
+};
+
+class DataPath;
+void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath);
+
+class DataPath {
+ public:
+  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events, const std::string& experiment)
+      : exp_nowrite_(experiment == "nowrite"), exp_norecord_(experiment == "norecord"), chain_(chain), events_(events) {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.ptr = nullptr;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &e);
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  ~DataPath() { stop(); }
+
+  void command(Command c) {
+    {
+      std::lock_guard<std::mutex> lock(commands_mutex_);
+      commands_.push_back(std::move(c));
+    }
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof one);
+    (void)ignored;
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    Command c;
+    c.kind = Command::Stop;
+    command(std::move(c));
+    thread_.join();
+    close(epoll_fd_);
+    close(wake_fd_);
+    events_.Release();
+  }
+
+  // Events for JavaScript, taken in batches by the thread-safe function's callback.
+  std::vector<Event> take_events() {
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    events_posted_ = false;
+    std::vector<Event> taken;
+    taken.swap(pending_events_);
+    return taken;
+  }
+
+ private:
+  void post(Event e) {
+    bool call;
+    {
+      std::lock_guard<std::mutex> lock(events_mutex_);
+      pending_events_.push_back(std::move(e));
+      call = !events_posted_;
+      events_posted_ = true;
+    }
+    if (call) events_.NonBlockingCall([this](Napi::Env env, Napi::Function callback) { deliver_events(env, callback, this); });
+  }
+
+  void loop() {
+    epoll_event ready[64];
+    for (;;) {
+      int n = epoll_wait(epoll_fd_, ready, 64, -1);
+      if (n < 0 && errno != EINTR) return;
+      for (int i = 0; i < n; i++) {
+        if (ready[i].data.ptr == nullptr) {
+          if (!run_commands()) return;
+          continue;
+        }
+        Side* side = static_cast<Side*>(ready[i].data.ptr);
+        Session* s = side->session;
+        if (s->ended) continue;
+        if (ready[i].events & EPOLLOUT) flush(*side);
+        if (s->ended) continue;
+        if (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) receive(*side);
+      }
+      flush_ahead();
+      reap();
+    }
+  }
+
+  bool run_commands() {
+    uint64_t count;
+    ssize_t ignored = read(wake_fd_, &count, sizeof count);
+    (void)ignored;
+    std::deque<Command> commands;
+    {
+      std::lock_guard<std::mutex> lock(commands_mutex_);
+      commands.swap(commands_);
+    }
+    for (Command& c : commands) {
+      switch (c.kind) {
+        case Command::Stop:
+          for (auto& entry : sessions_) end(*entry.second, true, "the gateway is stopping");
+          reap();
+          return false;
+        case Command::Adopt:
+          adopt(c);
+          break;
+        case Command::Decided: {
+          auto found = sessions_.find(c.handle);
+          if (found == sessions_.end() || found->second->ended) break;
+          Session& s = *found->second;
+          s.decisions[decision_key(c.via, c.text)] = c.decision;
+          if (s.decisions_asked > 0) s.decisions_asked--;
+          if (s.decisions_asked == 0) handle_client(s);
+          break;
+        }
+      }
+    }
+    return true;
+  }
+
+  void adopt(const Command& c) {
+    auto s = std::make_unique<Session>();
+    s->handle = c.handle;
+    s->session_id = c.session_id;
+    s->event_seq = c.event_seq;
+    s->client.fd = c.client_fd;
+    s->client.client = true;
+    s->client.session = s.get();
+    s->upstream.fd = c.upstream_fd;
+    s->upstream.session = s.get();
+    for (Side* side : {&s->client, &s->upstream}) {
+      fcntl(side->fd, F_SETFL, fcntl(side->fd, F_GETFL) | O_NONBLOCK);
+      epoll_event e{};
+      e.events = EPOLLIN;
+      e.data.ptr = side;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, side->fd, &e);
+    }
+    sessions_[c.handle] = std::move(s);
+  }
+
+  void watch(Side& side, bool out) {
+    if (side.want_out == out) return;
+    side.want_out = out;
+    epoll_event e{};
+    e.events = out ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+    e.data.ptr = &side;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, side.fd, &e);
+  }
+
+  void send_to(Side& side, const unsigned char* bytes, size_t length) {
+    if (length == 0) return;
+    if (side.out.empty()) {
+      ssize_t n = send(side.fd, bytes, length, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          end(*side.session, true, std::string("send failed: ") + strerror(errno));
+          return;
+        }
+        n = 0;
+      }
+      bytes += n;
+      length -= static_cast<size_t>(n);
+      if (length == 0) return;
+      watch(side, true);
+    }
+    side.out.insert(side.out.end(), bytes, bytes + length);
+  }
+
+  void flush(Side& side) {
+    if (side.out.empty()) {
+      watch(side, false);
+      return;
+    }
+    ssize_t n = send(side.fd, side.out.data(), side.out.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      end(*side.session, true, std::string("send failed: ") + strerror(errno));
+      return;
+    }
+    side.out.erase(side.out.begin(), side.out.begin() + n);
+    if (side.out.empty()) watch(side, false);
+  }
+
+  void receive(Side& side) {
+    unsigned char buffer[65536];
+    Session& s = *side.session;
+    ssize_t n = read(side.fd, buffer, sizeof buffer);
+    if (n == 0) {
+      if (side.client) end(s, !s.units.empty(), "the client disconnected with answers outstanding");
+      else end(s, true, "the upstream server closed the connection");
+      return;
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      end(s, true, std::string(side.client ? "client" : "upstream") + " connection error: " + strerror(errno));
+      return;
+    }
+    side.in.insert(side.in.end(), buffer, buffer + n);
+    if (side.client) {
+      s.bytes_from_client += static_cast<uint64_t>(n);
+      if (s.decisions_asked == 0) handle_client(s);
+    } else {
+      handle_upstream(s);
+    }
+  }
+
+  // ------------------------------------------------------------------ agent -> upstream
+
+  // Complete messages at the start of `in`: [offset, length) of each, and how far they reach.
+  static size_t frames(const std::vector<unsigned char>& in, std::vector<std::pair<size_t, size_t>>& out) {
+    size_t at = 0;
+    while (in.size() - at >= 5) {
+      uint32_t length = be32(in.data() + at + 1);
+      if (length < 4 || in.size() - at < 1 + static_cast<size_t>(length)) break;
+      out.emplace_back(at, 1 + static_cast<size_t>(length));
+      at += 1 + length;
+    }
+    return at;
+  }
+
+  void handle_client(Session& s) {
+    if (s.ended) return;
+    std::vector<std::pair<size_t, size_t>>& messages = frames_;
+    messages.clear();
+    size_t used = frames(s.client.in, messages);
+    if (messages.empty()) return;
+    const unsigned char* base = s.client.in.data();
+
+    // Every statement text of the batch must have its decision before anything is journaled.
+    for (auto [at, length] : messages) {
+      unsigned char type = base[at];
+      if (type != 'Q' && type != 'P') continue;
+      Reader r{base + at + 5, base + at + length};
+      std::string_view text;
+      if (type == 'P') r.cstring();
+      text = r.cstring();
+      if (!r.ok) return end(s, true, "malformed frontend message");
+      const char via = type == 'Q' ? 'q' : 'p';
+      std::string key = decision_key(via, text);
+      if (s.decisions.count(key) != 0) continue;
+      s.decisions[key] = nullptr;  // asked
+      s.decisions_asked++;
+      Event e;
+      e.kind = Event::Decide;
+      e.handle = s.handle;
+      e.via = via;
+      e.text.assign(text);
+      post(std::move(e));
+    }
+    if (s.decisions_asked > 0) return;
+
+    // Message records are reused from batch to batch (their vectors keep their capacity).
+    size_t record_count = 0;
+    std::vector<unsigned char>& forward = s.ahead;
+    bool terminate = false;
+    for (auto [at, length] : messages) {
+      const unsigned char* raw = base + at;
+      Reader r{raw + 5, raw + length};
+      if (records_.size() == record_count) records_.emplace_back();
+      pgrec::PgMessage& m = records_[record_count];
+      m.type = {};
+      m.withheld = false;
+      m.text = m.statement_name = m.portal = {};
+      m.parameters.clear();
+      m.max_rows = m.function_oid = 0;
+      m.parameter_types.clear();
+      const unsigned char type = raw[0];
+      switch (type) {
+        case 'Q': {
+          m.type = "Query";
+          m.text = r.cstring();
+          auto decision = s.decisions[decision_key('q', m.text)];
+          if (!decision || !decision->allow) return end(s, true, "native data path: a refusal is not handled natively yet");
+          Unit u(UnitKind::Query);
+          u.decision = decision;
+          u.run.start_ns = now_ns();
+          s.units.push_back(std::move(u));
+          break;
+        }
+        case 'P': {
+          m.type = "Parse";
+          m.statement_name = r.cstring();
+          m.text = r.cstring();
+          uint16_t count = r.u16();
+          for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
+          auto decision = s.decisions[decision_key('p', m.text)];
+          if (!decision || !decision->allow) return end(s, true, "native data path: a refusal is not handled natively yet");
+          Unit u(UnitKind::Parse);
+          u.name.assign(m.statement_name);
+          u.statement = std::make_shared<Statement>();
+          u.statement->text.assign(m.text);
+          u.statement->decision = decision;
+          s.statements[u.name] = u.statement;  // as the JS proxy: known from the Parse on
+          s.units.push_back(std::move(u));
+          break;
+        }
+        case 'B': {
+          m.type = "Bind";
+          m.portal = r.cstring();
+          m.statement_name = r.cstring();
+          uint16_t format_count = r.u16();
+          std::vector<uint16_t> formats;
+          for (uint16_t i = 0; i < format_count && r.ok; i++) formats.push_back(r.u16());
+          uint16_t count = r.u16();
+          std::shared_ptr<Portal>& slot = s.portals[std::string(m.portal)];
+          // Reused in place unless a queued Execute still holds the previous binding.
+          if (!slot || slot.use_count() > 1) slot = std::make_shared<Portal>();
+          Portal* portal = slot.get();
+          portal->parameters.clear();
+          portal->columns.reset();
+          portal->statement_name.assign(m.statement_name);
+          auto found = s.statements.find(portal->statement_name);
+          portal->statement = found != s.statements.end() ? found->second : std::make_shared<Statement>();
+          for (uint16_t i = 0; i < count && r.ok; i++) {
+            uint32_t value_length = r.u32();
+            uint16_t format = format_count == 0 ? 0 : format_count == 1 ? formats[0] : (i < formats.size() ? formats[i] : 0);
+            pgrec::Parameter p;
+            if (value_length == 0xffffffffu) {
+              p.kind = pgrec::ParameterKind::Null;
+              portal->parameters.emplace_back("NULL");
+            } else {
+              p.value = r.bytes(value_length);
+              p.kind = format == 1 ? pgrec::ParameterKind::Binary : pgrec::ParameterKind::Text;
+              portal->parameters.push_back(display(p));
+            }
+            m.parameters.push_back(p);
+          }
+          portal->columns = portal->statement->columns;
+          s.units.push_back(Unit(UnitKind::Bind));
+          break;
+        }
+        case 'D':
+        case 'C': {
+          m.type = type == 'D' ? "Describe" : "Close";
+          const unsigned char target = r.p < r.end ? *r.p++ : 0;
+          std::string_view name = r.cstring();
+          if (target == 'P') m.portal = name;
+          else m.statement_name = name;
+          Unit u(type == 'D' ? UnitKind::Describe : UnitKind::Close);
+          u.name.assign(name);
+          u.portal_target = target == 'P';
+          if (type == 'C') {
+            if (target == 'P') s.portals.erase(u.name);
+            else s.statements.erase(u.name);
+          }
+          s.units.push_back(std::move(u));
+          break;
+        }
+        case 'E': {
+          m.type = "Execute";
+          m.portal = r.cstring();
+          m.max_rows = r.u32();
+          Unit u(UnitKind::Execute);
+          auto found = s.portals.find(std::string(m.portal));
+          u.run.via = "extended";
+          u.run.portal_name.assign(m.portal);
+          if (found != s.portals.end()) {
+            u.run.portal = found->second;
+            u.run.decision = found->second->statement->decision;
+            u.run.columns = found->second->columns;
+          }
+          u.run.start_ns = now_ns();
+          s.units.push_back(std::move(u));
+          break;
+        }
+        case 'S':
+          m.type = "Sync";
+          s.units.push_back(Unit(UnitKind::Sync));
+          break;
+        case 'H':
+          m.type = "Flush";
+          break;
+        case 'X':
+          m.type = "Terminate";
+          terminate = true;
+          break;
+        default:
+          return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
+      }
+      if (!r.ok) return end(s, true, "malformed frontend message");
+      record_count++;
+      if (!terminate) forward.insert(forward.end(), raw, raw + length);
+    }
+
+    // Write-ahead: the request record is in the journal file before its bytes go upstream.
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_request_record(scratch_, head.time_unix_nano, head, records_.data(), record_count);
+    try {
+      if (!exp_norecord_) chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    } catch (const std::exception& err) {
+      return end(s, true, std::string("journal append failed: ") + err.what());
+    }
+    s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(used));
+    if (terminate) s.terminate_after = true;
+    if (!s.queued) {
+      s.queued = true;
+      queued_.push_back(s.handle);
+    }
+  }
+
+  // Write-ahead for every session served in this round: one write of the journal, then their bytes.
+  void flush_ahead() {
+    if (queued_.empty()) return;
+    std::string failure;
+    try {
+      if (!exp_nowrite_ && !exp_norecord_) chain_->write(UINT64_MAX);
+    } catch (const std::exception& err) {
+      failure = std::string("journal write failed: ") + err.what();
+    }
+    for (uint64_t handle : queued_) {
+      auto found = sessions_.find(handle);
+      if (found == sessions_.end()) continue;
+      Session& s = *found->second;
+      s.queued = false;
+      if (s.ended) continue;
+      if (!failure.empty()) {
+        end(s, true, failure);
+        continue;
+      }
+      send_to(s.upstream, s.ahead.data(), s.ahead.size());
+      s.ahead.clear();
+      if (s.terminate_after) end(s, false, "");
+    }
+    queued_.clear();
+  }
+
+  static std::string display(const pgrec::Parameter& p) {
+    static const char digits[] = "0123456789abcdef";
+    if (p.kind == pgrec::ParameterKind::Binary) {
+      std::string out = "\\x";
+      for (unsigned char c : p.value) {
+        out.push_back(digits[c >> 4]);
+        out.push_back(digits[c & 15]);
+      }
+      return out;
+    }
+    return std::string(p.value);  // raw bytes; the encoder decodes them as Node does
+  }
+
+  // ------------------------------------------------------------------ upstream -> agent
+
+  void handle_upstream(Session& s) {
+    std::vector<std::pair<size_t, size_t>>& messages = frames_;
+    messages.clear();
+    size_t used = frames(s.upstream.in, messages);
+    const unsigned char* base = s.upstream.in.data();
+    for (auto [at, length] : messages) {
+      if (s.ended) return;
+      on_backend(s, base[at], Reader{base + at + 5, base + at + length});
+    }
+    if (s.ended) return;
+    send_to(s.client, base, used);
+    s.bytes_to_client += used;
+    s.upstream.in.erase(s.upstream.in.begin(), s.upstream.in.begin() + static_cast<std::ptrdiff_t>(used));
+  }
+
+  // The column names of a RowDescription: `known` itself when they are the same names.
+  static Columns row_description(Reader r, const Columns& known) {
+    uint16_t count = r.u16();
+    if (known && known->size() == count) {
+      Reader again = r;
+      bool same = true;
+      for (uint16_t i = 0; i < count && same; i++) {
+        same = again.cstring() == std::string_view((*known)[i]) && again.ok;
+        again.bytes(18);
+      }
+      if (same) return known;
+    }
+    auto names = std::make_shared<std::vector<std::string>>();
+    for (uint16_t i = 0; i < count && r.ok; i++) {
+      names->emplace_back(r.cstring());
+      r.bytes(18);
+    }
+    return names;
+  }
+
+  Unit* head(Session& s) { return s.units.empty() ? nullptr : &s.units.front(); }
+
+  void on_backend(Session& s, unsigned char type, Reader r) {
+    Unit* u = head(s);
+    switch (type) {
+      case '1':  // ParseComplete
+      case '2':  // BindComplete
+      case '3':  // CloseComplete
+        if (u) s.units.pop_front();
+        return;
+      case 't':  // ParameterDescription: part of a statement's Describe
+        return;
+      case 'T': {  // RowDescription
+        if (u && u->kind == UnitKind::Describe) {
+          const bool portal_target = u->portal_target;
+          const std::string name = std::move(u->name);
+          s.units.pop_front();
+          if (portal_target) {
+            auto found = s.portals.find(name);
+            if (found == s.portals.end()) return;
+            Columns columns = row_description(r, found->second->statement->columns);
+            found->second->columns = columns;
+            // An Execute of that portal queued behind it learns its columns now.
+            for (Unit& later : s.units) {
+              if (later.kind == UnitKind::Execute && later.run.portal == found->second) later.run.columns = columns;
+            }
+          } else {
+            auto found = s.statements.find(name);
+            if (found != s.statements.end()) found->second->columns = row_description(r, found->second->columns);
+          }
+        } else if (u && u->kind == UnitKind::Query) {
+          open_query_run(s, *u);
+          u->run.columns = row_description(r, nullptr);
+        }
+        return;
+      }
+      case 'n':  // NoData
+        if (u && u->kind == UnitKind::Describe) s.units.pop_front();
+        return;
+      case 'D':  // DataRow
+        if (u && u->kind == UnitKind::Execute) u->run.rows++;
+        else if (u && u->kind == UnitKind::Query) {
+          open_query_run(s, *u);
+          u->run.rows++;
+        }
+        return;
+      case 'C': {  // CommandComplete
+        std::string_view tag = r.cstring();
+        finish(s, tag, {}, {});
+        return;
+      }
+      case 'I':  // EmptyQueryResponse
+        finish(s, "", {}, {});
+        return;
+      case 's':  // PortalSuspended
+        finish(s, "", {}, {});
+        return;
+      case 'E': {  // ErrorResponse
+        std::string code, message;
+        const unsigned char* p = r.p;
+        while (p < r.end && *p != 0) {
+          const unsigned char field = *p++;
+          const unsigned char* z = static_cast<const unsigned char*>(std::memchr(p, 0, static_cast<size_t>(r.end - p)));
+          if (z == nullptr) break;
+          if (field == 'C') code.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(z - p));
+          if (field == 'M') message.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(z - p));
+          p = z + 1;
+        }
+        if (u && (u->kind == UnitKind::Execute || u->kind == UnitKind::Query)) finish(s, {}, code, message);
+        // In an extended batch the server skips everything up to Sync; so do the answers owed.
+        while (!s.units.empty() && s.units.front().kind != UnitKind::Sync && s.units.front().kind != UnitKind::Query) s.units.pop_front();
+        return;
+      }
+      case 'Z':  // ReadyForQuery
+        if (u && (u->kind == UnitKind::Sync || u->kind == UnitKind::Query)) s.units.pop_front();
+        return;
+      default:  // NoticeResponse, ParameterStatus, NotificationResponse …
+        return;
+    }
+  }
+
+  void open_query_run(Session& s, Unit& u) {
+    (void)s;
+    if (u.run_open) return;
+    u.run_open = true;
+    u.run.via = "query";
+    u.run.decision = u.decision;
+    const auto& texts = u.decision->statements;
+    u.run.text = u.index < texts.size() ? &texts[u.index] : nullptr;
+    u.run.rows = 0;
+    u.run.columns.reset();
+  }
+
+  void finish(Session& s, std::string_view tag, std::string_view error_code, std::string_view error_message) {
+    Unit* u = head(s);
+    if (!u) return;
+    Run run;
+    if (u->kind == UnitKind::Execute) {
+      run = std::move(u->run);
+      s.units.pop_front();
+    } else if (u->kind == UnitKind::Query) {
+      open_query_run(s, *u);
+      run = u->run;
+      u->index++;
+      u->run_open = false;
+      u->run.start_ns = now_ns();
+    } else {
+      return;
+    }
+    pgrec::StatementOutcome& o = outcome_;
+    o.parameters.clear();
+    o.classes.clear();
+    o.text = {};
+    o.statement_name = {};
+    if (run.portal) {
+      o.text = run.portal->statement->text;
+      o.statement_name = run.portal->statement_name;
+      for (const std::string& p : run.portal->parameters) o.parameters.push_back(pgrec::Parameter{pgrec::ParameterKind::Text, p});
+    } else if (run.text) {
+      o.text = *run.text;
+    }
+    o.command_tag = tag;
+    uint64_t rows = run.rows;
+    if (!tag.empty()) {
+      // The tag's last number, for the commands whose tag carries a row count.
+      size_t space = tag.rfind(' ');
+      if (space != std::string_view::npos && space + 1 < tag.size()) {
+        uint64_t n = 0;
+        bool digits = true;
+        for (char c : tag.substr(space + 1)) {
+          if (c < '0' || c > '9') {
+            digits = false;
+            break;
+          }
+          n = n * 10 + static_cast<uint64_t>(c - '0');
+        }
+        if (digits) rows = n;
+      }
+    }
+    o.rows = rows;
+    o.error_code = error_code;
+    o.error_message = error_message;
+    o.duration_nano = now_ns() - run.start_ns;
+    o.via = run.via;
+    o.portal = run.portal_name;
+    o.policy.reset();
+    if (run.decision) {
+      pgrec::PolicyDecision d;
+      d.action = run.decision->allow ? pgrec::PolicyAction::Allow : pgrec::PolicyAction::Deny;
+      d.rule = run.decision->rule;
+      d.reason = run.decision->reason;
+      o.policy = d;
+      for (const std::string& c : run.decision->classes) o.classes.push_back(c);
+    }
+    if (!o.result) o.result.emplace();
+    o.result->columns.clear();
+    if (run.columns) for (const std::string& c : *run.columns) o.result->columns.push_back(c);
+    o.result->rows = run.rows;
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_outcome_record(scratch_, head.time_unix_nano, head, o);
+    try {
+      // Deferred, as the JS proxy's outcome: written with the next write-ahead record or by the
+      // journal's next group.
+      if (!exp_norecord_) chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    } catch (const std::exception& err) {
+      end(s, true, std::string("journal append failed: ") + err.what());
+    }
+  }
+
+  void end(Session& s, bool failed, const std::string& failure) {
+    if (s.ended) return;
+    s.ended = true;
+    for (Side* side : {&s.client, &s.upstream}) {
+      if (!side->out.empty()) {
+        // Best effort: what the socket takes now.
+        ssize_t ignored = send(side->fd, side->out.data(), side->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+      }
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, side->fd, nullptr);
+      close(side->fd);
+    }
+    Event e;
+    e.kind = Event::Ended;
+    e.handle = s.handle;
+    e.failed = failed;
+    e.failure = failure;
+    e.bytes_in = s.bytes_from_client;
+    e.bytes_out = s.bytes_to_client;
+    e.event_seq = s.event_seq;
+    post(std::move(e));
+    ended_.push_back(s.handle);
+  }
+
+  void reap() {
+    for (uint64_t handle : ended_) sessions_.erase(handle);
+    ended_.clear();
+  }
+
+ private:
+  bool exp_nowrite_;   // EXPERIMENT
+  bool exp_norecord_;  // EXPERIMENT
+  JournalChain* chain_;
+  Napi::ThreadSafeFunction events_;
+  int epoll_fd_ = -1, wake_fd_ = -1;
+  std::thread thread_;
+  std::mutex commands_mutex_;
+  std::deque<Command> commands_;
+  std::mutex events_mutex_;
+  std::vector<Event> pending_events_;
+  bool events_posted_ = false;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::vector<uint64_t> ended_;
+  std::vector<uint64_t> queued_;
+  pgrec::StatementOutcome outcome_;
+  std::vector<pgrec::PgMessage> records_;
+  std::vector<std::pair<size_t, size_t>> frames_;  // reused: its vectors keep their capacity
+  std::vector<unsigned char> scratch_;
+};
+
+void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) {
+  std::vector<Event> events = datapath->take_events();
+  Napi::Array out = Napi::Array::New(env, events.size());
+  for (size_t i = 0; i < events.size(); i++) {
+    const Event& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    switch (e.kind) {
+      case Event::Decide:
+        o.Set("kind", "decide");
+        o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
+        o.Set("via", std::string(1, e.via));
+        o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
+        break;
+      case Event::Ended:
+        o.Set("kind", "ended");
+        o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
+        o.Set("failed", e.failed);
+        o.Set("failure", e.failure);
+        o.Set("bytesIn", Napi::Number::New(env, static_cast<double>(e.bytes_in)));
+        o.Set("bytesOut", Napi::Number::New(env, static_cast<double>(e.bytes_out)));
+        o.Set("eventSeq", Napi::Number::New(env, static_cast<double>(e.event_seq)));
+        break;
+    }
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  callback.Call({out});
+}
+
+std::vector<std::string> string_array(const Napi::Value& value) {
+  std::vector<std::string> out;
+  if (!value.IsArray()) return out;
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); i++) out.push_back(array.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PgDataPath",
+                       {
+                           InstanceMethod<&PgDataPathBinding::Adopt>("adopt"),
+                           InstanceMethod<&PgDataPathBinding::Decided>("decided"),
+                           InstanceMethod<&PgDataPathBinding::Stop>("stop"),
+                       });
+  }
+
+  // new PgDataPath(chain: JournalChain, onEvents: (events: object[]) => void)
+  explicit PgDataPathBinding(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PgDataPathBinding>(info) {
+    JournalChain* chain = unwrap_journal_chain(info[0]);
+    chain_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "gapwatch-pg-datapath", 0, 1);
+    std::string experiment = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+    datapath_ = std::make_unique<DataPath>(chain, tsfn, experiment);
+  }
+
+  ~PgDataPathBinding() override {
+    if (datapath_) datapath_->stop();
+  }
+
+ private:
+  // adopt(clientFd, upstreamFd, handle, sessionId, eventSeq): the descriptors are dup'd; the caller closes its own.
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::Adopt;
+    c.client_fd = dup(info[0].As<Napi::Number>().Int32Value());
+    c.upstream_fd = dup(info[1].As<Napi::Number>().Int32Value());
+    c.handle = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
+    c.session_id = info[3].As<Napi::String>().Utf8Value();
+    c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
+    if (c.client_fd < 0 || c.upstream_fd < 0) throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(errno));
+    datapath_->command(std::move(c));
+    return info.Env().Undefined();
+  }
+
+  // decided(handle, via, text: Buffer, { allow, rule, reason, classes, statements })
+  Napi::Value Decided(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::Decided;
+    c.handle = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    c.via = info[1].As<Napi::String>().Utf8Value()[0];
+    Napi::Buffer<char> text = info[2].As<Napi::Buffer<char>>();
+    c.text.assign(text.Data(), text.Length());
+    Napi::Object d = info[3].As<Napi::Object>();
+    c.decision = std::make_shared<Decision>();
+    c.decision->allow = d.Get("allow").ToBoolean();
+    c.decision->rule = d.Get("rule").ToString().Utf8Value();
+    c.decision->reason = d.Get("reason").ToString().Utf8Value();
+    c.decision->classes = string_array(d.Get("classes"));
+    c.decision->statements = string_array(d.Get("statements"));
+    datapath_->command(std::move(c));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (datapath_) datapath_->stop();
+    return info.Env().Undefined();
+  }
+
+  Napi::ObjectReference chain_ref_;
+  std::unique_ptr<DataPath> datapath_;
+};
+
+}  // namespace
+
+void register_pg_datapath(Napi::Env env, Napi::Object exports) { exports.Set("PgDataPath", PgDataPathBinding::Define(env)); }
+
+}  // namespace gapwatch
