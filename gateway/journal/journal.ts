@@ -327,7 +327,9 @@ export class Journal implements JournalWriter, JournalReader {
 
   /** The last record whose bytes are in the file (acknowledged at 'written'); at or after head(). */
   writtenHead(): { seq: bigint; hash: Buffer } {
-    return { seq: this.writtenSeq, hash: this.writtenHash };
+    // The chain knows what any writer (a native data path included) has put in the file.
+    const { seq, hash } = this.chain.writtenHead();
+    return seq > this.writtenSeq ? { seq, hash } : { seq: this.writtenSeq, hash: this.writtenHash };
   }
 
   /** PROTOTYPE: the addon's chain object for a native data path, or null. */

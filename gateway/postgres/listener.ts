@@ -142,6 +142,7 @@ export class PostgresGateway implements Component {
     };
     let proxy: ProxySession | null = null;
     let nativeBytes = { bytesIn: 0, bytesOut: 0 };
+    let nativeSession = false;
     const recorder = new SessionRecorder(this.options.journal, session, (err) => {
       log.error({ err, sessionId: session.sessionId }, 'journal append failed');
       proxy?.auditFailed(err);
@@ -201,7 +202,11 @@ export class PostgresGateway implements Component {
 
       const up = upstream;
       const key = this.cancels.register({
-        cancel: () => proxy?.cancel(() => cancelUpstream(resource.name, resource.upstream, up.processId, up.secretKey)),
+        cancel: () => {
+          const forward = (): Promise<void> => cancelUpstream(resource.name, resource.upstream, up.processId, up.secretKey);
+          if (proxy) proxy.cancel(forward);
+          else if (nativeSession) forward().catch((err: unknown) => log.warn({ err, sessionId: session.sessionId }, 'forwarding a cancel request failed'));
+        },
       });
       cancelKey = key.processId;
       // The session is on disk before the agent can send its first statement.
@@ -218,8 +223,9 @@ export class PostgresGateway implements Component {
       const native = this.nativeDataPath();
       if (native && !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
         // PROTOTYPE: the session's data path runs natively from here on.
+        nativeSession = true;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq });
+        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes });
         recorder.continueAfter(end.eventSeq);
         nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
         await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);

@@ -28,7 +28,7 @@ interface NativeEvent {
 
 interface PgDataPathAddon {
   PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
-    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number): void;
+    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number): void;
     decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; rule: string; reason: string; classes: string[]; statements: string[] }): void;
     stop(): void;
   };
@@ -72,13 +72,13 @@ export class NativePgDataPath {
   }
 
   /** Takes over both sockets (their descriptors are dup'd; the Node sockets are destroyed here). */
-  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number }): Promise<NativeSessionEnd> {
+  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number }): Promise<NativeSessionEnd> {
     const handle = this.nextHandle++;
     const fd = (socket: Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
     if (!this.poll) this.poll = setInterval(() => this.onWritten(), SYNC_POLL_MS);
     return new Promise((resolve) => {
       this.sessions.set(handle, { sessionId: session.sessionId, resource: session.resource, identity: session.identity, done: resolve });
-      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq);
+      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes);
       client.destroy();
       upstream.destroy();
     });

@@ -161,8 +161,10 @@ struct Session {
   bool ended = false;
   // Bytes for upstream whose request record waits for this round's one write of the journal.
   std::vector<unsigned char> ahead;
-  bool terminate_after = false;
+  bool terminate_after = false;  // Terminate received: forwarded once every answer owed is in
+  bool client_gone = false;      // the client closed its side: answers owed are still journaled
   bool queued = false;
+  uint32_t max_message_bytes = 0;
 };
 
 std::string decision_key(char via, std::string_view text) {
@@ -188,6 +190,7 @@ struct Command {
   int client_fd = -1, upstream_fd = -1;
   std::string session_id;
   uint64_t event_seq = 0;
+  uint32_t max_message_bytes = 0;
   char via = 0;
   std::string text;
   std::shared_ptr<Decision> decision;
@@ -312,6 +315,7 @@ class DataPath {
     s->handle = c.handle;
     s->session_id = c.session_id;
     s->event_seq = c.event_seq;
+    s->max_message_bytes = c.max_message_bytes;
     s->client.fd = c.client_fd;
     s->client.client = true;
     s->client.session = s.get();
@@ -375,7 +379,7 @@ class DataPath {
     Session& s = *side.session;
     ssize_t n = read(side.fd, buffer, sizeof buffer);
     if (n == 0) {
-      if (side.client) end(s, !s.units.empty(), "the client disconnected with answers outstanding");
+      if (side.client) client_closed(s);
       else end(s, true, "the upstream server closed the connection");
       return;
     }
@@ -408,10 +412,11 @@ class DataPath {
   }
 
   void handle_client(Session& s) {
-    if (s.ended) return;
+    if (s.ended || s.terminate_after) return;
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
     size_t used = frames(s.client.in, messages);
+    if (std::string problem = frontend_problem(s, used); !problem.empty()) return protocol_violation(s, problem);
     if (messages.empty()) return;
     const unsigned char* base = s.client.in.data();
 
@@ -562,13 +567,15 @@ class DataPath {
         case 'X':
           m.type = "Terminate";
           terminate = true;
+          // Nothing after Terminate is read: the client is done.
           break;
         default:
           return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
       }
       if (!r.ok) return end(s, true, "malformed frontend message");
       record_count++;
-      if (!terminate) forward.insert(forward.end(), raw, raw + length);
+      if (terminate) break;
+      forward.insert(forward.end(), raw, raw + length);
     }
 
     // Write-ahead: the request record is in the journal file before its bytes go upstream.
@@ -609,7 +616,7 @@ class DataPath {
       }
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
       s.ahead.clear();
-      if (s.terminate_after) end(s, false, "");
+      if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
     queued_.clear();
   }
@@ -639,9 +646,95 @@ class DataPath {
       on_backend(s, base[at], Reader{base + at + 5, base + at + length});
     }
     if (s.ended) return;
-    send_to(s.client, base, used);
+    if (!s.client_gone) send_to(s.client, base, used);
     s.bytes_to_client += used;
     s.upstream.in.erase(s.upstream.in.begin(), s.upstream.in.begin() + static_cast<std::ptrdiff_t>(used));
+    if (s.terminate_after || s.client_gone) settle_if_idle(s);
+  }
+
+  // A Terminate, or a client gone, ends the session once the server has answered everything owed
+  // (so those answers are journaled); the Terminate goes upstream last.
+  void settle_if_idle(Session& s) {
+    if (s.ended || !s.units.empty() || s.decisions_asked > 0 || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
+    if (s.terminate_after) {
+      static const unsigned char terminate[] = {'X', 0, 0, 0, 4};
+      send_to(s.upstream, terminate, sizeof terminate);
+    }
+    end(s, false, "");
+  }
+
+  void client_closed(Session& s) {
+    // Whole messages still waiting (for a policy decision) run; only a cut message is a failure.
+    std::vector<std::pair<size_t, size_t>> whole;
+    const size_t partial = s.client.in.size() - frames(s.client.in, whole);
+    if (partial > 0 && !s.terminate_after) {
+      return end(s, true, "the client disconnected in the middle of a message (" + std::to_string(partial) + " bytes of it received)");
+    }
+    s.client_gone = true;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.client.fd, nullptr);
+    settle_if_idle(s);
+  }
+
+  // The first frame the gateway refuses outright (as frontend-parser.ts does), or "".
+  static std::string frontend_problem(const Session& s, size_t used) {
+    const std::vector<unsigned char>& in = s.client.in;
+    if (in.size() - used < 5) return "";
+    const unsigned char type = in[used];
+    const uint32_t length = be32(in.data() + used + 1);
+    static const std::string known = "QPBDECSHXFdcfp";
+    const std::string name = type_name(type);
+    if (known.find(static_cast<char>(type)) == std::string::npos) return "invalid frontend message type " + name;
+    if (length > 0x7fffffffu || length < 4) return "invalid length " + std::to_string(static_cast<int32_t>(length)) + " for " + name + " message";
+    if (length > s.max_message_bytes) {
+      return name + " message of " + std::to_string(length) + " bytes exceeds the gateway's limit of " + std::to_string(s.max_message_bytes) + " bytes";
+    }
+    return "";
+  }
+
+  static std::string type_name(unsigned char type) {
+    switch (type) {
+      case 'Q': return "Query";
+      case 'P': return "Parse";
+      case 'B': return "Bind";
+      case 'D': return "Describe";
+      case 'E': return "Execute";
+      case 'C': return "Close";
+      case 'S': return "Sync";
+      case 'H': return "Flush";
+      case 'X': return "Terminate";
+      case 'F': return "FunctionCall";
+      case 'd': return "CopyData";
+      case 'c': return "CopyDone";
+      case 'f': return "CopyFail";
+      case 'p': return "Password";
+      default: {
+        static const char digits[] = "0123456789abcdef";
+        return std::string("0x") + digits[type >> 4] + digits[type & 15];
+      }
+    }
+  }
+
+  // The agent gets the reason as a FATAL ErrorResponse (SQLSTATE 08P01) before the session ends.
+  void protocol_violation(Session& s, const std::string& detail) {
+    const std::string message = "protocol violation: " + detail;
+    std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
+    auto field = [&e](char code, const std::string& value) {
+      e.push_back(static_cast<unsigned char>(code));
+      e.insert(e.end(), value.begin(), value.end());
+      e.push_back(0);
+    };
+    field('S', "FATAL");
+    field('V', "FATAL");
+    field('C', "08P01");
+    field('M', message);
+    e.push_back(0);
+    const uint32_t length = static_cast<uint32_t>(e.size() - 1);
+    e[1] = static_cast<unsigned char>(length >> 24);
+    e[2] = static_cast<unsigned char>(length >> 16);
+    e[3] = static_cast<unsigned char>(length >> 8);
+    e[4] = static_cast<unsigned char>(length);
+    send_to(s.client, e.data(), e.size());
+    end(s, true, message);
   }
 
   // The column names of a RowDescription: `known` itself when they are the same names.
@@ -732,7 +825,25 @@ class DataPath {
           if (field == 'M') message.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(z - p));
           p = z + 1;
         }
-        if (u && (u->kind == UnitKind::Execute || u->kind == UnitKind::Query)) finish(s, {}, code, message);
+        if (u && (u->kind == UnitKind::Execute || u->kind == UnitKind::Query)) {
+          finish(s, {}, code, message);
+          if (u->kind == UnitKind::Query) return;
+        } else if (u && u->kind == UnitKind::Parse) {
+          // The statement never came to be: its outcome is the error, as the JavaScript proxy journals it.
+          auto statement = u->statement;
+          s.statements.erase(u->name);
+          auto portal = std::make_shared<Portal>();
+          portal->statement = statement;
+          portal->statement_name = u->name;
+          Run run;
+          run.via = "extended";
+          run.portal = portal;
+          run.decision = statement->decision;
+          run.start_ns = now_ns();
+          write_outcome(s, run, {}, code, message);
+        } else {
+          journal_error(s, code, message);
+        }
         // In an extended batch the server skips everything up to Sync; so do the answers owed.
         while (!s.units.empty() && s.units.front().kind != UnitKind::Sync && s.units.front().kind != UnitKind::Query) s.units.pop_front();
         return;
@@ -773,6 +884,21 @@ class DataPath {
     } else {
       return;
     }
+    write_outcome(s, run, tag, error_code, error_message);
+  }
+
+  void journal_error(Session& s, std::string_view code, std::string_view message) {
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_error_record(scratch_, head.time_unix_nano, head, code, message);
+    try {
+      chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    } catch (const std::exception& err) {
+      end(s, true, std::string("journal append failed: ") + err.what());
+    }
+  }
+
+  void write_outcome(Session& s, const Run& run, std::string_view tag, std::string_view error_code, std::string_view error_message) {
     pgrec::StatementOutcome& o = outcome_;
     o.parameters.clear();
     o.classes.clear();
@@ -954,6 +1080,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.handle = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
     c.session_id = info[3].As<Napi::String>().Utf8Value();
     c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
+    c.max_message_bytes = info[5].As<Napi::Number>().Uint32Value();
     if (c.client_fd < 0 || c.upstream_fd < 0) throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(errno));
     datapath_->command(std::move(c));
     return info.Env().Undefined();

@@ -23,6 +23,7 @@ constexpr uint32_t kEventSessionId = delimited(1);
 constexpr uint32_t kEventSeq = varint_field(2);
 constexpr uint32_t kEventTime = varint_field(3);
 constexpr uint32_t kEventStatement = delimited(10);
+constexpr uint32_t kEventError = delimited(14);
 constexpr uint32_t kEventPgRequest = delimited(20);  // two-byte tag: 0xa2 0x01
 // PgRequest
 constexpr uint32_t kRequestMessages = delimited(1);
@@ -332,6 +333,17 @@ void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_
   FieldWriter w(out);
   const std::size_t at = begin_event(w, record_time_unix_nano, event);
   write_statement(w, statement);
+  w.end(at);
+}
+
+void append_error_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                         std::string_view code, std::string_view message) {
+  FieldWriter w(out);
+  const std::size_t at = begin_event(w, record_time_unix_nano, event);
+  const std::size_t error = w.begin(kEventError);
+  w.string(1 << 3 | 2, code);     // SessionError.code
+  w.string(2 << 3 | 2, message);  // SessionError.message
+  w.end(error);
   w.end(at);
 }
 
