@@ -188,6 +188,11 @@ JournalChain::Written JournalChain::write(uint64_t upto_seq) {
   return result;
 }
 
+int JournalChain::active_fd() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return fd_;
+}
+
 std::size_t JournalChain::pending_bytes() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return buffer_.size() - buffer_start_;

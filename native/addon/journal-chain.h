@@ -59,6 +59,8 @@ class JournalChain {
   Written write(uint64_t upto_seq);
 
   std::size_t pending_bytes() const;
+  // PROTOTYPE: the active segment's descriptor, for an fdatasync outside the lock.
+  int active_fd() const;
   // Drops every pending frame (the journal failed: they will never be written).
   void discard();
 

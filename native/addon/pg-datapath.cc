@@ -123,7 +123,7 @@ struct Run {
   Columns columns;
 };
 
-enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query };
+enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query, LocalAnswer };
 
 struct Unit {
   explicit Unit(UnitKind k) : kind(k) {}
@@ -135,6 +135,9 @@ struct Unit {
   std::shared_ptr<Decision> decision;    // Query
   size_t index = 0;                      // Query: statements done
   bool run_open = false;                 // Query
+  std::vector<unsigned char> answer;     // LocalAnswer: sent once everything before it is answered;
+                                         // Sync: a refusal sent before its ReadyForQuery
+  bool saw_error = false;                // Sync
 };
 
 struct Side {
@@ -157,7 +160,11 @@ struct Session {
   std::unordered_map<std::string, std::shared_ptr<Decision>> decisions;  // "<via>\0<text>"
   size_t decisions_asked = 0;
   uint64_t bytes_from_client = 0, bytes_to_client = 0;
-  bool skip_until_sync = false;  // an ErrorResponse in an extended batch: the server skips to Sync
+  bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
+  std::vector<unsigned char> batch_refusal;
+  bool forwarded_in_batch = false;
+  bool needs_durable = false;    // this round's request record is a refusal's: fsync'd before answers
+  unsigned char transaction_status = 'I';
   bool ended = false;
   // Bytes for upstream whose request record waits for this round's one write of the journal.
   std::vector<unsigned char> ahead;
@@ -459,12 +466,29 @@ class DataPath {
       m.max_rows = m.function_oid = 0;
       m.parameter_types.clear();
       const unsigned char type = raw[0];
+      if (s.skip_until_sync && type != 'S' && type != 'X') {
+        // After a refused Parse the server would skip everything until Sync; so does the gateway.
+        fill_record(m, type, r);
+        m.withheld = true;
+        record_count++;
+        continue;
+      }
       switch (type) {
         case 'Q': {
           m.type = "Query";
           m.text = r.cstring();
           auto decision = s.decisions[decision_key('q', m.text)];
-          if (!decision || !decision->allow) return end(s, true, "native data path: a refusal is not handled natively yet");
+          if (!decision) return end(s, true, "native data path: no policy decision");
+          if (!decision->allow) {
+            m.withheld = true;
+            refuse(s, *decision, m.text, "query");
+            Unit answer(UnitKind::LocalAnswer);
+            answer.answer = denial(*decision);
+            append_ready(answer.answer, s.transaction_status);
+            s.units.push_back(std::move(answer));
+            record_count++;
+            continue;
+          }
           Unit u(UnitKind::Query);
           u.decision = decision;
           u.run.start_ns = now_ns();
@@ -478,7 +502,15 @@ class DataPath {
           uint16_t count = r.u16();
           for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
           auto decision = s.decisions[decision_key('p', m.text)];
-          if (!decision || !decision->allow) return end(s, true, "native data path: a refusal is not handled natively yet");
+          if (!decision) return end(s, true, "native data path: no policy decision");
+          if (!decision->allow) {
+            m.withheld = true;
+            refuse(s, *decision, m.text, "extended");
+            s.skip_until_sync = true;
+            s.batch_refusal = denial(*decision);
+            record_count++;
+            continue;
+          }
           Unit u(UnitKind::Parse);
           u.name.assign(m.statement_name);
           u.statement = std::make_shared<Statement>();
@@ -557,10 +589,27 @@ class DataPath {
           s.units.push_back(std::move(u));
           break;
         }
-        case 'S':
+        case 'S': {
           m.type = "Sync";
-          s.units.push_back(Unit(UnitKind::Sync));
+          if (s.skip_until_sync && !s.forwarded_in_batch) {
+            // Nothing of the batch went upstream: the gateway answers it itself, in order.
+            Unit answer(UnitKind::LocalAnswer);
+            answer.answer = std::move(s.batch_refusal);
+            append_ready(answer.answer, s.transaction_status);
+            s.units.push_back(std::move(answer));
+            s.skip_until_sync = false;
+            s.batch_refusal.clear();
+            record_count++;
+            continue;
+          }
+          Unit sync(UnitKind::Sync);
+          sync.answer = std::move(s.batch_refusal);
+          s.batch_refusal.clear();
+          s.skip_until_sync = false;
+          s.forwarded_in_batch = false;
+          s.units.push_back(std::move(sync));
           break;
+        }
         case 'H':
           m.type = "Flush";
           break;
@@ -575,6 +624,7 @@ class DataPath {
       if (!r.ok) return end(s, true, "malformed frontend message");
       record_count++;
       if (terminate) break;
+      if (type != 'S') s.forwarded_in_batch = true;
       forward.insert(forward.end(), raw, raw + length);
     }
 
@@ -599,8 +649,16 @@ class DataPath {
   void flush_ahead() {
     if (queued_.empty()) return;
     std::string failure;
+    bool durable = false;
+    for (uint64_t handle : queued_) {
+      auto found = sessions_.find(handle);
+      if (found != sessions_.end() && found->second->needs_durable) durable = true;
+    }
     try {
       if (!exp_nowrite_ && !exp_norecord_) chain_->write(UINT64_MAX);
+      // PROTOTYPE: a refusal's records are fsync'd before the agent hears of it — here in the loop's
+      // thread; the real thing hands this to a sync thread and answers when it is done.
+      if (durable && fdatasync(chain_->active_fd()) != 0) failure = std::string("journal fdatasync failed: ") + strerror(errno);
     } catch (const std::exception& err) {
       failure = std::string("journal write failed: ") + err.what();
     }
@@ -614,11 +672,126 @@ class DataPath {
         end(s, true, failure);
         continue;
       }
+      s.needs_durable = false;
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
       s.ahead.clear();
+      answer_locally(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
     queued_.clear();
+  }
+
+  // The records of a refusal, as the JavaScript proxy's settle() and recordRefused() write them.
+  void refuse(Session& s, const Decision& d, std::string_view text, const char* via) {
+    s.needs_durable = true;
+    pgrec::PolicyDecision decision;
+    decision.action = pgrec::PolicyAction::Deny;
+    decision.rule = d.rule;
+    decision.reason = d.reason;
+    std::vector<std::string_view> classes(d.classes.begin(), d.classes.end());
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_policy_record(scratch_, head.time_unix_nano, head, decision, text, classes);
+    chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    pgrec::StatementOutcome o;
+    o.text = text;
+    o.via = via;
+    o.error_code = "42501";
+    const std::string message = "denied by policy: " + d.reason;
+    o.error_message = message;
+    o.policy = decision;
+    o.classes = classes;
+    scratch_.clear();
+    head = pgrec::EventHead{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_outcome_record(scratch_, head.time_unix_nano, head, o);
+    chain_->append(scratch_.data(), scratch_.size(), nullptr);
+  }
+
+  static void put_field(std::vector<unsigned char>& e, char code, const std::string& value) {
+    e.push_back(static_cast<unsigned char>(code));
+    e.insert(e.end(), value.begin(), value.end());
+    e.push_back(0);
+  }
+
+  static void put_length(std::vector<unsigned char>& e, size_t start) {
+    const uint32_t length = static_cast<uint32_t>(e.size() - start - 1);
+    e[start + 1] = static_cast<unsigned char>(length >> 24);
+    e[start + 2] = static_cast<unsigned char>(length >> 16);
+    e[start + 3] = static_cast<unsigned char>(length >> 8);
+    e[start + 4] = static_cast<unsigned char>(length);
+  }
+
+  // ErrorResponse 42501 with the rule's reason (denial() in proxy-session.ts).
+  static std::vector<unsigned char> denial(const Decision& d) {
+    std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
+    put_field(e, 'S', "ERROR");
+    put_field(e, 'V', "ERROR");
+    put_field(e, 'C', "42501");
+    put_field(e, 'M', "gapwatch policy denied this statement: " + d.reason);
+    put_field(e, 'D', "rule: " + d.rule);
+    e.push_back(0);
+    put_length(e, 0);
+    return e;
+  }
+
+  static void append_ready(std::vector<unsigned char>& out, unsigned char status) {
+    const unsigned char ready[] = {'Z', 0, 0, 0, 5, status};
+    out.insert(out.end(), ready, ready + sizeof ready);
+  }
+
+  // A withheld message's record: its type and the fields messageRecord shows.
+  static void fill_record(pgrec::PgMessage& m, unsigned char type, Reader r) {
+    m.type = type_name_view(type);
+    switch (type) {
+      case 'P':
+        m.statement_name = r.cstring();
+        m.text = r.cstring();
+        break;
+      case 'Q':
+        m.text = r.cstring();
+        break;
+      case 'B':
+        m.portal = r.cstring();
+        m.statement_name = r.cstring();
+        break;
+      case 'E':
+        m.portal = r.cstring();
+        m.max_rows = r.u32();
+        break;
+      case 'D':
+      case 'C': {
+        const unsigned char target = r.p < r.end ? *r.p++ : 0;
+        if (target == 'P') m.portal = r.cstring();
+        else m.statement_name = r.cstring();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  static std::string_view type_name_view(unsigned char type) {
+    switch (type) {
+      case 'Q': return "Query";
+      case 'P': return "Parse";
+      case 'B': return "Bind";
+      case 'D': return "Describe";
+      case 'E': return "Execute";
+      case 'C': return "Close";
+      case 'S': return "Sync";
+      case 'H': return "Flush";
+      case 'X': return "Terminate";
+      default: return "Unknown";
+    }
+  }
+
+  // Answers the gateway owes itself (refusals), once everything before them is answered.
+  void answer_locally(Session& s) {
+    if (s.queued) return;  // its records are written (and fsync'd) at the end of this round first
+    while (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer && !s.ended) {
+      if (!s.client_gone) send_to(s.client, s.units.front().answer.data(), s.units.front().answer.size());
+      s.units.pop_front();
+    }
   }
 
   static std::string display(const pgrec::Parameter& p) {
@@ -641,12 +814,27 @@ class DataPath {
     messages.clear();
     size_t used = frames(s.upstream.in, messages);
     const unsigned char* base = s.upstream.in.data();
+    size_t sent = 0;  // messages are passed on in runs; a refusal or local answer splits a run
     for (auto [at, length] : messages) {
       if (s.ended) return;
       on_backend(s, base[at], Reader{base + at + 5, base + at + length});
+      const bool local = !pending_refusal_.empty() || (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer);
+      if (!local) continue;
+      if (!pending_refusal_.empty()) {
+        // A refused Parse's error goes right before its batch's ReadyForQuery.
+        if (!s.client_gone) {
+          send_to(s.client, base + sent, at - sent);
+          send_to(s.client, pending_refusal_.data(), pending_refusal_.size());
+        }
+        sent = at;
+        pending_refusal_.clear();
+      }
+      if (!s.client_gone) send_to(s.client, base + sent, at + length - sent);
+      sent = at + length;
+      answer_locally(s);
     }
     if (s.ended) return;
-    if (!s.client_gone) send_to(s.client, base, used);
+    if (!s.client_gone) send_to(s.client, base + sent, used - sent);
     s.bytes_to_client += used;
     s.upstream.in.erase(s.upstream.in.begin(), s.upstream.in.begin() + static_cast<std::ptrdiff_t>(used));
     if (s.terminate_after || s.client_gone) settle_if_idle(s);
@@ -846,11 +1034,16 @@ class DataPath {
         }
         // In an extended batch the server skips everything up to Sync; so do the answers owed.
         while (!s.units.empty() && s.units.front().kind != UnitKind::Sync && s.units.front().kind != UnitKind::Query) s.units.pop_front();
+        if (!s.units.empty() && s.units.front().kind == UnitKind::Sync) s.units.front().saw_error = true;
         return;
       }
-      case 'Z':  // ReadyForQuery
+      case 'Z': {  // ReadyForQuery
+        const unsigned char* status = r.p;
+        if (status < r.end) s.transaction_status = *status;
+        if (u && u->kind == UnitKind::Sync && !u->answer.empty() && !u->saw_error) pending_refusal_ = std::move(u->answer);
         if (u && (u->kind == UnitKind::Sync || u->kind == UnitKind::Query)) s.units.pop_front();
         return;
+      }
       default:  // NoticeResponse, ParameterStatus, NotificationResponse …
         return;
     }
@@ -1005,6 +1198,7 @@ class DataPath {
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
   pgrec::StatementOutcome outcome_;
+  std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
   std::vector<std::pair<size_t, size_t>> frames_;  // reused: its vectors keep their capacity
   std::vector<unsigned char> scratch_;

@@ -24,6 +24,7 @@ constexpr uint32_t kEventSeq = varint_field(2);
 constexpr uint32_t kEventTime = varint_field(3);
 constexpr uint32_t kEventStatement = delimited(10);
 constexpr uint32_t kEventError = delimited(14);
+constexpr uint32_t kEventPolicy = delimited(11);
 constexpr uint32_t kEventPgRequest = delimited(20);  // two-byte tag: 0xa2 0x01
 // PgRequest
 constexpr uint32_t kRequestMessages = delimited(1);
@@ -333,6 +334,20 @@ void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_
   FieldWriter w(out);
   const std::size_t at = begin_event(w, record_time_unix_nano, event);
   write_statement(w, statement);
+  w.end(at);
+}
+
+void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                          const PolicyDecision& decision, std::string_view statement, const std::vector<std::string_view>& classes) {
+  FieldWriter w(out);
+  const std::size_t at = begin_event(w, record_time_unix_nano, event);
+  const std::size_t policy = w.begin(kEventPolicy);
+  w.integer(kPolicyAction, static_cast<uint64_t>(decision.action));
+  w.string(kPolicyRule, decision.rule);
+  w.string(kPolicyReason, decision.reason);
+  w.string(6 << 3 | 2, statement);  // PolicyDecision.statement
+  for (std::string_view c : classes) w.entry(7 << 3 | 2, c);  // PolicyDecision.classes
+  w.end(policy);
   w.end(at);
 }
 
