@@ -36,8 +36,10 @@ constexpr std::size_t kPrefixFixedBound = 1 + 10 + 2 + JournalChain::kHashBytes;
 }  // namespace
 
 JournalChain::JournalChain(const std::string& gateway_id, uint64_t last_seq, const unsigned char* last_hash)
-    : digest_(EVP_MD_CTX_new()), sha256_(EVP_sha256()), seq_(last_seq) {
-  if (digest_ == nullptr) throw std::bad_alloc();
+    // An explicit fetch: with EVP_sha256() OpenSSL 3 looks the implementation up again at every
+    // EVP_DigestInit_ex (a hash-table lookup under a lock; visible in a profile of the data path).
+    : digest_(EVP_MD_CTX_new()), sha256_(EVP_MD_fetch(nullptr, "SHA256", nullptr)), seq_(last_seq) {
+  if (digest_ == nullptr || sha256_ == nullptr) throw std::bad_alloc();
   std::memcpy(hash_, last_hash, kHashBytes);
   if (!gateway_id.empty()) {
     unsigned char head[11];
@@ -48,7 +50,10 @@ JournalChain::JournalChain(const std::string& gateway_id, uint64_t last_seq, con
   }
 }
 
-JournalChain::~JournalChain() { EVP_MD_CTX_free(digest_); }
+JournalChain::~JournalChain() {
+  EVP_MD_CTX_free(digest_);
+  EVP_MD_free(sha256_);
+}
 
 uint64_t JournalChain::append(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
                               std::size_t* frame_length_out) {
