@@ -23,6 +23,8 @@ constexpr uint32_t kEventSessionId = delimited(1);
 constexpr uint32_t kEventSeq = varint_field(2);
 constexpr uint32_t kEventTime = varint_field(3);
 constexpr uint32_t kEventStatement = delimited(10);
+constexpr uint32_t kEventError = delimited(14);
+constexpr uint32_t kEventPolicy = delimited(11);
 constexpr uint32_t kEventPgRequest = delimited(20);  // two-byte tag: 0xa2 0x01
 // PgRequest
 constexpr uint32_t kRequestMessages = delimited(1);
@@ -332,6 +334,31 @@ void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_
   FieldWriter w(out);
   const std::size_t at = begin_event(w, record_time_unix_nano, event);
   write_statement(w, statement);
+  w.end(at);
+}
+
+void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                          const PolicyDecision& decision, std::string_view statement, const std::vector<std::string_view>& classes) {
+  FieldWriter w(out);
+  const std::size_t at = begin_event(w, record_time_unix_nano, event);
+  const std::size_t policy = w.begin(kEventPolicy);
+  w.integer(kPolicyAction, static_cast<uint64_t>(decision.action));
+  w.string(kPolicyRule, decision.rule);
+  w.string(kPolicyReason, decision.reason);
+  w.string(6 << 3 | 2, statement);  // PolicyDecision.statement
+  for (std::string_view c : classes) w.entry(7 << 3 | 2, c);  // PolicyDecision.classes
+  w.end(policy);
+  w.end(at);
+}
+
+void append_error_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                         std::string_view code, std::string_view message) {
+  FieldWriter w(out);
+  const std::size_t at = begin_event(w, record_time_unix_nano, event);
+  const std::size_t error = w.begin(kEventError);
+  w.string(1 << 3 | 2, code);     // SessionError.code
+  w.string(2 << 3 | 2, message);  // SessionError.message
+  w.end(error);
   w.end(at);
 }
 

@@ -105,6 +105,16 @@ void append_request_record(std::vector<unsigned char>& out, int64_t record_time_
 void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
                            const StatementOutcome& statement);
 
+// Appends the suffix of { time_unix_nano, event: { …head, policy: { action, rule, reason, statement,
+// classes } } }: a decision other than allow, journaled when it is made.
+void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                          const PolicyDecision& decision, std::string_view statement, const std::vector<std::string_view>& classes);
+
+// Appends the suffix of { time_unix_nano, event: { …head, error: { code, message } } } to `out`: an
+// ErrorResponse no statement owns (answering a Bind, Describe, Close or Sync).
+void append_error_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                         std::string_view code, std::string_view message);
+
 }  // namespace gapwatch::pgrec
 
 #endif  // GAPWATCH_PG_RECORDS_H
