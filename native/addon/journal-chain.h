@@ -74,7 +74,7 @@ class JournalChain {
   mutable std::mutex mutex_;
   std::vector<unsigned char> id_field_;  // field 1 as encoded (empty for an empty id)
   EVP_MD_CTX* digest_;
-  EVP_MD* sha256_;
+  EVP_MD* sha256_;  // fetched once
   uint64_t seq_;
   unsigned char hash_[kHashBytes];
   std::vector<unsigned char> buffer_;    // pending frames, oldest first, from buffer_start_

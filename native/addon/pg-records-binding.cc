@@ -15,7 +15,9 @@ namespace {
 // Parity-test hook, not part of the gateway's contract: the one way JavaScript reaches pg-records.cc,
 // so test/gateway/journal/pg-records.test.ts can compare its bytes with recordSuffix().
 //
-// encodePgRecordForTest(kind: 'request' | 'outcome', timeUnixNano: bigint, event): Buffer
+// encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error', timeUnixNano: bigint, event): Buffer
+// ('policy': event.policy = { action: number, rule, reason, statement, classes }; 'error': event.error =
+// { code, message })
 //
 // `event` has the shape the JavaScript proxy journals ({ sessionId, eventSeq, timeUnixNano,
 // pgRequest: { messages } } or { …, statement }), except that any string may be a Buffer of raw wire
@@ -194,7 +196,9 @@ gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Nap
 Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string kind = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (kind != "request" && kind != "outcome") throw Napi::TypeError::New(env, "kind must be 'request' or 'outcome'");
+  if (kind != "request" && kind != "outcome" && kind != "policy" && kind != "error") {
+    throw Napi::TypeError::New(env, "kind must be 'request', 'outcome', 'policy' or 'error'");
+  }
   if (info.Length() < 2 || !info[1].IsBigInt()) throw Napi::TypeError::New(env, "timeUnixNano must be a bigint");
   bool lossless = false;
   const int64_t record_time = info[1].As<Napi::BigInt>().Int64Value(&lossless);
@@ -214,8 +218,20 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
     std::vector<gapwatch::pgrec::PgMessage> messages;
     for (uint32_t i = 0; i < items.Length(); i++) messages.push_back(pg_message(in, items.Get(i)));
     gapwatch::pgrec::append_request_record(out, record_time, head, messages.data(), messages.size());
-  } else {
+  } else if (kind == "outcome") {
     gapwatch::pgrec::append_outcome_record(out, record_time, head, statement_outcome(in, event.Get("statement")));
+  } else if (kind == "policy") {
+    Napi::Object source = in.object(event.Get("policy"), "event.policy");
+    gapwatch::pgrec::PolicyDecision decision;
+    decision.action = static_cast<gapwatch::pgrec::PolicyAction>(in.integer<uint64_t>(source.Get("action"), "policy.action"));
+    decision.rule = in.bytes(source.Get("rule"), "policy.rule");
+    decision.reason = in.bytes(source.Get("reason"), "policy.reason");
+    gapwatch::pgrec::append_policy_record(out, record_time, head, decision, in.bytes(source.Get("statement"), "policy.statement"),
+                                          in.strings(source.Get("classes"), "policy.classes"));
+  } else {
+    Napi::Object source = in.object(event.Get("error"), "event.error");
+    gapwatch::pgrec::append_error_record(out, record_time, head, in.bytes(source.Get("code"), "error.code"),
+                                         in.bytes(source.Get("message"), "error.message"));
   }
   return Napi::Buffer<unsigned char>::Copy(env, out.data(), out.size());
 }
