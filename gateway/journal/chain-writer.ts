@@ -23,6 +23,8 @@ export interface ChainWriter {
   head(): { seq: bigint; hash: Buffer };
   /** The last record any writer has put in the file, and the active segment's size. */
   writtenHead(): { seq: bigint; hash: Buffer; size: number };
+  /** PROTOTYPE: what a native data path's own fdatasync covered (absent for the JavaScript writer). */
+  syncedHead?(): NativeSynced;
   /** The addon's chain object, for a native data path to append to; null for the JavaScript writer. */
   readonly native: object | null;
   /** Where write() goes: an open segment, its size, and the offset index's anchor and interval. */
@@ -35,6 +37,15 @@ export interface ChainWriter {
   pendingBytes(): number;
   /** Drops everything pending (the journal failed; none of it will be written). */
   discard(): void;
+}
+
+/** PROTOTYPE: a native data path's own fdatasync (what it covered) and its requests' acknowledgements. */
+export interface NativeSynced {
+  seq: bigint;
+  hash: Buffer;
+  size: number;
+  acksWritten: number;
+  acksDurable: number;
 }
 
 export interface WrittenFrames {
@@ -54,6 +65,7 @@ interface NativeJournalAddon {
     appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer };
     head(): { seq: bigint; hash: Buffer };
     writtenHead(): { seq: bigint; hash: Buffer; size: number };
+    syncedHead(): NativeSynced;
     setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
     write(uptoSeq: bigint): WrittenFrames | null;
     pendingBytes(): number;
@@ -112,6 +124,10 @@ class NativeChainWriter implements ChainWriter {
 
   writtenHead(): { seq: bigint; hash: Buffer; size: number } {
     return this.chain.writtenHead();
+  }
+
+  syncedHead(): NativeSynced {
+    return this.chain.syncedHead();
   }
 
   head(): { seq: bigint; hash: Buffer } {

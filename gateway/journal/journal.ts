@@ -317,6 +317,7 @@ export class Journal implements JournalWriter, JournalReader {
 
   /** The durable head: the last record readers can see and that survives a crash. */
   head(): { seq: bigint; hash: Buffer } {
+    this.catchUpNativeSync();
     return { seq: this.durableSeq, hash: this.durableHash };
   }
 
@@ -341,8 +342,21 @@ export class Journal implements JournalWriter, JournalReader {
    * A native data path wrote records (write-ahead, to the chain's file): the written head moves and
    * an fdatasync round follows within SYNC_DELAY_MS, as for JavaScript's own writes.
    */
+  /** PROTOTYPE: a native data path's own fdatasync made records durable: readers may see them now. */
+  private catchUpNativeSync(): void {
+    const synced = this.chain.syncedHead?.();
+    if (!synced || synced.seq <= this.durableSeq || this.closed || this.failure) return;
+    if (synced.seq > this.writtenSeq) {
+      this.writtenSeq = synced.seq;
+      this.writtenHash = synced.hash;
+      if (synced.size > this.active.size) this.active.size = synced.size;
+    }
+    this.markDurable(synced.seq, synced.hash, this.active.state, synced.size);
+  }
+
   noteNativeWrites(): void {
     if (this.closed || this.failure) return;
+    this.catchUpNativeSync();
     const head = this.chain.writtenHead();
     if (head.seq <= this.writtenSeq) return;
     this.active.size = head.size;
@@ -359,7 +373,9 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   stats(): JournalStats {
-    return { ...this.counters, acks: { ...this.counters.acks } };
+    const native = this.chain.syncedHead?.();
+    const acks = { written: this.counters.acks.written + (native?.acksWritten ?? 0), durable: this.counters.acks.durable + (native?.acksDurable ?? 0) };
+    return { ...this.counters, acks };
   }
 
   /**

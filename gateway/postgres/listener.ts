@@ -221,11 +221,12 @@ export class PostgresGateway implements Component {
       );
       channel.detach();
       const native = this.nativeDataPath();
-      if (native && !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
+      // PROTOTYPE: before-reply durability stays on the JavaScript path.
+      if (native && this.options.config.audit.durability === 'before-forward' && !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
         // PROTOTYPE: the session's data path runs natively from here on.
         nativeSession = true;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes });
+        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable' });
         recorder.continueAfter(end.eventSeq);
         nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
         await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);

@@ -5,6 +5,7 @@ import { nativeBuildDir } from '../../native/binding';
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyEngine, PolicyRequest } from '../policy/contract';
+import { statementEffects } from './statement-durability';
 
 /**
  * PROTOTYPE (branch native-pg-datapath): hands an established session's two sockets to the native
@@ -28,8 +29,8 @@ interface NativeEvent {
 
 interface PgDataPathAddon {
   PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
-    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number): void;
-    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; rule: string; reason: string; classes: string[]; statements: string[] }): void;
+    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number, readDurable: boolean): void;
+    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; rule: string; reason: string; classes: string[]; statements: string[]; effects: string[] | null }): void;
     stop(): void;
   };
 }
@@ -72,13 +73,13 @@ export class NativePgDataPath {
   }
 
   /** Takes over both sockets (their descriptors are dup'd; the Node sockets are destroyed here). */
-  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number }): Promise<NativeSessionEnd> {
+  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number; readDurable: boolean }): Promise<NativeSessionEnd> {
     const handle = this.nextHandle++;
     const fd = (socket: Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
     if (!this.poll) this.poll = setInterval(() => this.onWritten(), SYNC_POLL_MS);
     return new Promise((resolve) => {
       this.sessions.set(handle, { sessionId: session.sessionId, resource: session.resource, identity: session.identity, done: resolve });
-      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes);
+      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes, session.readDurable);
       client.destroy();
       upstream.destroy();
     });
@@ -116,6 +117,7 @@ export class NativePgDataPath {
     let reason = '';
     let classes: string[] = [];
     let statements: string[] = [text];
+    let effects: string[] | null = null;
     try {
       const decision = this.policy.evaluateNow(request);
       allow = decision.action === 'allow';
@@ -123,10 +125,12 @@ export class NativePgDataPath {
       reason = decision.action === 'allow' ? '' : decision.reason;
       classes = [...new Set(decision.statements.flatMap((s) => s.classes))];
       if (decision.statements.length > 0) statements = decision.statements.map((s) => s.text);
+      // Unclassified (no statements, not empty): null, so the request is durable before forwarding.
+      if (decision.statements.length > 0 || text.trim() === '') effects = statementEffects(decision.statements);
     } catch (err) {
       this.log.error({ err, sessionId: adopted.sessionId }, 'policy evaluation failed; refusing the statement');
       reason = `policy evaluation failed (${(err as Error).message})`;
     }
-    this.loop.decided(e.handle, e.via, e.text, { allow, rule, reason, classes, statements });
+    this.loop.decided(e.handle, e.via, e.text, { allow, rule, reason, classes, statements, effects });
   }
 }

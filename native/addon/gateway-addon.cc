@@ -61,6 +61,7 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
     Napi::Function defined = DefineClass(env, "JournalChain",
                        {
                            InstanceMethod<&NativeJournalChain::WrittenHead>("writtenHead"),
+                           InstanceMethod<&NativeJournalChain::SyncedHead>("syncedHead"),
                            InstanceMethod<&NativeJournalChain::Append>("append"),
                            InstanceMethod<&NativeJournalChain::AppendKeepingFrame>("appendKeepingFrame"),
                            InstanceMethod<&NativeJournalChain::Head>("head"),
@@ -90,6 +91,22 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
   Napi::Value Append(const Napi::CallbackInfo& info) {
     Napi::Uint8Array suffix = bytes_arg(info, 0, "suffix");
     return Napi::BigInt::New(info.Env(), chain_->append(suffix.Data(), suffix.ByteLength(), nullptr));
+  }
+
+  // syncedHead(): { seq: bigint, hash: Buffer } — what a native data path's own fdatasync covered
+  Napi::Value SyncedHead(const Napi::CallbackInfo& info) {
+    unsigned char hash[gapwatch::JournalChain::kHashBytes];
+    uint64_t size = 0;
+    uint64_t seq = chain_->synced_head(hash, &size);
+    uint64_t written = 0, durable = 0;
+    chain_->acks(&written, &durable);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("seq", Napi::BigInt::New(info.Env(), seq));
+    out.Set("hash", hash_buffer(info.Env(), hash));
+    out.Set("size", Napi::Number::New(info.Env(), static_cast<double>(size)));
+    out.Set("acksWritten", Napi::Number::New(info.Env(), static_cast<double>(written)));
+    out.Set("acksDurable", Napi::Number::New(info.Env(), static_cast<double>(durable)));
+    return out;
   }
 
   // writtenHead(): { seq: bigint, hash: Buffer, size: number } — what any writer has put in the file

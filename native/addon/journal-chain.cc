@@ -189,6 +189,32 @@ JournalChain::Written JournalChain::write(uint64_t upto_seq) {
   return result;
 }
 
+void JournalChain::note_synced(uint64_t seq, const unsigned char* hash, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (seq <= synced_seq_) return;
+  synced_seq_ = seq;
+  synced_size_ = size;
+  std::memcpy(synced_hash_, hash, kHashBytes);
+}
+
+uint64_t JournalChain::synced_head(unsigned char* hash_out, uint64_t* size_out) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::memcpy(hash_out, synced_hash_, kHashBytes);
+  *size_out = synced_size_;
+  return synced_seq_;
+}
+
+void JournalChain::count_ack(bool durable) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  (durable ? acks_durable_ : acks_written_)++;
+}
+
+void JournalChain::acks(uint64_t* written, uint64_t* durable) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  *written = acks_written_;
+  *durable = acks_durable_;
+}
+
 int JournalChain::active_fd() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return fd_;

@@ -61,6 +61,12 @@ class JournalChain {
   std::size_t pending_bytes() const;
   // PROTOTYPE: the active segment's descriptor, for an fdatasync outside the lock.
   int active_fd() const;
+  // PROTOTYPE: a native fdatasync covered the file up to `seq` (whose hash it read before syncing).
+  void note_synced(uint64_t seq, const unsigned char* hash, uint64_t size);
+  uint64_t synced_head(unsigned char* hash_out, uint64_t* size_out) const;
+  // PROTOTYPE: requests a native data path wrote ahead, by the level they waited for.
+  void count_ack(bool durable);
+  void acks(uint64_t* written, uint64_t* durable) const;
   // Drops every pending frame (the journal failed: they will never be written).
   void discard();
 
@@ -84,6 +90,10 @@ class JournalChain {
   uint64_t size_ = 0;
   uint64_t written_seq_ = 0;
   unsigned char written_hash_[kHashBytes] = {};
+  uint64_t synced_seq_ = 0;
+  unsigned char synced_hash_[kHashBytes] = {};
+  uint64_t synced_size_ = 0;
+  uint64_t acks_written_ = 0, acks_durable_ = 0;
   uint64_t index_first_seq_ = 1;
   uint64_t index_interval_ = 0;
 };

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -88,12 +89,51 @@ struct Reader {
   }
 };
 
+// What a statement may do, for the write-ahead record's acknowledgement (statement-durability.ts).
+enum class Effect { None, Begin, Savepoint, Rollback, RollbackChain, Commit, CommitChain, Transactional, Immediate };
+
 struct Decision {
   bool allow = false;
   std::string rule, reason;
   std::vector<std::string> classes;
   std::vector<std::string> statements;  // a simple Query's statements, in order
+  bool effects_known = false;           // false: unclassified, so durable before forwarding
+  std::vector<Effect> effects;
 };
+
+// requestAck() of statement-durability.ts: whether the request must be durable (fsync'd) before it
+// is forwarded, and the transaction block it leaves the session in.
+bool needs_durable_ack(const std::vector<Effect>& effects, bool& in_block) {
+  bool durable = false;
+  for (Effect e : effects) {
+    switch (e) {
+      case Effect::None:
+      case Effect::Savepoint:
+      case Effect::RollbackChain:
+        break;
+      case Effect::Begin:
+        in_block = true;
+        break;
+      case Effect::Rollback:
+        in_block = false;
+        break;
+      case Effect::Commit:
+        durable = true;
+        in_block = false;
+        break;
+      case Effect::CommitChain:
+        durable = true;
+        break;
+      case Effect::Transactional:
+        if (!in_block) durable = true;
+        break;
+      case Effect::Immediate:
+        durable = true;
+        break;
+    }
+  }
+  return durable;
+}
 
 // A result's column names; null while unknown. Shared: a portal's Describe usually repeats its
 // statement's columns, and then costs no allocation.
@@ -163,7 +203,11 @@ struct Session {
   bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
   std::vector<unsigned char> batch_refusal;
   bool forwarded_in_batch = false;
-  bool needs_durable = false;    // this round's request record is a refusal's: fsync'd before answers
+  bool needs_durable = false;    // this round's request record must be fsync'd before its bytes go on
+  bool parked = false;           // waiting for the sync thread's fdatasync (durable_at)
+  uint64_t durable_at = 0;
+  bool in_block = false;         // inside a transaction block, as far as the gateway can tell
+  bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
   unsigned char transaction_status = 'I';
   bool ended = false;
   // Bytes for upstream whose request record waits for this round's one write of the journal.
@@ -192,12 +236,13 @@ struct Event {
 };
 
 struct Command {
-  enum Kind { Adopt, Decided, Stop } kind;
+  enum Kind { Adopt, Decided, Synced, Stop } kind;
   uint64_t handle = 0;
   int client_fd = -1, upstream_fd = -1;
   std::string session_id;
   uint64_t event_seq = 0;
   uint32_t max_message_bytes = 0;
+  bool read_durable = false;
   char via = 0;
   std::string text;
   std::shared_ptr<Decision> decision;
@@ -217,6 +262,7 @@ class DataPath {
     e.data.ptr = nullptr;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &e);
     thread_ = std::thread([this] { loop(); });
+    syncer_ = std::thread([this] { sync_loop(); });
   }
 
   ~DataPath() { stop(); }
@@ -237,6 +283,12 @@ class DataPath {
     c.kind = Command::Stop;
     command(std::move(c));
     thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(sync_mutex_);
+      sync_stop_ = true;
+    }
+    sync_cv_.notify_one();
+    syncer_.join();
     close(epoll_fd_);
     close(wake_fd_);
     events_.Release();
@@ -303,13 +355,16 @@ class DataPath {
         case Command::Adopt:
           adopt(c);
           break;
+        case Command::Synced:
+          release_parked(c.event_seq);
+          break;
         case Command::Decided: {
           auto found = sessions_.find(c.handle);
           if (found == sessions_.end() || found->second->ended) break;
           Session& s = *found->second;
           s.decisions[decision_key(c.via, c.text)] = c.decision;
           if (s.decisions_asked > 0) s.decisions_asked--;
-          if (s.decisions_asked == 0) handle_client(s);
+          if (s.decisions_asked == 0 && !s.parked) handle_client(s);
           break;
         }
       }
@@ -323,6 +378,7 @@ class DataPath {
     s->session_id = c.session_id;
     s->event_seq = c.event_seq;
     s->max_message_bytes = c.max_message_bytes;
+    s->read_durable = c.read_durable;
     s->client.fd = c.client_fd;
     s->client.client = true;
     s->client.session = s.get();
@@ -398,7 +454,7 @@ class DataPath {
     side.in.insert(side.in.end(), buffer, buffer + n);
     if (side.client) {
       s.bytes_from_client += static_cast<uint64_t>(n);
-      if (s.decisions_asked == 0) handle_client(s);
+      if (s.decisions_asked == 0 && !s.parked) handle_client(s);
     } else {
       handle_upstream(s);
     }
@@ -489,6 +545,9 @@ class DataPath {
             record_count++;
             continue;
           }
+          forwarding(s, decision.get());
+          // The next message runs even if this one fails: its block is known only from the server.
+          s.in_block = false;
           Unit u(UnitKind::Query);
           u.decision = decision;
           u.run.start_ns = now_ns();
@@ -585,6 +644,7 @@ class DataPath {
             u.run.decision = found->second->statement->decision;
             u.run.columns = found->second->columns;
           }
+          forwarding(s, u.run.decision.get());
           u.run.start_ns = now_ns();
           s.units.push_back(std::move(u));
           break;
@@ -602,6 +662,8 @@ class DataPath {
             record_count++;
             continue;
           }
+          // The batch ends here: what follows runs whether or not it succeeded.
+          s.in_block = false;
           Unit sync(UnitKind::Sync);
           sync.answer = std::move(s.batch_refusal);
           s.batch_refusal.clear();
@@ -628,6 +690,8 @@ class DataPath {
       forward.insert(forward.end(), raw, raw + length);
     }
 
+    if (s.read_durable) s.needs_durable = true;
+    chain_->count_ack(s.needs_durable);
     // Write-ahead: the request record is in the journal file before its bytes go upstream.
     scratch_.clear();
     pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
@@ -645,23 +709,73 @@ class DataPath {
     }
   }
 
+  void release_parked(uint64_t synced) {
+    std::vector<uint64_t> still;
+    for (uint64_t handle : parked_) {
+      auto found = sessions_.find(handle);
+      if (found == sessions_.end() || found->second->ended) continue;
+      Session& s = *found->second;
+      if (s.durable_at > synced) {
+        still.push_back(handle);
+        continue;
+      }
+      s.parked = false;
+      s.needs_durable = false;
+      send_to(s.upstream, s.ahead.data(), s.ahead.size());
+      s.ahead.clear();
+      answer_locally(s);
+      if (s.terminate_after || s.client_gone) settle_if_idle(s);
+      if (!s.ended && !s.client.in.empty()) handle_client(s);
+    }
+    parked_.swap(still);
+  }
+
+  void request_sync(uint64_t seq) {
+    {
+      std::lock_guard<std::mutex> lock(sync_mutex_);
+      if (seq <= sync_requested_) return;
+      sync_requested_ = seq;
+    }
+    sync_cv_.notify_one();
+  }
+
+  // The sync thread: one fdatasync covers every record written before it starts (group commit).
+  void sync_loop() {
+    uint64_t done = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(sync_mutex_);
+        sync_cv_.wait(lock, [&] { return sync_stop_ || sync_requested_ > done; });
+        if (sync_stop_) return;
+      }
+      unsigned char hash[JournalChain::kHashBytes];
+      uint64_t size = 0;
+      const uint64_t covered = chain_->written_head(hash, &size);
+      if (fdatasync(chain_->active_fd()) != 0) {
+        // Fail-stop, as the journal does: nothing parked is ever released.
+        return;
+      }
+      chain_->note_synced(covered, hash, size);
+      done = covered;
+      Command c;
+      c.kind = Command::Synced;
+      c.event_seq = covered;
+      command(std::move(c));
+    }
+  }
+
   // Write-ahead for every session served in this round: one write of the journal, then their bytes.
   void flush_ahead() {
     if (queued_.empty()) return;
     std::string failure;
-    bool durable = false;
-    for (uint64_t handle : queued_) {
-      auto found = sessions_.find(handle);
-      if (found != sessions_.end() && found->second->needs_durable) durable = true;
-    }
     try {
       if (!exp_nowrite_ && !exp_norecord_) chain_->write(UINT64_MAX);
-      // PROTOTYPE: a refusal's records are fsync'd before the agent hears of it — here in the loop's
-      // thread; the real thing hands this to a sync thread and answers when it is done.
-      if (durable && fdatasync(chain_->active_fd()) != 0) failure = std::string("journal fdatasync failed: ") + strerror(errno);
     } catch (const std::exception& err) {
       failure = std::string("journal write failed: ") + err.what();
     }
+    unsigned char hash[JournalChain::kHashBytes];
+    uint64_t size = 0;
+    const uint64_t written = chain_->written_head(hash, &size);
     for (uint64_t handle : queued_) {
       auto found = sessions_.find(handle);
       if (found == sessions_.end()) continue;
@@ -672,13 +786,25 @@ class DataPath {
         end(s, true, failure);
         continue;
       }
-      s.needs_durable = false;
+      if (s.needs_durable) {
+        // Its bytes (and any refusal it answers) wait for the fdatasync that covers its record.
+        s.parked = true;
+        s.durable_at = written;
+        parked_.push_back(s.handle);
+        request_sync(written);
+        continue;
+      }
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
       s.ahead.clear();
       answer_locally(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
     queued_.clear();
+  }
+
+  // A statement is forwarded: what its record needs, following the transaction block it runs in.
+  static void forwarding(Session& s, const Decision* d) {
+    if (d == nullptr || !d->effects_known || needs_durable_ack(d->effects, s.in_block)) s.needs_durable = true;
   }
 
   // The records of a refusal, as the JavaScript proxy's settle() and recordRefused() write them.
@@ -787,7 +913,7 @@ class DataPath {
 
   // Answers the gateway owes itself (refusals), once everything before them is answered.
   void answer_locally(Session& s) {
-    if (s.queued) return;  // its records are written (and fsync'd) at the end of this round first
+    if (s.queued || s.parked) return;  // its records are written (and fsync'd) at the end of this round first
     while (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer && !s.ended) {
       if (!s.client_gone) send_to(s.client, s.units.front().answer.data(), s.units.front().answer.size());
       s.units.pop_front();
@@ -1042,6 +1168,8 @@ class DataPath {
         if (status < r.end) s.transaction_status = *status;
         if (u && u->kind == UnitKind::Sync && !u->answer.empty() && !u->saw_error) pending_refusal_ = std::move(u->answer);
         if (u && (u->kind == UnitKind::Sync || u->kind == UnitKind::Query)) s.units.pop_front();
+        // The server has answered everything forwarded: its status is the session's, ahead of any guess.
+        if (s.units.empty()) s.in_block = s.transaction_status != 'I';
         return;
       }
       default:  // NoticeResponse, ParameterStatus, NotificationResponse …
@@ -1197,6 +1325,12 @@ class DataPath {
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
+  std::vector<uint64_t> parked_;
+  std::thread syncer_;
+  std::mutex sync_mutex_;
+  std::condition_variable sync_cv_;
+  uint64_t sync_requested_ = 0;
+  bool sync_stop_ = false;
   pgrec::StatementOutcome outcome_;
   std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
@@ -1275,6 +1409,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.session_id = info[3].As<Napi::String>().Utf8Value();
     c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
     c.max_message_bytes = info[5].As<Napi::Number>().Uint32Value();
+    c.read_durable = info.Length() > 6 && info[6].ToBoolean();
     if (c.client_fd < 0 || c.upstream_fd < 0) throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(errno));
     datapath_->command(std::move(c));
     return info.Env().Undefined();
@@ -1295,6 +1430,16 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.decision->reason = d.Get("reason").ToString().Utf8Value();
     c.decision->classes = string_array(d.Get("classes"));
     c.decision->statements = string_array(d.Get("statements"));
+    Napi::Value effects = d.Get("effects");
+    c.decision->effects_known = effects.IsArray();
+    static const std::unordered_map<std::string, Effect> names = {
+        {"none", Effect::None}, {"begin", Effect::Begin}, {"savepoint", Effect::Savepoint}, {"rollback", Effect::Rollback},
+        {"rollback_chain", Effect::RollbackChain}, {"commit", Effect::Commit}, {"commit_chain", Effect::CommitChain},
+        {"transactional", Effect::Transactional}, {"immediate", Effect::Immediate}};
+    for (const std::string& name : string_array(effects)) {
+      auto found = names.find(name);
+      c.decision->effects.push_back(found == names.end() ? Effect::Immediate : found->second);
+    }
     datapath_->command(std::move(c));
     return info.Env().Undefined();
   }
