@@ -128,3 +128,23 @@ export function loadNative(): NativeAddon {
   }
   return addon;
 }
+
+let gatewayAddon: { exports: object | null; problem: string | null } | undefined;
+
+/**
+ * gapwatch_gateway.node, the gateway's native core (the journal's chain; native/addon/gateway-addon.cc):
+ * its exports, or null and why (not built, does not load). Loaded once.
+ */
+export function loadGatewayAddon(): { exports: object | null; problem: string | null } {
+  if (gatewayAddon) return gatewayAddon;
+  const path = join(nativeBuildDir(), 'gapwatch_gateway.node');
+  if (!existsSync(path)) gatewayAddon = { exports: null, problem: `${path} is not built (npm run setup builds it)` };
+  else {
+    try {
+      gatewayAddon = { exports: require(path) as object, problem: null };
+    } catch (err) {
+      gatewayAddon = { exports: null, problem: `${path} does not load: ${(err as Error).message}` };
+    }
+  }
+  return gatewayAddon;
+}

@@ -1,6 +1,5 @@
-import { existsSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { nativeBuildDir } from '../../native/binding';
+import { writeSync } from 'node:fs';
+import { loadGatewayAddon } from '../../native/binding';
 import { RecordChainer } from './record-chain';
 
 /**
@@ -73,36 +72,21 @@ interface NativeJournalAddon {
   };
 }
 
-let addon: NativeJournalAddon | null | undefined;
-let addonProblem: string | null = null;
-
 /** The addon, or null (with the reason in nativeChainProblem()) when it is not built or does not load. */
 function loadAddon(): NativeJournalAddon | null {
-  if (addon !== undefined) return addon;
-  const path = join(nativeBuildDir(), 'gapwatch_gateway.node');
-  addon = null;
-  if (!existsSync(path)) addonProblem = `${path} is not built (npm run setup builds it)`;
-  else {
-    try {
-      addon = require(path) as NativeJournalAddon;
-    } catch (err) {
-      addonProblem = `${path} does not load: ${(err as Error).message}`;
-    }
-  }
-  return addon;
+  return loadGatewayAddon().exports as NativeJournalAddon | null;
 }
 
 /** Why the native chain is not in use, or null when it is available. */
 export function nativeChainProblem(): string | null {
-  loadAddon();
-  return addonProblem;
+  return loadGatewayAddon().problem;
 }
 
 /** The native chain when the addon loads (or when `kind` asks for one explicitly), else the JavaScript one. */
 export function openChainWriter(gatewayId: string, lastSeq: bigint, lastHash: Buffer, kind?: 'native' | 'js'): ChainWriter {
   const native = kind === 'js' ? null : loadAddon();
   if (native) return new NativeChainWriter(new native.JournalChain(gatewayId, lastSeq, lastHash));
-  if (kind === 'native') throw new Error(`the native journal chain is unavailable: ${addonProblem}`);
+  if (kind === 'native') throw new Error(`the native journal chain is unavailable: ${nativeChainProblem()}`);
   return new JsChainWriter(gatewayId, lastSeq, lastHash);
 }
 

@@ -4,6 +4,7 @@ import { decodeRecord, encodeRecord, encodeRecordGeneric, journalRecordType } fr
 import { RecordChainer, chainRecord, recordHash, recordSuffix } from '../../../gateway/journal/record-chain';
 import { frame } from '../../../gateway/journal/segment-format';
 import type { JournalRecord } from '../../../proto/generated/gapwatch/v1/JournalRecord';
+import { seededRandom as random } from '../../support/seeded-random';
 
 function sessionRecord(claims: Record<string, string>): JournalRecord {
   return {
@@ -12,17 +13,6 @@ function sessionRecord(claims: Record<string, string>): JournalRecord {
     prevHash: Buffer.alloc(32, 9),
     timeUnixNano: '1764000000000000000',
     session: { sessionId: 's-1', identity: { subject: 'agent:claude', method: 'token', claims }, resource: 'orders', outcome: 'SESSION_OUTCOME_OPEN', client: { ip: '10.0.0.7', port: 51234 } },
-  };
-}
-
-/** A deterministic pseudo-random source (xorshift32), so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
   };
 }
 

@@ -7,17 +7,7 @@ import { chainRecord } from '../../../gateway/journal/record-chain';
 import { HEADER_BYTES, parseFrame } from '../../../gateway/journal/segment-format';
 import { verifyJournal } from '../../../gateway/journal/verify';
 import { removeScratchDirs, scratchDir, statementEvent, tempJournalDir } from './journal-files';
-
-/** A small deterministic generator (xorshift32), so a failure names its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 0x1_0000_0000;
-  };
-}
+import { seededRandom as random } from '../../support/seeded-random';
 
 function requireNative(this: Mocha.Context): void {
   const problem = nativeChainProblem();

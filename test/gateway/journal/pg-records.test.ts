@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { nativeBuildDir } from '../../../native/binding';
+import { loadGatewayAddon } from '../../../native/binding';
 import { decodeRecord, encodeRecord } from '../../../gateway/journal/canonical-encoding';
 import { chainRecord, recordHash, recordSuffix, ZERO_HASH } from '../../../gateway/journal/record-chain';
 import { messageRecord, parameterDisplay, type ParameterRedactor } from '../../../gateway/postgres/audit-format';
 import { frontendTypeName, type BareMessage, type FrontendMessage } from '../../../gateway/postgres/frontend-parser';
 import { FormatCode, FrontendType, TargetKind } from '../../../gateway/postgres/protocol';
 import type { SessionEvent } from '../../../proto/generated/gapwatch/v1/SessionEvent';
+import { seededRandom as random } from '../../support/seeded-random';
 
 /**
  * The C++ encoder of the PostgreSQL gateway's two records per statement (native/addon/pg-records.cc)
@@ -21,25 +20,15 @@ interface PgRecordsHook {
   encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error', timeUnixNano: bigint, event: object): Buffer;
 }
 
-let hook: PgRecordsHook | null | undefined;
 let hookProblem: string | null = null;
 
-/** The addon's parity-test hook, loaded the way gateway/journal/chain-writer.ts loads the addon. */
+/** The addon's parity-test hook (native/addon/pg-records-binding.cc). */
 function loadHook(): PgRecordsHook | null {
-  if (hook !== undefined) return hook;
-  const path = join(nativeBuildDir(), 'gapwatch_gateway.node');
-  hook = null;
-  if (!existsSync(path)) hookProblem = `${path} is not built (npm run setup builds it)`;
-  else {
-    try {
-      const addon = require(path) as Partial<PgRecordsHook>;
-      if (typeof addon.encodePgRecordForTest === 'function') hook = addon as PgRecordsHook;
-      else hookProblem = `${path} predates encodePgRecordForTest (rebuild it)`;
-    } catch (err) {
-      hookProblem = `${path} does not load: ${(err as Error).message}`;
-    }
-  }
-  return hook;
+  const { exports, problem } = loadGatewayAddon();
+  const hook = exports as Partial<PgRecordsHook> | null;
+  if (hook && typeof hook.encodePgRecordForTest === 'function') return hook as PgRecordsHook;
+  hookProblem = problem ?? 'gapwatch_gateway.node predates encodePgRecordForTest (rebuild it)';
+  return null;
 }
 
 function requireNative(this: Mocha.Context): PgRecordsHook {
@@ -47,17 +36,6 @@ function requireNative(this: Mocha.Context): PgRecordsHook {
   if (loaded) return loaded;
   // The addon is part of every setup (npm test builds it): a missing one is a failure, never a skip.
   throw new Error(`the native PostgreSQL record encoder is not available (npm run setup builds it): ${hookProblem}`);
-}
-
-/** A small deterministic generator (xorshift32), so a failure names its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 0x1_0000_0000;
-  };
 }
 
 // What arrived on the wire, from which both sides build their records.
