@@ -20,6 +20,14 @@ export interface ChainWriter {
   appendKeepingFrame(suffix: Uint8Array): { seq: bigint; frame: Buffer };
   /** The last assigned record, written or not. */
   head(): { seq: bigint; hash: Buffer };
+  /**
+   * A record that must follow the head it reads (a checkpoint signs it): lockHead() returns the head
+   * and keeps other writers out until appendAndUnlock() (or unlock()). `segmentStartsHere`: the record
+   * opens the next segment; later frames are written only once setActive() installs it.
+   */
+  lockHead(): { seq: bigint; hash: Buffer };
+  appendAndUnlock(suffix: Uint8Array, segmentStartsHere: boolean): { seq: bigint; frame: Buffer };
+  unlock(): void;
   /** The last record any writer has put in the file, and the active segment's size. */
   writtenHead(): { seq: bigint; hash: Buffer; size: number };
   /** PROTOTYPE: what a native data path's own fdatasync covered (absent for the JavaScript writer). */
@@ -34,6 +42,8 @@ export interface ChainWriter {
    */
   write(uptoSeq: bigint): WrittenFrames | null;
   pendingBytes(): number;
+  /** Bytes of every frame appended so far, by any writer (segment-size accounting). */
+  framedBytes(): number;
   /** Drops everything pending (the journal failed; none of it will be written). */
   discard(): void;
 }
@@ -65,9 +75,13 @@ interface NativeJournalAddon {
     head(): { seq: bigint; hash: Buffer };
     writtenHead(): { seq: bigint; hash: Buffer; size: number };
     syncedHead(): NativeSynced;
+    lockHead(): { seq: bigint; hash: Buffer };
+    appendAndUnlock(suffix: Uint8Array, segmentStartsHere: boolean): { seq: bigint; frame: Buffer };
+    unlock(): void;
     setActive(fd: number, size: number, indexFirstSeq: bigint, indexInterval: number): void;
     write(uptoSeq: bigint): WrittenFrames | null;
     pendingBytes(): number;
+    framedBytes(): number;
     discard(): void;
   };
 }
@@ -114,6 +128,18 @@ class NativeChainWriter implements ChainWriter {
     return this.chain.syncedHead();
   }
 
+  lockHead(): { seq: bigint; hash: Buffer } {
+    return this.chain.lockHead();
+  }
+
+  appendAndUnlock(suffix: Uint8Array, segmentStartsHere: boolean): { seq: bigint; frame: Buffer } {
+    return this.chain.appendAndUnlock(suffix, segmentStartsHere);
+  }
+
+  unlock(): void {
+    this.chain.unlock();
+  }
+
   head(): { seq: bigint; hash: Buffer } {
     return this.chain.head();
   }
@@ -128,6 +154,10 @@ class NativeChainWriter implements ChainWriter {
 
   pendingBytes(): number {
     return this.chain.pendingBytes();
+  }
+
+  framedBytes(): number {
+    return this.chain.framedBytes();
   }
 
   discard(): void {
@@ -149,6 +179,7 @@ class JsChainWriter implements ChainWriter {
   private hash: Buffer;
   private pending: JsPending[] = [];
   private pendingTotal = 0;
+  private framedTotal = 0;
   private fd = -1;
   private size = 0;
   private indexFirstSeq = 1n;
@@ -177,11 +208,23 @@ class JsChainWriter implements ChainWriter {
     return { ...this.written, size: this.size };
   }
 
+  // One writer (the event loop): nothing to lock out.
+  lockHead(): { seq: bigint; hash: Buffer } {
+    return this.head();
+  }
+
+  appendAndUnlock(suffix: Uint8Array): { seq: bigint; frame: Buffer } {
+    return this.appendKeepingFrame(suffix);
+  }
+
+  unlock(): void {}
+
   private chainOne(suffix: Uint8Array): Buffer {
     const seq = this.seq + 1n;
     const { hash, framed } = this.chainer.chain(seq, this.hash, suffix as Buffer);
     this.pending.push({ seq, hash, frame: framed });
     this.pendingTotal += framed.length;
+    this.framedTotal += framed.length;
     this.seq = seq;
     this.hash = hash;
     return framed;
@@ -222,6 +265,10 @@ class JsChainWriter implements ChainWriter {
 
   pendingBytes(): number {
     return this.pendingTotal;
+  }
+
+  framedBytes(): number {
+    return this.framedTotal;
   }
 
   discard(): void {

@@ -158,11 +158,11 @@ export class Journal implements JournalWriter, JournalReader {
   private checkpointFile: FileHandle;
   private checkpointFileSize: number;
 
-  /** Head of the chain as assigned (may be ahead of what is durable); its hash is the chain writer's. */
-  private lastSeq: bigint;
-  private lastWasCheckpoint = false;
-  /** Bytes the active segment will have once everything pending is written. */
+  /** Seq of the last checkpoint record (-1 when the journal's last record is not one). */
+  private lastCheckpointSeq = -1n;
+  /** Bytes the newest segment (the active one, or the one a rotation has begun) will have once everything pending is written. */
   private assignedBytes: number;
+  private framedSeen = 0;
   private durableSeq: bigint;
   private durableHash: Buffer;
   /** Last record whose bytes are in the active segment file (it may still await its fdatasync). */
@@ -287,8 +287,7 @@ export class Journal implements JournalWriter, JournalReader {
     }
     this.lock = lock;
     this.segments = recovered.segments.map((s) => ({ firstSeq: s.firstSeq, name: s.name, path: s.path, durableBytes: s.bytes, mtimeMs: s.mtimeMs, index: s.index }));
-    this.lastSeq = recovered.lastSeq;
-    this.lastWasCheckpoint = recovered.lastWasCheckpoint;
+    this.lastCheckpointSeq = recovered.lastWasCheckpoint ? recovered.lastSeq : -1n;
     this.coveredSeq = recovered.coveredSeq;
     this.recordsSinceCheckpoint = Number(recovered.lastSeq - recovered.coveredSeq);
     this.durableSeq = recovered.lastSeq;
@@ -298,8 +297,8 @@ export class Journal implements JournalWriter, JournalReader {
     this.recovery = { lastSeq: recovered.lastSeq, tornTail: recovered.tornTail };
     const activeState = this.segments[this.segments.length - 1]!;
     this.active = { state: activeState, file: activeFile, size: activeState.durableBytes };
-    this.chain.setActive(activeFile.fd, activeState.durableBytes, activeState.firstSeq, Number(INDEX_INTERVAL));
     this.assignedBytes = activeState.durableBytes;
+    this.chain.setActive(activeFile.fd, activeState.durableBytes, activeState.firstSeq, Number(INDEX_INTERVAL));
     this.checkpointFile = checkpoints.file;
     this.checkpointFileSize = checkpoints.size;
     if (this.recovery.tornTail) {
@@ -355,14 +354,18 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   noteNativeWrites(): void {
-    if (this.closed || this.failure) return;
+    if (this.closed || this.closing || this.failure) return;
     this.catchUpNativeSync();
+    // Native appends fill segments too: a rotation starts from here when no JavaScript append does.
+    if (this.rotationDue()) {
+      this.rotateIfFull();
+      this.scheduleFlush();
+    }
     const head = this.chain.writtenHead();
     if (head.seq <= this.writtenSeq) return;
     this.active.size = head.size;
     this.writtenSeq = head.seq;
     this.writtenHash = head.hash;
-    this.lastSeq = this.chain.head().seq;
     if (this.options.sync === 'none') this.markDurable(head.seq, head.hash, this.active.state, head.size);
     else this.syncSoon();
   }
@@ -419,7 +422,7 @@ export class Journal implements JournalWriter, JournalReader {
     this.syncTimer = null;
     try {
       await this.retentionRun?.catch(() => undefined);
-      if (!this.failure && this.lastSeq > 0n && !this.lastWasCheckpoint) this.enqueueCheckpoint();
+      if (!this.failure && this.uncheckpointed(0n)) this.enqueueCheckpoint();
       this.closing = true;
       await this.flushNow();
       await this.syncNow();
@@ -514,7 +517,7 @@ export class Journal implements JournalWriter, JournalReader {
 
   private async retainOnce(nowMs: number): Promise<RetentionResult> {
     const { maxAgeMs, maxBytes } = this.options;
-    const sizes = this.segments.map((s) => (s === this.active.state ? this.assignedBytes : s.durableBytes));
+    const sizes = this.segments.map((s) => (s === this.active.state ? this.active.size + this.chain.pendingBytes() : s.durableBytes));
     let total = sizes.reduce((a, b) => a + b, 0);
     let removeCount = 0;
     // Never the active segment; each kept segment starts with a checkpoint anchoring its prev_hash.
@@ -587,27 +590,36 @@ export class Journal implements JournalWriter, JournalReader {
     let frame: Buffer | null = null;
     if (isCheckpoint) {
       ({ seq, frame } = this.chain.appendKeepingFrame(suffix));
-      this.assignedBytes += frame.length;
     } else {
       seq = this.chain.append(suffix);
-      // PROTOTYPE: the frame's length, near enough for rotation (prefix, hash field, frame header).
-      this.assignedBytes += suffix.length + 96;
     }
     this.pending.push({ kind: 'record', seq, frame, checkpoint: isCheckpoint, ack, deferred: defer, resolve, reject });
-    this.lastSeq = seq;
-    this.lastWasCheckpoint = isCheckpoint;
     return seq;
   }
 
-  private enqueueCheckpoint(): JournalPosition {
-    const { seq: covered, hash: headHash } = this.chain.head();
-    const body: Checkpoint = {
-      seq: covered.toString(),
-      headHash,
-      signature: signCheckpoint(this.key, this.gatewayId, covered, headHash),
-      keyId: this.key.keyId,
-    };
-    const seq = this.enqueueRecord(recordSuffix(this.nextTime(), { checkpoint: body }), true);
+  /**
+   * Signs the head and appends the checkpoint right after it, with native writers kept out in
+   * between (the chain's lock). `segmentStart`: the checkpoint opens the next segment.
+   */
+  private enqueueCheckpoint(segmentStart = false): JournalPosition {
+    const { seq: covered, hash: headHash } = this.chain.lockHead();
+    let appended: { seq: bigint; frame: Buffer };
+    try {
+      const body: Checkpoint = {
+        seq: covered.toString(),
+        headHash,
+        signature: signCheckpoint(this.key, this.gatewayId, covered, headHash),
+        keyId: this.key.keyId,
+      };
+      appended = this.chain.appendAndUnlock(recordSuffix(this.nextTime(), { checkpoint: body }), segmentStart);
+    } catch (err) {
+      this.chain.unlock();
+      throw err;
+    }
+    const seq = appended.seq;
+    this.pending.push({ kind: 'record', seq, frame: appended.frame, checkpoint: true, ack: 'durable', deferred: false });
+    this.urgent = true;
+    this.lastCheckpointSeq = seq;
     this.coveredSeq = covered;
     this.recordsSinceCheckpoint = 0;
     this.counters.checkpoints += 1;
@@ -615,17 +627,30 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   private rotationDue(): boolean {
+    // Every frame appended since the last look, a native data path's included, is the newest segment's.
+    const framed = this.chain.framedBytes();
+    this.assignedBytes += framed - this.framedSeen;
+    this.framedSeen = framed;
     return this.assignedBytes >= this.options.segmentBytes;
+  }
+
+  /** Records after `after` and after the last checkpoint (a native data path's included). */
+  private uncheckpointed(after: bigint): boolean {
+    const head = this.chain.head().seq;
+    return head > after && head !== this.lastCheckpointSeq;
   }
 
   /** Starts a new segment when the active one is full; the new one opens with a checkpoint of the old head. */
   private rotateIfFull(): void {
     if (!this.rotationDue()) return;
-    const firstSeq = this.lastSeq + 1n;
-    this.pending.push({ kind: 'rotate', firstSeq });
+    // The new segment starts with the checkpoint: its seq (native writers may have appended since
+    // this journal's last record) is known once it is appended.
+    const rotate: { kind: 'rotate'; firstSeq: bigint } = { kind: 'rotate', firstSeq: 0n };
+    this.pending.push(rotate);
     this.urgent = true;
     this.assignedBytes = HEADER_BYTES;
-    this.enqueueCheckpoint();
+    this.framedSeen = this.chain.framedBytes();
+    rotate.firstSeq = this.enqueueCheckpoint(true).seq;
   }
 
   /** Deferred records only: write them after DEFER_MS unless an urgent write takes them first. */
@@ -688,7 +713,7 @@ export class Journal implements JournalWriter, JournalReader {
       let chunk: PendingRecord[] = [];
       for (const entry of group) {
         if (entry.kind === 'rotate') {
-          await this.writeActive(chunk);
+          await this.writeActive(chunk, entry.firstSeq - 1n);
           chunk = [];
           // The old segment is complete and durable before the first record of the new one is written.
           await this.syncNow();
@@ -839,11 +864,20 @@ export class Journal implements JournalWriter, JournalReader {
    * copy and delays the 'written' acknowledgement every forwarded request waits for by a thread
    * wake-up. The disk itself is only ever waited on by fdatasync, which stays in the thread pool.
    */
-  private async writeActive(entries: PendingRecord[]): Promise<void> {
-    if (entries.length === 0) return;
-    const last = entries[entries.length - 1]!;
+  private async writeActive(entries: PendingRecord[], upto?: bigint): Promise<void> {
+    if (entries.length === 0 && upto === undefined) return;
+    const last = entries[entries.length - 1];
     const state = this.active.state;
-    const written = this.chain.write(last.seq);
+    const written = this.chain.write(upto ?? last!.seq);
+    if (!last) {
+      // Native records only, the rest of a segment a rotation is finishing.
+      if (written) {
+        this.active.size = written.size;
+        this.writtenSeq = written.seq;
+        this.writtenHash = written.hash;
+      }
+      return;
+    }
     // A native data path may have written these frames already (it writes everything pending).
     const head = written ?? this.chain.writtenHead();
     if (head.seq < last.seq) {
@@ -902,7 +936,7 @@ export class Journal implements JournalWriter, JournalReader {
 
   private onTimer(): void {
     if (this.closing || this.failure) return;
-    if (this.lastSeq > this.coveredSeq && !this.lastWasCheckpoint) {
+    if (this.uncheckpointed(this.coveredSeq)) {
       this.enqueueCheckpoint();
       this.scheduleFlush();
     }

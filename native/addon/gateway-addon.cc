@@ -62,6 +62,10 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
                        {
                            InstanceMethod<&NativeJournalChain::WrittenHead>("writtenHead"),
                            InstanceMethod<&NativeJournalChain::SyncedHead>("syncedHead"),
+                           InstanceMethod<&NativeJournalChain::LockHead>("lockHead"),
+                           InstanceMethod<&NativeJournalChain::AppendAndUnlock>("appendAndUnlock"),
+                           InstanceMethod<&NativeJournalChain::Unlock>("unlock"),
+                           InstanceMethod<&NativeJournalChain::FramedBytes>("framedBytes"),
                            InstanceMethod<&NativeJournalChain::Append>("append"),
                            InstanceMethod<&NativeJournalChain::AppendKeepingFrame>("appendKeepingFrame"),
                            InstanceMethod<&NativeJournalChain::Head>("head"),
@@ -91,6 +95,40 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
   Napi::Value Append(const Napi::CallbackInfo& info) {
     Napi::Uint8Array suffix = bytes_arg(info, 0, "suffix");
     return Napi::BigInt::New(info.Env(), chain_->append(suffix.Data(), suffix.ByteLength(), nullptr));
+  }
+
+  // lockHead(): { seq, hash } — and the chain stays locked until appendAndUnlock() or unlock()
+  Napi::Value LockHead(const Napi::CallbackInfo& info) {
+    unsigned char hash[gapwatch::JournalChain::kHashBytes];
+    uint64_t seq = chain_->lock_head(hash);
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("seq", Napi::BigInt::New(info.Env(), seq));
+    out.Set("hash", hash_buffer(info.Env(), hash));
+    return out;
+  }
+
+  // appendAndUnlock(suffix, segmentStartsHere: boolean): { seq, frame }
+  Napi::Value AppendAndUnlock(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      chain_->unlock();
+      throw Napi::TypeError::New(info.Env(), "suffix must be a Buffer or Uint8Array");
+    }
+    Napi::Uint8Array suffix = info[0].As<Napi::Uint8Array>();
+    std::vector<unsigned char> frame;
+    uint64_t seq = chain_->append_and_unlock(suffix.Data(), suffix.ByteLength(), &frame, info.Length() > 1 && info[1].ToBoolean());
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("seq", Napi::BigInt::New(info.Env(), seq));
+    out.Set("frame", Napi::Buffer<unsigned char>::Copy(info.Env(), frame.data(), frame.size()));
+    return out;
+  }
+
+  Napi::Value FramedBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(chain_->framed_bytes()));
+  }
+
+  Napi::Value Unlock(const Napi::CallbackInfo& info) {
+    chain_->unlock();
+    return info.Env().Undefined();
   }
 
   // syncedHead(): { seq: bigint, hash: Buffer } — what a native data path's own fdatasync covered

@@ -59,6 +59,26 @@ JournalChain::~JournalChain() {
 uint64_t JournalChain::append(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
                               std::size_t* frame_length_out) {
   std::lock_guard<std::mutex> lock(mutex_);
+  return append_locked(suffix, suffix_length, frame_out, frame_length_out);
+}
+
+uint64_t JournalChain::lock_head(unsigned char* hash_out) {
+  mutex_.lock();
+  std::memcpy(hash_out, hash_, kHashBytes);
+  return seq_;
+}
+
+uint64_t JournalChain::append_and_unlock(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                                         bool segment_starts_here) {
+  std::lock_guard<std::mutex> lock(mutex_, std::adopt_lock);
+  if (segment_starts_here) barriers_.push_back(seq_);
+  return append_locked(suffix, suffix_length, frame_out, nullptr);
+}
+
+void JournalChain::unlock() { mutex_.unlock(); }
+
+uint64_t JournalChain::append_locked(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                                     std::size_t* frame_length_out) {
   const uint64_t seq = seq_ + 1;
 
   // The frame is built in place: header, prefix, hash field, suffix. The prefix is hashed from there.
@@ -110,6 +130,7 @@ uint64_t JournalChain::append(const unsigned char* suffix, std::size_t suffix_le
   std::memcpy(hash_, hash, kHashBytes);
   if (frame_out != nullptr) frame_out->assign(frame, frame + frame_length);
   if (frame_length_out != nullptr) *frame_length_out = frame_length;
+  framed_bytes_ += frame_length;
   return seq;
 }
 
@@ -130,6 +151,7 @@ void JournalChain::set_active(int fd, uint64_t size, uint64_t index_first_seq, u
   std::lock_guard<std::mutex> lock(mutex_);
   fd_ = fd;
   size_ = size;
+  if (!barriers_.empty()) barriers_.pop_front();  // the segment after that barrier is the active one now
   index_first_seq_ = index_first_seq;
   index_interval_ = index_interval;
 }
@@ -139,6 +161,8 @@ JournalChain::Written JournalChain::write(uint64_t upto_seq) {
   Written result;
   std::size_t count = 0;
   std::size_t bytes = 0;
+  // Frames of the segment a rotation has begun stay pending until it is the active one.
+  if (!barriers_.empty() && upto_seq > barriers_.front()) upto_seq = barriers_.front();
   for (const Pending& entry : pending_) {
     if (entry.seq > upto_seq) break;
     count++;
@@ -218,6 +242,11 @@ void JournalChain::acks(uint64_t* written, uint64_t* durable) const {
 int JournalChain::active_fd() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return fd_;
+}
+
+uint64_t JournalChain::framed_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return framed_bytes_;
 }
 
 std::size_t JournalChain::pending_bytes() const {

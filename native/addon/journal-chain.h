@@ -47,6 +47,15 @@ class JournalChain {
   // Last assigned seq and hash (the head of the chain, written or not).
   uint64_t head(unsigned char* hash_out) const;
 
+  // A record that must follow the head it reads (a checkpoint signs the head it covers): lock_head()
+  // takes the lock and returns the head; append_and_unlock() appends and releases it (unlock() alone
+  // when the caller gave up). `segment_starts_here`: the record opens the next segment — frames after
+  // the current head are not written until set_active() installs that segment.
+  uint64_t lock_head(unsigned char* hash_out);
+  uint64_t append_and_unlock(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                             bool segment_starts_here);
+  void unlock();
+
   // Last written seq and hash, and the active segment's size (what any writer has put in the file).
   uint64_t written_head(unsigned char* hash_out, uint64_t* size_out) const;
 
@@ -59,6 +68,8 @@ class JournalChain {
   Written write(uint64_t upto_seq);
 
   std::size_t pending_bytes() const;
+  // Bytes of every frame appended so far (by any writer): a journal's segment-size accounting.
+  uint64_t framed_bytes() const;
   // PROTOTYPE: the active segment's descriptor, for an fdatasync outside the lock.
   int active_fd() const;
   // PROTOTYPE: a native fdatasync covered the file up to `seq` (whose hash it read before syncing).
@@ -71,6 +82,9 @@ class JournalChain {
   void discard();
 
  private:
+  uint64_t append_locked(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
+                         std::size_t* frame_length_out);
+
   struct Pending {
     uint64_t seq;
     std::size_t length;
@@ -90,6 +104,8 @@ class JournalChain {
   uint64_t size_ = 0;
   uint64_t written_seq_ = 0;
   unsigned char written_hash_[kHashBytes] = {};
+  std::deque<uint64_t> barriers_;  // last seq of each segment rotations are finishing, oldest first
+  uint64_t framed_bytes_ = 0;  // last seq of the segment being finished by a rotation
   uint64_t synced_seq_ = 0;
   unsigned char synced_hash_[kHashBytes] = {};
   uint64_t synced_size_ = 0;

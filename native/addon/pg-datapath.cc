@@ -206,6 +206,7 @@ struct Session {
   bool needs_durable = false;    // this round's request record must be fsync'd before its bytes go on
   bool parked = false;           // waiting for the sync thread's fdatasync (durable_at)
   uint64_t durable_at = 0;
+  uint64_t request_seq = 0;      // the last request record appended for it
   bool in_block = false;         // inside a transaction block, as far as the gateway can tell
   bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
   unsigned char transaction_status = 'I';
@@ -318,7 +319,7 @@ class DataPath {
   void loop() {
     epoll_event ready[64];
     for (;;) {
-      int n = epoll_wait(epoll_fd_, ready, 64, -1);
+      int n = epoll_wait(epoll_fd_, ready, 64, queued_.empty() ? -1 : 1);
       if (n < 0 && errno != EINTR) return;
       for (int i = 0; i < n; i++) {
         if (ready[i].data.ptr == nullptr) {
@@ -697,7 +698,7 @@ class DataPath {
     pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
     pgrec::append_request_record(scratch_, head.time_unix_nano, head, records_.data(), record_count);
     try {
-      if (!exp_norecord_) chain_->append(scratch_.data(), scratch_.size(), nullptr);
+      if (!exp_norecord_) s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
     } catch (const std::exception& err) {
       return end(s, true, std::string("journal append failed: ") + err.what());
     }
@@ -776,12 +777,19 @@ class DataPath {
     unsigned char hash[JournalChain::kHashBytes];
     uint64_t size = 0;
     const uint64_t written = chain_->written_head(hash, &size);
+    std::vector<uint64_t> unwritten;
     for (uint64_t handle : queued_) {
       auto found = sessions_.find(handle);
       if (found == sessions_.end()) continue;
       Session& s = *found->second;
-      s.queued = false;
       if (s.ended) continue;
+      if (failure.empty() && !exp_nowrite_ && !exp_norecord_ && s.request_seq > written) {
+        // A rotation is finishing the segment: its record goes into the next one, and its bytes
+        // wait until it is written there (the loop retries every millisecond meanwhile).
+        unwritten.push_back(handle);
+        continue;
+      }
+      s.queued = false;
       if (!failure.empty()) {
         end(s, true, failure);
         continue;
@@ -799,7 +807,7 @@ class DataPath {
       answer_locally(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
-    queued_.clear();
+    queued_.swap(unwritten);
   }
 
   // A statement is forwarded: what its record needs, following the transaction block it runs in.
