@@ -762,6 +762,8 @@ export class Journal implements JournalWriter, JournalReader {
    */
   private syncNow(): Promise<void> {
     if (this.options.sync === 'none' || this.failure) return Promise.resolve();
+    // What a native data path's own fdatasync covered needs no second one.
+    this.catchUpNativeSync();
     if (this.syncing) {
       this.syncAgain = true;
       return this.syncing;
