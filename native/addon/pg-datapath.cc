@@ -161,6 +161,9 @@ struct Run {
   int64_t start_ns = 0;
   uint64_t rows = 0;
   Columns columns;
+  bool copy = false;  // the statement is a COPY: its transfer is journaled after it
+  bool copy_in = false;
+  uint64_t copy_bytes = 0;
 };
 
 enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query, LocalAnswer };
@@ -207,6 +210,7 @@ struct Session {
   bool parked = false;           // waiting for the sync thread's fdatasync (durable_at)
   uint64_t durable_at = 0;
   uint64_t request_seq = 0;      // the last request record appended for it
+  Run* copy_in = nullptr;        // the COPY FROM STDIN running: the agent's CopyData counts into it
   bool in_block = false;         // inside a transaction block, as far as the gateway can tell
   bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
   unsigned char transaction_status = 'I';
@@ -523,6 +527,7 @@ class DataPath {
       m.max_rows = m.function_oid = 0;
       m.parameter_types.clear();
       const unsigned char type = raw[0];
+      bool copy_data = false;
       if (s.skip_until_sync && type != 'S' && type != 'X') {
         // After a refused Parse the server would skip everything until Sync; so does the gateway.
         fill_record(m, type, r);
@@ -676,6 +681,18 @@ class DataPath {
         case 'H':
           m.type = "Flush";
           break;
+        case 'd':
+          // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
+          if (s.copy_in) s.copy_in->copy_bytes += length - 5;
+          copy_data = true;
+          break;
+        case 'c':
+        case 'f':
+          m.type = type == 'c' ? "CopyDone" : "CopyFail";
+          if (type == 'f') m.text = r.cstring();
+          s.needs_durable = true;
+          s.copy_in = nullptr;
+          break;
         case 'X':
           m.type = "Terminate";
           terminate = true;
@@ -685,7 +702,7 @@ class DataPath {
           return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
       }
       if (!r.ok) return end(s, true, "malformed frontend message");
-      record_count++;
+      if (!copy_data) record_count++;
       if (terminate) break;
       if (type != 'S') s.forwarded_in_batch = true;
       forward.insert(forward.end(), raw, raw + length);
@@ -693,14 +710,17 @@ class DataPath {
 
     if (s.read_durable) s.needs_durable = true;
     chain_->count_ack(s.needs_durable);
-    // Write-ahead: the request record is in the journal file before its bytes go upstream.
-    scratch_.clear();
-    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
-    pgrec::append_request_record(scratch_, head.time_unix_nano, head, records_.data(), record_count);
-    try {
-      if (!exp_norecord_) s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
-    } catch (const std::exception& err) {
-      return end(s, true, std::string("journal append failed: ") + err.what());
+    // Write-ahead: the request record is in the journal file before its bytes go upstream (a batch of
+    // CopyData alone has none: it waits only for the records before it).
+    if (record_count > 0) {
+      scratch_.clear();
+      pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+      pgrec::append_request_record(scratch_, head.time_unix_nano, head, records_.data(), record_count);
+      try {
+        if (!exp_norecord_) s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
+      } catch (const std::exception& err) {
+        return end(s, true, std::string("journal append failed: ") + err.what());
+      }
     }
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(used));
     if (terminate) s.terminate_after = true;
@@ -1115,6 +1135,24 @@ class DataPath {
         }
         return;
       }
+      case 'G':  // CopyInResponse
+      case 'H': {  // CopyOutResponse
+        Run* run = current_run(s);
+        if (run) {
+          run->copy = true;
+          run->copy_in = type == 'G';
+          run->copy_bytes = 0;
+        }
+        if (type == 'G') s.copy_in = run;
+        return;
+      }
+      case 'd': {  // CopyData (COPY TO STDOUT)
+        Run* run = current_run(s);
+        if (run && run->copy) run->copy_bytes += static_cast<uint64_t>(r.end - r.p);
+        return;
+      }
+      case 'W':  // CopyBothResponse: replication, refused at startup
+        return end(s, true, "native data path: CopyBothResponse is not supported");
       case 'n':  // NoData
         if (u && u->kind == UnitKind::Describe) s.units.pop_front();
         return;
@@ -1185,6 +1223,17 @@ class DataPath {
     }
   }
 
+  // The statement the server is answering now, if any.
+  Run* current_run(Session& s) {
+    Unit* u = head(s);
+    if (!u) return nullptr;
+    if (u->kind == UnitKind::Query) {
+      open_query_run(s, *u);
+      return &u->run;
+    }
+    return u->kind == UnitKind::Execute ? &u->run : nullptr;
+  }
+
   void open_query_run(Session& s, Unit& u) {
     (void)s;
     if (u.run_open) return;
@@ -1200,6 +1249,7 @@ class DataPath {
   void finish(Session& s, std::string_view tag, std::string_view error_code, std::string_view error_message) {
     Unit* u = head(s);
     if (!u) return;
+    s.copy_in = nullptr;  // a statement that finishes ends its COPY
     Run run;
     if (u->kind == UnitKind::Execute) {
       run = std::move(u->run);
@@ -1284,6 +1334,19 @@ class DataPath {
       // Deferred, as the JS proxy's outcome: written with the next write-ahead record or by the
       // journal's next group.
       if (!exp_norecord_) chain_->append(scratch_.data(), scratch_.size(), nullptr);
+      if (run.copy && !exp_norecord_) {
+        pgrec::CopyTransfer copy;
+        copy.direction = run.copy_in ? "in" : "out";
+        copy.rows = tag.empty() ? 0 : o.rows;
+        copy.bytes = run.copy_bytes;
+        copy.statement = o.text;
+        copy.error_code = error_code;
+        copy.error_message = error_message;
+        scratch_.clear();
+        pgrec::EventHead copy_head{s.session_id, ++s.event_seq, now_ns()};
+        pgrec::append_copy_record(scratch_, copy_head.time_unix_nano, copy_head, copy);
+        chain_->append(scratch_.data(), scratch_.size(), nullptr);
+      }
     } catch (const std::exception& err) {
       end(s, true, std::string("journal append failed: ") + err.what());
     }

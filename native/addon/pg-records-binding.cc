@@ -15,9 +15,9 @@ namespace {
 // Parity-test hook, not part of the gateway's contract: the one way JavaScript reaches pg-records.cc,
 // so test/gateway/journal/pg-records.test.ts can compare its bytes with recordSuffix().
 //
-// encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error', timeUnixNano: bigint, event): Buffer
+// encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error' | 'copy', timeUnixNano: bigint, event): Buffer
 // ('policy': event.policy = { action: number, rule, reason, statement, classes }; 'error': event.error =
-// { code, message })
+// { code, message }; 'copy': event.copy = { direction, rows, bytes, statement, errorCode, errorMessage })
 //
 // `event` has the shape the JavaScript proxy journals ({ sessionId, eventSeq, timeUnixNano,
 // pgRequest: { messages } } or { …, statement }), except that any string may be a Buffer of raw wire
@@ -196,8 +196,8 @@ gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Nap
 Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string kind = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (kind != "request" && kind != "outcome" && kind != "policy" && kind != "error") {
-    throw Napi::TypeError::New(env, "kind must be 'request', 'outcome', 'policy' or 'error'");
+  if (kind != "request" && kind != "outcome" && kind != "policy" && kind != "error" && kind != "copy") {
+    throw Napi::TypeError::New(env, "kind must be 'request', 'outcome', 'policy', 'error' or 'copy'");
   }
   if (info.Length() < 2 || !info[1].IsBigInt()) throw Napi::TypeError::New(env, "timeUnixNano must be a bigint");
   bool lossless = false;
@@ -228,6 +228,16 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
     decision.reason = in.bytes(source.Get("reason"), "policy.reason");
     gapwatch::pgrec::append_policy_record(out, record_time, head, decision, in.bytes(source.Get("statement"), "policy.statement"),
                                           in.strings(source.Get("classes"), "policy.classes"));
+  } else if (kind == "copy") {
+    Napi::Object source = in.object(event.Get("copy"), "event.copy");
+    gapwatch::pgrec::CopyTransfer copy;
+    copy.direction = in.bytes(source.Get("direction"), "copy.direction");
+    copy.rows = in.integer<uint64_t>(source.Get("rows"), "copy.rows");
+    copy.bytes = in.integer<uint64_t>(source.Get("bytes"), "copy.bytes");
+    copy.statement = in.bytes(source.Get("statement"), "copy.statement");
+    copy.error_code = in.bytes(source.Get("errorCode"), "copy.errorCode");
+    copy.error_message = in.bytes(source.Get("errorMessage"), "copy.errorMessage");
+    gapwatch::pgrec::append_copy_record(out, record_time, head, copy);
   } else {
     Napi::Object source = in.object(event.Get("error"), "event.error");
     gapwatch::pgrec::append_error_record(out, record_time, head, in.bytes(source.Get("code"), "error.code"),

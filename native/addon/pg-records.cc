@@ -25,7 +25,8 @@ constexpr uint32_t kEventTime = varint_field(3);
 constexpr uint32_t kEventStatement = delimited(10);
 constexpr uint32_t kEventError = delimited(14);
 constexpr uint32_t kEventPolicy = delimited(11);
-constexpr uint32_t kEventPgRequest = delimited(20);  // two-byte tag: 0xa2 0x01
+constexpr uint32_t kEventPgRequest = delimited(20);
+constexpr uint32_t kEventCopy = delimited(21);  // two-byte tag: 0xa2 0x01
 // PgRequest
 constexpr uint32_t kRequestMessages = delimited(1);
 // PgMessage
@@ -348,6 +349,21 @@ void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_u
   w.string(6 << 3 | 2, statement);  // PolicyDecision.statement
   for (std::string_view c : classes) w.entry(7 << 3 | 2, c);  // PolicyDecision.classes
   w.end(policy);
+  w.end(at);
+}
+
+void append_copy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                        const CopyTransfer& copy) {
+  FieldWriter w(out);
+  const std::size_t at = begin_event(w, record_time_unix_nano, event);
+  const std::size_t transfer = w.begin(kEventCopy);
+  w.string(1 << 3 | 2, copy.direction);      // CopyTransfer.direction
+  w.integer(2 << 3, copy.rows);              // .rows
+  w.integer(3 << 3, copy.bytes);             // .bytes
+  w.string(4 << 3 | 2, copy.statement);      // .statement
+  w.string(5 << 3 | 2, copy.error_code);     // .error_code
+  w.string(6 << 3 | 2, copy.error_message);  // .error_message
+  w.end(transfer);
   w.end(at);
 }
 

@@ -110,6 +110,20 @@ void append_outcome_record(std::vector<unsigned char>& out, int64_t record_time_
 void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
                           const PolicyDecision& decision, std::string_view statement, const std::vector<std::string_view>& classes);
 
+// A COPY's transfer, journaled after its statement's outcome.
+struct CopyTransfer {
+  std::string_view direction;  // "in" or "out"
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  std::string_view statement;
+  std::string_view error_code;
+  std::string_view error_message;
+};
+
+// Appends the suffix of { time_unix_nano, event: { …head, copy: { … } } }.
+void append_copy_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
+                        const CopyTransfer& copy);
+
 // Appends the suffix of { time_unix_nano, event: { …head, error: { code, message } } } to `out`: an
 // ErrorResponse no statement owns (answering a Bind, Describe, Close or Sync).
 void append_error_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,

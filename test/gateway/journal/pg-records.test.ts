@@ -17,7 +17,7 @@ import { seededRandom as random } from '../../support/seeded-random';
  */
 
 interface PgRecordsHook {
-  encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error', timeUnixNano: bigint, event: object): Buffer;
+  encodePgRecordForTest(kind: 'request' | 'outcome' | 'policy' | 'error' | 'copy', timeUnixNano: bigint, event: object): Buffer;
 }
 
 let hookProblem: string | null = null;
@@ -496,7 +496,7 @@ describe('gateway/journal PostgreSQL records in C++ (native/addon/pg-records.cc)
     }
   });
 
-  it('policy decisions (a refusal as it is made) and errors no statement owns, hand-picked and seeded random, match byte for byte', function () {
+  it('policy decisions (a refusal as it is made), errors no statement owns and COPY transfers, hand-picked and seeded random, match byte for byte', function () {
     const native = requireNative.call(this);
     const actionNames = [
       'POLICY_ACTION_UNSPECIFIED',
@@ -531,10 +531,20 @@ describe('gateway/journal PostgreSQL records in C++ (native/addon/pg-records.cc)
     const next = random(0x51ed);
     const int = (n: number): number => Math.floor(next() * n);
     const bytes = (): Buffer => Buffer.from(Array.from({ length: next() < 0.2 ? 0 : int(next() < 0.95 ? 40 : 400) }, () => (next() < 0.7 ? 0x20 + int(0x5f) : int(256))));
+    const copyPair = (e: WireEvent, c: { direction: Buffer; rows: bigint; bytes: bigint; statement: Buffer; errorCode: Buffer; errorMessage: Buffer }): [Buffer, Buffer] => [
+      native.encodePgRecordForTest('copy', e.recordTime, { ...nativeHead(e), copy: c }),
+      recordSuffix(e.recordTime, {
+        event: { ...jsHead(e), copy: { direction: utf8(c.direction), rows: jsUint64(c.rows), bytes: jsUint64(c.bytes), statement: utf8(c.statement), errorCode: utf8(c.errorCode), errorMessage: utf8(c.errorMessage) } },
+      }),
+    ];
+    assertSame(copyPair(HEAD, { direction: text('in'), rows: 3n, bytes: 24n, statement: text('COPY copy_target FROM STDIN'), errorCode: NONE, errorMessage: NONE }), 'copy in');
+    assertSame(copyPair(HEAD, { direction: NONE, rows: 0n, bytes: 0n, statement: NONE, errorCode: NONE, errorMessage: NONE }), 'an empty copy message is still written');
     for (let i = 0; i < 1_000; i++) {
       const e: WireEvent = { recordTime: BigInt(int(2 ** 31)) * 1_000_000_000n, sessionId: bytes(), eventSeq: BigInt(int(2 ** 31)), timeUnixNano: BigInt(int(2 ** 31)) };
       assertSame(policyPair(e, int(8), bytes(), bytes(), bytes(), Array.from({ length: int(4) }, bytes)), `policy ${i}`);
       assertSame(errorPair(e, bytes(), bytes()), `error ${i}`);
+      const big = (): bigint => (next() < 0.5 ? BigInt(int(2 ** 31)) : 2n ** 64n - 1n - BigInt(int(1000)));
+      assertSame(copyPair(e, { direction: bytes(), rows: big(), bytes: big(), statement: bytes(), errorCode: bytes(), errorMessage: bytes() }), `copy ${i}`);
     }
   });
 });
