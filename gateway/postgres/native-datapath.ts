@@ -18,7 +18,7 @@ const SYNC_POLL_MS = 5;
 interface NativeEvent {
   kind: 'decide' | 'ended';
   handle: number;
-  via: 'q' | 'p';
+  via: 'q' | 'p' | 'f';
   text: Buffer;
   failed: boolean;
   failure: string;
@@ -111,7 +111,7 @@ export class NativePgDataPath {
     const adopted = this.sessions.get(e.handle);
     if (!adopted) return;
     const text = e.text.toString('utf8');
-    const request: PolicyRequest = { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : 'parse', text };
+    const request: PolicyRequest = { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : e.via === 'p' ? 'parse' : 'function_call', text };
     let allow = false;
     let rule = 'gateway';
     let reason = '';

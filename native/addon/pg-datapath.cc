@@ -161,12 +161,14 @@ struct Run {
   int64_t start_ns = 0;
   uint64_t rows = 0;
   Columns columns;
+  std::string own_text;  // a FunctionCall's "function <oid>(<arguments>)"
+  bool finished = false;  // a FunctionCall's outcome is journaled (its ReadyForQuery still to come)
   bool copy = false;  // the statement is a COPY: its transfer is journaled after it
   bool copy_in = false;
   uint64_t copy_bytes = 0;
 };
 
-enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query, LocalAnswer };
+enum class UnitKind { Parse, Bind, Close, Describe, Execute, Sync, Query, LocalAnswer, FunctionCall };
 
 struct Unit {
   explicit Unit(UnitKind k) : kind(k) {}
@@ -491,13 +493,19 @@ class DataPath {
     // Every statement text of the batch must have its decision before anything is journaled.
     for (auto [at, length] : messages) {
       unsigned char type = base[at];
-      if (type != 'Q' && type != 'P') continue;
+      if (type != 'Q' && type != 'P' && type != 'F') continue;
       Reader r{base + at + 5, base + at + length};
       std::string_view text;
-      if (type == 'P') r.cstring();
-      text = r.cstring();
+      std::string call;
+      if (type == 'F') {
+        call = function_call_text(r, nullptr);
+        text = call;
+      } else {
+        if (type == 'P') r.cstring();
+        text = r.cstring();
+      }
       if (!r.ok) return end(s, true, "malformed frontend message");
-      const char via = type == 'Q' ? 'q' : 'p';
+      const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
       std::string key = decision_key(via, text);
       if (s.decisions.count(key) != 0) continue;
       s.decisions[key] = nullptr;  // asked
@@ -681,6 +689,32 @@ class DataPath {
         case 'H':
           m.type = "Flush";
           break;
+        case 'F': {
+          // A function called by OID: nothing is known of what it does, so it is durable first.
+          m.type = "FunctionCall";
+          const std::string call = function_call_text(r, &m);
+          auto decision = s.decisions[decision_key('f', call)];
+          if (!decision) return end(s, true, "native data path: no policy decision");
+          if (!decision->allow) {
+            m.withheld = true;
+            refuse(s, *decision, call, "function_call");
+            Unit answer(UnitKind::LocalAnswer);
+            answer.answer = denial(*decision);
+            append_ready(answer.answer, s.transaction_status);
+            s.units.push_back(std::move(answer));
+            record_count++;
+            continue;
+          }
+          forwarding(s, nullptr);
+          s.in_block = false;
+          Unit u(UnitKind::FunctionCall);
+          u.run.via = "function_call";
+          u.run.own_text = call;
+          u.run.decision = decision;
+          u.run.start_ns = now_ns();
+          s.units.push_back(std::move(u));
+          break;
+        }
         case 'd':
           // Copy payload is counted, not journaled: the COPY statement itself was journaled before it ran.
           if (s.copy_in) s.copy_in->copy_bytes += length - 5;
@@ -948,6 +982,33 @@ class DataPath {
     }
   }
 
+  // functionCallText() of audit-format.ts: "function <oid>(<arguments as parameterDisplay shows them>)";
+  // fills the FunctionCall's record when `m` is given. Reads the whole message body.
+  static std::string function_call_text(Reader& r, pgrec::PgMessage* m) {
+    const uint32_t oid = r.u32();
+    const uint16_t format_count = r.u16();
+    std::vector<uint16_t> formats;
+    for (uint16_t i = 0; i < format_count && r.ok; i++) formats.push_back(r.u16());
+    const uint16_t count = r.u16();
+    std::string text = "function " + std::to_string(oid) + "(";
+    for (uint16_t i = 0; i < count && r.ok; i++) {
+      const uint32_t length = r.u32();
+      const uint16_t format = format_count == 0 ? 0 : format_count == 1 ? formats[0] : (i < formats.size() ? formats[i] : 0);
+      pgrec::Parameter p;
+      if (length == 0xffffffffu) p.kind = pgrec::ParameterKind::Null;
+      else {
+        p.value = r.bytes(length);
+        p.kind = format == 1 ? pgrec::ParameterKind::Binary : pgrec::ParameterKind::Text;
+      }
+      if (i > 0) text += ", ";
+      text += p.kind == pgrec::ParameterKind::Null ? std::string("NULL") : display(p);
+      if (m) m->parameters.push_back(p);
+    }
+    r.u16();  // result format
+    if (m) m->function_oid = oid;
+    return text + ")";
+  }
+
   static std::string display(const pgrec::Parameter& p) {
     static const char digits[] = "0123456789abcdef";
     if (p.kind == pgrec::ParameterKind::Binary) {
@@ -1151,6 +1212,9 @@ class DataPath {
         if (run && run->copy) run->copy_bytes += static_cast<uint64_t>(r.end - r.p);
         return;
       }
+      case 'V':  // FunctionCallResponse
+        if (u && u->kind == UnitKind::FunctionCall) finish(s, "FUNCTION CALL", {}, {});
+        return;
       case 'W':  // CopyBothResponse: replication, refused at startup
         return end(s, true, "native data path: CopyBothResponse is not supported");
       case 'n':  // NoData
@@ -1185,9 +1249,9 @@ class DataPath {
           if (field == 'M') message.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(z - p));
           p = z + 1;
         }
-        if (u && (u->kind == UnitKind::Execute || u->kind == UnitKind::Query)) {
+        if (u && (u->kind == UnitKind::Execute || u->kind == UnitKind::Query || u->kind == UnitKind::FunctionCall)) {
           finish(s, {}, code, message);
-          if (u->kind == UnitKind::Query) return;
+          if (u->kind == UnitKind::Query || u->kind == UnitKind::FunctionCall) return;
         } else if (u && u->kind == UnitKind::Parse) {
           // The statement never came to be: its outcome is the error, as the JavaScript proxy journals it.
           auto statement = u->statement;
@@ -1213,7 +1277,7 @@ class DataPath {
         const unsigned char* status = r.p;
         if (status < r.end) s.transaction_status = *status;
         if (u && u->kind == UnitKind::Sync && !u->answer.empty() && !u->saw_error) pending_refusal_ = std::move(u->answer);
-        if (u && (u->kind == UnitKind::Sync || u->kind == UnitKind::Query)) s.units.pop_front();
+        if (u && (u->kind == UnitKind::Sync || u->kind == UnitKind::Query || u->kind == UnitKind::FunctionCall)) s.units.pop_front();
         // The server has answered everything forwarded: its status is the session's, ahead of any guess.
         if (s.units.empty()) s.in_block = s.transaction_status != 'I';
         return;
@@ -1254,6 +1318,10 @@ class DataPath {
     if (u->kind == UnitKind::Execute) {
       run = std::move(u->run);
       s.units.pop_front();
+    } else if (u->kind == UnitKind::FunctionCall) {
+      if (u->run.finished) return;
+      u->run.finished = true;
+      run = u->run;
     } else if (u->kind == UnitKind::Query) {
       open_query_run(s, *u);
       run = u->run;
@@ -1289,6 +1357,8 @@ class DataPath {
       for (const std::string& p : run.portal->parameters) o.parameters.push_back(pgrec::Parameter{pgrec::ParameterKind::Text, p});
     } else if (run.text) {
       o.text = *run.text;
+    } else {
+      o.text = run.own_text;
     }
     o.command_tag = tag;
     uint64_t rows = run.rows;
