@@ -179,9 +179,11 @@ gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Nap
   s.portal = in.bytes(source.Get("portal"), "statement.portal");
   if (PgRecordInput::present(source.Get("policy"))) {
     Napi::Object policy = in.object(source.Get("policy"), "statement.policy");
-    s.policy = gapwatch::pgrec::PolicyDecision{policy_action(in, policy.Get("action")),
-                                               in.bytes(policy.Get("rule"), "statement.policy.rule"),
-                                               in.bytes(policy.Get("reason"), "statement.policy.reason")};
+    gapwatch::pgrec::PolicyDecision decision;
+    decision.action = policy_action(in, policy.Get("action"));
+    decision.rule = in.bytes(policy.Get("rule"), "statement.policy.rule");
+    decision.reason = in.bytes(policy.Get("reason"), "statement.policy.reason");
+    s.policy = decision;
   }
   if (PgRecordInput::present(source.Get("result"))) {
     Napi::Object result = in.object(source.Get("result"), "statement.result");
@@ -226,6 +228,8 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
     decision.action = static_cast<gapwatch::pgrec::PolicyAction>(in.integer<uint64_t>(source.Get("action"), "policy.action"));
     decision.rule = in.bytes(source.Get("rule"), "policy.rule");
     decision.reason = in.bytes(source.Get("reason"), "policy.reason");
+    decision.reviewer = in.bytes(source.Get("reviewer"), "policy.reviewer");
+    decision.review_id = in.bytes(source.Get("reviewId"), "policy.reviewId");
     gapwatch::pgrec::append_policy_record(out, record_time, head, decision, in.bytes(source.Get("statement"), "policy.statement"),
                                           in.strings(source.Get("classes"), "policy.classes"));
   } else if (kind == "copy") {

@@ -345,7 +345,9 @@ void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_u
   const std::size_t policy = w.begin(kEventPolicy);
   w.integer(kPolicyAction, static_cast<uint64_t>(decision.action));
   w.string(kPolicyRule, decision.rule);
+  w.string(3 << 3 | 2, decision.reviewer);   // PolicyDecision.reviewer
   w.string(kPolicyReason, decision.reason);
+  w.string(5 << 3 | 2, decision.review_id);  // PolicyDecision.review_id
   w.string(6 << 3 | 2, statement);  // PolicyDecision.statement
   for (std::string_view c : classes) w.entry(7 << 3 | 2, c);  // PolicyDecision.classes
   w.end(policy);

@@ -63,7 +63,9 @@ enum class PolicyAction : uint32_t {
 struct PolicyDecision {
   PolicyAction action = PolicyAction::Unspecified;
   std::string_view rule;
+  std::string_view reviewer;   // policy events of a review only
   std::string_view reason;
+  std::string_view review_id;  // policy events of a review only
 };
 
 struct ResultSummary {

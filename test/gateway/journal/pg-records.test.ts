@@ -508,10 +508,13 @@ describe('gateway/journal PostgreSQL records in C++ (native/addon/pg-records.cc)
       'POLICY_ACTION_REVIEW',
       'POLICY_ACTION_TIMED_OUT',
     ] as const;
-    const policyPair = (e: WireEvent, action: number, rule: Buffer, reason: Buffer, statementText: Buffer, classes: Buffer[]): [Buffer, Buffer] => [
-      native.encodePgRecordForTest('policy', e.recordTime, { ...nativeHead(e), policy: { action, rule, reason, statement: statementText, classes } }),
+    const policyPair = (e: WireEvent, action: number, rule: Buffer, reason: Buffer, statementText: Buffer, classes: Buffer[], reviewer: Buffer = NONE, reviewId: Buffer = NONE): [Buffer, Buffer] => [
+      native.encodePgRecordForTest('policy', e.recordTime, { ...nativeHead(e), policy: { action, rule, reason, statement: statementText, classes, reviewer, reviewId } }),
       recordSuffix(e.recordTime, {
-        event: { ...jsHead(e), policy: { action: actionNames[action]!, rule: utf8(rule), reason: utf8(reason), statement: utf8(statementText), classes: classes.map(utf8) } },
+        event: {
+          ...jsHead(e),
+          policy: { action: actionNames[action]!, rule: utf8(rule), reviewer: utf8(reviewer), reason: utf8(reason), reviewId: utf8(reviewId), statement: utf8(statementText), classes: classes.map(utf8) },
+        },
       }),
     ];
     const errorPair = (e: WireEvent, code: Buffer, message: Buffer): [Buffer, Buffer] => [
@@ -521,6 +524,7 @@ describe('gateway/journal PostgreSQL records in C++ (native/addon/pg-records.cc)
     // As the gateway writes them: a denial, and an error answering a Bind.
     assertSame(policyPair(HEAD, 2, text('secrets-read-only'), text('secrets are read-only for agents'), text('DELETE FROM secrets'), [text('write')]), 'deny');
     assertSame(errorPair(HEAD, text('42P01'), text('relation "no_such_table" does not exist')), 'error');
+    assertSame(policyPair(HEAD, 3, text('gapwatch:review-ddl'), text('schema changes need a human'), text('CREATE TABLE t (a int)'), [text('ddl')], text('alice'), text('rv-01')), 'approved review');
     assertSame(policyPair(HEAD, 0, NONE, NONE, NONE, []), 'all defaults: an empty policy message is still written');
     assertSame(policyPair(HEAD, 7, NONE, NONE, NONE, [NONE, NONE]), 'empty classes are entries');
     assertSame(errorPair(HEAD, NONE, NONE), 'an empty error message is still written');
@@ -541,7 +545,7 @@ describe('gateway/journal PostgreSQL records in C++ (native/addon/pg-records.cc)
     assertSame(copyPair(HEAD, { direction: NONE, rows: 0n, bytes: 0n, statement: NONE, errorCode: NONE, errorMessage: NONE }), 'an empty copy message is still written');
     for (let i = 0; i < 1_000; i++) {
       const e: WireEvent = { recordTime: BigInt(int(2 ** 31)) * 1_000_000_000n, sessionId: bytes(), eventSeq: BigInt(int(2 ** 31)), timeUnixNano: BigInt(int(2 ** 31)) };
-      assertSame(policyPair(e, int(8), bytes(), bytes(), bytes(), Array.from({ length: int(4) }, bytes)), `policy ${i}`);
+      assertSame(policyPair(e, int(8), bytes(), bytes(), bytes(), Array.from({ length: int(4) }, bytes), bytes(), bytes()), `policy ${i}`);
       assertSame(errorPair(e, bytes(), bytes()), `error ${i}`);
       const big = (): bigint => (next() < 0.5 ? BigInt(int(2 ** 31)) : 2n ** 64n - 1n - BigInt(int(1000)));
       assertSame(copyPair(e, { direction: bytes(), rows: big(), bytes: big(), statement: bytes(), errorCode: bytes(), errorMessage: bytes() }), `copy ${i}`);
