@@ -205,7 +205,9 @@ export class PostgresGateway implements Component {
         cancel: () => {
           const forward = (): Promise<void> => cancelUpstream(resource.name, resource.upstream, up.processId, up.secretKey);
           if (proxy) proxy.cancel(forward);
-          else if (nativeSession) forward().catch((err: unknown) => log.warn({ err, sessionId: session.sessionId }, 'forwarding a cancel request failed'));
+          else if (nativeSession && !this.native?.cancelHeld(session.sessionId!)) {
+            forward().catch((err: unknown) => log.warn({ err, sessionId: session.sessionId }, 'forwarding a cancel request failed'));
+          }
         },
       });
       cancelKey = key.processId;

@@ -16,7 +16,7 @@ import { statementEffects } from './statement-durability';
 const SYNC_POLL_MS = 5;
 
 interface NativeEvent {
-  kind: 'decide' | 'ended';
+  kind: 'decide' | 'review' | 'ended';
   handle: number;
   via: 'q' | 'p' | 'f';
   text: Buffer;
@@ -30,7 +30,9 @@ interface NativeEvent {
 interface PgDataPathAddon {
   PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
     adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number, readDurable: boolean): void;
-    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; rule: string; reason: string; classes: string[]; statements: string[]; effects: string[] | null }): void;
+    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; review: boolean; rule: string; reason: string; classes: string[]; statements: string[]; effects: string[] | null }): void;
+    reviewing(handle: number, reviewId: string): void;
+    reviewed(handle: number, outcome: 'approved' | 'denied' | 'timed_out' | 'canceled', reviewer: string, reason: string): void;
     stop(): void;
   };
 }
@@ -48,6 +50,8 @@ interface Adopted {
   resource: string;
   identity: AgentIdentity;
   done: (end: NativeSessionEnd) => void;
+  /** While a statement is held for review: the agent's CancelRequest releases it. */
+  cancelHold?: () => void;
 }
 
 export class NativePgDataPath {
@@ -94,6 +98,7 @@ export class NativePgDataPath {
   private onEvents(events: NativeEvent[]): void {
     for (const e of events) {
       if (e.kind === 'decide') this.decide(e);
+      else if (e.kind === 'review') void this.review(e);
       else if (e.kind === 'ended') {
         const adopted = this.sessions.get(e.handle);
         this.sessions.delete(e.handle);
@@ -110,9 +115,10 @@ export class NativePgDataPath {
   private decide(e: NativeEvent): void {
     const adopted = this.sessions.get(e.handle);
     if (!adopted) return;
-    const text = e.text.toString('utf8');
-    const request: PolicyRequest = { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : e.via === 'p' ? 'parse' : 'function_call', text };
+    const request = this.requestOf(adopted, e);
+    const text = request.text;
     let allow = false;
+    let review = false;
     let rule = 'gateway';
     let reason = '';
     let classes: string[] = [];
@@ -121,6 +127,7 @@ export class NativePgDataPath {
     try {
       const decision = this.policy.evaluateNow(request);
       allow = decision.action === 'allow';
+      review = decision.action === 'review';
       rule = decision.rule ?? '';
       reason = decision.action === 'allow' ? '' : decision.reason;
       classes = [...new Set(decision.statements.flatMap((s) => s.classes))];
@@ -131,6 +138,44 @@ export class NativePgDataPath {
       this.log.error({ err, sessionId: adopted.sessionId }, 'policy evaluation failed; refusing the statement');
       reason = `policy evaluation failed (${(err as Error).message})`;
     }
-    this.loop.decided(e.handle, e.via, e.text, { allow, rule, reason, classes, statements, effects });
+    this.loop.decided(e.handle, e.via, e.text, { allow, review, rule, reason, classes, statements, effects });
+  }
+
+  /** A statement held for review: JavaScript runs the review, the native loop journals and answers. */
+  private async review(e: NativeEvent): Promise<void> {
+    const adopted = this.sessions.get(e.handle);
+    if (!adopted) return;
+    const request = this.requestOf(adopted, e);
+    const decision = this.policy.evaluateNow(request);
+    if (decision.action !== 'review') {
+      this.loop.reviewed(e.handle, 'denied', 'gateway', 'the decision changed while the review was opened');
+      return;
+    }
+    const pending = await this.policy.requestReview(request, decision);
+    this.loop.reviewing(e.handle, pending.reviewId);
+    const canceled = new Promise<'canceled'>((resolve) => (adopted.cancelHold = () => resolve('canceled')));
+    const outcome = await Promise.race([pending.outcome, canceled]);
+    adopted.cancelHold = undefined;
+    if (outcome === 'canceled') {
+      pending.withdraw('canceled by the agent while held');
+      this.loop.reviewed(e.handle, 'canceled', '', '');
+    } else if (outcome.outcome === 'approved') this.loop.reviewed(e.handle, 'approved', outcome.reviewer, '');
+    else if (outcome.outcome === 'denied') this.loop.reviewed(e.handle, 'denied', outcome.reviewer, outcome.reason);
+    else this.loop.reviewed(e.handle, 'timed_out', '', '');
+  }
+
+  /** An agent's CancelRequest for a native session: true when it released a held review. */
+  cancelHeld(sessionId: string): boolean {
+    for (const adopted of this.sessions.values()) {
+      if (adopted.sessionId === sessionId && adopted.cancelHold) {
+        adopted.cancelHold();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private requestOf(adopted: Adopted, e: NativeEvent): PolicyRequest {
+    return { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : e.via === 'p' ? 'parse' : 'function_call', text: e.text.toString('utf8') };
   }
 }

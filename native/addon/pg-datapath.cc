@@ -94,6 +94,7 @@ enum class Effect { None, Begin, Savepoint, Rollback, RollbackChain, Commit, Com
 
 struct Decision {
   bool allow = false;
+  bool review = false;  // held until a human decides (JavaScript runs the review)
   std::string rule, reason;
   std::vector<std::string> classes;
   std::vector<std::string> statements;  // a simple Query's statements, in order
@@ -213,6 +214,13 @@ struct Session {
   uint64_t durable_at = 0;
   uint64_t request_seq = 0;      // the last request record appended for it
   Run* copy_in = nullptr;        // the COPY FROM STDIN running: the agent's CopyData counts into it
+  // A statement held for review: 1 = asked JavaScript to open the review, 2 = held until it ends.
+  // It stays at the front of client.in meanwhile; once approved it runs, its record already written.
+  int review_stage = 0;
+  char review_via = 0;
+  std::string review_text, review_id;
+  std::shared_ptr<Decision> review_decision;
+  bool review_approved = false;
   bool in_block = false;         // inside a transaction block, as far as the gateway can tell
   bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
   unsigned char transaction_status = 'I';
@@ -233,7 +241,7 @@ std::string decision_key(char via, std::string_view text) {
 }
 
 struct Event {
-  enum Kind { Decide, Ended } kind;
+  enum Kind { Decide, Review, Ended } kind;
   uint64_t handle = 0;
   char via = 0;
   std::string text;
@@ -243,7 +251,7 @@ struct Event {
 };
 
 struct Command {
-  enum Kind { Adopt, Decided, Synced, Stop } kind;
+  enum Kind { Adopt, Decided, Synced, Reviewing, Reviewed, Stop } kind;
   uint64_t handle = 0;
   int client_fd = -1, upstream_fd = -1;
   std::string session_id;
@@ -253,6 +261,7 @@ struct Command {
   char via = 0;
   std::string text;
   std::shared_ptr<Decision> decision;
+  std::string review_id, outcome, reviewer, reason;  // Reviewing / Reviewed
 };
 
 class DataPath;
@@ -365,6 +374,14 @@ class DataPath {
         case Command::Synced:
           release_parked(c.event_seq);
           break;
+        case Command::Reviewing:
+        case Command::Reviewed: {
+          auto found = sessions_.find(c.handle);
+          if (found == sessions_.end() || found->second->ended || found->second->review_stage == 0) break;
+          if (c.kind == Command::Reviewing) review_opened(*found->second, c.review_id);
+          else review_closed(*found->second, c.outcome, c.reviewer, c.reason);
+          break;
+        }
         case Command::Decided: {
           auto found = sessions_.find(c.handle);
           if (found == sessions_.end() || found->second->ended) break;
@@ -482,7 +499,7 @@ class DataPath {
   }
 
   void handle_client(Session& s) {
-    if (s.ended || s.terminate_after) return;
+    if (s.ended || s.terminate_after || s.review_stage != 0) return;
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
     size_t used = frames(s.client.in, messages);
@@ -521,6 +538,7 @@ class DataPath {
 
     // Message records are reused from batch to batch (their vectors keep their capacity).
     size_t record_count = 0;
+    size_t consumed = used;  // less when a statement is held for review: it stays at the front
     std::vector<unsigned char>& forward = s.ahead;
     bool terminate = false;
     for (auto [at, length] : messages) {
@@ -536,6 +554,8 @@ class DataPath {
       m.parameter_types.clear();
       const unsigned char type = raw[0];
       bool copy_data = false;
+      bool journaled = false;  // an approved held statement: its record went out when it was held
+      bool held = false;
       if (s.skip_until_sync && type != 'S' && type != 'X') {
         // After a refused Parse the server would skip everything until Sync; so does the gateway.
         fill_record(m, type, r);
@@ -549,7 +569,13 @@ class DataPath {
           m.text = r.cstring();
           auto decision = s.decisions[decision_key('q', m.text)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (!decision->allow) {
+          if (decision->review && !take_approval(s, journaled)) {
+            hold_for_review(s, 'q', m.text, decision);
+            consumed = at;
+            held = true;
+            break;
+          }
+          if (!decision->allow && !journaled) {
             m.withheld = true;
             refuse(s, *decision, m.text, "query");
             Unit answer(UnitKind::LocalAnswer);
@@ -576,7 +602,13 @@ class DataPath {
           for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
           auto decision = s.decisions[decision_key('p', m.text)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (!decision->allow) {
+          if (decision->review && !take_approval(s, journaled)) {
+            hold_for_review(s, 'p', m.text, decision);
+            consumed = at;
+            held = true;
+            break;
+          }
+          if (!decision->allow && !journaled) {
             m.withheld = true;
             refuse(s, *decision, m.text, "extended");
             s.skip_until_sync = true;
@@ -695,7 +727,13 @@ class DataPath {
           const std::string call = function_call_text(r, &m);
           auto decision = s.decisions[decision_key('f', call)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (!decision->allow) {
+          if (decision->review && !take_approval(s, journaled)) {
+            hold_for_review(s, 'f', call, decision);
+            consumed = at;
+            held = true;
+            break;
+          }
+          if (!decision->allow && !journaled) {
             m.withheld = true;
             refuse(s, *decision, call, "function_call");
             Unit answer(UnitKind::LocalAnswer);
@@ -735,8 +773,9 @@ class DataPath {
         default:
           return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
       }
+      if (held) break;
       if (!r.ok) return end(s, true, "malformed frontend message");
-      if (!copy_data) record_count++;
+      if (!copy_data && !journaled) record_count++;
       if (terminate) break;
       if (type != 'S') s.forwarded_in_batch = true;
       forward.insert(forward.end(), raw, raw + length);
@@ -756,7 +795,7 @@ class DataPath {
         return end(s, true, std::string("journal append failed: ") + err.what());
       }
     }
-    s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(used));
+    s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(consumed));
     if (terminate) s.terminate_after = true;
     if (!s.queued) {
       s.queued = true;
@@ -862,6 +901,159 @@ class DataPath {
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
     queued_.swap(unwritten);
+  }
+
+  // ---------------------------------------------------------------- reviews
+
+  // An approved held statement runs once: true (and `journaled`) when this is it.
+  static bool take_approval(Session& s, bool& journaled) {
+    if (!s.review_approved) return false;
+    s.review_approved = false;
+    journaled = true;
+    return true;
+  }
+
+  void hold_for_review(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& decision) {
+    s.review_stage = 1;
+    s.review_via = via;
+    s.review_text.assign(text);
+    s.review_decision = decision;
+    Event e;
+    e.kind = Event::Review;
+    e.handle = s.handle;
+    e.via = via;
+    e.text.assign(text);
+    post(std::move(e));
+  }
+
+  // JavaScript opened the review: the REVIEW event, then the held statement's request record
+  // (durable), then the notice — after whatever the server still owes the agent.
+  void review_opened(Session& s, const std::string& review_id) {
+    s.review_stage = 2;
+    s.review_id = review_id;
+    const Decision& d = *s.review_decision;
+    policy_event(s, pgrec::PolicyAction::Review, d.rule, {}, d.reason, d.classes);
+    const unsigned char* raw = s.client.in.data();
+    Reader r{raw + 5, raw + 1 + be32(raw + 1)};
+    pgrec::PgMessage m;
+    m.type = s.review_via == 'q' ? "Query" : s.review_via == 'p' ? "Parse" : "FunctionCall";
+    if (s.review_via == 'q') m.text = r.cstring();
+    else if (s.review_via == 'p') {
+      m.statement_name = r.cstring();
+      m.text = r.cstring();
+      const uint16_t count = r.u16();
+      for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
+    } else {
+      function_call_text(r, &m);
+    }
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_request_record(scratch_, head.time_unix_nano, head, &m, 1);
+    s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    chain_->count_ack(true);
+    s.needs_durable = true;
+    Unit notice(UnitKind::LocalAnswer);
+    notice.answer = {'N', 0, 0, 0, 0};
+    put_field(notice.answer, 'S', "NOTICE");
+    put_field(notice.answer, 'V', "NOTICE");
+    put_field(notice.answer, 'C', "00000");
+    put_field(notice.answer, 'M', "gapwatch: statement held for review " + review_id + ": " + d.reason);
+    put_field(notice.answer, 'H', "a reviewer can run: gapwatch approve " + review_id + "  (or: gapwatch deny " + review_id + ")");
+    notice.answer.push_back(0);
+    put_length(notice.answer, 0);
+    s.units.push_back(std::move(notice));
+    queue(s);
+  }
+
+  // The review ended: approved, the statement runs (its record is written); else it is refused.
+  void review_closed(Session& s, const std::string& outcome, const std::string& reviewer, const std::string& reason) {
+    const Decision& d = *s.review_decision;
+    const std::string& id = s.review_id;
+    s.review_stage = 0;
+    if (outcome == "approved") {
+      policy_event(s, pgrec::PolicyAction::Approved, d.rule, reviewer, d.reason, d.classes);
+      s.review_approved = true;
+      queue(s);
+      handle_client(s);
+      return;
+    }
+    std::string code = "42501", refused, message, detail = "rule: " + d.rule;
+    if (outcome == "denied") {
+      policy_event(s, pgrec::PolicyAction::Rejected, d.rule, reviewer, reason, d.classes);
+      refused = "review " + id + " denied by " + reviewer;
+      message = "gapwatch review " + id + " was denied by " + reviewer + ": " + reason;
+    } else if (outcome == "timed_out") {
+      policy_event(s, pgrec::PolicyAction::TimedOut, d.rule, {}, "no decision in time", d.classes);
+      refused = "review " + id + " timed out";
+      message = "gapwatch review " + id + " timed out without a decision; the statement did not run";
+    } else {  // canceled by the agent while held
+      policy_event(s, pgrec::PolicyAction::Rejected, d.rule, {}, "canceled by the agent while held", d.classes);
+      code = "57014";
+      refused = "canceled while held for review";
+      message = "canceling statement due to user request (it was held for review)";
+      detail.clear();
+    }
+    // The refused statement, as recordRefused() journals it (its decision is the review's).
+    pgrec::StatementOutcome o;
+    o.text = s.review_text;
+    o.via = s.review_via == 'q' ? "query" : s.review_via == 'p' ? "extended" : "function_call";
+    o.error_code = code;
+    o.error_message = refused;
+    pgrec::PolicyDecision decision;
+    decision.action = pgrec::PolicyAction::Review;
+    decision.rule = d.rule;
+    decision.reason = d.reason;
+    o.policy = decision;
+    std::vector<std::string_view> classes(d.classes.begin(), d.classes.end());
+    o.classes = classes;
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_outcome_record(scratch_, head.time_unix_nano, head, o);
+    chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    s.needs_durable = true;
+    std::vector<unsigned char> error = {'E', 0, 0, 0, 0};
+    put_field(error, 'S', "ERROR");
+    put_field(error, 'V', "ERROR");
+    put_field(error, 'C', code);
+    put_field(error, 'M', message);
+    if (!detail.empty()) put_field(error, 'D', detail);
+    error.push_back(0);
+    put_length(error, 0);
+    // The held statement never runs: it leaves the input.
+    const size_t length = 1 + be32(s.client.in.data() + 1);
+    s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(length));
+    if (s.review_via == 'p') {
+      s.skip_until_sync = true;
+      s.batch_refusal = std::move(error);
+    } else {
+      Unit answer(UnitKind::LocalAnswer);
+      answer.answer = std::move(error);
+      append_ready(answer.answer, s.transaction_status);
+      s.units.push_back(std::move(answer));
+    }
+    queue(s);
+    handle_client(s);
+  }
+
+  void policy_event(Session& s, pgrec::PolicyAction action, std::string_view rule, std::string_view reviewer, std::string_view reason,
+                    const std::vector<std::string>& classes) {
+    pgrec::PolicyDecision decision;
+    decision.action = action;
+    decision.rule = rule;
+    decision.reviewer = reviewer;
+    decision.reason = reason;
+    decision.review_id = s.review_id;
+    std::vector<std::string_view> views(classes.begin(), classes.end());
+    scratch_.clear();
+    pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
+    pgrec::append_policy_record(scratch_, head.time_unix_nano, head, decision, s.review_text, views);
+    chain_->append(scratch_.data(), scratch_.size(), nullptr);
+  }
+
+  void queue(Session& s) {
+    if (s.queued) return;
+    s.queued = true;
+    queued_.push_back(s.handle);
   }
 
   // A statement is forwarded: what its record needs, following the transaction block it runs in.
@@ -1492,6 +1684,12 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) 
         o.Set("via", std::string(1, e.via));
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
         break;
+      case Event::Review:
+        o.Set("kind", "review");
+        o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
+        o.Set("via", std::string(1, e.via));
+        o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
+        break;
       case Event::Ended:
         o.Set("kind", "ended");
         o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
@@ -1522,6 +1720,8 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
                        {
                            InstanceMethod<&PgDataPathBinding::Adopt>("adopt"),
                            InstanceMethod<&PgDataPathBinding::Decided>("decided"),
+                           InstanceMethod<&PgDataPathBinding::Reviewing>("reviewing"),
+                           InstanceMethod<&PgDataPathBinding::Reviewed>("reviewed"),
                            InstanceMethod<&PgDataPathBinding::Stop>("stop"),
                        });
   }
@@ -1567,6 +1767,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     Napi::Object d = info[3].As<Napi::Object>();
     c.decision = std::make_shared<Decision>();
     c.decision->allow = d.Get("allow").ToBoolean();
+    c.decision->review = d.Get("review").ToBoolean();
     c.decision->rule = d.Get("rule").ToString().Utf8Value();
     c.decision->reason = d.Get("reason").ToString().Utf8Value();
     c.decision->classes = string_array(d.Get("classes"));
@@ -1581,6 +1782,28 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
       auto found = names.find(name);
       c.decision->effects.push_back(found == names.end() ? Effect::Immediate : found->second);
     }
+    datapath_->command(std::move(c));
+    return info.Env().Undefined();
+  }
+
+  // reviewing(handle, reviewId): the review of the session's held statement is open
+  Napi::Value Reviewing(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::Reviewing;
+    c.handle = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    c.review_id = info[1].As<Napi::String>().Utf8Value();
+    datapath_->command(std::move(c));
+    return info.Env().Undefined();
+  }
+
+  // reviewed(handle, outcome: 'approved' | 'denied' | 'timed_out' | 'canceled', reviewer, reason)
+  Napi::Value Reviewed(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::Reviewed;
+    c.handle = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    c.outcome = info[1].As<Napi::String>().Utf8Value();
+    c.reviewer = info[2].As<Napi::String>().Utf8Value();
+    c.reason = info[3].As<Napi::String>().Utf8Value();
     datapath_->command(std::move(c));
     return info.Env().Undefined();
   }
