@@ -365,7 +365,20 @@ class DataPath {
     for (Command& c : commands) {
       switch (c.kind) {
         case Command::Stop:
-          for (auto& entry : sessions_) end(*entry.second, true, "the gateway is stopping");
+          for (auto& entry : sessions_) {
+            // The agent is told, as PostgreSQL tells it (admin_shutdown), and the session ends closed.
+            Session& s = *entry.second;
+            if (s.ended) continue;
+            std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
+            put_field(e, 'S', "FATAL");
+            put_field(e, 'V', "FATAL");
+            put_field(e, 'C', "57P01");
+            put_field(e, 'M', "terminating connection: the gateway is shutting down");
+            e.push_back(0);
+            put_length(e, 0);
+            if (!s.client_gone) send_to(s.client, e.data(), e.size());
+            end(s, false, "");
+          }
           reap();
           return false;
         case Command::Adopt:
