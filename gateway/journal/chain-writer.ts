@@ -30,7 +30,7 @@ export interface ChainWriter {
   unlock(): void;
   /** The last record any writer has put in the file, and the active segment's size. */
   writtenHead(): { seq: bigint; hash: Buffer; size: number };
-  /** PROTOTYPE: what a native data path's own fdatasync covered (absent for the JavaScript writer). */
+  /** What a native data path's own fdatasync covered (absent for the JavaScript writer). */
   syncedHead?(): NativeSynced;
   /** The addon's chain object, for a native data path to append to; null for the JavaScript writer. */
   readonly native: object | null;
@@ -48,11 +48,13 @@ export interface ChainWriter {
   discard(): void;
 }
 
-/** PROTOTYPE: a native data path's own fdatasync (what it covered) and its requests' acknowledgements. */
+/** A native data path's own fdatasync (what it covered) and its requests' acknowledgements. */
 export interface NativeSynced {
   seq: bigint;
   hash: Buffer;
+  /** The size of the segment whose first seq is segmentFirstSeq, as far as that fdatasync covered it. */
   size: number;
+  segmentFirstSeq: bigint;
   acksWritten: number;
   acksDurable: number;
 }

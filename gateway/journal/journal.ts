@@ -332,7 +332,7 @@ export class Journal implements JournalWriter, JournalReader {
     return seq > this.writtenSeq ? { seq, hash } : { seq: this.writtenSeq, hash: this.writtenHash };
   }
 
-  /** PROTOTYPE: the addon's chain object for a native data path, or null. */
+  /** The addon's chain object, for a native data path to append to; null with the JavaScript writer. */
   nativeChain(): object | null {
     return this.chain.native;
   }
@@ -341,16 +341,18 @@ export class Journal implements JournalWriter, JournalReader {
    * A native data path wrote records (write-ahead, to the chain's file): the written head moves and
    * an fdatasync round follows within SYNC_DELAY_MS, as for JavaScript's own writes.
    */
-  /** PROTOTYPE: a native data path's own fdatasync made records durable: readers may see them now. */
+  /** A native data path's own fdatasync made records durable: readers may see them now. */
   private catchUpNativeSync(): void {
     const synced = this.chain.syncedHead?.();
     if (!synced || synced.seq <= this.durableSeq || this.closed || this.failure) return;
+    // The size counts only for the segment it was read from (a rotation may have moved on since).
+    const sameSegment = synced.segmentFirstSeq === this.active.state.firstSeq;
     if (synced.seq > this.writtenSeq) {
       this.writtenSeq = synced.seq;
       this.writtenHash = synced.hash;
-      if (synced.size > this.active.size) this.active.size = synced.size;
+      if (sameSegment && synced.size > this.active.size) this.active.size = synced.size;
     }
-    this.markDurable(synced.seq, synced.hash, this.active.state, synced.size);
+    this.markDurable(synced.seq, synced.hash, this.active.state, sameSegment ? synced.size : 0);
   }
 
   noteNativeWrites(): void {
@@ -913,11 +915,14 @@ export class Journal implements JournalWriter, JournalReader {
     const file = await open(path, segmentOpenFlags(true), 0o600);
     await writeFully(file, fileHeader(SEGMENT_MAGIC, firstSeq), 0);
     this.syncDirectory();
-    this.chain.setActive(file.fd, HEADER_BYTES, firstSeq, Number(INDEX_INTERVAL));
-    await this.active.file.close();
+    // The journal's view and the chain's move to the new segment together (a native data path writes
+    // through the chain at any time); the old file is closed after.
+    const previous = this.active.file;
     const state: SegmentState = { firstSeq, name, path, durableBytes: HEADER_BYTES, mtimeMs: Date.now(), index: [] };
     this.segments.push(state);
     this.active = { state, file, size: HEADER_BYTES };
+    this.chain.setActive(file.fd, HEADER_BYTES, firstSeq, Number(INDEX_INTERVAL));
+    await previous.close();
     this.durable.emit('change');
     setImmediate(() => this.retainInBackground());
   }

@@ -93,6 +93,12 @@ export interface PolicyEngine {
    * null when nothing is redacted for this resource and identity.
    */
   auditRedactor(resource: string, identity: AgentIdentity): ((value: string) => string) | null;
+  /**
+   * Whether mask rules apply to this resource and identity (result columns, value patterns, bind
+   * parameters in the journal): such PostgreSQL sessions stay on the JavaScript data path, which
+   * rewrites rows and parameters.
+   */
+  masks(resource: string, identity: AgentIdentity): boolean;
   /** The client closed a prepared statement (Close 'S'): forget what the name stood for. */
   forgetStatement(sessionId: string, statementName: string): void;
   /** The session ended: drop its state (prepared statements, search_path as followed). */

@@ -216,6 +216,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     requestReview,
     maskerFor,
     auditRedactor,
+    masks: (resource, identity) => rules.maskRules(resource, identity).length > 0,
     forgetStatement(sessionId, statementName) {
       sessions.get(sessionId)?.prepared.delete(statementName);
     },

@@ -31,8 +31,6 @@ export interface PostgresGatewayOptions {
   identities: IdentityStore;
   policy: PolicyEngine;
   log: Logger;
-  /** PROTOTYPE: 'native' runs established plain-TCP sessions on the native session loop. */
-  dataPath?: 'native' | 'node';
 }
 
 /** Agents that do not finish TLS, startup and authentication in this time are disconnected. */
@@ -60,8 +58,9 @@ export class PostgresGateway implements Component {
   private readonly handlers = new Set<Promise<void>>();
   private readonly relationNames = new Map<string, RelationNames>();
   private readonly tls: SecureContext | null;
-  /** PROTOTYPE: the native session loop, when GAPWATCH_PG_DATAPATH=native and the journal's chain is native. */
+  /** The native session loop (`dataPath: auto`, the journal's chain native, the addon loaded); created at the first session it serves. */
   private native: NativePgDataPath | null | undefined;
+  private nativeSessions = 0;
 
   constructor(private readonly options: PostgresGatewayOptions) {
     const { cert, key } = options.config.tls;
@@ -112,13 +111,18 @@ export class PostgresGateway implements Component {
     await closed;
   }
 
+  /** Sessions the native loop has served since start. */
+  get nativeSessionsServed(): number {
+    return this.nativeSessions;
+  }
+
   private nativeDataPath(): NativePgDataPath | null {
     if (this.native !== undefined) return this.native;
     this.native = null;
     const journal = this.options.journal as unknown as { nativeChain?: () => object | null; noteNativeWrites?: () => void };
     const chain = journal.nativeChain?.() ?? null;
-    if ((this.options.dataPath ?? process.env.GAPWATCH_PG_DATAPATH) === 'native' && chain && NativePgDataPath.available()) {
-      this.native = new NativePgDataPath(chain, this.options.policy, () => journal.noteNativeWrites?.(), this.options.log, process.env[`GW_DP_EXP_${this.options.gatewayId}`]);
+    if (this.options.config.dataPath === 'auto' && chain && NativePgDataPath.available()) {
+      this.native = new NativePgDataPath(chain, this.options.policy, () => journal.noteNativeWrites?.(), this.options.log);
     }
     return this.native;
   }
@@ -223,10 +227,16 @@ export class PostgresGateway implements Component {
       );
       channel.detach();
       const native = this.nativeDataPath();
-      // PROTOTYPE: before-reply durability stays on the JavaScript path.
-      if (native && this.options.config.audit.durability === 'before-forward' && !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
-        // PROTOTYPE: the session's data path runs natively from here on.
+      // The native loop serves what it does in full: plain TCP, before-forward audit, no mask rules
+      // (the JavaScript proxy rewrites rows and parameters), nothing already read past startup.
+      if (
+        native &&
+        this.options.config.audit.durability === 'before-forward' &&
+        !this.options.policy.masks(resource.name, identity) &&
+        !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
+        // The session's data path runs natively from here on.
         nativeSession = true;
+        this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
         const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable' });
         recorder.continueAfter(end.eventSeq);

@@ -1,16 +1,14 @@
-import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
-import { nativeBuildDir } from '../../native/binding';
+import { loadGatewayAddon } from '../../native/binding';
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyEngine, PolicyRequest } from '../policy/contract';
 import { statementEffects } from './statement-durability';
 
 /**
- * PROTOTYPE (branch native-pg-datapath): hands an established session's two sockets to the native
- * session loop (native/addon/pg-datapath.cc), answers its policy questions and learns how the
- * session ended. See gateway/postgres/README.md, "What 0.9× PgBouncer takes".
+ * Hands an established session's two sockets to the native session loop (native/addon/pg-datapath.cc),
+ * answers its policy questions (decisions per statement text, reviews) and learns how the session
+ * ended. See gateway/postgres/README.md, "The native data path".
  */
 
 const SYNC_POLL_MS = 5;
@@ -66,14 +64,13 @@ export class NativePgDataPath {
     private readonly policy: PolicyEngine,
     private readonly onWritten: () => void,
     private readonly log: Logger,
-    experiment = '',
   ) {
-    const addon = require(join(nativeBuildDir(), 'gapwatch_gateway.node')) as PgDataPathAddon;
-    this.loop = new addon.PgDataPath(chain, (events) => this.onEvents(events), experiment);
+    const addon = loadGatewayAddon().exports as PgDataPathAddon;
+    this.loop = new addon.PgDataPath(chain, (events) => this.onEvents(events));
   }
 
   static available(): boolean {
-    return existsSync(join(nativeBuildDir(), 'gapwatch_gateway.node'));
+    return typeof (loadGatewayAddon().exports as Partial<PgDataPathAddon> | null)?.PgDataPath === 'function';
   }
 
   /** Takes over both sockets (their descriptors are dup'd; the Node sockets are destroyed here). */

@@ -34,7 +34,7 @@ export class SessionRecorder {
     private readonly onFailure: (err: Error) => void,
   ) {}
 
-  /** PROTOTYPE: the last event_seq used, and where a native data path left it. */
+  /** The last event_seq used, and (continueAfter) where a native data path left it. */
   get lastEventSeq(): number {
     return this.eventSeq;
   }

@@ -135,13 +135,15 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
   Napi::Value SyncedHead(const Napi::CallbackInfo& info) {
     unsigned char hash[gapwatch::JournalChain::kHashBytes];
     uint64_t size = 0;
-    uint64_t seq = chain_->synced_head(hash, &size);
+    uint64_t segment = 0;
+    uint64_t seq = chain_->synced_head(hash, &size, &segment);
     uint64_t written = 0, durable = 0;
     chain_->acks(&written, &durable);
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("seq", Napi::BigInt::New(info.Env(), seq));
     out.Set("hash", hash_buffer(info.Env(), hash));
     out.Set("size", Napi::Number::New(info.Env(), static_cast<double>(size)));
+    out.Set("segmentFirstSeq", Napi::BigInt::New(info.Env(), segment));
     out.Set("acksWritten", Napi::Number::New(info.Env(), static_cast<double>(written)));
     out.Set("acksDurable", Napi::Number::New(info.Env(), static_cast<double>(durable)));
     return out;

@@ -1,5 +1,6 @@
 #include "journal-chain.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -213,18 +214,20 @@ JournalChain::Written JournalChain::write(uint64_t upto_seq) {
   return result;
 }
 
-void JournalChain::note_synced(uint64_t seq, const unsigned char* hash, uint64_t size) {
+void JournalChain::note_synced(uint64_t seq, const unsigned char* hash, uint64_t size, uint64_t segment) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (seq <= synced_seq_) return;
   synced_seq_ = seq;
   synced_size_ = size;
+  synced_segment_ = segment;
   std::memcpy(synced_hash_, hash, kHashBytes);
 }
 
-uint64_t JournalChain::synced_head(unsigned char* hash_out, uint64_t* size_out) const {
+uint64_t JournalChain::synced_head(unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::memcpy(hash_out, synced_hash_, kHashBytes);
   *size_out = synced_size_;
+  *segment_out = synced_segment_;
   return synced_seq_;
 }
 
@@ -239,9 +242,13 @@ void JournalChain::acks(uint64_t* written, uint64_t* durable) const {
   *durable = acks_durable_;
 }
 
-int JournalChain::active_fd() const {
+int JournalChain::sync_target(uint64_t* seq, unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return fd_;
+  *segment_out = index_first_seq_;
+  *seq = written_seq_;
+  std::memcpy(hash_out, written_hash_, kHashBytes);
+  *size_out = size_;
+  return fd_ < 0 ? -1 : fcntl(fd_, F_DUPFD_CLOEXEC, 0);
 }
 
 uint64_t JournalChain::framed_bytes() const {

@@ -70,12 +70,15 @@ class JournalChain {
   std::size_t pending_bytes() const;
   // Bytes of every frame appended so far (by any writer): a journal's segment-size accounting.
   uint64_t framed_bytes() const;
-  // PROTOTYPE: the active segment's descriptor, for an fdatasync outside the lock.
-  int active_fd() const;
-  // PROTOTYPE: a native fdatasync covered the file up to `seq` (whose hash it read before syncing).
-  void note_synced(uint64_t seq, const unsigned char* hash, uint64_t size);
-  uint64_t synced_head(unsigned char* hash_out, uint64_t* size_out) const;
-  // PROTOTYPE: requests a native data path wrote ahead, by the level they waited for.
+  // What a native data path's fdatasync covers, read together under the lock: a dup of the active
+  // segment's descriptor (the caller closes it; a rotation may close the original meanwhile) and the
+  // last record written to it. -1 when no segment is active.
+  int sync_target(uint64_t* seq, unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const;
+  // A native data path's fdatasync covered the file up to `seq` (whose hash and size it read first).
+  // `size` is the size of the segment whose first seq is `segment` (the sync_target's).
+  void note_synced(uint64_t seq, const unsigned char* hash, uint64_t size, uint64_t segment);
+  uint64_t synced_head(unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const;
+  // Requests a native data path wrote ahead, by the level they waited for (the journal's stats).
   void count_ack(bool durable);
   void acks(uint64_t* written, uint64_t* durable) const;
   // Drops every pending frame (the journal failed: they will never be written).
@@ -109,6 +112,7 @@ class JournalChain {
   uint64_t synced_seq_ = 0;
   unsigned char synced_hash_[kHashBytes] = {};
   uint64_t synced_size_ = 0;
+  uint64_t synced_segment_ = 0;
   uint64_t acks_written_ = 0, acks_durable_ = 0;
   uint64_t index_first_seq_ = 1;
   uint64_t index_interval_ = 0;

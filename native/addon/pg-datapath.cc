@@ -1,12 +1,13 @@
-// PROTOTYPE (branch native-pg-datapath): the PostgreSQL gateway's native session loop, step 2 of the
-// plan in gateway/postgres/README.md, built to measure what it reaches before its semantics are
-// completed. After JavaScript has authenticated a session and logged in upstream it hands both
-// sockets over; one epoll thread then frames both directions, keeps prepared statements, portals and
-// the queue of answers owed, writes the same PgRequest record ahead of forwarding and the same
-// Statement outcome after (pg-records.*) to the journal's one chain (journal-chain.*), and asks
-// JavaScript (a thread-safe function) for a policy decision on each statement text it has not seen.
-// Not yet: refusals, reviews, masking, COPY, FunctionCall, `durable` acknowledgements — a session
-// that needs one ends as failed, saying so.
+// The PostgreSQL gateway's native session loop (gateway/postgres/README.md, "The native data path").
+// After JavaScript has authenticated a session and logged in upstream it hands both sockets over; one
+// epoll thread then frames both directions, keeps prepared statements, portals and the queue of
+// answers owed (as proxy-session.ts's units), writes the same PgRequest record ahead of forwarding and
+// the same Statement outcome after (pg-records.*) to the journal's one chain (journal-chain.*) — the
+// request records of one epoll round in one write —, asks JavaScript (a thread-safe function) for a
+// policy decision on each statement text it has not seen, and answers refusals, reviews, COPY,
+// FunctionCall, cancels and bad input as the JavaScript proxy does. Requests that can change state
+// wait for a sync thread's fdatasync before they are forwarded. Sessions whose results are masked
+// stay on the JavaScript path (listener.ts decides at hand-off).
 #include "pg-datapath.h"
 
 #include <arpa/inet.h>
@@ -269,8 +270,7 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath);
 
 class DataPath {
  public:
-  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events, const std::string& experiment)
-      : exp_nowrite_(experiment == "nowrite"), exp_norecord_(experiment == "norecord"), chain_(chain), events_(events) {
+  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events) : chain_(chain), events_(events) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     epoll_event e{};
@@ -385,6 +385,15 @@ class DataPath {
           adopt(c);
           break;
         case Command::Synced:
+          if (!c.text.empty()) {
+            for (uint64_t handle : parked_) {
+              auto found = sessions_.find(handle);
+              if (found != sessions_.end()) end(*found->second, true, c.text);
+            }
+            parked_.clear();
+            sync_failed_ = c.text;
+            break;
+          }
           release_parked(c.event_seq);
           break;
         case Command::Reviewing:
@@ -803,7 +812,7 @@ class DataPath {
       pgrec::EventHead head{s.session_id, ++s.event_seq, now_ns()};
       pgrec::append_request_record(scratch_, head.time_unix_nano, head, records_.data(), record_count);
       try {
-        if (!exp_norecord_) s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
+        s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
       } catch (const std::exception& err) {
         return end(s, true, std::string("journal append failed: ") + err.what());
       }
@@ -857,15 +866,22 @@ class DataPath {
       }
       unsigned char hash[JournalChain::kHashBytes];
       uint64_t size = 0;
-      const uint64_t covered = chain_->written_head(hash, &size);
-      if (fdatasync(chain_->active_fd()) != 0) {
-        // Fail-stop, as the journal does: nothing parked is ever released.
-        return;
-      }
-      chain_->note_synced(covered, hash, size);
-      done = covered;
+      uint64_t covered = 0;
+      uint64_t segment = 0;
+      const int fd = chain_->sync_target(&covered, hash, &size, &segment);
+      const bool synced = fd >= 0 && fdatasync(fd) == 0;
+      const int error = errno;
+      if (fd >= 0) close(fd);
       Command c;
       c.kind = Command::Synced;
+      if (!synced) {
+        // Fail-stop, as the journal does: the sessions waiting for it end, saying why.
+        c.text = std::string("journal fdatasync failed: ") + strerror(fd < 0 ? EBADF : error);
+        command(std::move(c));
+        return;
+      }
+      chain_->note_synced(covered, hash, size, segment);
+      done = covered;
       c.event_seq = covered;
       command(std::move(c));
     }
@@ -876,7 +892,7 @@ class DataPath {
     if (queued_.empty()) return;
     std::string failure;
     try {
-      if (!exp_nowrite_ && !exp_norecord_) chain_->write(UINT64_MAX);
+      chain_->write(UINT64_MAX);
     } catch (const std::exception& err) {
       failure = std::string("journal write failed: ") + err.what();
     }
@@ -889,7 +905,7 @@ class DataPath {
       if (found == sessions_.end()) continue;
       Session& s = *found->second;
       if (s.ended) continue;
-      if (failure.empty() && !exp_nowrite_ && !exp_norecord_ && s.request_seq > written) {
+      if (failure.empty() && s.request_seq > written) {
         // A rotation is finishing the segment: its record goes into the next one, and its bytes
         // wait until it is written there (the loop retries every millisecond meanwhile).
         unwritten.push_back(handle);
@@ -898,6 +914,10 @@ class DataPath {
       s.queued = false;
       if (!failure.empty()) {
         end(s, true, failure);
+        continue;
+      }
+      if (s.needs_durable && !sync_failed_.empty()) {
+        end(s, true, sync_failed_);
         continue;
       }
       if (s.needs_durable) {
@@ -1608,8 +1628,8 @@ class DataPath {
     try {
       // Deferred, as the JS proxy's outcome: written with the next write-ahead record or by the
       // journal's next group.
-      if (!exp_norecord_) chain_->append(scratch_.data(), scratch_.size(), nullptr);
-      if (run.copy && !exp_norecord_) {
+      chain_->append(scratch_.data(), scratch_.size(), nullptr);
+      if (run.copy) {
         pgrec::CopyTransfer copy;
         copy.direction = run.copy_in ? "in" : "out";
         copy.rows = tag.empty() ? 0 : o.rows;
@@ -1657,8 +1677,6 @@ class DataPath {
   }
 
  private:
-  bool exp_nowrite_;   // EXPERIMENT
-  bool exp_norecord_;  // EXPERIMENT
   JournalChain* chain_;
   Napi::ThreadSafeFunction events_;
   int epoll_fd_ = -1, wake_fd_ = -1;
@@ -1672,6 +1690,7 @@ class DataPath {
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
   std::vector<uint64_t> parked_;
+  std::string sync_failed_;  // the sync thread stopped: no request can become durable any more
   std::thread syncer_;
   std::mutex sync_mutex_;
   std::condition_variable sync_cv_;
@@ -1744,8 +1763,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     JournalChain* chain = unwrap_journal_chain(info[0]);
     chain_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
     auto tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "gapwatch-pg-datapath", 0, 1);
-    std::string experiment = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
-    datapath_ = std::make_unique<DataPath>(chain, tsfn, experiment);
+    datapath_ = std::make_unique<DataPath>(chain, tsfn);
   }
 
   ~PgDataPathBinding() override {

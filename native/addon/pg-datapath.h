@@ -6,7 +6,7 @@
 namespace gapwatch {
 
 // Adds `PgDataPath` (class) to the addon's exports: the PostgreSQL gateway's native session loop
-// (pg-datapath.cc). PROTOTYPE on the native-pg-datapath branch: measures the plan's step 2.
+// (pg-datapath.cc).
 void register_pg_datapath(Napi::Env env, Napi::Object exports);
 
 // The JournalChain behind a JS JournalChain object (gateway-addon.cc), for the data path to append to.

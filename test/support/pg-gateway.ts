@@ -38,8 +38,10 @@ export interface GatewayUnderTest {
 export interface GatewayOptions {
   /** `gateway.policy` section. */
   policy?: Record<string, unknown>;
-  /** Extra `gateway.postgres` keys (tls …). */
+  /** Extra `gateway.postgres` keys (tls, dataPath …). */
   postgres?: Record<string, unknown>;
+  /** `gateway.journal` section (segment size, checkpoints …). */
+  journal?: Record<string, unknown>;
   pgOptions?: PostgresOptions;
   /** Extra keys of the `orders` resource (tags …). */
   resource?: Record<string, unknown>;
@@ -56,6 +58,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     gateway: {
       id: 'gw-test',
       policy: options.policy ?? {},
+      ...(options.journal ? { journal: options.journal } : {}),
       postgres: {
         listen: { host: '127.0.0.1', port: 0 },
         resources: [

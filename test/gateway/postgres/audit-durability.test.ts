@@ -39,14 +39,15 @@ const MODES = [
   { durability: 'before-forward', readDurability: 'durable' },
 ] as const;
 
-for (const { durability, readDurability } of MODES) {
-  describe(`gateway/postgres audit durability ${durability}, reads ${readDurability} (real PostgreSQL 15)`, function () {
+for (const { durability, readDurability } of MODES)
+for (const dataPath of ['auto', 'node'] as const) {
+  describe(`gateway/postgres audit durability ${durability}, reads ${readDurability} — ${dataPath} data path (real PostgreSQL 15)`, function () {
     this.timeout(120_000);
     let gw: GatewayUnderTest;
     let target: Target;
 
     before(async () => {
-      gw = await startGateway({ postgres: { audit: { durability, readDurability } }, policy: { builtinRules: false, default: 'allow' } });
+      gw = await startGateway({ postgres: { audit: { durability, readDurability }, dataPath }, policy: { builtinRules: false, default: 'allow' } });
       target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
     });
 

@@ -35,18 +35,22 @@ async function until<T>(what: string, probe: () => Promise<T | null | undefined 
   }
 }
 
-describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', function () {
+// Every test runs on both data paths: the native session loop (auto, the default) and JavaScript (node).
+for (const dataPath of ['auto', 'node'] as const)
+describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${dataPath} data path`, function () {
   this.timeout(120_000);
   let gw: GatewayUnderTest;
   let viaGateway: Target;
   let direct: Target;
+  /** The identity whose results are masked (its sessions stay on the JavaScript path). */
+  let viaGatewayMasked: Target;
   let certDir: string;
 
   before(async () => {
     certDir = mkdtempSync(join(tmpdir(), 'gapwatch-gw-tls-'));
     const tls = selfSignedCertificate(certDir);
     gw = await startGateway({
-      postgres: { tls },
+      postgres: { tls, dataPath },
       policy: {
         builtinRules: false,
         default: 'allow',
@@ -55,11 +59,13 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
           { name: 'secrets-read-only', relations: ['secrets', '*.secrets'], classes: ['write', 'ddl', 'copy_from'], action: 'deny', reason: 'secrets are read-only for agents' },
           { name: 'no-copy-program', classes: ['copy_program'], action: 'deny', reason: 'COPY … PROGRAM runs commands on the server' },
           { name: 'held-needs-review', relations: ['held', '*.held'], classes: ['write'], action: 'review', reason: 'writes to held need a human' },
-          { name: 'mask-customers', relations: ['customers', '*.customers'], action: 'mask', mask: { columns: ['email'], values: ['card_number'] } },
+          // For one identity only: its sessions stay on the JavaScript path (it rewrites rows), the others' go native (auto).
+          { name: 'mask-customers', logins: ['masked-agent'], relations: ['customers', '*.customers'], action: 'mask', mask: { columns: ['email'], values: ['card_number'] } },
         ],
       },
     });
     viaGateway = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    viaGatewayMasked = { ...viaGateway, user: 'masked-agent', password: (await gw.identities.create('masked-agent')).token };
     direct = { host: gw.pg.host, port: gw.pg.port, user: gw.pg.user, password: gw.pg.password, database: gw.pg.database };
     await gw.pg.admin(
       [
@@ -155,6 +161,7 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
         assert.match(result.stdout, /number of transactions actually processed: 50\/50/, mode);
         assert.match(result.stdout, /number of failed transactions: 0/, mode);
       }
+      if (dataPath === 'auto') assert.ok(gw.gateway.nativeSessionsServed >= 6, `pgbench ran on the native loop (${gw.gateway.nativeSessionsServed} sessions)`);
       // Every UPDATE of pgbench_accounts (one per transaction, 3 × 50) is journaled with its tag.
       await until('every pgbench UPDATE in the journal', async () =>
         events(await gw.records()).filter((e) => e.statement?.commandTag === 'UPDATE 1' && e.statement.text.includes('pgbench_accounts')).length === 150,
@@ -412,8 +419,9 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
     });
 
     it('masks configured columns and value patterns before rows leave the gateway', async () => {
+      const nativeBefore = gw.gateway.nativeSessionsServed;
       const sql = 'SELECT id, name, email, note FROM customers ORDER BY id';
-      const through = await psql(viaGateway, ['-c', sql]);
+      const through = await psql(viaGatewayMasked, ['-c', sql]);
       const straight = await psql(direct, ['-c', sql]);
       assert.match(straight.stdout, /ada@example\.com/);
       assert.doesNotMatch(through.stdout, /ada@example\.com|bob@example\.org|4111 1111 1111 1111/);
@@ -421,12 +429,12 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       // The rule names the customers table: once the gateway has looked the result's table up,
       // the same column name in another table is left alone.
       await gw.pg.admin("SET ROLE gw_upstream; CREATE TABLE contacts (email text); INSERT INTO contacts VALUES ('carol@example.net')", gw.pg.database);
-      const other = await psql(viaGateway, ['-c', 'SELECT email FROM contacts', '-c', 'SELECT email FROM customers WHERE id = 2']);
+      const other = await psql(viaGatewayMasked, ['-c', 'SELECT email FROM contacts', '-c', 'SELECT email FROM customers WHERE id = 2']);
       assert.equal(other.code, 0, other.stderr);
       const [contactEmail, customerEmail] = other.stdout.trim().split('\n');
       assert.equal(contactEmail, 'carol@example.net');
       assert.notEqual(customerEmail, 'bob@example.org');
-      const client = await nodeClient(viaGateway);
+      const client = await nodeClient(viaGatewayMasked);
       try {
         const rows = (await client.query('SELECT email, note FROM customers WHERE id = $1', [1])).rows as Array<{ email: string; note: string }>;
         assert.notEqual(rows[0]!.email, 'ada@example.com');
@@ -451,6 +459,7 @@ describe('gateway/postgres end to end (real PostgreSQL 15, real clients)', funct
       const bind = all.flatMap((e) => e.pgRequest?.messages ?? []).find((m) => m.type === 'Bind' && m.parameters.some((p) => p.redacted));
       assert.ok(bind, 'the write-ahead record withholds the value as well');
       assert.doesNotMatch(JSON.stringify(all), /4111 1111 1111 1111/);
+      assert.equal(gw.gateway.nativeSessionsServed, nativeBefore, 'a session with mask rules stays on the JavaScript path');
     });
   });
 

@@ -147,7 +147,9 @@ async function startRelay(to: () => { host: string; port: number }, heads: () =>
   };
 }
 
-describe('gateway/postgres read durability through the gateway (real PostgreSQL 15)', function () {
+// Every test runs on both data paths: the native session loop (auto, the default) and JavaScript (node).
+for (const dataPath of ['auto', 'node'] as const)
+describe(`gateway/postgres read durability through the gateway (real PostgreSQL 15) — ${dataPath} data path`, function () {
   this.timeout(120_000);
   let gw: GatewayUnderTest;
   let relay: Awaited<ReturnType<typeof startRelay>>;
@@ -155,7 +157,7 @@ describe('gateway/postgres read durability through the gateway (real PostgreSQL 
   let client: Client;
 
   before(async () => {
-    gw = await startGateway({ policy: { builtinRules: false, default: 'allow' } });
+    gw = await startGateway({ postgres: { dataPath }, policy: { builtinRules: false, default: 'allow' } });
     relay = await startRelay(
       () => ({ host: gw.pg.host, port: gw.pg.port }),
       () => ({ written: gw.journal.writtenHead().seq, durable: gw.journal.head().seq }),
