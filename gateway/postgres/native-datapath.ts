@@ -99,6 +99,8 @@ export class NativePgDataPath {
       else if (e.kind === 'ended') {
         const adopted = this.sessions.get(e.handle);
         this.sessions.delete(e.handle);
+        // A review still open for it is withdrawn: nobody waits for that statement any more.
+        adopted?.cancelHold?.();
         this.onWritten();
         if (this.sessions.size === 0 && this.poll) {
           clearInterval(this.poll);

@@ -1298,6 +1298,9 @@ class DataPath {
     if (partial > 0 && !s.terminate_after) {
       return end(s, true, "the client disconnected in the middle of a message (" + std::to_string(partial) + " bytes of it received)");
     }
+    // Gone while a statement is held for review: nothing will run, the session ends (JavaScript
+    // withdraws the review when it learns of the end).
+    if (s.review_stage != 0) return end(s, false, "");
     s.client_gone = true;
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.client.fd, nullptr);
     settle_if_idle(s);
