@@ -369,13 +369,7 @@ class DataPath {
             // The agent is told, as PostgreSQL tells it (admin_shutdown), and the session ends closed.
             Session& s = *entry.second;
             if (s.ended) continue;
-            std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
-            put_field(e, 'S', "FATAL");
-            put_field(e, 'V', "FATAL");
-            put_field(e, 'C', "57P01");
-            put_field(e, 'M', "terminating connection: the gateway is shutting down");
-            e.push_back(0);
-            put_length(e, 0);
+            const std::vector<unsigned char> e = notice_message('E', "FATAL", "57P01", "terminating connection: the gateway is shutting down");
             if (!s.client_gone) send_to(s.client, e.data(), e.size());
             end(s, false, "");
           }
@@ -986,14 +980,8 @@ class DataPath {
     chain_->count_ack(true);
     s.needs_durable = true;
     Unit notice(UnitKind::LocalAnswer);
-    notice.answer = {'N', 0, 0, 0, 0};
-    put_field(notice.answer, 'S', "NOTICE");
-    put_field(notice.answer, 'V', "NOTICE");
-    put_field(notice.answer, 'C', "00000");
-    put_field(notice.answer, 'M', "gapwatch: statement held for review " + review_id + ": " + d.reason);
-    put_field(notice.answer, 'H', "a reviewer can run: gapwatch approve " + review_id + "  (or: gapwatch deny " + review_id + ")");
-    notice.answer.push_back(0);
-    put_length(notice.answer, 0);
+    notice.answer = notice_message('N', "NOTICE", "00000", "gapwatch: statement held for review " + review_id + ": " + d.reason, "",
+                                   "a reviewer can run: gapwatch approve " + review_id + "  (or: gapwatch deny " + review_id + ")");
     s.units.push_back(std::move(notice));
     queue(s);
   }
@@ -1044,14 +1032,7 @@ class DataPath {
     pgrec::append_outcome_record(scratch_, head.time_unix_nano, head, o);
     chain_->append(scratch_.data(), scratch_.size(), nullptr);
     s.needs_durable = true;
-    std::vector<unsigned char> error = {'E', 0, 0, 0, 0};
-    put_field(error, 'S', "ERROR");
-    put_field(error, 'V', "ERROR");
-    put_field(error, 'C', code);
-    put_field(error, 'M', message);
-    if (!detail.empty()) put_field(error, 'D', detail);
-    error.push_back(0);
-    put_length(error, 0);
+    std::vector<unsigned char> error = notice_message('E', "ERROR", code, message, detail);
     // The held statement never runs: it leaves the input.
     const size_t length = 1 + be32(s.client.in.data() + 1);
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(length));
@@ -1134,17 +1115,25 @@ class DataPath {
     e[start + 4] = static_cast<unsigned char>(length);
   }
 
-  // ErrorResponse 42501 with the rule's reason (denial() in proxy-session.ts).
-  static std::vector<unsigned char> denial(const Decision& d) {
-    std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
-    put_field(e, 'S', "ERROR");
-    put_field(e, 'V', "ERROR");
-    put_field(e, 'C', "42501");
-    put_field(e, 'M', "gapwatch policy denied this statement: " + d.reason);
-    put_field(e, 'D', "rule: " + d.rule);
+  // An ErrorResponse ('E') or NoticeResponse ('N') with the fields backend-writer.ts writes, in its
+  // order: severity (twice: localized and not), code, message, then detail and hint when given.
+  static std::vector<unsigned char> notice_message(unsigned char type, const char* severity, const std::string& code, const std::string& message,
+                                                   const std::string& detail = "", const std::string& hint = "") {
+    std::vector<unsigned char> e = {type, 0, 0, 0, 0};
+    put_field(e, 'S', severity);
+    put_field(e, 'V', severity);
+    put_field(e, 'C', code);
+    put_field(e, 'M', message);
+    if (!detail.empty()) put_field(e, 'D', detail);
+    if (!hint.empty()) put_field(e, 'H', hint);
     e.push_back(0);
     put_length(e, 0);
     return e;
+  }
+
+  // ErrorResponse 42501 with the rule's reason (denial() in proxy-session.ts).
+  static std::vector<unsigned char> denial(const Decision& d) {
+    return notice_message('E', "ERROR", "42501", "gapwatch policy denied this statement: " + d.reason, "rule: " + d.rule);
   }
 
   static void append_ready(std::vector<unsigned char>& out, unsigned char status) {
@@ -1348,22 +1337,7 @@ class DataPath {
   // The agent gets the reason as a FATAL ErrorResponse (SQLSTATE 08P01) before the session ends.
   void protocol_violation(Session& s, const std::string& detail) {
     const std::string message = "protocol violation: " + detail;
-    std::vector<unsigned char> e = {'E', 0, 0, 0, 0};
-    auto field = [&e](char code, const std::string& value) {
-      e.push_back(static_cast<unsigned char>(code));
-      e.insert(e.end(), value.begin(), value.end());
-      e.push_back(0);
-    };
-    field('S', "FATAL");
-    field('V', "FATAL");
-    field('C', "08P01");
-    field('M', message);
-    e.push_back(0);
-    const uint32_t length = static_cast<uint32_t>(e.size() - 1);
-    e[1] = static_cast<unsigned char>(length >> 24);
-    e[2] = static_cast<unsigned char>(length >> 16);
-    e[3] = static_cast<unsigned char>(length >> 8);
-    e[4] = static_cast<unsigned char>(length);
+    const std::vector<unsigned char> e = notice_message('E', "FATAL", "08P01", message);
     send_to(s.client, e.data(), e.size());
     end(s, true, message);
   }
