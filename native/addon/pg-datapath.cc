@@ -585,19 +585,13 @@ class DataPath {
           m.text = r.cstring();
           auto decision = s.decisions[decision_key('q', m.text)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (decision->review && !take_approval(s, journaled)) {
-            hold_for_review(s, 'q', m.text, decision);
+          const Gate gate = policy_gate(s, 'q', m.text, decision, journaled, m);
+          if (gate == Gate::Held) {
             consumed = at;
             held = true;
             break;
           }
-          if (!decision->allow && !journaled) {
-            m.withheld = true;
-            refuse(s, *decision, m.text, "query");
-            Unit answer(UnitKind::LocalAnswer);
-            answer.answer = denial(*decision);
-            append_ready(answer.answer, s.transaction_status);
-            s.units.push_back(std::move(answer));
+          if (gate == Gate::Refused) {
             record_count++;
             continue;
           }
@@ -618,17 +612,13 @@ class DataPath {
           for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
           auto decision = s.decisions[decision_key('p', m.text)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (decision->review && !take_approval(s, journaled)) {
-            hold_for_review(s, 'p', m.text, decision);
+          const Gate gate = policy_gate(s, 'p', m.text, decision, journaled, m);
+          if (gate == Gate::Held) {
             consumed = at;
             held = true;
             break;
           }
-          if (!decision->allow && !journaled) {
-            m.withheld = true;
-            refuse(s, *decision, m.text, "extended");
-            s.skip_until_sync = true;
-            s.batch_refusal = denial(*decision);
+          if (gate == Gate::Refused) {
             record_count++;
             continue;
           }
@@ -743,19 +733,13 @@ class DataPath {
           const std::string call = function_call_text(r, &m);
           auto decision = s.decisions[decision_key('f', call)];
           if (!decision) return end(s, true, "native data path: no policy decision");
-          if (decision->review && !take_approval(s, journaled)) {
-            hold_for_review(s, 'f', call, decision);
+          const Gate gate = policy_gate(s, 'f', call, decision, journaled, m);
+          if (gate == Gate::Held) {
             consumed = at;
             held = true;
             break;
           }
-          if (!decision->allow && !journaled) {
-            m.withheld = true;
-            refuse(s, *decision, call, "function_call");
-            Unit answer(UnitKind::LocalAnswer);
-            answer.answer = denial(*decision);
-            append_ready(answer.answer, s.transaction_status);
-            s.units.push_back(std::move(answer));
+          if (gate == Gate::Refused) {
             record_count++;
             continue;
           }
@@ -932,6 +916,40 @@ class DataPath {
 
   // ---------------------------------------------------------------- reviews
 
+  enum class Gate { Run, Held, Refused };
+
+  // The policy's word on a Query, Parse or FunctionCall ('q', 'p', 'f'): run it; hold it for review
+  // (it stays at the front of the input); or refuse it, journaled and answered as the JavaScript
+  // proxy does (`m`, its request record, marked withheld). An approved held statement runs, its record
+  // already written (`journaled`).
+  Gate policy_gate(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& decision, bool& journaled, pgrec::PgMessage& m) {
+    if (decision->review && !take_approval(s, journaled)) {
+      hold_for_review(s, via, text, decision);
+      return Gate::Held;
+    }
+    if (decision->allow || journaled) return Gate::Run;
+    m.withheld = true;
+    refuse(s, *decision, text, via_name(via));
+    answer_refusal(s, via, denial(*decision));
+    return Gate::Refused;
+  }
+
+  static const char* via_name(char via) { return via == 'q' ? "query" : via == 'p' ? "extended" : "function_call"; }
+
+  // A refused Query or FunctionCall is answered in order (the error, then ReadyForQuery); after a
+  // refused Parse the batch is skipped up to Sync, whose answer carries the error.
+  void answer_refusal(Session& s, char via, std::vector<unsigned char> error) {
+    if (via == 'p') {
+      s.skip_until_sync = true;
+      s.batch_refusal = std::move(error);
+      return;
+    }
+    Unit answer(UnitKind::LocalAnswer);
+    answer.answer = std::move(error);
+    append_ready(answer.answer, s.transaction_status);
+    s.units.push_back(std::move(answer));
+  }
+
   // An approved held statement runs once: true (and `journaled`) when this is it.
   static bool take_approval(Session& s, bool& journaled) {
     if (!s.review_approved) return false;
@@ -1017,7 +1035,7 @@ class DataPath {
     // The refused statement, as recordRefused() journals it (its decision is the review's).
     pgrec::StatementOutcome o;
     o.text = s.review_text;
-    o.via = s.review_via == 'q' ? "query" : s.review_via == 'p' ? "extended" : "function_call";
+    o.via = via_name(s.review_via);
     o.error_code = code;
     o.error_message = refused;
     pgrec::PolicyDecision decision;
@@ -1036,15 +1054,7 @@ class DataPath {
     // The held statement never runs: it leaves the input.
     const size_t length = 1 + be32(s.client.in.data() + 1);
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(length));
-    if (s.review_via == 'p') {
-      s.skip_until_sync = true;
-      s.batch_refusal = std::move(error);
-    } else {
-      Unit answer(UnitKind::LocalAnswer);
-      answer.answer = std::move(error);
-      append_ready(answer.answer, s.transaction_status);
-      s.units.push_back(std::move(answer));
-    }
+    answer_refusal(s, s.review_via, std::move(error));
     queue(s);
     handle_client(s);
   }
