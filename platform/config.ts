@@ -188,12 +188,12 @@ const postgresGatewaySchema = z.strictObject({
   /** Larger frontend messages end the session with 08P01 instead of being buffered. */
   maxMessageBytes: z.number().int().min(1 << 16).max(1 << 30).default(64 << 20),
   /**
-   * Which data path carries an established session: `node` (the default) — JavaScript for every
-   * session; `auto` — the native session loop (gapwatch_gateway.node) for every session it serves in
-   * full (plain TCP, before-forward audit, no mask rules for the resource and identity, the journal's
-   * chain native), JavaScript for the rest. See gateway/postgres/README.md, "The native data path".
+   * Which data path carries an established session: `auto` (the default) — the native session loop
+   * (gapwatch_gateway.node) for every session it serves in full (plain TCP, before-forward audit, no
+   * mask rules for the resource and identity, the journal's chain native), JavaScript for the rest;
+   * `node` — JavaScript for every session. See gateway/postgres/README.md, "The native data path".
    */
-  dataPath: z.enum(['auto', 'node']).default('node'),
+  dataPath: z.enum(['auto', 'node']).default('auto'),
   resources: z.array(postgresResourceSchema).default([]),
   audit: z
     .strictObject({

@@ -100,3 +100,10 @@ export class AuditUnavailableError extends PostgresGatewayError {
     );
   }
 }
+
+/** The gateway began shutting down while the session was logging in; it is not handed to a data path. */
+export class GatewayShuttingDownError extends PostgresGatewayError {
+  constructor() {
+    super('GW_ERR_PG_SHUTTING_DOWN', SqlState.AdminShutdown, 'terminating connection: the gateway is shutting down');
+  }
+}

@@ -13,7 +13,7 @@ import { authenticateAgent } from './agent-auth';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from './backend-writer';
 import { CancelRegistry } from './cancel-registry';
 import { ClientChannel } from './client-channel';
-import { AgentAuthError, FrontendProtocolError, ListenerTlsError, PostgresGatewayError, UnknownResourceError } from './errors';
+import { AgentAuthError, FrontendProtocolError, GatewayShuttingDownError, ListenerTlsError, PostgresGatewayError, UnknownResourceError } from './errors';
 import { FrontendParser } from './frontend-parser';
 import { SqlState, TransactionStatus } from './protocol';
 import { NativePgDataPath } from './native-datapath';
@@ -218,6 +218,9 @@ export class PostgresGateway implements Component {
       // The session is on disk before the agent can send its first statement.
       await recorder.writeSession();
       await recorder.durable();
+      // stop() ends the sessions it finds; one still logging in then must not start on a data path
+      // that is stopping (the native loop no longer takes sessions): from here to the hand-off nothing awaits.
+      if (this.server === null) throw new GatewayShuttingDownError();
       channel.write(
         Buffer.concat([
           ...upstream.parameters.map(([name, value]) => parameterStatus(name, value)),

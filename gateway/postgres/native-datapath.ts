@@ -151,6 +151,11 @@ export class NativePgDataPath {
       return;
     }
     const pending = await this.policy.requestReview(request, decision);
+    if (!this.sessions.has(e.handle)) {
+      // The session ended while the review was being opened: nobody waits for the statement.
+      pending.withdraw('the agent left while the statement was held');
+      return;
+    }
     this.loop.reviewing(e.handle, pending.reviewId);
     const canceled = new Promise<'canceled'>((resolve) => (adopted.cancelHold = () => resolve('canceled')));
     const outcome = await Promise.race([pending.outcome, canceled]);

@@ -566,8 +566,12 @@ export class ProxySession {
       }),
     ]);
     const canceled = new Promise<'canceled'>((resolve) => (this.cancelHold = () => resolve('canceled')));
+    // The agent left before the statement was held (its FIN came with the batch): nobody waits for it.
+    if (this.clientGone) this.endAfterClient();
     const outcome: ReviewOutcome | 'canceled' = await Promise.race([review.outcome, canceled]);
     this.cancelHold = null;
+    // Released by the agent's cancel, or by the session's end: either way nobody decides it any more.
+    if (outcome === 'canceled') review.withdraw(this.ended ? 'the agent left while the statement was held' : 'canceled by the agent while held');
     if (this.ended) return null;
     if (outcome === 'canceled') {
       void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REJECTED', reviewId: review.reviewId, reason: 'canceled by the agent while held' } });

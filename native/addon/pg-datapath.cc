@@ -283,14 +283,19 @@ class DataPath {
 
   ~DataPath() { stop(); }
 
-  void command(Command c) {
+  // Queues a command for the loop; false once the loop is stopping (the command is dropped, and the
+  // wake descriptor, closed by stop(), is not written: its number may belong to someone else by then).
+  bool command(Command c) {
     {
       std::lock_guard<std::mutex> lock(commands_mutex_);
+      if (!accepting_) return false;
+      if (c.kind == Command::Stop) accepting_ = false;
       commands_.push_back(std::move(c));
+      uint64_t one = 1;
+      ssize_t ignored = write(wake_fd_, &one, sizeof one);
+      (void)ignored;
     }
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_fd_, &one, sizeof one);
-    (void)ignored;
+    return true;
   }
 
   void stop() {
@@ -1001,6 +1006,9 @@ class DataPath {
     notice.answer = notice_message('N', "NOTICE", "00000", "gapwatch: statement held for review " + review_id + ": " + d.reason, "",
                                    "a reviewer can run: gapwatch approve " + review_id + "  (or: gapwatch deny " + review_id + ")");
     s.units.push_back(std::move(notice));
+    // The agent left before the statement was held (its FIN came with the batch): the attempt is on
+    // record, nobody waits for an answer, the session ends (JavaScript withdraws the review).
+    if (s.client_gone) return end(s, false, "");
     queue(s);
   }
 
@@ -1669,6 +1677,7 @@ class DataPath {
   int epoll_fd_ = -1, wake_fd_ = -1;
   std::thread thread_;
   std::mutex commands_mutex_;
+  bool accepting_ = true;  // under commands_mutex_
   std::deque<Command> commands_;
   std::mutex events_mutex_;
   std::vector<Event> pending_events_;
@@ -1769,8 +1778,19 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
     c.max_message_bytes = info[5].As<Napi::Number>().Uint32Value();
     c.read_durable = info.Length() > 6 && info[6].ToBoolean();
-    if (c.client_fd < 0 || c.upstream_fd < 0) throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(errno));
-    datapath_->command(std::move(c));
+    if (c.client_fd < 0 || c.upstream_fd < 0) {
+      const int error = errno;
+      if (c.client_fd >= 0) close(c.client_fd);
+      if (c.upstream_fd >= 0) close(c.upstream_fd);
+      throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(error));
+    }
+    const int client_fd = c.client_fd;
+    const int upstream_fd = c.upstream_fd;
+    if (!datapath_->command(std::move(c))) {
+      close(client_fd);
+      close(upstream_fd);
+      throw Napi::Error::New(info.Env(), "the native data path has stopped (the gateway is shutting down)");
+    }
     return info.Env().Undefined();
   }
 

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { serialize } from 'pg-protocol';
+import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages';
+import { Parser } from 'pg-protocol/dist/parser';
+import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
+import { ScramClient } from '../../../gateway/postgres/scram';
+import { waitUntil } from '../../support/gapwatch-processes';
+import { runCli } from '../../support/host';
+import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
+import { rawConnection, rawSession, type Target } from './clients';
+
+/**
+ * Test of how PostgreSQL sessions end when nobody waits for them: an agent that leaves with a statement
+ * held for review, a gateway that stops with sessions served and one still logging in.
+ */
+
+/** A connection whose login the test drives step by step, and everything it received until it closed. */
+async function pausedLogin(target: Target): Promise<{ finish(): void; ready: Promise<BackendMessage>; closed: Promise<BackendMessage[]>; localPort: number; socket: Socket }> {
+  const socket = await rawConnection(target.port);
+  socket.on('error', () => undefined);
+  const parser = new Parser();
+  const received: BackendMessage[] = [];
+  let waiter: (() => void) | null = null;
+  socket.on('data', (chunk: Buffer) =>
+    parser.parse(chunk, (m) => {
+      received.push(m);
+      waiter?.();
+    }),
+  );
+  const closed = new Promise<BackendMessage[]>((resolve) => socket.on('close', () => resolve(received)));
+  const until = async (name: string): Promise<BackendMessage> => {
+    for (;;) {
+      const found = received.find((m) => m.name === name);
+      if (found) return found;
+      await new Promise<void>((resolve) => (waiter = resolve));
+    }
+  };
+  const scram = new ScramClient(target.password);
+  socket.write(serialize.startup({ user: target.user, database: target.database }));
+  await until('authenticationSASL');
+  socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.firstMessage()));
+  const cont = (await until('authenticationSASLContinue')) as unknown as { data: string };
+  return {
+    // The proof that completes the login, sent when the test says so.
+    finish: () => socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage(cont.data))),
+    // Logged in: ReadyForQuery after the proof.
+    get ready() {
+      return until('readyForQuery');
+    },
+    closed,
+    localPort: socket.localPort!,
+    socket,
+  };
+}
+
+const fatal = (messages: BackendMessage[]): DatabaseError | undefined =>
+  messages.find((m): m is DatabaseError => m.name === 'error' && (m as DatabaseError).severity === 'FATAL');
+
+for (const dataPath of ['auto', 'node'] as const)
+  describe(`gateway/postgres sessions that end early: agent gone while held, gateway shutdown (real PostgreSQL 15) — ${dataPath} data path`, function () {
+    this.timeout(60_000);
+    let gw: GatewayUnderTest;
+    let target: Target;
+
+    before(async () => {
+      gw = await startGateway({
+        postgres: { dataPath },
+        // Reviews outlast the test's timeout: a session waiting for one instead of ending shows as a hang.
+        policy: {
+          builtinRules: false,
+          default: 'allow',
+          reviewTimeoutSeconds: 600,
+          rules: [{ name: 'held-needs-review', relations: ['held'], classes: ['write'], action: 'review', reason: 'writes to held need a human' }],
+        },
+      });
+      target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+      await gw.pg.admin('SET ROLE gw_upstream; CREATE TABLE held (id int)', gw.pg.database);
+    });
+    after(async () => {
+      await gw?.stop();
+    });
+
+    it('ends the session when the agent sends a held statement and leaves at once; the review is withdrawn and nothing runs', async () => {
+      const login = await pausedLogin(target);
+      login.finish();
+      await login.ready;
+      // The statement and the FIN in one go: the agent is gone before the gateway decides to hold it.
+      login.socket.end(serialize.query('INSERT INTO held VALUES (43)'));
+      await login.closed;
+      let end: Session__Output | undefined;
+      // The session's last record follows the close of the agent's connection.
+      await waitUntil(async () => {
+        end = (await gw.records()).find((r) => r.session?.client?.port === login.localPort && r.session.outcome !== 'SESSION_OUTCOME_OPEN')?.session ?? undefined;
+        return end !== undefined;
+      }, 'the end of the session in the journal');
+      assert.equal(end?.outcome, 'SESSION_OUTCOME_CLOSED');
+      const pending = await runCli(['reviews', '--config', gw.configFile]);
+      assert.equal(pending.stdout, 'no reviews pending\n', 'the review was withdrawn with the session');
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM held', gw.pg.database), '0');
+    });
+
+    it('ends a served session and one still logging in with FATAL 57P01 at shutdown, journals both, and stops', async () => {
+      const nativeBefore = gw.gateway.nativeSessionsServed;
+      const served = await rawSession(target);
+      const answered = await served.exchange([serialize.query('SELECT 1')]);
+      assert.ok(answered.some((m) => m.name === 'dataRow'));
+      const servedClosed = served.sendUntilClose([]);
+      const login = await pausedLogin(target);
+
+      const stopped = gw.gateway.stop();
+      // The login completes after stop() began: the gateway must not hand it to a data path that is
+      // stopping (the native loop takes no more sessions), and stop() must not wait for it forever.
+      login.finish();
+      await stopped;
+
+      const servedEnd = fatal(await servedClosed);
+      assert.equal(servedEnd?.code, '57P01', 'the served session is told the gateway is shutting down');
+      const loginEnd = fatal(await login.closed);
+      assert.equal(loginEnd?.code, '57P01', 'the late login is told the gateway is shutting down');
+      assert.match(loginEnd.message, /shutting down/);
+
+      const ends = new Map<number, Session__Output>();
+      for (const r of await gw.records()) if (r.session && r.session.outcome !== 'SESSION_OUTCOME_OPEN') ends.set(r.session.client!.port, r.session);
+      assert.equal(ends.get(served.localPort)?.outcome, 'SESSION_OUTCOME_CLOSED');
+      const late = ends.get(login.localPort);
+      assert.equal(late?.outcome, 'SESSION_OUTCOME_FAILED');
+      assert.match(late.failure, /shutting down/);
+      if (dataPath === 'auto') assert.equal(gw.gateway.nativeSessionsServed, nativeBefore + 1, 'only the session served before the stop ran natively');
+    });
+  });
