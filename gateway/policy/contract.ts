@@ -103,6 +103,12 @@ export interface PolicyEngine {
   forgetStatement(sessionId: string, statementName: string): void;
   /** The session ended: drop its state (prepared statements, search_path as followed). */
   endSession(sessionId: string): void;
+  /**
+   * A counter of the session's policy state (prepared statement names, search_path as followed):
+   * it changes whenever an evaluation, an approved review or a forgotten statement changes that
+   * state. A data path that keeps decisions for reuse drops them when it changes.
+   */
+  stateVersion(sessionId: string): number;
 }
 
 export interface MaskColumn {

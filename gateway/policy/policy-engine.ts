@@ -61,7 +61,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const stateOf = (sessionId: string): SessionState => {
     let state = sessions.get(sessionId);
     if (!state) {
-      state = { prepared: new Map(), searchPath: defaultSearchPath };
+      state = { prepared: new Map(), searchPath: defaultSearchPath, version: 0 };
       sessions.set(sessionId, state);
     }
     return state;
@@ -80,6 +80,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       else state.prepared.clear();
     }
     if (parsed) state.prepared.set(parsed.name, parsed.statement);
+    if (effects.length > 0 || parsed || !sameSearchPath(state.searchPath, searchPath)) state.version++;
     state.searchPath = searchPath;
   };
 
@@ -218,8 +219,10 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     auditRedactor,
     masks: (resource, identity) => rules.maskRules(resource, identity).length > 0,
     forgetStatement(sessionId, statementName) {
-      sessions.get(sessionId)?.prepared.delete(statementName);
+      const state = sessions.get(sessionId);
+      if (state?.prepared.delete(statementName)) state.version++;
     },
+    stateVersion: (sessionId) => sessions.get(sessionId)?.version ?? 0,
     endSession(sessionId) {
       sessions.delete(sessionId);
     },
@@ -232,6 +235,14 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
 interface SessionState {
   prepared: Map<string, ClassifiedStatement>;
   searchPath: readonly string[] | 'unknown';
+  /** Bumped by every change to the two above (PolicyEngine.stateVersion). */
+  version: number;
+}
+
+function sameSearchPath(a: readonly string[] | 'unknown', b: readonly string[] | 'unknown'): boolean {
+  if (a === b) return true;
+  if (a === 'unknown' || b === 'unknown' || a.length !== b.length) return false;
+  return a.every((schema, i) => schema === b[i]);
 }
 
 /** One description of what a Parse's statements do, for later EXECUTEs of its name. */

@@ -625,6 +625,19 @@ export function classifySql(text: string, prepared: PreparedStatements = new Map
   return result;
 }
 
+/**
+ * Whether every text of `text`'s literal shape classifies as `text` did, apart from the statements'
+ * own texts: the classification was kept by shape (it read no literal value and no session state),
+ * so a policy decision made from it holds for the whole shape. Returns the statements' spans in
+ * the shape's offsets (before trimming), from which another text of the shape gets its statement
+ * texts; null when the shape is not known to be literal-blind. Ask after classifySql(text).
+ */
+export function reusableShape(text: string): { key: string; spans: ReadonlyArray<readonly [number, number]> } | null {
+  const shape = text.length <= CACHE_MAX_TEXT ? literalShape(text) : null;
+  const shaped = shape ? shapeCache.get(shape.key) : undefined;
+  return shape && shaped ? { key: shape.key, spans: shaped.spans } : null;
+}
+
 /** Characters that may continue an identifier or a number token: a digit run next to one is part of that token. */
 function continuesToken(code: number): boolean {
   return (

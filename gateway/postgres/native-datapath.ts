@@ -3,6 +3,7 @@ import { loadGatewayAddon } from '../../native/binding';
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyEngine, PolicyRequest } from '../policy/contract';
+import { reusableShape } from '../policy/statement-classifier';
 import { statementEffects } from './statement-durability';
 
 /**
@@ -28,11 +29,26 @@ interface NativeEvent {
 interface PgDataPathAddon {
   PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
     adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number, readDurable: boolean): void;
-    decided(handle: number, via: string, text: Buffer, decision: { allow: boolean; review: boolean; rule: string; reason: string; classes: string[]; statements: string[]; effects: string[] | null }): void;
+    decided(handle: number, via: string, text: Buffer, decision: NativeDecision): void;
     reviewing(handle: number, reviewId: string): void;
     reviewed(handle: number, outcome: 'approved' | 'denied' | 'timed_out' | 'canceled', reviewer: string, reason: string): void;
     stop(): void;
   };
+}
+
+/** A policy decision as the native loop keeps it (see decide()). */
+interface NativeDecision {
+  allow: boolean;
+  review: boolean;
+  rule: string;
+  reason: string;
+  classes: string[];
+  statements: string[];
+  effects: string[] | null;
+  /** The evaluation changed the session's policy state: used for this statement only, and every decision kept before is dropped. */
+  stateful: boolean;
+  /** Holds for every text of the literal shape: the statements' spans in the shape (start, end, …); else null. */
+  shape: number[] | null;
 }
 
 export interface NativeSessionEnd {
@@ -123,8 +139,12 @@ export class NativePgDataPath {
     let classes: string[] = [];
     let statements: string[] = [text];
     let effects: string[] | null = null;
+    let stateful = false;
+    let shape: number[] | null = null;
     try {
+      const version = this.policy.stateVersion(adopted.sessionId);
       const decision = this.policy.evaluateNow(request);
+      stateful = this.policy.stateVersion(adopted.sessionId) !== version;
       allow = decision.action === 'allow';
       review = decision.action === 'review';
       rule = decision.rule ?? '';
@@ -133,11 +153,17 @@ export class NativePgDataPath {
       if (decision.statements.length > 0) statements = decision.statements.map((s) => s.text);
       // Unclassified (no statements, not empty): null, so the request is durable before forwarding.
       if (decision.statements.length > 0 || text.trim() === '') effects = statementEffects(decision.statements);
+      // Literal-blind (the classification read no literal value or session state): the same decision
+      // for every text of this shape, as long as the session's policy state stays as it is.
+      if (!stateful && request.via !== 'function_call') {
+        const reusable = reusableShape(text);
+        if (reusable && reusable.spans.length === decision.statements.length) shape = reusable.spans.flat();
+      }
     } catch (err) {
       this.log.error({ err, sessionId: adopted.sessionId }, 'policy evaluation failed; refusing the statement');
       reason = `policy evaluation failed (${(err as Error).message})`;
     }
-    this.loop.decided(e.handle, e.via, e.text, { allow, review, rule, reason, classes, statements, effects });
+    this.loop.decided(e.handle, e.via, e.text, { allow, review, rule, reason, classes, statements, effects, stateful, shape });
   }
 
   /** A statement held for review: JavaScript runs the review, the native loop journals and answers. */

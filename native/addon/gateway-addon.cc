@@ -14,6 +14,7 @@
 
 #include "journal-chain.h"
 #include "pg-datapath.h"
+#include "literal-shape.h"
 #include "pg-records-binding.h"
 
 namespace {
@@ -258,6 +259,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("JournalChain", NativeJournalChain::Define(env));
   gapwatch::register_pg_datapath(env, exports);
   gapwatch::register_pg_records_test_hook(env, exports);
+  gapwatch::register_literal_shape_test_hook(env, exports);
   return exports;
 }
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "journal-chain.h"
+#include "literal-shape.h"
 #include "pg-records.h"
 
 namespace gapwatch {
@@ -101,7 +102,22 @@ struct Decision {
   std::vector<std::string> statements;  // a simple Query's statements, in order
   bool effects_known = false;           // false: unclassified, so durable before forwarding
   std::vector<Effect> effects;
+  // The evaluation changed the session's policy state (search_path, prepared statement names): the
+  // decision is for this statement only, and every decision kept before it is dropped.
+  bool stateful = false;
+  // Holds for every text of the statement's literal shape (literal_shape()): the statements' spans
+  // in the shape, from which another text of the shape gets its statement texts.
+  bool has_shape = false;
+  std::vector<std::pair<size_t, size_t>> shape_spans;
 };
+
+// String.prototype.trim() for the ASCII texts literal shapes are made of.
+static std::string_view trim_ascii(std::string_view text) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  return text;
+}
 
 // requestAck() of statement-durability.ts: whether the request must be durable (fsync'd) before it
 // is forwarded, and the transaction block it leaves the session in.
@@ -204,8 +220,15 @@ struct Session {
   std::unordered_map<std::string, std::shared_ptr<Statement>> statements;
   std::unordered_map<std::string, std::shared_ptr<Portal>> portals;
   std::deque<Unit> units;
-  std::unordered_map<std::string, std::shared_ptr<Decision>> decisions;  // "<via>\0<text>"
-  size_t decisions_asked = 0;
+  // Decisions kept for reuse while the session's policy state stays as it is: by text ("<via>\0<text>")
+  // or, for literal-blind ones, by literal shape ("<via>\1<shape>").
+  std::unordered_map<std::string, std::shared_ptr<Decision>> decisions;
+  // The last round of questions to JavaScript: the input's messages asked about (their positions,
+  // in order) and the answers so far, which come in the same order.
+  std::vector<size_t> asked_at;
+  std::vector<std::string> asked_keys;
+  std::vector<std::shared_ptr<Decision>> answers;
+  bool waiting_for_answers() const { return answers.size() < asked_at.size(); }
   uint64_t bytes_from_client = 0, bytes_to_client = 0;
   bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
   std::vector<unsigned char> batch_refusal;
@@ -407,9 +430,12 @@ class DataPath {
           auto found = sessions_.find(c.handle);
           if (found == sessions_.end() || found->second->ended) break;
           Session& s = *found->second;
-          s.decisions[decision_key(c.via, c.text)] = c.decision;
-          if (s.decisions_asked > 0) s.decisions_asked--;
-          if (s.decisions_asked == 0 && !s.parked) handle_client(s);
+          if (s.answers.size() >= s.asked_at.size() || s.asked_keys[s.answers.size()] != decision_key(c.via, c.text)) {
+            end(s, true, "native data path: a policy decision out of step with the questions asked");
+            break;
+          }
+          s.answers.push_back(c.decision);
+          if (!s.waiting_for_answers() && !s.parked) handle_client(s);
           break;
         }
       }
@@ -499,7 +525,7 @@ class DataPath {
     side.in.insert(side.in.end(), buffer, buffer + n);
     if (side.client) {
       s.bytes_from_client += static_cast<uint64_t>(n);
-      if (s.decisions_asked == 0 && !s.parked) handle_client(s);
+      if (!s.waiting_for_answers() && !s.parked) handle_client(s);
     } else {
       handle_upstream(s);
     }
@@ -519,17 +545,84 @@ class DataPath {
     return at;
   }
 
+  // The agent's complete messages, batch after batch: a batch ends early after a statement that
+  // changes the session's policy state, so what follows it is decided in the state it runs in.
   void handle_client(Session& s) {
-    if (s.ended || s.terminate_after || s.review_stage != 0) return;
+    while (handle_batch(s)) {
+    }
+  }
+
+  // A decision kept for this text: by its text, else by its literal shape (with this text's statements).
+  std::shared_ptr<Decision> kept_decision(Session& s, char via, std::string_view text) {
+    auto found = s.decisions.find(decision_key(via, text));
+    if (found != s.decisions.end()) return found->second;
+    if (!literal_shape(text, shape_)) return nullptr;
+    std::string key(1, via);
+    key.push_back('\1');
+    key.append(shape_.key);
+    found = s.decisions.find(key);
+    if (found == s.decisions.end()) return nullptr;
+    auto occurrence = std::make_shared<Decision>(*found->second);
+    occurrence->statements.clear();
+    for (auto [start, end] : occurrence->shape_spans) {
+      const size_t from = std::min(shape_.original(start), text.size());
+      const size_t to = std::min(std::max(shape_.original(end), from), text.size());
+      occurrence->statements.emplace_back(trim_ascii(text.substr(from, to - from)));
+    }
+    return occurrence;
+  }
+
+  // Keeps a decision that did not change the policy state, by literal shape when it holds for it.
+  void keep_decision(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& d) {
+    if (d->stateful) return;
+    if (s.decisions.size() >= kMaxKeptDecisions) s.decisions.clear();
+    if (d->has_shape && literal_shape(text, shape_)) {
+      std::string key(1, via);
+      key.push_back('\1');
+      key.append(shape_.key);
+      s.decisions[key] = d;
+    } else {
+      s.decisions[decision_key(via, text)] = d;
+    }
+  }
+
+  // The first `count` messages of the input are gone: their answers with them; the others move up.
+  static void forget_answers(Session& s, size_t count) {
+    size_t gone = 0;
+    while (gone < s.asked_at.size() && s.asked_at[gone] < count) gone++;
+    s.asked_at.erase(s.asked_at.begin(), s.asked_at.begin() + static_cast<std::ptrdiff_t>(gone));
+    s.asked_keys.erase(s.asked_keys.begin(), s.asked_keys.begin() + static_cast<std::ptrdiff_t>(gone));
+    s.answers.erase(s.answers.begin(), s.answers.begin() + static_cast<std::ptrdiff_t>(std::min(gone, s.answers.size())));
+    for (size_t& at : s.asked_at) at -= count;
+  }
+
+  // One batch: true when the input holds more to handle at once.
+  bool handle_batch(Session& s) {
+    if (s.ended || s.terminate_after || s.review_stage != 0 || s.waiting_for_answers()) return false;
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
     size_t used = frames(s.client.in, messages);
-    if (std::string problem = frontend_problem(s, used); !problem.empty()) return protocol_violation(s, problem);
-    if (messages.empty()) return;
+    if (std::string problem = frontend_problem(s, used); !problem.empty()) {
+      protocol_violation(s, problem);
+      return false;
+    }
+    if (messages.empty()) return false;
     const unsigned char* base = s.client.in.data();
 
-    // Every statement text of the batch must have its decision before anything is journaled.
-    for (auto [at, length] : messages) {
+    // Every statement of the batch has its decision before anything is journaled: the answers to
+    // the last round of questions, else a decision kept from before, else the question is asked.
+    // The batch ends after a statement that changes the policy state (what follows is decided in
+    // the state it runs in), or before a kept decision that follows a question (it may not hold
+    // once the question is answered).
+    std::vector<std::shared_ptr<Decision>>& decided = batch_decisions_;
+    decided.assign(messages.size(), nullptr);
+    size_t limit = messages.size();
+    bool asking = false;
+    bool state_changes = false;
+    size_t next_answer = 0;
+    const bool answered_round = !s.answers.empty();
+    for (size_t i = 0; i < messages.size(); i++) {
+      auto [at, length] = messages[i];
       unsigned char type = base[at];
       if (type != 'Q' && type != 'P' && type != 'F') continue;
       Reader r{base + at + 5, base + at + length};
@@ -542,27 +635,62 @@ class DataPath {
         if (type == 'P') r.cstring();
         text = r.cstring();
       }
-      if (!r.ok) return end(s, true, "malformed frontend message");
+      if (!r.ok) {
+        end(s, true, "malformed frontend message");
+        return false;
+      }
       const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
-      std::string key = decision_key(via, text);
-      if (s.decisions.count(key) != 0) continue;
-      s.decisions[key] = nullptr;  // asked
-      s.decisions_asked++;
-      Event e;
-      e.kind = Event::Decide;
-      e.handle = s.handle;
-      e.via = via;
-      e.text.assign(text);
-      post(std::move(e));
+      std::shared_ptr<Decision> d;
+      if (i == 0 && s.review_approved) {
+        // The approved held statement, at the front: its decision is the review's.
+        d = s.review_decision;
+        if (next_answer < s.asked_at.size() && s.asked_at[next_answer] == 0) next_answer++;
+      } else if (next_answer < s.answers.size() && s.asked_at[next_answer] == i) {
+        d = s.answers[next_answer++];
+        keep_decision(s, via, text, d);
+      } else if (answered_round && i > s.asked_at.back()) {
+        limit = i;
+        break;
+      } else if ((d = kept_decision(s, via, text))) {
+        if (asking) {
+          limit = i;
+          break;
+        }
+      } else {
+        if (answered_round) {
+          end(s, true, "native data path: policy decisions out of step with the agent's messages");
+          return false;
+        }
+        s.asked_at.push_back(i);
+        s.asked_keys.push_back(decision_key(via, text));
+        asking = true;
+        Event e;
+        e.kind = Event::Decide;
+        e.handle = s.handle;
+        e.via = via;
+        e.text.assign(text);
+        post(std::move(e));
+        continue;
+      }
+      decided[i] = std::move(d);
+      if (decided[i]->stateful) {
+        limit = i + 1;
+        state_changes = true;
+        break;
+      }
     }
-    if (s.decisions_asked > 0) return;
+    if (asking) return false;
 
     // Message records are reused from batch to batch (their vectors keep their capacity).
     size_t record_count = 0;
-    size_t consumed = used;  // less when a statement is held for review: it stays at the front
+    // Less when the batch ends early, or a statement is held for review (it stays at the front).
+    size_t consumed = limit < messages.size() ? messages[limit].first : used;
+    size_t consumed_messages = limit;
     std::vector<unsigned char>& forward = s.ahead;
     bool terminate = false;
-    for (auto [at, length] : messages) {
+    bool held_one = false;
+    for (size_t i = 0; i < limit; i++) {
+      auto [at, length] = messages[i];
       const unsigned char* raw = base + at;
       Reader r{raw + 5, raw + length};
       if (records_.size() == record_count) records_.emplace_back();
@@ -588,11 +716,11 @@ class DataPath {
         case 'Q': {
           m.type = "Query";
           m.text = r.cstring();
-          auto decision = s.decisions[decision_key('q', m.text)];
-          if (!decision) return end(s, true, "native data path: no policy decision");
+          const std::shared_ptr<Decision>& decision = decided[i];
           const Gate gate = policy_gate(s, 'q', m.text, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
+            consumed_messages = i;
             held = true;
             break;
           }
@@ -614,12 +742,12 @@ class DataPath {
           m.statement_name = r.cstring();
           m.text = r.cstring();
           uint16_t count = r.u16();
-          for (uint16_t i = 0; i < count && r.ok; i++) m.parameter_types.push_back(r.u32());
-          auto decision = s.decisions[decision_key('p', m.text)];
-          if (!decision) return end(s, true, "native data path: no policy decision");
+          for (uint16_t k = 0; k < count && r.ok; k++) m.parameter_types.push_back(r.u32());
+          const std::shared_ptr<Decision>& decision = decided[i];
           const Gate gate = policy_gate(s, 'p', m.text, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
+            consumed_messages = i;
             held = true;
             break;
           }
@@ -736,11 +864,11 @@ class DataPath {
           // A function called by OID: nothing is known of what it does, so it is durable first.
           m.type = "FunctionCall";
           const std::string call = function_call_text(r, &m);
-          auto decision = s.decisions[decision_key('f', call)];
-          if (!decision) return end(s, true, "native data path: no policy decision");
+          const std::shared_ptr<Decision>& decision = decided[i];
           const Gate gate = policy_gate(s, 'f', call, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
+            consumed_messages = i;
             held = true;
             break;
           }
@@ -776,10 +904,17 @@ class DataPath {
           // Nothing after Terminate is read: the client is done.
           break;
         default:
-          return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
+          end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
+          return false;
       }
-      if (held) break;
-      if (!r.ok) return end(s, true, "malformed frontend message");
+      if (held) {
+        held_one = true;
+        break;
+      }
+      if (!r.ok) {
+        end(s, true, "malformed frontend message");
+        return false;
+      }
       if (!copy_data && !journaled) record_count++;
       if (terminate) break;
       if (type != 'S') s.forwarded_in_batch = true;
@@ -797,15 +932,25 @@ class DataPath {
       try {
         s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
       } catch (const std::exception& err) {
-        return end(s, true, std::string("journal append failed: ") + err.what());
+        end(s, true, std::string("journal append failed: ") + err.what());
+        return false;
       }
     }
+    if (terminate) {
+      // Nothing after Terminate is read: the client is done.
+      consumed = used;
+      consumed_messages = messages.size();
+    }
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(consumed));
+    forget_answers(s, consumed_messages);
+    // JavaScript's policy state moved on with that statement: what was decided before may not hold.
+    if (state_changes) s.decisions.clear();
     if (terminate) s.terminate_after = true;
     if (!s.queued) {
       s.queued = true;
       queued_.push_back(s.handle);
     }
+    return !held_one && !terminate && limit < messages.size();
   }
 
   void release_parked(uint64_t synced) {
@@ -1019,6 +1164,8 @@ class DataPath {
     s.review_stage = 0;
     if (outcome == "approved") {
       policy_event(s, pgrec::PolicyAction::Approved, d.rule, reviewer, d.reason, d.classes);
+      // The approval applied the statement's effects to JavaScript's policy state.
+      s.decisions.clear();
       s.review_approved = true;
       queue(s);
       handle_client(s);
@@ -1062,6 +1209,7 @@ class DataPath {
     // The held statement never runs: it leaves the input.
     const size_t length = 1 + be32(s.client.in.data() + 1);
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(length));
+    forget_answers(s, 1);
     answer_refusal(s, s.review_via, std::move(error));
     queue(s);
     handle_client(s);
@@ -1290,7 +1438,7 @@ class DataPath {
   // A Terminate, or a client gone, ends the session once the server has answered everything owed
   // (so those answers are journaled); the Terminate goes upstream last.
   void settle_if_idle(Session& s) {
-    if (s.ended || !s.units.empty() || s.decisions_asked > 0 || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
+    if (s.ended || !s.units.empty() || s.waiting_for_answers() || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
     if (s.terminate_after) {
       static const unsigned char terminate[] = {'X', 0, 0, 0, 4};
       send_to(s.upstream, terminate, sizeof terminate);
@@ -1696,6 +1844,9 @@ class DataPath {
   std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
   std::vector<std::pair<size_t, size_t>> frames_;  // reused: its vectors keep their capacity
+  std::vector<std::shared_ptr<Decision>> batch_decisions_;  // reused: handle_batch()'s decision per message
+  Shape shape_;                                             // reused: kept_decision(), keep_decision()
+  static constexpr size_t kMaxKeptDecisions = 4096;         // per session; past it they are dropped and asked again
   std::vector<unsigned char> scratch_;
 };
 
@@ -1810,6 +1961,15 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.decision->reason = d.Get("reason").ToString().Utf8Value();
     c.decision->classes = string_array(d.Get("classes"));
     c.decision->statements = string_array(d.Get("statements"));
+    c.decision->stateful = d.Get("stateful").ToBoolean();
+    Napi::Value shape = d.Get("shape");
+    if (shape.IsArray()) {
+      Napi::Array spans = shape.As<Napi::Array>();
+      c.decision->has_shape = true;
+      for (uint32_t k = 0; k + 1 < spans.Length(); k += 2) {
+        c.decision->shape_spans.emplace_back(spans.Get(k).As<Napi::Number>().Int64Value(), spans.Get(k + 1).As<Napi::Number>().Int64Value());
+      }
+    }
     Napi::Value effects = d.Get("effects");
     c.decision->effects_known = effects.IsArray();
     static const std::unordered_map<std::string, Effect> names = {

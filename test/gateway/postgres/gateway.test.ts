@@ -11,6 +11,7 @@ import { runCli } from '../../support/host';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
 import { selfSignedCertificate } from '../../support/postgres';
 import { serialize } from 'pg-protocol';
+import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { nodeClient, pgbench, psql, rawConnection, rawSession, readUntilClose, spawnClient, type Target } from './clients';
 
 /**
@@ -59,6 +60,7 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
           { name: 'secrets-read-only', relations: ['secrets', '*.secrets'], classes: ['write', 'ddl', 'copy_from'], action: 'deny', reason: 'secrets are read-only for agents' },
           { name: 'no-copy-program', classes: ['copy_program'], action: 'deny', reason: 'COPY … PROGRAM runs commands on the server' },
           { name: 'held-needs-review', relations: ['held', '*.held'], classes: ['write'], action: 'review', reason: 'writes to held need a human' },
+          { name: 'vault-read-only', relations: ['vault.*'], classes: ['write'], action: 'deny', reason: 'the vault schema is read-only for agents' },
           // For one identity only: its sessions stay on the JavaScript path (it rewrites rows), the others' go native (auto).
           { name: 'mask-customers', logins: ['masked-agent'], relations: ['customers', '*.customers'], action: 'mask', mask: { columns: ['email'], values: ['card_number'] } },
         ],
@@ -69,7 +71,10 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
     direct = { host: gw.pg.host, port: gw.pg.port, user: gw.pg.user, password: gw.pg.password, database: gw.pg.database };
     await gw.pg.admin(
       [
+        'CREATE SCHEMA vault AUTHORIZATION gw_upstream',
         'SET ROLE gw_upstream',
+        'CREATE TABLE notes (id int)',
+        'CREATE TABLE vault.notes (id int)',
         'CREATE TABLE items (id int PRIMARY KEY, name text, price numeric)',
         "INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 100) g",
         'CREATE TABLE copy_target (id int, name text)',
@@ -346,6 +351,40 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
         assert.deepEqual((after.find((m) => m.name === 'dataRow') as unknown as { fields: string[] }).fields, ['1']);
       } finally {
         conn.close();
+      }
+    });
+
+    it('decides a statement again once the session changes search_path: the text allowed for public.notes is refused for vault.notes, alone or pipelined', async () => {
+      // The native loop keeps decisions per text (and per literal shape); a change of the policy
+      // state (search_path, prepared names) must not let a decision made before it stand after it.
+      const conn = await rawSession(viaGateway);
+      const errorCode = (replies: BackendMessage[]): string | undefined => (replies.find((m) => m.name === 'error') as unknown as { code?: string } | undefined)?.code;
+      const insert = serialize.query('INSERT INTO notes VALUES (1)');
+      try {
+        assert.equal(errorCode(await conn.exchange([insert])), undefined);
+        assert.equal(errorCode(await conn.exchange([serialize.query('SET search_path = vault')])), undefined);
+        assert.equal(errorCode(await conn.exchange([insert])), '42501', 'the same text now names vault.notes');
+        assert.equal(errorCode(await conn.exchange([serialize.query('SET search_path = public')])), undefined);
+        // All in one write: each decided in the state it runs in.
+        const answers = [await conn.exchange([insert, serialize.query('SET search_path = vault'), insert, serialize.query('SET search_path = public'), insert])];
+        for (let i = 1; i < 5; i++) answers.push(await conn.exchange([]));
+        assert.deepEqual(answers.map(errorCode), [undefined, undefined, '42501', undefined, undefined]);
+        // A literal-blind decision kept by shape holds for other literals, journaled with each one's own text.
+        for (const sql of ['SELECT count(*) FROM notes WHERE id = 1', 'SELECT count(*) FROM notes WHERE id = 22', 'SELECT 1; SELECT 2 + 3', 'SELECT 333; SELECT 4444 + 5']) {
+          assert.equal(errorCode(await conn.exchange([serialize.query(sql)])), undefined, sql);
+        }
+        for (const value of [5, 66]) assert.equal(errorCode(await conn.exchange([serialize.query(`INSERT INTO vault.notes VALUES (${value})`)])), '42501');
+      } finally {
+        conn.close();
+      }
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM vault.notes', gw.pg.database), '0');
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM public.notes', gw.pg.database), '3');
+      const texts = await until('the statements of the session in the journal', async () => {
+        const found = events(await gw.records()).flatMap((e) => (e.statement ? [e.statement.text] : []));
+        return found.includes('SELECT 4444 + 5') ? found : null;
+      });
+      for (const text of ['SELECT count(*) FROM notes WHERE id = 1', 'SELECT count(*) FROM notes WHERE id = 22', 'SELECT 333', 'SELECT 4444 + 5', 'INSERT INTO vault.notes VALUES (66)']) {
+        assert.ok(texts.includes(text), `journaled: ${text}`);
       }
     });
 
