@@ -203,6 +203,28 @@ gateway:
       assert.deepEqual(summary(await engine.evaluate(request('EXECUTE stmt_1(5)', { sessionId: 's4' }))), ['deny', EngineRule.UnknownPrepared]);
     });
 
+    it('counts changes of the session policy state (stateVersion), which a data path that keeps decisions follows', async () => {
+      const sessionId = 's-version';
+      const version = (): number => engine.stateVersion(sessionId);
+      const at = (text: string, extra: Partial<PolicyRequest> = {}): void => void engine.evaluateNow(request(text, { sessionId, ...extra }));
+      const start = version();
+      at('SELECT * FROM orders WHERE id = 1');
+      at('DELETE FROM public.payments');
+      at('SET search_path = public');
+      assert.equal(version(), start, 'reads, refusals and a search_path set to what it was change nothing');
+      at('SET search_path = reports, public');
+      assert.equal(version(), start + 1, 'search_path');
+      at('SELECT * FROM orders WHERE id = $1', { via: 'parse', statementName: '' });
+      assert.equal(version(), start + 1, 'an unnamed Parse names nothing');
+      at('SELECT * FROM orders WHERE id = $1', { via: 'parse', statementName: 'named' });
+      assert.equal(version(), start + 2, 'a named Parse');
+      engine.forgetStatement(sessionId, 'named');
+      assert.equal(version(), start + 3, 'a closed statement');
+      engine.forgetStatement(sessionId, 'never-prepared');
+      assert.equal(version(), start + 3, 'closing an unknown name changes nothing');
+      assert.equal(engine.stateVersion('no-such-session'), 0);
+    });
+
     it('classifies a protocol FunctionCall as a function call', async () => {
       const decision = await engine.evaluate(request('oid 1234', { via: 'function_call' }));
       assert.deepEqual(summary(decision), ['deny', EngineRule.Default]);
