@@ -61,7 +61,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const stateOf = (sessionId: string): SessionState => {
     let state = sessions.get(sessionId);
     if (!state) {
-      state = { prepared: new Map(), searchPath: defaultSearchPath, version: 0 };
+      state = { prepared: new Map(), searchPath: defaultSearchPath, version: 0, block: 'no' };
       sessions.set(sessionId, state);
     }
     return state;
@@ -72,15 +72,19 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     effects: readonly PreparedEffect[],
     searchPath: readonly string[] | 'unknown',
     parsed: { name: string; statement: ClassifiedStatement } | null,
+    block: SessionState['block'] = stateOf(sessionId).block,
+    touches = false,
   ): void => {
     const state = stateOf(sessionId);
+    state.block = block;
+    if (touches) state.version++;
     for (const effect of effects) {
       if (effect.op === 'set') state.prepared.set(effect.name, effect.statement);
       else if (effect.op === 'delete') state.prepared.delete(effect.name);
       else state.prepared.clear();
     }
     if (parsed) state.prepared.set(parsed.name, parsed.statement);
-    if (effects.length > 0 || parsed || !sameSearchPath(state.searchPath, searchPath)) state.version++;
+    else if (effects.length > 0 || parsed || !sameSearchPath(state.searchPath, searchPath)) state.version++;
     state.searchPath = searchPath;
   };
 
@@ -139,13 +143,24 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
         statements,
       };
     }
-    const { decision, searchPath } = decide(request, statements, searchPathEffects, state.searchPath);
+    const { decision, searchPath: after } = decide(request, statements, searchPathEffects, state.searchPath);
+    // Where the server's search_path ends up is certain only for a lone SET in a simple Query outside
+    // a transaction block: a Parse runs later or never, a multi-statement Query is one implicit
+    // transaction that a later error rolls back, and a block can end in ROLLBACK (an aborted block's
+    // COMMIT too). Otherwise both the path before and the one after stay possible.
+    const certain = request.via === 'query' && statements.length === 1 && state.block === 'no';
+    const searchPath = certain ? after : possiblePaths(state.searchPath, after);
     // A Parse names a prepared statement: remember what it runs, for a later SQL EXECUTE of it.
     const parsed =
       request.via === 'parse' && request.statementName !== undefined && request.statementName !== ''
         ? { name: request.statementName, statement: merge(statements) }
         : null;
-    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed);
+    const block = nextBlock(state.block, request.via, statements);
+    // A statement that can touch the state changes its version whether or not this time it did: a
+    // data path must not keep its decision (SET search_path to where it is now changes nothing here,
+    // and the whole path elsewhere).
+    const touches = searchPathEffects.length > 0 || preparedEffects.length > 0 || parsed !== null || statements.some((statement) => statement.transaction);
+    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed, block, touches);
     if (decision.action === 'allow') commit();
     else if (decision.action === 'review') heldEffects.set(decision, commit);
     return decision;
@@ -237,6 +252,28 @@ interface SessionState {
   searchPath: readonly string[] | 'unknown';
   /** Bumped by every change to the two above (PolicyEngine.stateVersion). */
   version: number;
+  /**
+   * Whether the session may be inside a transaction block, from the statements allowed so far:
+   * `no` only after a lone COMMIT or ROLLBACK in a simple Query (or before any BEGIN).
+   */
+  block: 'no' | 'maybe';
+}
+
+/** Both search paths stay possible: every schema of either (a pattern must hold for each). */
+function possiblePaths(before: readonly string[] | 'unknown', after: readonly string[] | 'unknown'): readonly string[] | 'unknown' {
+  if (before === 'unknown' || after === 'unknown') return 'unknown';
+  return [...new Set([...before, ...after])];
+}
+
+/** The block state after an allowed Query or Parse (see SessionState.block). */
+function nextBlock(block: SessionState['block'], via: PolicyRequest['via'], statements: readonly ClassifiedStatement[]): SessionState['block'] {
+  const transactions = statements.filter((statement) => statement.transaction);
+  if (transactions.length === 0) return block;
+  const only = statements.length === 1 ? statements[0]!.transaction : undefined;
+  if (via !== 'query' || !only) return 'maybe';
+  if (['commit', 'rollback', 'prepare'].includes(only.kind) && !only.chain) return 'no';
+  if (['savepoint', 'release', 'rollback_to', 'commit_prepared', 'rollback_prepared'].includes(only.kind)) return block;
+  return 'maybe';
 }
 
 function sameSearchPath(a: readonly string[] | 'unknown', b: readonly string[] | 'unknown'): boolean {

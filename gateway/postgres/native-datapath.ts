@@ -19,6 +19,8 @@ interface NativeEvent {
   handle: number;
   via: 'q' | 'p' | 'f';
   text: Buffer;
+  /** A Parse's statement name (the policy engine follows named statements for SQL EXECUTE). */
+  name: Buffer;
   failed: boolean;
   failure: string;
   bytesIn: number;
@@ -206,6 +208,14 @@ export class NativePgDataPath {
   }
 
   private requestOf(adopted: Adopted, e: NativeEvent): PolicyRequest {
-    return { sessionId: adopted.sessionId, resource: adopted.resource, identity: adopted.identity, via: e.via === 'q' ? 'query' : e.via === 'p' ? 'parse' : 'function_call', text: e.text.toString('utf8') };
+    const via = e.via === 'q' ? 'query' : e.via === 'p' ? 'parse' : 'function_call';
+    return {
+      sessionId: adopted.sessionId,
+      resource: adopted.resource,
+      identity: adopted.identity,
+      via,
+      text: e.text.toString('utf8'),
+      ...(via === 'parse' ? { statementName: e.name.toString('utf8') } : {}),
+    };
   }
 }

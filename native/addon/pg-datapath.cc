@@ -198,6 +198,7 @@ struct Unit {
   std::shared_ptr<Decision> decision;    // Query
   size_t index = 0;                      // Query: statements done
   bool run_open = false;                 // Query
+  bool ready_at_send = false;            // LocalAnswer: ends with ReadyForQuery in the status of its time
   std::vector<unsigned char> answer;     // LocalAnswer: sent once everything before it is answered;
                                          // Sync: a refusal sent before its ReadyForQuery
   bool saw_error = false;                // Sync
@@ -223,12 +224,13 @@ struct Session {
   // Decisions kept for reuse while the session's policy state stays as it is: by text ("<via>\0<text>")
   // or, for literal-blind ones, by literal shape ("<via>\1<shape>").
   std::unordered_map<std::string, std::shared_ptr<Decision>> decisions;
-  // The last round of questions to JavaScript: the input's messages asked about (their positions,
-  // in order) and the answers so far, which come in the same order.
-  std::vector<size_t> asked_at;
-  std::vector<std::string> asked_keys;
-  std::vector<std::shared_ptr<Decision>> answers;
-  bool waiting_for_answers() const { return answers.size() < asked_at.size(); }
+  // The decision for each message of the input not yet handled (by position; null: not decided or no
+  // statement), and the questions to JavaScript not answered yet: their positions and keys, in the
+  // order asked, which is the order the answers come in.
+  std::vector<std::shared_ptr<Decision>> pinned;
+  std::deque<size_t> asked_at;
+  std::deque<std::string> asked_keys;
+  bool waiting_for_answers() const { return !asked_at.empty(); }
   uint64_t bytes_from_client = 0, bytes_to_client = 0;
   bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
   std::vector<unsigned char> batch_refusal;
@@ -269,6 +271,7 @@ struct Event {
   uint64_t handle = 0;
   char via = 0;
   std::string text;
+  std::string name;  // a Parse's statement name (JavaScript's policy state follows named statements)
   bool failed = false;
   std::string failure;
   uint64_t bytes_in = 0, bytes_out = 0, event_seq = 0;
@@ -430,11 +433,17 @@ class DataPath {
           auto found = sessions_.find(c.handle);
           if (found == sessions_.end() || found->second->ended) break;
           Session& s = *found->second;
-          if (s.answers.size() >= s.asked_at.size() || s.asked_keys[s.answers.size()] != decision_key(c.via, c.text)) {
+          if (s.asked_at.empty() || s.asked_keys.front() != decision_key(c.via, c.text) || s.asked_at.front() >= s.pinned.size()) {
             end(s, true, "native data path: a policy decision out of step with the questions asked");
             break;
           }
-          s.answers.push_back(c.decision);
+          s.pinned[s.asked_at.front()] = c.decision;
+          s.asked_at.pop_front();
+          s.asked_keys.pop_front();
+          // JavaScript's policy state moved on with this statement: no decision kept before holds for
+          // what follows it (those already pinned to messages before it stay theirs).
+          if (c.decision->stateful) s.decisions.clear();
+          else keep_decision(s, c.via, c.text, c.decision);
           if (!s.waiting_for_answers() && !s.parked) handle_client(s);
           break;
         }
@@ -545,12 +554,7 @@ class DataPath {
     return at;
   }
 
-  // The agent's complete messages, batch after batch: a batch ends early after a statement that
-  // changes the session's policy state, so what follows it is decided in the state it runs in.
-  void handle_client(Session& s) {
-    while (handle_batch(s)) {
-    }
-  }
+  void handle_client(Session& s) { handle_batch(s); }
 
   // A decision kept for this text: by its text, else by its literal shape (with this text's statements).
   std::shared_ptr<Decision> kept_decision(Session& s, char via, std::string_view text) {
@@ -586,81 +590,51 @@ class DataPath {
     }
   }
 
-  // The first `count` messages of the input are gone: their answers with them; the others move up.
-  static void forget_answers(Session& s, size_t count) {
-    size_t gone = 0;
-    while (gone < s.asked_at.size() && s.asked_at[gone] < count) gone++;
-    s.asked_at.erase(s.asked_at.begin(), s.asked_at.begin() + static_cast<std::ptrdiff_t>(gone));
-    s.asked_keys.erase(s.asked_keys.begin(), s.asked_keys.begin() + static_cast<std::ptrdiff_t>(gone));
-    s.answers.erase(s.answers.begin(), s.answers.begin() + static_cast<std::ptrdiff_t>(std::min(gone, s.answers.size())));
-    for (size_t& at : s.asked_at) at -= count;
+  // The first `count` messages of the input are gone, and their decisions with them (nothing is asked
+  // meanwhile: a batch is handled only once every question about it is answered).
+  static void forget_pinned(Session& s, size_t count) {
+    s.pinned.erase(s.pinned.begin(), s.pinned.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.pinned.size())));
   }
 
-  // One batch: true when the input holds more to handle at once.
-  bool handle_batch(Session& s) {
-    if (s.ended || s.terminate_after || s.review_stage != 0 || s.waiting_for_answers()) return false;
+  // The agent's complete messages as one batch, once each statement in it has its decision.
+  void handle_batch(Session& s) {
+    if (s.ended || s.terminate_after || s.review_stage != 0 || s.waiting_for_answers()) return;
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
     size_t used = frames(s.client.in, messages);
-    if (std::string problem = frontend_problem(s, used); !problem.empty()) {
-      protocol_violation(s, problem);
-      return false;
-    }
-    if (messages.empty()) return false;
+    if (std::string problem = frontend_problem(s, used); !problem.empty()) return protocol_violation(s, problem);
+    if (messages.empty()) return;
     const unsigned char* base = s.client.in.data();
 
-    // Every statement of the batch has its decision before anything is journaled: the answers to
-    // the last round of questions, else a decision kept from before, else the question is asked.
-    // The batch ends after a statement that changes the policy state (what follows is decided in
-    // the state it runs in), or before a kept decision that follows a question (it may not hold
-    // once the question is answered).
-    std::vector<std::shared_ptr<Decision>>& decided = batch_decisions_;
-    decided.assign(messages.size(), nullptr);
-    size_t limit = messages.size();
+    // Every statement of the batch has its decision before anything is journaled, in order: one
+    // pinned already (an answer, or kept before), else a decision kept for its text or shape, else
+    // JavaScript is asked, which decides in the policy state the statements before it leave. A kept
+    // decision after a question waits for the answer: if that statement changes the policy state,
+    // what was kept is dropped and asked again.
+    if (s.pinned.size() < messages.size()) s.pinned.resize(messages.size());
+    const std::vector<std::shared_ptr<Decision>>& decided = s.pinned;
     bool asking = false;
-    bool state_changes = false;
-    size_t next_answer = 0;
-    const bool answered_round = !s.answers.empty();
     for (size_t i = 0; i < messages.size(); i++) {
       auto [at, length] = messages[i];
       unsigned char type = base[at];
       if (type != 'Q' && type != 'P' && type != 'F') continue;
       Reader r{base + at + 5, base + at + length};
-      std::string_view text;
+      std::string_view text, name;
       std::string call;
       if (type == 'F') {
         call = function_call_text(r, nullptr);
         text = call;
       } else {
-        if (type == 'P') r.cstring();
+        if (type == 'P') name = r.cstring();
         text = r.cstring();
       }
-      if (!r.ok) {
-        end(s, true, "malformed frontend message");
-        return false;
-      }
+      if (!r.ok) return end(s, true, "malformed frontend message");
+      if (s.pinned[i]) continue;
       const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
-      std::shared_ptr<Decision> d;
-      if (i == 0 && s.review_approved) {
-        // The approved held statement, at the front: its decision is the review's.
-        d = s.review_decision;
-        if (next_answer < s.asked_at.size() && s.asked_at[next_answer] == 0) next_answer++;
-      } else if (next_answer < s.answers.size() && s.asked_at[next_answer] == i) {
-        d = s.answers[next_answer++];
-        keep_decision(s, via, text, d);
-      } else if (answered_round && i > s.asked_at.back()) {
-        limit = i;
-        break;
-      } else if ((d = kept_decision(s, via, text))) {
-        if (asking) {
-          limit = i;
-          break;
-        }
+      if (std::shared_ptr<Decision> d = kept_decision(s, via, text)) {
+        if (asking) break;
+        s.pinned[i] = std::move(d);
       } else {
-        if (answered_round) {
-          end(s, true, "native data path: policy decisions out of step with the agent's messages");
-          return false;
-        }
         s.asked_at.push_back(i);
         s.asked_keys.push_back(decision_key(via, text));
         asking = true;
@@ -669,27 +643,19 @@ class DataPath {
         e.handle = s.handle;
         e.via = via;
         e.text.assign(text);
+        e.name.assign(name);
         post(std::move(e));
-        continue;
-      }
-      decided[i] = std::move(d);
-      if (decided[i]->stateful) {
-        limit = i + 1;
-        state_changes = true;
-        break;
       }
     }
-    if (asking) return false;
+    if (asking) return;
 
     // Message records are reused from batch to batch (their vectors keep their capacity).
     size_t record_count = 0;
-    // Less when the batch ends early, or a statement is held for review (it stays at the front).
-    size_t consumed = limit < messages.size() ? messages[limit].first : used;
-    size_t consumed_messages = limit;
+    size_t consumed = used;  // less when a statement is held for review: it stays at the front
+    size_t consumed_messages = messages.size();
     std::vector<unsigned char>& forward = s.ahead;
     bool terminate = false;
-    bool held_one = false;
-    for (size_t i = 0; i < limit; i++) {
+    for (size_t i = 0; i < messages.size(); i++) {
       auto [at, length] = messages[i];
       const unsigned char* raw = base + at;
       Reader r{raw + 5, raw + length};
@@ -840,7 +806,7 @@ class DataPath {
             // Nothing of the batch went upstream: the gateway answers it itself, in order.
             Unit answer(UnitKind::LocalAnswer);
             answer.answer = std::move(s.batch_refusal);
-            append_ready(answer.answer, s.transaction_status);
+            answer.ready_at_send = true;
             s.units.push_back(std::move(answer));
             s.skip_until_sync = false;
             s.batch_refusal.clear();
@@ -904,17 +870,10 @@ class DataPath {
           // Nothing after Terminate is read: the client is done.
           break;
         default:
-          end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
-          return false;
+          return end(s, true, std::string("native data path: frontend message '") + static_cast<char>(type) + "' is not handled natively yet");
       }
-      if (held) {
-        held_one = true;
-        break;
-      }
-      if (!r.ok) {
-        end(s, true, "malformed frontend message");
-        return false;
-      }
+      if (held) break;
+      if (!r.ok) return end(s, true, "malformed frontend message");
       if (!copy_data && !journaled) record_count++;
       if (terminate) break;
       if (type != 'S') s.forwarded_in_batch = true;
@@ -932,25 +891,16 @@ class DataPath {
       try {
         s.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
       } catch (const std::exception& err) {
-        end(s, true, std::string("journal append failed: ") + err.what());
-        return false;
+        return end(s, true, std::string("journal append failed: ") + err.what());
       }
     }
-    if (terminate) {
-      // Nothing after Terminate is read: the client is done.
-      consumed = used;
-      consumed_messages = messages.size();
-    }
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(consumed));
-    forget_answers(s, consumed_messages);
-    // JavaScript's policy state moved on with that statement: what was decided before may not hold.
-    if (state_changes) s.decisions.clear();
+    forget_pinned(s, consumed_messages);
     if (terminate) s.terminate_after = true;
     if (!s.queued) {
       s.queued = true;
       queued_.push_back(s.handle);
     }
-    return !held_one && !terminate && limit < messages.size();
   }
 
   void release_parked(uint64_t synced) {
@@ -1074,7 +1024,7 @@ class DataPath {
   // already written (`journaled`).
   Gate policy_gate(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& decision, bool& journaled, pgrec::PgMessage& m) {
     if (decision->review && !take_approval(s, journaled)) {
-      hold_for_review(s, via, text, decision);
+      hold_for_review(s, via, text, m.statement_name, decision);
       return Gate::Held;
     }
     if (decision->allow || journaled) return Gate::Run;
@@ -1096,7 +1046,7 @@ class DataPath {
     }
     Unit answer(UnitKind::LocalAnswer);
     answer.answer = std::move(error);
-    append_ready(answer.answer, s.transaction_status);
+    answer.ready_at_send = true;
     s.units.push_back(std::move(answer));
   }
 
@@ -1108,7 +1058,7 @@ class DataPath {
     return true;
   }
 
-  void hold_for_review(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& decision) {
+  void hold_for_review(Session& s, char via, std::string_view text, std::string_view name, const std::shared_ptr<Decision>& decision) {
     s.review_stage = 1;
     s.review_via = via;
     s.review_text.assign(text);
@@ -1118,6 +1068,7 @@ class DataPath {
     e.handle = s.handle;
     e.via = via;
     e.text.assign(text);
+    e.name.assign(name);
     post(std::move(e));
   }
 
@@ -1164,8 +1115,10 @@ class DataPath {
     s.review_stage = 0;
     if (outcome == "approved") {
       policy_event(s, pgrec::PolicyAction::Approved, d.rule, reviewer, d.reason, d.classes);
-      // The approval applied the statement's effects to JavaScript's policy state.
+      // The approval applied the statement's effects to JavaScript's policy state: nothing decided
+      // before it holds for what follows (asked again, in order, after it).
       s.decisions.clear();
+      if (s.pinned.size() > 1) s.pinned.resize(1);
       s.review_approved = true;
       queue(s);
       handle_client(s);
@@ -1209,7 +1162,7 @@ class DataPath {
     // The held statement never runs: it leaves the input.
     const size_t length = 1 + be32(s.client.in.data() + 1);
     s.client.in.erase(s.client.in.begin(), s.client.in.begin() + static_cast<std::ptrdiff_t>(length));
-    forget_answers(s, 1);
+    forget_pinned(s, 1);
     answer_refusal(s, s.review_via, std::move(error));
     queue(s);
     handle_client(s);
@@ -1357,6 +1310,9 @@ class DataPath {
   void answer_locally(Session& s) {
     if (s.queued || s.parked) return;  // its records are written (and fsync'd) at the end of this round first
     while (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer && !s.ended) {
+      // Its ReadyForQuery says the status the server's answers before it left the session in (the
+      // refused statement never reached the server, so it changes nothing), as the JavaScript proxy does.
+      if (s.units.front().ready_at_send) append_ready(s.units.front().answer, s.transaction_status);
       if (!s.client_gone) send_to(s.client, s.units.front().answer.data(), s.units.front().answer.size());
       s.units.pop_front();
     }
@@ -1844,7 +1800,6 @@ class DataPath {
   std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
   std::vector<std::pair<size_t, size_t>> frames_;  // reused: its vectors keep their capacity
-  std::vector<std::shared_ptr<Decision>> batch_decisions_;  // reused: handle_batch()'s decision per message
   Shape shape_;                                             // reused: kept_decision(), keep_decision()
   static constexpr size_t kMaxKeptDecisions = 4096;         // per session; past it they are dropped and asked again
   std::vector<unsigned char> scratch_;
@@ -1862,12 +1817,14 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) 
         o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
         o.Set("via", std::string(1, e.via));
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
+        o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
         break;
       case Event::Review:
         o.Set("kind", "review");
         o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
         o.Set("via", std::string(1, e.via));
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
+        o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
         break;
       case Event::Ended:
         o.Set("kind", "ended");

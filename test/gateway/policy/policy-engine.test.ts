@@ -203,26 +203,54 @@ gateway:
       assert.deepEqual(summary(await engine.evaluate(request('EXECUTE stmt_1(5)', { sessionId: 's4' }))), ['deny', EngineRule.UnknownPrepared]);
     });
 
-    it('counts changes of the session policy state (stateVersion), which a data path that keeps decisions follows', async () => {
+    it('counts evaluations that can touch the session policy state (stateVersion), which a data path that keeps decisions follows', async () => {
       const sessionId = 's-version';
       const version = (): number => engine.stateVersion(sessionId);
       const at = (text: string, extra: Partial<PolicyRequest> = {}): void => void engine.evaluateNow(request(text, { sessionId, ...extra }));
       const start = version();
       at('SELECT * FROM orders WHERE id = 1');
       at('DELETE FROM public.payments');
-      at('SET search_path = public');
-      assert.equal(version(), start, 'reads, refusals and a search_path set to what it was change nothing');
-      at('SET search_path = reports, public');
-      assert.equal(version(), start + 1, 'search_path');
       at('SELECT * FROM orders WHERE id = $1', { via: 'parse', statementName: '' });
-      assert.equal(version(), start + 1, 'an unnamed Parse names nothing');
+      assert.equal(version(), start, 'reads, refusals and an unnamed Parse of a read change nothing');
+      at('SET search_path = public');
+      assert.equal(version(), start + 1, 'a SET search_path, even to where it is: elsewhere the same text changes it');
+      at('BEGIN');
+      at('COMMIT');
+      assert.equal(version(), start + 3, 'transaction control (whether a later SET can be rolled back)');
       at('SELECT * FROM orders WHERE id = $1', { via: 'parse', statementName: 'named' });
-      assert.equal(version(), start + 2, 'a named Parse');
+      assert.equal(version(), start + 4, 'a named Parse');
       engine.forgetStatement(sessionId, 'named');
-      assert.equal(version(), start + 3, 'a closed statement');
+      assert.equal(version(), start + 5, 'a closed statement');
       engine.forgetStatement(sessionId, 'never-prepared');
-      assert.equal(version(), start + 3, 'closing an unknown name changes nothing');
+      assert.equal(version(), start + 5, 'closing an unknown name changes nothing');
       assert.equal(engine.stateVersion('no-such-session'), 0);
+    });
+
+    it('follows a search_path change only where it surely takes effect: not one that a ROLLBACK, a later error in its Query or a Parse never run can undo', async () => {
+      // Under ledger, orders is ledger.orders (no-billing-writes denies); under public it is allowed.
+      const scenarios: Array<[string, Array<[string, Partial<PolicyRequest>?]>]> = [
+        ['a block rolled back', [['BEGIN'], ['SET search_path = public'], ['ROLLBACK']]],
+        ['an aborted block committed', [['BEGIN'], ['SET search_path = public'], ['COMMIT']]],
+        ['a Query whose later statement may fail', [['SET search_path = public; SELECT 1']]],
+        ['a Parse', [['SET search_path = public', { via: 'parse', statementName: '' }]]],
+        ['a named Parse', [['SET search_path = public', { via: 'parse', statementName: 'later' }]]],
+        ['SET LOCAL', [['SET LOCAL search_path = public']]],
+      ];
+      for (const [what, steps] of scenarios) {
+        const sessionId = `sp-${what}`;
+        const run = (text: string, extra: Partial<PolicyRequest> = {}): PolicyDecision => engine.evaluateNow(request(text, { sessionId, ...extra }));
+        run('SET search_path = ledger');
+        assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], `${what}: under ledger`);
+        for (const [text, extra] of steps) run(text, extra);
+        assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], `${what}: ledger.orders may still be what orders names`);
+      }
+      // A lone SET in a simple Query outside a block is followed.
+      const sessionId = 'sp-lone';
+      engine.evaluateNow(request('SET search_path = ledger', { sessionId }));
+      engine.evaluateNow(request('BEGIN', { sessionId }));
+      engine.evaluateNow(request('ROLLBACK', { sessionId }));
+      engine.evaluateNow(request('SET search_path = public', { sessionId }));
+      assert.deepEqual(summary(engine.evaluateNow(request('DELETE FROM orders', { sessionId }))), ['allow', 'agents-may-write-orders']);
     });
 
     it('classifies a protocol FunctionCall as a function call', async () => {

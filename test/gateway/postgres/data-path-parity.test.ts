@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { serialize } from 'pg-protocol';
+import type { BackendMessage } from 'pg-protocol/dist/messages';
+import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
+import { seededRandom } from '../../support/seeded-random';
+import { rawSession, type Target } from './clients';
+
+/**
+ * The two data paths against each other: the same seeded pipelines of simple and extended protocol
+ * messages — writes allowed and denied by policy, search_path changes between and inside batches,
+ * SQL and protocol prepared statements, transaction blocks, parse errors — sent by an agent whose
+ * sessions run on the native loop and by one whose sessions stay in JavaScript (a mask rule that
+ * matches nothing keeps them there), from the same database state. Every answer (message, SQLSTATE,
+ * row values) and the tables afterwards must be the same: the native loop's kept decisions, literal
+ * shapes and batch splitting may change how fast an answer comes, never what it is.
+ */
+
+type Batch = Buffer[];
+
+const TEXTS = [
+  'INSERT INTO notes VALUES (#)',
+  'SELECT count(*) FROM notes WHERE id < #',
+  'SELECT count(*), max(id) FROM notes',
+  'INSERT INTO vault.notes VALUES (#)',
+  'SELECT count(*) FROM vault.notes',
+  'DELETE FROM guarded WHERE id = #',
+  'SELECT count(*) FROM guarded',
+  'SET search_path = vault',
+  'SET search_path = public',
+  'SET search_path = vault, public',
+  'RESET search_path',
+  'SELECT # ; SET search_path = vault',
+  'SET search_path = public; INSERT INTO notes VALUES (#)',
+  'PREPARE p1 AS INSERT INTO notes VALUES (#)',
+  'PREPARE p2 AS SELECT count(*) FROM notes',
+  'EXECUTE p1',
+  'EXECUTE p2',
+  'DEALLOCATE p1',
+  'DEALLOCATE ALL',
+  'BEGIN',
+  'COMMIT',
+  'ROLLBACK',
+  'SELEC broken #',
+  '',
+];
+
+const EXTENDED_TEXTS = ['INSERT INTO notes VALUES ($1::int)', 'SELECT count(*) FROM notes WHERE id < $1::int', 'INSERT INTO vault.notes VALUES ($1::int)', 'DELETE FROM guarded WHERE id = $1::int', 'SET search_path = vault', 'SET search_path = public'];
+
+function script(seed: number, batches: number): Batch[] {
+  const next = seededRandom(seed);
+  const int = (n: number): number => Math.floor(next() * n);
+  const out: Batch[] = [];
+  for (let b = 0; b < batches; b++) {
+    const batch: Batch = [];
+    for (let u = 1 + int(4); u > 0; u--) {
+      if (next() < 0.6) {
+        batch.push(serialize.query(TEXTS[int(TEXTS.length)]!.replaceAll('#', String(1 + int(50)))));
+      } else {
+        const name = ['', '', 's1', 's2'][int(4)]!;
+        const text = EXTENDED_TEXTS[int(EXTENDED_TEXTS.length)]!;
+        const values = text.includes('$1') ? [String(1 + int(50))] : [];
+        batch.push(serialize.parse({ name, text }));
+        if (next() < 0.8) batch.push(serialize.bind({ statement: name, values }), serialize.execute({}));
+        if (name !== '' && next() < 0.3) batch.push(serialize.close({ type: 'S', name }));
+        batch.push(serialize.sync());
+      }
+    }
+    out.push(batch);
+  }
+  return out;
+}
+
+/** How many ReadyForQuery a batch ends with: one per Query and per Sync. */
+function answersOwed(batch: Batch): number {
+  return batch.filter((m) => m[0] === 0x51 /* Q */ || m[0] === 0x53 /* S */).length;
+}
+
+/** What the agent saw, in a form both paths must match exactly. */
+function seen(messages: BackendMessage[]): string[] {
+  return messages
+    .filter((m) => m.name !== 'notice')
+    .map((m) => {
+      const any = m as unknown as { code?: string; fields?: unknown[]; text?: string; status?: string };
+      if (m.name === 'error') return `error ${any.code}`;
+      if (m.name === 'dataRow') return `row ${JSON.stringify(any.fields)}`;
+      if (m.name === 'commandComplete') return `complete ${any.text}`;
+      if (m.name === 'readyForQuery') return `ready ${any.status}`;
+      return m.name;
+    });
+}
+
+describe('gateway/postgres data paths agree: seeded pipelines through the native loop and through JavaScript (real PostgreSQL 15)', function () {
+  this.timeout(120_000);
+  let gw: GatewayUnderTest;
+  let nativeAgent: Target;
+  let javascriptAgent: Target;
+
+  before(async () => {
+    gw = await startGateway({
+      postgres: { dataPath: 'auto' },
+      policy: {
+        builtinRules: false,
+        default: 'allow',
+        rules: [
+          { name: 'vault-read-only', relations: ['vault.*'], classes: ['write'], action: 'deny', reason: 'the vault schema is read-only for agents' },
+          { name: 'guarded-no-delete', relations: ['guarded', '*.guarded'], classes: ['write'], action: 'deny', reason: 'guarded rows stay' },
+          // Matches no column of these tables: it only keeps this identity's sessions on the JavaScript path.
+          { name: 'keep-in-javascript', logins: ['javascript-agent'], relations: ['no_such_table'], action: 'mask', mask: { columns: ['nothing'] } },
+        ],
+      },
+    });
+    nativeAgent = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    javascriptAgent = { ...nativeAgent, user: 'javascript-agent', password: (await gw.identities.create('javascript-agent')).token };
+    await gw.pg.admin(
+      ['CREATE SCHEMA vault AUTHORIZATION gw_upstream', 'SET ROLE gw_upstream', 'CREATE TABLE notes (id int)', 'CREATE TABLE vault.notes (id int)', 'CREATE TABLE guarded (id int)'].join(';\n'),
+      gw.pg.database,
+    );
+  });
+
+  after(async () => {
+    await gw?.stop();
+  });
+
+  const reset = (): Promise<string> =>
+    gw.pg.admin("SET ROLE gw_upstream; TRUNCATE notes, vault.notes, guarded; INSERT INTO guarded SELECT generate_series(1, 50); SELECT 'reset'", gw.pg.database);
+  const tables = (): Promise<string> =>
+    gw.pg.admin(
+      "SELECT 'notes:' || coalesce((SELECT string_agg(id::text, ',' ORDER BY id) FROM notes), '') || ';vault:' || coalesce((SELECT string_agg(id::text, ',' ORDER BY id) FROM vault.notes), '') || ';guarded:' || (SELECT count(*) FROM guarded)",
+      gw.pg.database,
+    );
+
+  async function run(agent: Target, batches: Batch[]): Promise<string[][]> {
+    const conn = await rawSession(agent);
+    const answers: string[][] = [];
+    try {
+      for (const batch of batches) {
+        const messages = await conn.exchange(batch);
+        for (let owed = answersOwed(batch) - 1; owed > 0; owed--) messages.push(...(await conn.exchange([])));
+        answers.push(seen(messages));
+      }
+    } finally {
+      conn.close();
+    }
+    return answers;
+  }
+
+  for (const seed of (process.env.PARITY_SEEDS ?? "11,23,37,41,53,67,79,83,97,101,113,127").split(",").map(Number)) {
+    it(`seed ${seed}: the same answers and the same tables`, async () => {
+      const batches = script(seed, 40);
+      const nativeBefore = gw.gateway.nativeSessionsServed;
+      await reset();
+      const native = await run(nativeAgent, batches);
+      const nativeTables = await tables();
+      await reset();
+      const javascript = await run(javascriptAgent, batches);
+      const javascriptTables = await tables();
+      assert.equal(gw.gateway.nativeSessionsServed, nativeBefore + 1, 'one session on the native loop, the other in JavaScript');
+      for (let i = 0; i < batches.length; i++) {
+        assert.deepEqual(native[i], javascript[i], `batch ${i} of seed ${seed}: native (actual) and JavaScript (expected) answers differ`);
+      }
+      assert.equal(nativeTables, javascriptTables);
+      assert.match(nativeTables, /;vault:;/, `nothing was written to vault.notes: ${nativeTables}`);
+      assert.match(nativeTables, /;guarded:50$/, `no guarded row was deleted: ${nativeTables}`);
+    });
+  }
+});
