@@ -1879,8 +1879,11 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
     Command c;
     c.kind = Command::Adopt;
-    c.client_fd = dup(info[0].As<Napi::Number>().Int32Value());
-    c.upstream_fd = dup(info[1].As<Napi::Number>().Int32Value());
+    // Close-on-exec, as Node's own descriptors are: a child process spawned meanwhile (the collector
+    // beside an in-process gateway, a hook) would otherwise inherit the session's sockets and hold
+    // them open after the loop closes its copies — the agent would never see the connection end.
+    c.client_fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+    c.upstream_fd = fcntl(info[1].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
     c.handle = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
     c.session_id = info[3].As<Napi::String>().Utf8Value();
     c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
@@ -1890,7 +1893,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
       const int error = errno;
       if (c.client_fd >= 0) close(c.client_fd);
       if (c.upstream_fd >= 0) close(c.upstream_fd);
-      throw Napi::Error::New(info.Env(), std::string("dup: ") + strerror(error));
+      throw Napi::Error::New(info.Env(), std::string("F_DUPFD_CLOEXEC: ") + strerror(error));
     }
     const int client_fd = c.client_fd;
     const int upstream_fd = c.upstream_fd;

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages';
@@ -98,6 +100,28 @@ for (const dataPath of ['auto', 'node'] as const)
       const pending = await runCli(['reviews', '--config', gw.configFile]);
       assert.equal(pending.stdout, 'no reviews pending\n', 'the review was withdrawn with the session');
       assert.equal(await gw.pg.admin('SELECT count(*) FROM held', gw.pg.database), '0');
+    });
+
+    it('gives a child process spawned during a session none of its sockets (the native loop\'s copies are close-on-exec)', async () => {
+      // An in-process gateway beside other work (the collector's tests, a hook) spawns processes; a
+      // session socket inherited by one stays open after the gateway closes it, and the agent's
+      // connection never ends (a gateway-feed test hung on it).
+      const conn = await rawSession(target);
+      const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+      try {
+        await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject));
+        const inherited = readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+          try {
+            return readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        });
+        assert.deepEqual(inherited.filter((target) => target.startsWith('socket:')), []);
+      } finally {
+        child.kill('SIGKILL');
+        conn.close();
+      }
     });
 
     it('ends a served session and one still logging in with FATAL 57P01 at shutdown, journals both, and stops', async () => {
