@@ -84,29 +84,38 @@ export function readUntilClose(socket: Socket): Promise<Buffer> {
   });
 }
 
-/**
- * A logged-in connection that speaks the protocol message by message (pg-protocol's serializer and
- * parser, the gateway's SCRAM client), for pipelines that client libraries do not send.
- */
-export async function rawSession(target: Target): Promise<{
+export interface PausedLogin {
+  socket: Socket;
   localPort: number;
-  exchange(messages: Buffer[]): Promise<BackendMessage[]>;
-  /** Sends the messages in one write and returns everything received until the connection closes. */
-  sendUntilClose(messages: Buffer[]): Promise<BackendMessage[]>;
-  close(): void;
-}> {
+  /** Sends the SCRAM proof that completes the login (after the server's challenge). */
+  finish(): void;
+  /** Messages received and not taken yet, up to and including the first that `done` accepts (waits for it). */
+  until(done: (m: BackendMessage) => boolean): Promise<BackendMessage[]>;
+  /** Every message received and not taken yet (without waiting). */
+  rest(): BackendMessage[];
+  /** Every message received, once the connection has closed. */
+  closed: Promise<BackendMessage[]>;
+}
+
+/**
+ * A connection whose login stops before its last step: startup and the SCRAM exchange up to the
+ * server's challenge (the gateway's own SCRAM client); the proof goes when the caller says so.
+ */
+export async function pausedLogin(target: Target): Promise<PausedLogin> {
   const socket = await rawConnection(target.port);
-  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
   socket.on('error', () => undefined);
   const parser = new Parser();
+  const all: BackendMessage[] = [];
   let pending: BackendMessage[] = [];
   let waiter: (() => void) | null = null;
   socket.on('data', (chunk: Buffer) =>
     parser.parse(chunk, (m) => {
+      all.push(m);
       pending.push(m);
       waiter?.();
     }),
   );
+  const closed = new Promise<BackendMessage[]>((resolve) => socket.on('close', () => resolve(all)));
   const until = async (done: (m: BackendMessage) => boolean): Promise<BackendMessage[]> => {
     for (;;) {
       const at = pending.findIndex(done);
@@ -123,20 +132,45 @@ export async function rawSession(target: Target): Promise<{
   await until((m) => m.name === 'authenticationSASL');
   socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.firstMessage()));
   const [cont] = await until((m) => m.name === 'authenticationSASLContinue');
-  socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage((cont as unknown as { data: string }).data)));
+  return {
+    socket,
+    localPort: socket.localPort!,
+    finish: () => socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage((cont as unknown as { data: string }).data))),
+    until,
+    rest: () => {
+      const out = pending;
+      pending = [];
+      return out;
+    },
+    closed,
+  };
+}
+
+/**
+ * A logged-in connection that speaks the protocol message by message (pg-protocol's serializer and
+ * parser, the gateway's SCRAM client), for pipelines that client libraries do not send.
+ */
+export async function rawSession(target: Target): Promise<{
+  localPort: number;
+  exchange(messages: Buffer[]): Promise<BackendMessage[]>;
+  /** Sends the messages in one write and returns everything received until the connection closes. */
+  sendUntilClose(messages: Buffer[]): Promise<BackendMessage[]>;
+  close(): void;
+}> {
+  const login = await pausedLogin(target);
+  const { socket, until } = login;
+  login.finish();
   await until((m) => m.name === 'readyForQuery');
   return {
     exchange: async (messages) => {
       socket.write(Buffer.concat(messages));
       return until((m) => m.name === 'readyForQuery');
     },
-    localPort: socket.localPort!,
+    localPort: login.localPort,
     sendUntilClose: async (messages) => {
       socket.write(Buffer.concat(messages));
-      await closed;
-      const received = pending;
-      pending = [];
-      return received;
+      await login.closed;
+      return login.rest();
     },
     close: () => socket.end(serialize.end()),
   };

@@ -1,60 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { serialize } from 'pg-protocol';
 import type { BackendMessage, DatabaseError } from 'pg-protocol/dist/messages';
-import { Parser } from 'pg-protocol/dist/parser';
 import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
-import { ScramClient } from '../../../gateway/postgres/scram';
 import { waitUntil } from '../../support/gapwatch-processes';
 import { runCli } from '../../support/host';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
-import { rawConnection, rawSession, type Target } from './clients';
+import { pausedLogin, rawSession, type Target } from './clients';
 
 /**
  * Test of how PostgreSQL sessions end when nobody waits for them: an agent that leaves with a statement
  * held for review, a gateway that stops with sessions served and one still logging in.
  */
-
-/** A connection whose login the test drives step by step, and everything it received until it closed. */
-async function pausedLogin(target: Target): Promise<{ finish(): void; ready: Promise<BackendMessage>; closed: Promise<BackendMessage[]>; localPort: number; socket: Socket }> {
-  const socket = await rawConnection(target.port);
-  socket.on('error', () => undefined);
-  const parser = new Parser();
-  const received: BackendMessage[] = [];
-  let waiter: (() => void) | null = null;
-  socket.on('data', (chunk: Buffer) =>
-    parser.parse(chunk, (m) => {
-      received.push(m);
-      waiter?.();
-    }),
-  );
-  const closed = new Promise<BackendMessage[]>((resolve) => socket.on('close', () => resolve(received)));
-  const until = async (name: string): Promise<BackendMessage> => {
-    for (;;) {
-      const found = received.find((m) => m.name === name);
-      if (found) return found;
-      await new Promise<void>((resolve) => (waiter = resolve));
-    }
-  };
-  const scram = new ScramClient(target.password);
-  socket.write(serialize.startup({ user: target.user, database: target.database }));
-  await until('authenticationSASL');
-  socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.firstMessage()));
-  const cont = (await until('authenticationSASLContinue')) as unknown as { data: string };
-  return {
-    // The proof that completes the login, sent when the test says so.
-    finish: () => socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage(cont.data))),
-    // Logged in: ReadyForQuery after the proof.
-    get ready() {
-      return until('readyForQuery');
-    },
-    closed,
-    localPort: socket.localPort!,
-    socket,
-  };
-}
 
 const fatal = (messages: BackendMessage[]): DatabaseError | undefined =>
   messages.find((m): m is DatabaseError => m.name === 'error' && (m as DatabaseError).severity === 'FATAL');
@@ -86,7 +44,7 @@ for (const dataPath of ['auto', 'node'] as const)
     it('ends the session when the agent sends a held statement and leaves at once; the review is withdrawn and nothing runs', async () => {
       const login = await pausedLogin(target);
       login.finish();
-      await login.ready;
+      await login.until((m) => m.name === 'readyForQuery');
       // The statement and the FIN in one go: the agent is gone before the gateway decides to hold it.
       login.socket.end(serialize.query('INSERT INTO held VALUES (43)'));
       await login.closed;
