@@ -266,6 +266,14 @@ std::string decision_key(char via, std::string_view text) {
   return key;
 }
 
+// The key of a decision kept for every text of a literal shape.
+std::string shape_key(char via, const Shape& shape) {
+  std::string key(1, via);
+  key.push_back('\1');
+  key.append(shape.key);
+  return key;
+}
+
 struct Event {
   enum Kind { Decide, Review, Ended } kind;
   uint64_t handle = 0;
@@ -554,17 +562,12 @@ class DataPath {
     return at;
   }
 
-  void handle_client(Session& s) { handle_batch(s); }
-
   // A decision kept for this text: by its text, else by its literal shape (with this text's statements).
   std::shared_ptr<Decision> kept_decision(Session& s, char via, std::string_view text) {
     auto found = s.decisions.find(decision_key(via, text));
     if (found != s.decisions.end()) return found->second;
     if (!literal_shape(text, shape_)) return nullptr;
-    std::string key(1, via);
-    key.push_back('\1');
-    key.append(shape_.key);
-    found = s.decisions.find(key);
+    found = s.decisions.find(shape_key(via, shape_));
     if (found == s.decisions.end()) return nullptr;
     auto occurrence = std::make_shared<Decision>(*found->second);
     occurrence->statements.clear();
@@ -576,18 +579,11 @@ class DataPath {
     return occurrence;
   }
 
-  // Keeps a decision that did not change the policy state, by literal shape when it holds for it.
+  // Keeps a decision (one that did not change the policy state), by literal shape when it holds for it.
   void keep_decision(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& d) {
-    if (d->stateful) return;
     if (s.decisions.size() >= kMaxKeptDecisions) s.decisions.clear();
-    if (d->has_shape && literal_shape(text, shape_)) {
-      std::string key(1, via);
-      key.push_back('\1');
-      key.append(shape_.key);
-      s.decisions[key] = d;
-    } else {
-      s.decisions[decision_key(via, text)] = d;
-    }
+    if (d->has_shape && literal_shape(text, shape_)) s.decisions[shape_key(via, shape_)] = d;
+    else s.decisions[decision_key(via, text)] = d;
   }
 
   // The first `count` messages of the input are gone, and their decisions with them (nothing is asked
@@ -597,7 +593,7 @@ class DataPath {
   }
 
   // The agent's complete messages as one batch, once each statement in it has its decision.
-  void handle_batch(Session& s) {
+  void handle_client(Session& s) {
     if (s.ended || s.terminate_after || s.review_stage != 0 || s.waiting_for_answers()) return;
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
@@ -612,7 +608,6 @@ class DataPath {
     // decision after a question waits for the answer: if that statement changes the policy state,
     // what was kept is dropped and asked again.
     if (s.pinned.size() < messages.size()) s.pinned.resize(messages.size());
-    const std::vector<std::shared_ptr<Decision>>& decided = s.pinned;
     bool asking = false;
     for (size_t i = 0; i < messages.size(); i++) {
       auto [at, length] = messages[i];
@@ -682,7 +677,7 @@ class DataPath {
         case 'Q': {
           m.type = "Query";
           m.text = r.cstring();
-          const std::shared_ptr<Decision>& decision = decided[i];
+          const std::shared_ptr<Decision>& decision = s.pinned[i];
           const Gate gate = policy_gate(s, 'q', m.text, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
@@ -709,7 +704,7 @@ class DataPath {
           m.text = r.cstring();
           uint16_t count = r.u16();
           for (uint16_t k = 0; k < count && r.ok; k++) m.parameter_types.push_back(r.u32());
-          const std::shared_ptr<Decision>& decision = decided[i];
+          const std::shared_ptr<Decision>& decision = s.pinned[i];
           const Gate gate = policy_gate(s, 'p', m.text, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
@@ -830,7 +825,7 @@ class DataPath {
           // A function called by OID: nothing is known of what it does, so it is durable first.
           m.type = "FunctionCall";
           const std::string call = function_call_text(r, &m);
-          const std::shared_ptr<Decision>& decision = decided[i];
+          const std::shared_ptr<Decision>& decision = s.pinned[i];
           const Gate gate = policy_gate(s, 'f', call, decision, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
