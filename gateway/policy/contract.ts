@@ -48,6 +48,13 @@ export interface PolicyRequest {
    * namespace of protocol-level prepared statements, so the engine remembers what each name runs.
    */
   statementName?: string;
+  /**
+   * Whether a transaction block may be open before this statement, from a data path that follows the
+   * block itself (it keeps decisions and reuses them without asking, transaction control among them):
+   * the engine takes it instead of its own view. Absent: the engine's own (it follows every statement
+   * it is asked about). Only a search_path change outside a block is followed as certain.
+   */
+  block?: 'no' | 'maybe';
 }
 
 export type PolicyDecision =
@@ -104,7 +111,8 @@ export interface PolicyEngine {
   /** The session ended: drop its state (prepared statements, search_path as followed). */
   endSession(sessionId: string): void;
   /**
-   * A counter of the session's policy state (prepared statement names, search_path as followed):
+   * A counter of the session's policy state (prepared statement names, search_path as followed; not
+   * the transaction block, which a data path that keeps decisions follows itself: blockTransition()):
    * it changes whenever an evaluation, an approved review or a forgotten statement changes that
    * state. A data path that keeps decisions for reuse drops them when it changes.
    */

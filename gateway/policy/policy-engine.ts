@@ -116,6 +116,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       return decide(request, [statement], [], stateOf(request.sessionId).searchPath).decision;
     }
     const state = stateOf(request.sessionId);
+    if (request.block) state.block = request.block;
     const classification = classifySql(request.text, state.prepared);
     if (!classification.ok) {
       const where = classification.position === null ? '' : ` at character ${classification.position + 1}`;
@@ -158,8 +159,9 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     const block = nextBlock(state.block, request.via, statements);
     // A statement that can touch the state changes its version whether or not this time it did: a
     // data path must not keep its decision (SET search_path to where it is now changes nothing here,
-    // and the whole path elsewhere).
-    const touches = searchPathEffects.length > 0 || preparedEffects.length > 0 || parsed !== null || statements.some((statement) => statement.transaction);
+    // and the whole path elsewhere). Transaction control moves only the block, which a data path
+    // that keeps decisions follows itself (blockTransition, PolicyRequest.block).
+    const touches = searchPathEffects.length > 0 || preparedEffects.length > 0 || parsed !== null;
     const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed, block, touches);
     if (decision.action === 'allow') commit();
     else if (decision.action === 'review') heldEffects.set(decision, commit);
@@ -267,12 +269,22 @@ function possiblePaths(before: readonly string[] | 'unknown', after: readonly st
 
 /** The block state after an allowed Query or Parse (see SessionState.block). */
 function nextBlock(block: SessionState['block'], via: PolicyRequest['via'], statements: readonly ClassifiedStatement[]): SessionState['block'] {
-  const transactions = statements.filter((statement) => statement.transaction);
-  if (transactions.length === 0) return block;
+  const transition = blockTransition(via, statements);
+  return transition === 'keep' ? block : transition;
+}
+
+/**
+ * How an allowed statement moves the engine's view of the transaction block: it keeps it, or leaves
+ * it `no` (a lone COMMIT / ROLLBACK / PREPARE TRANSACTION without chain in a simple Query) or `maybe`
+ * (anything else with transaction control in it). The same for every text of a literal shape, so a
+ * data path that keeps a decision can follow the block with it (PolicyRequest.block).
+ */
+export function blockTransition(via: PolicyRequest['via'], statements: readonly ClassifiedStatement[]): 'keep' | 'no' | 'maybe' {
+  if (!statements.some((statement) => statement.transaction)) return 'keep';
   const only = statements.length === 1 ? statements[0]!.transaction : undefined;
   if (via !== 'query' || !only) return 'maybe';
   if (['commit', 'rollback', 'prepare'].includes(only.kind) && !only.chain) return 'no';
-  if (['savepoint', 'release', 'rollback_to', 'commit_prepared', 'rollback_prepared'].includes(only.kind)) return block;
+  if (['savepoint', 'release', 'rollback_to', 'commit_prepared', 'rollback_prepared'].includes(only.kind)) return 'keep';
   return 'maybe';
 }
 

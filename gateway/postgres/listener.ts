@@ -116,6 +116,11 @@ export class PostgresGateway implements Component {
     return this.nativeSessions;
   }
 
+  /** Policy questions the native loop has asked JavaScript since start (each other statement it decided itself). */
+  get nativePolicyQuestions(): number {
+    return this.native?.questions ?? 0;
+  }
+
   private nativeDataPath(): NativePgDataPath | null {
     if (this.native !== undefined) return this.native;
     this.native = null;

@@ -3,6 +3,7 @@ import { loadGatewayAddon } from '../../native/binding';
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyEngine, PolicyRequest } from '../policy/contract';
+import { blockTransition } from '../policy/policy-engine';
 import { reusableShape } from '../policy/statement-classifier';
 import { statementEffects } from './statement-durability';
 
@@ -21,6 +22,8 @@ interface NativeEvent {
   text: Buffer;
   /** A Parse's statement name (the policy engine follows named statements for SQL EXECUTE). */
   name: Buffer;
+  /** Whether a transaction block may be open before the statement, as the loop follows it ('n', 'm'); '' when the engine's own view holds. */
+  block: string;
   failed: boolean;
   failure: string;
   bytesIn: number;
@@ -51,6 +54,8 @@ interface NativeDecision {
   stateful: boolean;
   /** Holds for every text of the literal shape: the statements' spans in the shape (start, end, …); else null. */
   shape: number[] | null;
+  /** How the statement, once allowed, moves the transaction block the loop follows ('k' keep, 'n' none, 'm' maybe): blockTransition(). */
+  block: 'k' | 'n' | 'm';
 }
 
 export interface NativeSessionEnd {
@@ -74,6 +79,8 @@ export class NativePgDataPath {
   private readonly loop: InstanceType<PgDataPathAddon['PgDataPath']>;
   private readonly sessions = new Map<number, Adopted>();
   private nextHandle = 1;
+  /** Policy questions the loop asked (decide events): each statement it did not decide from a kept decision. */
+  questions = 0;
   /** While sessions run natively, their write-ahead records are made durable within SYNC_POLL_MS. */
   private poll: NodeJS.Timeout | null = null;
 
@@ -112,7 +119,10 @@ export class NativePgDataPath {
 
   private onEvents(events: NativeEvent[]): void {
     for (const e of events) {
-      if (e.kind === 'decide') this.decide(e);
+      if (e.kind === 'decide') {
+        this.questions++;
+        this.decide(e);
+      }
       else if (e.kind === 'review') void this.review(e);
       else if (e.kind === 'ended') {
         const adopted = this.sessions.get(e.handle);
@@ -143,6 +153,7 @@ export class NativePgDataPath {
     let effects: string[] | null = null;
     let stateful = false;
     let shape: number[] | null = null;
+    let block: NativeDecision['block'] = 'k';
     try {
       const version = this.policy.stateVersion(adopted.sessionId);
       const decision = this.policy.evaluateNow(request);
@@ -155,6 +166,8 @@ export class NativePgDataPath {
       if (decision.statements.length > 0) statements = decision.statements.map((s) => s.text);
       // Unclassified (no statements, not empty): null, so the request is durable before forwarding.
       if (decision.statements.length > 0 || text.trim() === '') effects = statementEffects(decision.statements);
+      const transition = blockTransition(request.via, decision.statements);
+      block = transition === 'keep' ? 'k' : transition === 'no' ? 'n' : 'm';
       // Literal-blind (the classification read no literal value or session state): the same decision
       // for every text of this shape, as long as the session's policy state stays as it is.
       if (!stateful && request.via !== 'function_call') {
@@ -165,7 +178,7 @@ export class NativePgDataPath {
       this.log.error({ err, sessionId: adopted.sessionId }, 'policy evaluation failed; refusing the statement');
       reason = `policy evaluation failed (${(err as Error).message})`;
     }
-    this.loop.decided(e.handle, e.via, e.text, { allow, review, rule, reason, classes, statements, effects, stateful, shape });
+    this.loop.decided(e.handle, e.via, e.text, { allow, review, rule, reason, classes, statements, effects, stateful, shape, block });
   }
 
   /** A statement held for review: JavaScript runs the review, the native loop journals and answers. */
@@ -216,6 +229,7 @@ export class NativePgDataPath {
       via,
       text: e.text.toString('utf8'),
       ...(via === 'parse' ? { statementName: e.name.toString('utf8') } : {}),
+      ...(e.block === 'n' ? { block: 'no' as const } : e.block === 'm' ? { block: 'maybe' as const } : {}),
     };
   }
 }

@@ -109,7 +109,13 @@ struct Decision {
   // in the shape, from which another text of the shape gets its statement texts.
   bool has_shape = false;
   std::vector<std::pair<size_t, size_t>> shape_spans;
+  // How the statement, once allowed, moves the transaction block as the policy engine follows it
+  // (blockTransition() of policy-engine.ts): 'k' keeps it, 'n' leaves no block open, 'm' may open one.
+  char block = 'k';
 };
+
+// The policy engine's view of the transaction block after a statement with this transition.
+static bool next_policy_block(bool maybe, char transition) { return transition == 'k' ? maybe : transition == 'm'; }
 
 // String.prototype.trim() for the ASCII texts literal shapes are made of.
 static std::string_view trim_ascii(std::string_view text) {
@@ -228,6 +234,12 @@ struct Session {
   // statement), and the questions to JavaScript not answered yet: their positions and keys, in the
   // order asked, which is the order the answers come in.
   std::vector<std::shared_ptr<Decision>> pinned;
+  // The loop follows the transaction block as the policy engine does, from the decisions it pins
+  // (decisions kept for transaction control need no question then): whether a block may be open
+  // after the last pinned message, and before each pinned message. A question carries it when no
+  // other is open (else JavaScript's own view, moved on by the questions before, is the same).
+  bool policy_block = false;
+  std::vector<unsigned char> pinned_block;
   std::deque<size_t> asked_at;
   std::deque<std::string> asked_keys;
   bool waiting_for_answers() const { return !asked_at.empty(); }
@@ -246,6 +258,7 @@ struct Session {
   char review_via = 0;
   std::string review_text, review_id;
   std::shared_ptr<Decision> review_decision;
+  bool review_block = false;     // the policy block before the held statement
   bool review_approved = false;
   bool in_block = false;         // inside a transaction block, as far as the gateway can tell
   bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
@@ -280,6 +293,7 @@ struct Event {
   char via = 0;
   std::string text;
   std::string name;  // a Parse's statement name (JavaScript's policy state follows named statements)
+  char block = 0;    // Decide, Review: the policy block before the statement ('n', 'm'), 0 when JavaScript's own holds
   bool failed = false;
   std::string failure;
   uint64_t bytes_in = 0, bytes_out = 0, event_seq = 0;
@@ -445,7 +459,7 @@ class DataPath {
             end(s, true, "native data path: a policy decision out of step with the questions asked");
             break;
           }
-          s.pinned[s.asked_at.front()] = c.decision;
+          pin(s, s.asked_at.front(), c.decision);
           s.asked_at.pop_front();
           s.asked_keys.pop_front();
           // JavaScript's policy state moved on with this statement: no decision kept before holds for
@@ -590,6 +604,15 @@ class DataPath {
   // meanwhile: a batch is handled only once every question about it is answered).
   static void forget_pinned(Session& s, size_t count) {
     s.pinned.erase(s.pinned.begin(), s.pinned.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.pinned.size())));
+    s.pinned_block.erase(s.pinned_block.begin(), s.pinned_block.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.pinned_block.size())));
+  }
+
+  // Pins a decision to message i, in message order, and follows the block as the policy engine does:
+  // an allowed statement moves it (a held one only once approved, a refused one never).
+  static void pin(Session& s, size_t i, std::shared_ptr<Decision> d) {
+    s.pinned_block[i] = s.policy_block;
+    if (d->allow) s.policy_block = next_policy_block(s.policy_block, d->block);
+    s.pinned[i] = std::move(d);
   }
 
   // The agent's complete messages as one batch, once each statement in it has its decision.
@@ -607,7 +630,10 @@ class DataPath {
     // JavaScript is asked, which decides in the policy state the statements before it leave. A kept
     // decision after a question waits for the answer: if that statement changes the policy state,
     // what was kept is dropped and asked again.
-    if (s.pinned.size() < messages.size()) s.pinned.resize(messages.size());
+    if (s.pinned.size() < messages.size()) {
+      s.pinned.resize(messages.size());
+      s.pinned_block.resize(messages.size());
+    }
     bool asking = false;
     for (size_t i = 0; i < messages.size(); i++) {
       auto [at, length] = messages[i];
@@ -628,7 +654,7 @@ class DataPath {
       const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
       if (std::shared_ptr<Decision> d = kept_decision(s, via, text)) {
         if (asking) break;
-        s.pinned[i] = std::move(d);
+        pin(s, i, std::move(d));
       } else {
         s.asked_at.push_back(i);
         s.asked_keys.push_back(decision_key(via, text));
@@ -639,6 +665,7 @@ class DataPath {
         e.via = via;
         e.text.assign(text);
         e.name.assign(name);
+        if (s.asked_at.size() == 1) e.block = s.policy_block ? 'm' : 'n';
         post(std::move(e));
       }
     }
@@ -678,7 +705,7 @@ class DataPath {
           m.type = "Query";
           m.text = r.cstring();
           const std::shared_ptr<Decision>& decision = s.pinned[i];
-          const Gate gate = policy_gate(s, 'q', m.text, decision, journaled, m);
+          const Gate gate = policy_gate(s, 'q', m.text, i, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
             consumed_messages = i;
@@ -705,7 +732,7 @@ class DataPath {
           uint16_t count = r.u16();
           for (uint16_t k = 0; k < count && r.ok; k++) m.parameter_types.push_back(r.u32());
           const std::shared_ptr<Decision>& decision = s.pinned[i];
-          const Gate gate = policy_gate(s, 'p', m.text, decision, journaled, m);
+          const Gate gate = policy_gate(s, 'p', m.text, i, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
             consumed_messages = i;
@@ -826,7 +853,7 @@ class DataPath {
           m.type = "FunctionCall";
           const std::string call = function_call_text(r, &m);
           const std::shared_ptr<Decision>& decision = s.pinned[i];
-          const Gate gate = policy_gate(s, 'f', call, decision, journaled, m);
+          const Gate gate = policy_gate(s, 'f', call, i, journaled, m);
           if (gate == Gate::Held) {
             consumed = at;
             consumed_messages = i;
@@ -1017,9 +1044,10 @@ class DataPath {
   // (it stays at the front of the input); or refuse it, journaled and answered as the JavaScript
   // proxy does (`m`, its request record, marked withheld). An approved held statement runs, its record
   // already written (`journaled`).
-  Gate policy_gate(Session& s, char via, std::string_view text, const std::shared_ptr<Decision>& decision, bool& journaled, pgrec::PgMessage& m) {
+  Gate policy_gate(Session& s, char via, std::string_view text, size_t i, bool& journaled, pgrec::PgMessage& m) {
+    const std::shared_ptr<Decision>& decision = s.pinned[i];
     if (decision->review && !take_approval(s, journaled)) {
-      hold_for_review(s, via, text, m.statement_name, decision);
+      hold_for_review(s, via, text, m.statement_name, decision, s.pinned_block[i] != 0);
       return Gate::Held;
     }
     if (decision->allow || journaled) return Gate::Run;
@@ -1053,17 +1081,19 @@ class DataPath {
     return true;
   }
 
-  void hold_for_review(Session& s, char via, std::string_view text, std::string_view name, const std::shared_ptr<Decision>& decision) {
+  void hold_for_review(Session& s, char via, std::string_view text, std::string_view name, const std::shared_ptr<Decision>& decision, bool block) {
     s.review_stage = 1;
     s.review_via = via;
     s.review_text.assign(text);
     s.review_decision = decision;
+    s.review_block = block;
     Event e;
     e.kind = Event::Review;
     e.handle = s.handle;
     e.via = via;
     e.text.assign(text);
     e.name.assign(name);
+    e.block = block ? 'm' : 'n';
     post(std::move(e));
   }
 
@@ -1113,7 +1143,11 @@ class DataPath {
       // The approval applied the statement's effects to JavaScript's policy state: nothing decided
       // before it holds for what follows (asked again, in order, after it).
       s.decisions.clear();
-      if (s.pinned.size() > 1) s.pinned.resize(1);
+      if (s.pinned.size() > 1) {
+        s.pinned.resize(1);
+        s.pinned_block.resize(1);
+      }
+      s.policy_block = next_policy_block(s.review_block, d.block);
       s.review_approved = true;
       queue(s);
       handle_client(s);
@@ -1813,6 +1847,7 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) 
         o.Set("via", std::string(1, e.via));
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
         o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
+        o.Set("block", e.block ? std::string(1, e.block) : std::string());
         break;
       case Event::Review:
         o.Set("kind", "review");
@@ -1820,6 +1855,7 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) 
         o.Set("via", std::string(1, e.via));
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
         o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
+        o.Set("block", e.block ? std::string(1, e.block) : std::string());
         break;
       case Event::Ended:
         o.Set("kind", "ended");
@@ -1917,6 +1953,8 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.decision->classes = string_array(d.Get("classes"));
     c.decision->statements = string_array(d.Get("statements"));
     c.decision->stateful = d.Get("stateful").ToBoolean();
+    const std::string block = d.Get("block").ToString().Utf8Value();
+    c.decision->block = block == "n" || block == "m" ? block[0] : 'k';
     Napi::Value shape = d.Get("shape");
     if (shape.IsArray()) {
       Napi::Array spans = shape.As<Napi::Array>();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../../platform/config';
 import type { AgentIdentity } from '../../../gateway/identity/contract';
 import type { PolicyDecision, PolicyRequest } from '../../../gateway/policy/contract';
-import { createPolicyEngine, EngineRule, type GatewayPolicyEngine } from '../../../gateway/policy/policy-engine';
+import { blockTransition, createPolicyEngine, EngineRule, type GatewayPolicyEngine } from '../../../gateway/policy/policy-engine';
 
 const AGENT: AgentIdentity = { login: 'claude-ci', subject: 'agent:claude-ci', claims: { repo: 'org/app', owner: 'alice' } };
 const OTHER: AgentIdentity = { login: 'codex-1', subject: 'agent:codex-1', claims: {} };
@@ -216,14 +216,36 @@ gateway:
       assert.equal(version(), start + 1, 'a SET search_path, even to where it is: elsewhere the same text changes it');
       at('BEGIN');
       at('COMMIT');
-      assert.equal(version(), start + 3, 'transaction control (whether a later SET can be rolled back)');
+      assert.equal(version(), start + 1, 'transaction control moves only the block, which a data path follows itself (blockTransition)');
       at('SELECT * FROM orders WHERE id = $1', { via: 'parse', statementName: 'named' });
-      assert.equal(version(), start + 4, 'a named Parse');
+      assert.equal(version(), start + 2, 'a named Parse');
       engine.forgetStatement(sessionId, 'named');
-      assert.equal(version(), start + 5, 'a closed statement');
+      assert.equal(version(), start + 3, 'a closed statement');
       engine.forgetStatement(sessionId, 'never-prepared');
-      assert.equal(version(), start + 5, 'closing an unknown name changes nothing');
+      assert.equal(version(), start + 3, 'closing an unknown name changes nothing');
       assert.equal(engine.stateVersion('no-such-session'), 0);
+    });
+
+    it('takes the transaction block from a data path that follows it (a kept BEGIN or COMMIT is never asked about)', async () => {
+      const run = (sessionId: string, text: string, extra: Partial<PolicyRequest> = {}): PolicyDecision => engine.evaluateNow(request(text, { sessionId, ...extra }));
+      // The engine never saw the BEGIN the data path let through on a kept decision: the SET may be rolled back.
+      run('blk-1', 'SET search_path = ledger');
+      run('blk-1', 'SET search_path = public', { block: 'maybe' });
+      assert.deepEqual(summary(run('blk-1', 'DELETE FROM orders')), ['deny', 'no-billing-writes'], 'ledger.orders may still be what orders names');
+      // The engine saw a BEGIN, the data path a kept COMMIT after it: the SET is certain.
+      run('blk-2', 'SET search_path = ledger');
+      run('blk-2', 'BEGIN');
+      run('blk-2', 'SET search_path = public', { block: 'no' });
+      assert.deepEqual(summary(run('blk-2', 'DELETE FROM orders')), ['allow', 'agents-may-write-orders'], 'only public.orders is left');
+      const transition = (text: string, via: PolicyRequest['via'] = 'query'): string => {
+        const decision = run('blk-3', text, { via });
+        return blockTransition(via, decision.statements);
+      };
+      assert.deepEqual(
+        ['BEGIN', 'START TRANSACTION', 'COMMIT', 'END', 'ROLLBACK', 'COMMIT AND CHAIN', 'SAVEPOINT a', 'RELEASE a', 'ROLLBACK TO a', "PREPARE TRANSACTION 'x'", 'SELECT 1', 'COMMIT; SELECT 1'].map((text) => transition(text)),
+        ['maybe', 'maybe', 'no', 'no', 'no', 'maybe', 'keep', 'keep', 'keep', 'no', 'keep', 'maybe'],
+      );
+      assert.equal(transition('COMMIT', 'parse'), 'maybe', 'a Parse runs later, or never');
     });
 
     it('follows a search_path change only where it surely takes effect: not one that a ROLLBACK, a later error in its Query or a Parse never run can undo', async () => {

@@ -388,6 +388,37 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       }
     });
 
+    it('follows the transaction block through decisions it keeps: a SET in a block a kept BEGIN opened stays uncertain, one after a kept ROLLBACK is followed', async () => {
+      const conn = await rawSession(viaGateway);
+      const errorCode = (replies: BackendMessage[]): string | undefined => (replies.find((m) => m.name === 'error') as unknown as { code?: string } | undefined)?.code;
+      const run = async (sql: string): Promise<string | undefined> => errorCode(await conn.exchange([serialize.query(sql)]));
+      const insert = 'INSERT INTO notes VALUES (7)';
+      try {
+        assert.equal(await run('SET search_path = vault'), undefined);
+        for (const sql of ['BEGIN', 'ROLLBACK']) assert.equal(await run(sql), undefined, sql);
+        const asked = gw.gateway.nativePolicyQuestions;
+        // This BEGIN runs on its kept decision: the policy engine hears of the block only from the loop.
+        assert.equal(await run('BEGIN'), undefined);
+        assert.equal(await run('SET search_path = public'), undefined);
+        assert.equal(await run('ROLLBACK'), undefined);
+        assert.equal(await run(insert), '42501', 'the SET may have been rolled back (it was): notes may be vault.notes');
+        // The engine sees this BEGIN, not the kept ROLLBACK after it: no block is open, the SET surely takes effect.
+        assert.equal(await run('BEGIN ISOLATION LEVEL READ COMMITTED'), undefined);
+        assert.equal(await run('ROLLBACK'), undefined);
+        assert.equal(await run('SET search_path = public'), undefined);
+        assert.equal(await run(insert), undefined, 'only public.notes is left');
+        if (dataPath === 'auto') {
+          // Asked: the SETs (they change the policy state, and drop what was kept), the ROLLBACK and
+          // INSERT after the first, the new BEGIN and the last INSERT; the other BEGIN and ROLLBACK were kept.
+          assert.equal(gw.gateway.nativePolicyQuestions - asked, 6, 'transaction control decided from kept decisions');
+        }
+      } finally {
+        conn.close();
+      }
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM vault.notes', gw.pg.database), '0');
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM public.notes WHERE id = 7', gw.pg.database), '1');
+    });
+
     const heldCount = (): Promise<string> => gw.pg.admin('SELECT count(*) FROM held', gw.pg.database);
 
     /** Runs a held statement; resolves with its review id once the client got the notice. */
