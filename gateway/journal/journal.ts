@@ -428,6 +428,7 @@ export class Journal implements JournalWriter, JournalReader {
       this.closing = true;
       await this.flushNow();
       await this.syncNow();
+      if (!this.failure) await this.sealActive();
     } finally {
       this.closing = true;
       this.closed = true;
@@ -910,6 +911,9 @@ export class Journal implements JournalWriter, JournalReader {
   }
 
   private async startSegment(firstSeq: bigint): Promise<void> {
+    // The old segment is sealed at its last frame (the zeros written ahead of it cut off) before the
+    // new one exists, so only the active segment can end in zeros.
+    await this.sealActive();
     const name = segmentName(firstSeq);
     const path = join(this.dir, name);
     const file = await open(path, segmentOpenFlags(true), 0o600);
@@ -925,6 +929,14 @@ export class Journal implements JournalWriter, JournalReader {
     await previous.close();
     this.durable.emit('change');
     setImmediate(() => this.retainInBackground());
+  }
+
+  /** Cuts the active segment at its last frame (the native chain writes zeros ahead of the data). */
+  private async sealActive(): Promise<void> {
+    const { size } = this.chain.writtenHead();
+    if ((await this.active.file.stat()).size <= size) return;
+    await this.active.file.truncate(size);
+    if (this.options.sync !== 'none') await this.active.file.datasync();
   }
 
   private fail(cause: unknown, group: PendingEntry[]): void {

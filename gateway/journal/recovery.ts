@@ -158,18 +158,16 @@ export function recoverJournal(dir: string, gatewayId: string, fsyncEnabled: boo
     if (!isTornTail(bytes, scan.bad)) {
       throw new JournalCorruptError(active.path, scan.bad.offset, afterSeq, `${scan.bad.reason}, with intact records after it`);
     }
-    const cut = bytes.subarray(scan.end);
+    // The zeros written ahead of the data are not part of what was torn.
+    const cut = bytes.subarray(scan.end, dataEnd(bytes, scan.end));
     const preservedAs = `torn-${active.firstSeq}-${scan.end}-${Date.now()}.bin`;
     writeNewFile(join(dir, preservedAs), cut, fsyncEnabled);
-    const fd = openSync(active.path, 'r+');
-    try {
-      ftruncateSync(fd, scan.end);
-      if (fsyncEnabled) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    truncateSync(active.path, scan.end, fsyncEnabled);
     syncDirectory(dir, fsyncEnabled);
     tornTail = { segment: active.name, offset: scan.end, bytes: cut.length, afterSeq, preservedAs, reason: scan.bad.reason };
+  } else if (bytes.length > scan.end) {
+    // Zeros written ahead of the data by a writer that stopped without closing the journal.
+    truncateSync(active.path, scan.end, fsyncEnabled);
   }
   active.bytes = scan.end;
   active.index = scan.index;
@@ -199,6 +197,23 @@ export function recoverJournal(dir: string, gatewayId: string, fsyncEnabled: boo
     coveredSeq: scan.lastCheckpointCovers ?? 0n,
     tornTail,
   };
+}
+
+/** Where the bytes from `from` on stop being anything but zeros. */
+function dataEnd(bytes: Buffer, from: number): number {
+  let end = bytes.length;
+  while (end > from && bytes[end - 1] === 0) end--;
+  return end;
+}
+
+function truncateSync(path: string, size: number, fsyncEnabled: boolean): void {
+  const fd = openSync(path, 'r+');
+  try {
+    ftruncateSync(fd, size);
+    if (fsyncEnabled) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function syncDirectory(dir: string, fsyncEnabled: boolean): void {

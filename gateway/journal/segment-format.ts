@@ -15,6 +15,12 @@ import type { FileHandle } from 'node:fs/promises';
  * payload   = the canonical encoding of one JournalRecord (canonical-encoding.ts)
  *
  * The CRC covers the length so a damaged length field is caught rather than followed.
+ *
+ * The active segment may end in zero bytes after its last frame: the native journal chain writes zeros
+ * ahead of the data (native/addon/journal-chain.cc), so appends overwrite blocks inside the file's size
+ * and an fdatasync has no size or allocation to commit. A run of zeros to the end of the file is
+ * not a frame but the end of the data (parseFrame() returns null there); the journal cuts it off when
+ * it seals or closes a segment and when it recovers one.
  */
 export const SEGMENT_MAGIC = Buffer.from('GWJSEG01', 'latin1');
 export const CHECKPOINT_FILE_MAGIC = Buffer.from('GWJCKP01', 'latin1');
@@ -57,10 +63,14 @@ export type FrameResult =
   /** A whole frame is there but its length or checksum is wrong. */
   | { kind: 'damaged'; offset: number; end: number | null; reason: string };
 
-/** Parses the frame at `offset` of `bytes` (which hold the file from `base`); null at the end. */
+/**
+ * Parses the frame at `offset` of `bytes` (which hold the file from `base`); null at the end: past
+ * the last byte, or where nothing but zeros is left (the unused end of an active segment).
+ */
 export function parseFrame(bytes: Buffer, offset: number, base = 0): FrameResult | null {
   const at = offset - base;
   if (at >= bytes.length) return null;
+  if (bytes[at] === 0 && onlyZeros(bytes, at)) return null;
   if (bytes.length - at < FRAME_HEADER_BYTES) {
     return { kind: 'incomplete', offset, reason: `${bytes.length - at} bytes of an 8-byte frame header` };
   }
@@ -79,6 +89,18 @@ export function parseFrame(bytes: Buffer, offset: number, base = 0): FrameResult
   }
   return { kind: 'frame', offset, end: end + base, payload };
 }
+
+/** Whether every byte of `bytes` from `at` on is zero. */
+export function onlyZeros(bytes: Buffer, at: number): boolean {
+  const step = ZEROS.length;
+  for (let from = at; from < bytes.length; from += step) {
+    const to = Math.min(bytes.length, from + step);
+    if (bytes.compare(ZEROS, 0, to - from, from, to) !== 0) return false;
+  }
+  return true;
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
 
 /**
  * Reads frames from an open file sequentially in large chunks, so a reader neither loads whole

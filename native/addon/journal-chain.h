@@ -64,7 +64,9 @@ class JournalChain {
   void set_active(int fd, uint64_t size, uint64_t index_first_seq, uint64_t index_interval);
 
   // Writes the pending frames with seq <= upto_seq (oldest first) at the end of the active segment.
-  // Throws std::system_error when the write fails; the frames then stay pending.
+  // Throws std::system_error when the write fails; the frames then stay pending. Keeps zeros written
+  // ahead of the data (zero_ahead_locked()), so the segment's size and blocks rarely change under an
+  // fdatasync.
   Written write(uint64_t upto_seq);
 
   std::size_t pending_bytes() const;
@@ -87,6 +89,10 @@ class JournalChain {
  private:
   uint64_t append_locked(const unsigned char* suffix, std::size_t suffix_length, std::vector<unsigned char>* frame_out,
                          std::size_t* frame_length_out);
+  void zero_ahead_locked();
+
+  static constexpr uint64_t kZeroChunk = 2u << 20;     // zeros written ahead of the data, at most
+  static constexpr uint64_t kZeroLowWater = 1u << 20;  // written again when fewer are left ahead
 
   struct Pending {
     uint64_t seq;
@@ -105,6 +111,7 @@ class JournalChain {
   std::deque<Pending> pending_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  uint64_t zeroed_to_ = 0;  // the active segment holds zeros from size_ up to here
   uint64_t written_seq_ = 0;
   unsigned char written_hash_[kHashBytes] = {};
   std::deque<uint64_t> barriers_;  // last seq of each segment rotations are finishing, oldest first
