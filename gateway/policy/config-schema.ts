@@ -75,8 +75,9 @@ export const policyConfigSchema = z
     /** How long a statement waits for a human before it is refused. */
     reviewTimeoutSeconds: z.number().int().min(1).max(86_400).default(300),
     /**
-     * The schemas unqualified names resolve to before a session changes search_path (the upstream
-     * role's default; PostgreSQL's is "$user", public). The gateway follows SET search_path after that.
+     * The schemas unqualified names resolve to before a session changes search_path, for sessions
+     * whose gateway did not learn them from the server: the PostgreSQL gateway asks the server at
+     * login (PolicyEngine.startSession). The gateway follows SET search_path after that.
      */
     searchPath: z.array(z.string().min(1)).default(['public']),
     /** Settled and expired review files are removed from the data directory after this many days. */

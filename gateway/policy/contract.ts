@@ -108,6 +108,12 @@ export interface PolicyEngine {
   masks(resource: string, identity: AgentIdentity): boolean;
   /** The client closed a prepared statement (Close 'S'): forget what the name stood for. */
   forgetStatement(sessionId: string, statementName: string): void;
+  /**
+   * A session starts: the schemas unqualified names resolve to in it before any SET, as the server
+   * reported them at login ('unknown' when it did not; RESET search_path returns to them). Without
+   * it the session starts from gateway.policy.searchPath.
+   */
+  startSession(sessionId: string, start: { searchPath: readonly string[] | 'unknown' }): void;
   /** The session ended: drop its state (prepared statements, search_path as followed). */
   endSession(sessionId: string): void;
   /**

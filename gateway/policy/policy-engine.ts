@@ -61,7 +61,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const stateOf = (sessionId: string): SessionState => {
     let state = sessions.get(sessionId);
     if (!state) {
-      state = { prepared: new Map(), searchPath: defaultSearchPath, version: 0, block: 'no' };
+      state = { prepared: new Map(), searchPath: defaultSearchPath, initialSearchPath: defaultSearchPath, version: 0, block: 'no' };
       sessions.set(sessionId, state);
     }
     return state;
@@ -89,8 +89,8 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   };
 
   /** search_path after a change; SET LOCAL ends with the transaction, so both paths stay possible. */
-  const nextSearchPath = (current: readonly string[] | 'unknown', change: SearchPathEffect): readonly string[] | 'unknown' => {
-    const target = change.schemas === 'default' ? defaultSearchPath : change.schemas;
+  const nextSearchPath = (state: SessionState, current: readonly string[] | 'unknown', change: SearchPathEffect): readonly string[] | 'unknown' => {
+    const target = change.schemas === 'default' ? state.initialSearchPath : change.schemas;
     if (target === 'unknown' || current === 'unknown') return 'unknown';
     return change.local ? [...new Set([...current, ...target])] : target;
   };
@@ -113,7 +113,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const evaluateOrThrow = (request: PolicyRequest): PolicyDecision => {
     if (request.via === 'function_call') {
       const statement: ClassifiedStatement = { text: request.text, classes: ['function_call'], relations: [], functions: [request.text], command: 'FunctionCall' };
-      return decide(request, [statement], [], stateOf(request.sessionId).searchPath).decision;
+      return decide(request, [statement], [], stateOf(request.sessionId)).decision;
     }
     const state = stateOf(request.sessionId);
     if (request.block) state.block = request.block;
@@ -144,7 +144,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
         statements,
       };
     }
-    const { decision, searchPath: after } = decide(request, statements, searchPathEffects, state.searchPath);
+    const { decision, searchPath: after } = decide(request, statements, searchPathEffects, state);
     // Where the server's search_path ends up is certain only for a lone SET in a simple Query outside
     // a transaction block: a Parse runs later or never, a multi-statement Query is one implicit
     // transaction that a later error rolls back, and a block can end in ROLLBACK (an aborted block's
@@ -172,14 +172,14 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     request: PolicyRequest,
     statements: ClassifiedStatement[],
     searchPathEffects: readonly SearchPathEffect[],
-    initialSearchPath: readonly string[] | 'unknown',
+    state: SessionState,
   ): { decision: PolicyDecision; searchPath: readonly string[] | 'unknown' } => {
     let worst: { action: 'allow' | 'deny' | 'review'; rule: string | null; reason: string | null } = { action: 'allow', rule: null, reason: null };
     let first = true;
-    let searchPath = initialSearchPath;
+    let searchPath = state.searchPath;
     for (const [index, statement] of statements.entries()) {
       // A SET search_path earlier in the same string already applies to this statement.
-      for (const change of searchPathEffects) if (change.statement === index - 1) searchPath = nextSearchPath(searchPath, change);
+      for (const change of searchPathEffects) if (change.statement === index - 1) searchPath = nextSearchPath(state, searchPath, change);
       const verdict = rules.decide(request.resource, request.identity, statement, searchPath);
       const rule = verdict.rule?.name ?? (verdict.action === 'allow' ? null : EngineRule.Default);
       const reason =
@@ -188,7 +188,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       if (first || SEVERITY[verdict.action] > SEVERITY[worst.action]) worst = { action: verdict.action, rule, reason };
       first = false;
     }
-    for (const change of searchPathEffects) if (change.statement === statements.length - 1) searchPath = nextSearchPath(searchPath, change);
+    for (const change of searchPathEffects) if (change.statement === statements.length - 1) searchPath = nextSearchPath(state, searchPath, change);
     if (worst.action === 'allow') return { decision: { action: 'allow', rule: worst.rule, statements }, searchPath };
     return { decision: { action: worst.action, rule: worst.rule ?? EngineRule.Default, reason: worst.reason ?? '', statements }, searchPath };
   };
@@ -240,6 +240,12 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       if (state?.prepared.delete(statementName)) state.version++;
     },
     stateVersion: (sessionId) => sessions.get(sessionId)?.version ?? 0,
+    startSession(sessionId, start) {
+      const state = stateOf(sessionId);
+      state.searchPath = start.searchPath;
+      state.initialSearchPath = start.searchPath;
+      state.version++;
+    },
     endSession(sessionId) {
       sessions.delete(sessionId);
     },
@@ -252,6 +258,8 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
 interface SessionState {
   prepared: Map<string, ClassifiedStatement>;
   searchPath: readonly string[] | 'unknown';
+  /** Where RESET search_path returns: what the server reported at login (startSession), else the configured default. */
+  initialSearchPath: readonly string[] | 'unknown';
   /** Bumped by every change to the two above (PolicyEngine.stateVersion). */
   version: number;
   /**

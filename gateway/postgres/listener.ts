@@ -161,6 +161,7 @@ export class PostgresGateway implements Component {
     raw.on('error', () => undefined); // reported through the channel or the proxy
     let upstream: UpstreamSession | null = null;
     let cancelKey: number | null = null;
+    let policySession = false;
 
     const close = async (outcome: Session['outcome'], failure: string): Promise<void> => {
       await recorder
@@ -202,6 +203,10 @@ export class PostgresGateway implements Component {
       session.resource = resource.name;
       session.targetUser = resource.upstream.user;
       upstream = await connectUpstream(resource, clientParameters);
+      // Unqualified names resolve as the server said they do after this login (the role's default,
+      // the agent's startup options), not as a configured guess.
+      this.options.policy.startSession(session.sessionId!, { searchPath: upstream.searchPath });
+      policySession = true;
       const endpoint = upstream.endpoint;
       // A unix-socket upstream has no inet endpoint; the resource's configuration names its path.
       if (!endpoint.path) {
@@ -296,6 +301,7 @@ export class PostgresGateway implements Component {
       await close(rejected ? 'SESSION_OUTCOME_REJECTED' : 'SESSION_OUTCOME_FAILED', message);
     } finally {
       if (cancelKey !== null) this.cancels.unregister(cancelKey);
+      if (policySession) this.options.policy.endSession(session.sessionId!);
     }
   }
 

@@ -38,7 +38,17 @@ export interface UpstreamSession {
   localAddress: string;
   localPort: number;
   endpoint: UpstreamEndpoint;
+  /**
+   * The schemas unqualified names resolve to once logged in, as the server reports them
+   * (`current_schemas(false)`: the role's default or the agent's startup options, "$user" expanded,
+   * schemas that do not exist left out); 'unknown' when it did not say. The policy engine starts the
+   * session's search_path from it.
+   */
+  searchPath: readonly string[] | 'unknown';
 }
+
+/** Asked once logged in, before the agent's first message; the answer is not shown to the agent. */
+export const SEARCH_PATH_PROBE = 'SELECT pg_catalog.current_schemas(false)';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -142,6 +152,9 @@ function login(
     let key: { processId: number; secretKey: number } | null = null;
     let scram: ScramClient | null = null;
     let settled = false;
+    // Logged in: the search_path probe runs, its answer and its ReadyForQuery end the login.
+    let probing = false;
+    let searchPath: readonly string[] | 'unknown' = 'unknown';
     const timer = setTimeout(() => fail(`no login answer within ${CONNECT_TIMEOUT_MS / 1000} s`), CONNECT_TIMEOUT_MS);
 
     const finish = (): void => {
@@ -207,13 +220,30 @@ function login(
         }
         case 'notice':
           return;
+        case 'rowDescription':
+        case 'commandComplete':
+          if (!probing) fail(`unexpected ${msg.name} message during login`);
+          return;
+        case 'dataRow': {
+          if (!probing) return fail('unexpected dataRow message during login');
+          const field = (msg as unknown as { fields: Array<string | null> }).fields[0];
+          searchPath = field == null ? 'unknown' : (parseTextArray(field) ?? 'unknown');
+          return;
+        }
         case 'error': {
           const e = msg as DatabaseError;
+          // The probe failing leaves the search_path unknown (rules read unqualified names cautiously).
+          if (probing) return;
           fail(`the server refused the login: ${e.code ?? ''} ${e.message}`.trim());
           return;
         }
         case 'readyForQuery': {
           if (settled) return;
+          if (!probing) {
+            probing = true;
+            socket.write(serialize.query(SEARCH_PATH_PROBE));
+            return;
+          }
           settled = true;
           finish();
           resolve({
@@ -224,6 +254,7 @@ function login(
             localAddress: socket.localAddress ?? '',
             localPort: socket.localPort ?? 0,
             endpoint: upstreamEndpoint(upstream),
+            searchPath,
           });
           return;
         }
@@ -253,6 +284,40 @@ function login(
       fail(err instanceof Error ? err.message : String(err), err);
     }
   });
+}
+
+/**
+ * A one-dimensional PostgreSQL array in text form ('{public,"my schema"}') as its elements; null when
+ * it is not one (or holds a NULL).
+ */
+export function parseTextArray(text: string): string[] | null {
+  if (!text.startsWith('{') || !text.endsWith('}')) return null;
+  const items: string[] = [];
+  const body = text.slice(1, -1);
+  if (body === '') return items;
+  let i = 0;
+  for (;;) {
+    let item = '';
+    if (body[i] === '"') {
+      i++;
+      while (i < body.length && body[i] !== '"') {
+        if (body[i] === '\\') i++;
+        item += body[i] ?? '';
+        i++;
+      }
+      if (body[i] !== '"') return null;
+      i++;
+    } else {
+      const end = body.indexOf(',', i);
+      item = body.slice(i, end < 0 ? body.length : end);
+      if (item === 'NULL' || item.includes('"') || item.includes('{')) return null;
+      i = end < 0 ? body.length : end;
+    }
+    items.push(item);
+    if (i >= body.length) return items;
+    if (body[i] !== ',') return null;
+    i++;
+  }
 }
 
 /** Sends a CancelRequest for the upstream backend; PostgreSQL answers by closing the connection. */

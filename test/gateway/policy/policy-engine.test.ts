@@ -181,6 +181,19 @@ gateway:
       assert.deepEqual(summary(await engine.evaluate(request('SET LOCAL search_path = ledger; DELETE FROM orders', session))), ['deny', 'no-billing-writes']);
     });
 
+    it('starts a session from the search_path the server reported (startSession), and RESET returns to it', async () => {
+      const session = { sessionId: 'sp-start' };
+      engine.startSession('sp-start', { searchPath: ['ledger'] });
+      assert.deepEqual(summary(await engine.evaluate(request('DELETE FROM orders', session))), ['deny', 'no-billing-writes']);
+      assert.deepEqual(summary(await engine.evaluate(request('SET search_path = public', session))), ['allow', 'search-path']);
+      assert.deepEqual(summary(await engine.evaluate(request('DELETE FROM orders', session))), ['allow', 'agents-may-write-orders']);
+      assert.deepEqual(summary(await engine.evaluate(request('RESET search_path; DELETE FROM orders', session))), ['deny', 'no-billing-writes']);
+      engine.startSession('sp-unknown', { searchPath: 'unknown' });
+      assert.deepEqual(summary(await engine.evaluate(request('DELETE FROM orders', { sessionId: 'sp-unknown' }))), ['deny', 'no-writes-to-payments'], 'unknown: every deny rule on a schema matches ("Billing".* comes first)');
+      engine.endSession('sp-start');
+      engine.endSession('sp-unknown');
+    });
+
     it('checks the body of a prepared statement at PREPARE and at EXECUTE', async () => {
       assert.deepEqual(summary(await engine.evaluate(request('PREPARE p AS DELETE FROM payments'))), ['deny', 'no-writes-to-payments']);
       // The denied PREPARE never reached the server, so the gateway does not know p.

@@ -15,6 +15,8 @@ export interface Target {
   user: string;
   password: string;
   database: string;
+  /** The startup packet's `options` (command-line options for the server: `-c search_path=…`). */
+  options?: string;
 }
 
 export interface RunResult {
@@ -61,7 +63,7 @@ export function pgbench(target: Target, args: string[]): Promise<RunResult> {
 }
 
 export async function nodeClient(target: Target): Promise<Client> {
-  const client = new Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database });
+  const client = new Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ...(target.options ? { options: target.options } : {}) });
   await client.connect();
   return client;
 }

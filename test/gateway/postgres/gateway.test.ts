@@ -388,6 +388,27 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       }
     });
 
+    it("resolves unqualified names by the search_path the server reports after login: a startup option's vault.notes is refused, RESET goes back to it", async () => {
+      const client = await nodeClient({ ...viaGateway, options: '-c search_path=vault' });
+      const code = (sql: string): Promise<string | undefined> =>
+        client.query(sql).then(
+          () => undefined,
+          (err: DatabaseError) => err.code,
+        );
+      try {
+        assert.equal((await client.query('SHOW search_path')).rows[0].search_path, 'vault', 'the server took the startup option');
+        assert.equal(await code('INSERT INTO notes VALUES (8)'), '42501', 'notes is vault.notes in this session');
+        assert.equal(await code('SET search_path = public'), undefined);
+        assert.equal(await code('INSERT INTO notes VALUES (8)'), undefined, 'public.notes after the SET');
+        assert.equal(await code('RESET search_path'), undefined);
+        assert.equal(await code('INSERT INTO notes VALUES (9)'), '42501', "RESET returns to the session's start: vault");
+      } finally {
+        await client.end();
+      }
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM vault.notes', gw.pg.database), '0');
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM public.notes WHERE id = 8', gw.pg.database), '1');
+    });
+
     it('follows the transaction block through decisions it keeps: a SET in a block a kept BEGIN opened stays uncertain, one after a kept ROLLBACK is followed', async () => {
       const conn = await rawSession(viaGateway);
       const errorCode = (replies: BackendMessage[]): string | undefined => (replies.find((m) => m.name === 'error') as unknown as { code?: string } | undefined)?.code;

@@ -7,7 +7,7 @@ import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { PostgresResourceConfig } from '../../../platform/config';
 import { CredentialUnavailableError, UpstreamConnectError } from '../../../gateway/postgres/errors';
-import { connectUpstream, type UpstreamSession } from '../../../gateway/postgres/upstream-connect';
+import { connectUpstream, parseTextArray, type UpstreamSession } from '../../../gateway/postgres/upstream-connect';
 import { selfSignedCertificate, startPostgres, type PostgresServer } from '../../support/postgres';
 
 /** Runs one simple query on a logged-in upstream session and returns the first column of each row. */
@@ -70,9 +70,27 @@ describe('gateway/postgres upstream login (credential injection)', function () {
       assert.ok(session.parameters.some(([name]) => name === 'server_version'));
       assert.equal(session.localAddress, '127.0.0.1');
       assert.ok(session.localPort > 0);
+      // "$user", public: no schema is named after the user, so public alone.
+      assert.deepEqual(session.searchPath, ['public']);
     } finally {
       session.socket.destroy();
     }
+  });
+
+  it("reports the search_path the server resolves names by after login (the agent's startup options included)", async () => {
+    const session = await connectUpstream(resource({}), new Map([['options', '-c search_path=pg_catalog,"MySchema",public']]));
+    try {
+      // current_schemas(false) leaves out schemas that do not exist ("MySchema"); pg_catalog is there when named.
+      assert.deepEqual(session.searchPath, ['pg_catalog', 'public']);
+      assert.deepEqual(await query(session, 'SHOW search_path'), ['pg_catalog,"MySchema",public']);
+    } finally {
+      session.socket.destroy();
+    }
+    assert.deepEqual(parseTextArray('{public}'), ['public']);
+    assert.deepEqual(parseTextArray('{app,public}'), ['app', 'public']);
+    assert.deepEqual(parseTextArray('{"My Schema","a,b","q\\"x",plain}'), ['My Schema', 'a,b', 'q"x', 'plain']);
+    assert.deepEqual(parseTextArray('{}'), []);
+    for (const bad of ['public', '{a,NULL}', '{"open}', '{a,,b}x', '{{a}}']) assert.equal(parseTextArray(bad), null, bad);
   });
 
   it('logs in with md5 and with a cleartext password', async () => {
