@@ -174,6 +174,12 @@ export class ProxySession {
   private awaitingReady = 0;
   private idleWaiters: Array<() => void> = [];
   private skipUntilSync = false;
+  /**
+   * The server failed a message of an extended batch whose Sync it has not been sent yet: it skips
+   * everything up to that Sync, so what is forwarded meanwhile is owed no answer (a pipelining client
+   * that sends the rest of its batch later, or a statement held for review behind the failed one).
+   */
+  private upstreamSkipping = false;
   private batchRefusal: Buffer | null = null;
   private forwardedInBatch = false;
   private copyIn: StatementRun | null = null;
@@ -515,7 +521,7 @@ export class ProxySession {
 
   private forwardExtended(raw: Buffer, unit: Unit): void {
     this.forward(raw);
-    this.units.push(unit);
+    if (!this.upstreamSkipping) this.units.push(unit);
     this.forwardedInBatch = true;
   }
 
@@ -641,6 +647,7 @@ export class ProxySession {
     // The next message runs even if this one fails: its block is known only from the server's status.
     this.inBlock = false;
     this.forward(raw);
+    if (this.upstreamSkipping) return;
     this.units.push({ kind: 'query', statements, decision, index: 0, run: null, nextStartNs: nowNanos() });
     this.awaitingReady += 1;
   }
@@ -702,11 +709,12 @@ export class ProxySession {
         return this.refuseNow(refusal!);
       }
       this.forward(raw);
-      this.units.push({ kind: 'sync', refusal, sawError: false });
+      this.units.push({ kind: 'sync', refusal, sawError: this.upstreamSkipping });
     } else {
       this.forward(raw);
-      this.units.push({ kind: 'sync', refusal: null, sawError: false });
+      this.units.push({ kind: 'sync', refusal: null, sawError: this.upstreamSkipping });
     }
+    this.upstreamSkipping = false;
     this.awaitingReady += 1;
     this.forwardedInBatch = false;
     // The batch ends here: what follows runs whether or not it succeeded.
@@ -729,6 +737,7 @@ export class ProxySession {
     this.forwarding(null);
     this.inBlock = false;
     this.forward(raw);
+    if (this.upstreamSkipping) return;
     this.units.push({
       kind: 'function_call',
       run: { ...emptyRun('function_call', text, decision), startNs: nowNanos() },
@@ -1053,6 +1062,8 @@ export class ProxySession {
     while (this.units.length > 0 && this.head()!.kind !== 'sync') this.units.shift();
     const sync = this.head();
     if (sync?.kind === 'sync') sync.sawError = true;
+    // Its Sync is still to come: until then nothing forwarded is answered.
+    else this.upstreamSkipping = true;
   }
 
   private onReady(msg: Buffer): void {

@@ -246,6 +246,10 @@ struct Session {
   bool waiting_for_answers() const { return !asked_at.empty(); }
   uint64_t bytes_from_client = 0, bytes_to_client = 0;
   bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
+  // The server failed a message of an extended batch whose Sync it has not been sent yet: it skips
+  // everything up to that Sync, so what is forwarded meanwhile is owed no answer (a pipelining client
+  // that sends the rest of its batch later, or a statement held for review behind the failed one).
+  bool upstream_skipping = false;
   std::vector<unsigned char> batch_refusal;
   bool forwarded_in_batch = false;
   bool needs_durable = false;    // this round's request record must be fsync'd before its bytes go on
@@ -606,6 +610,12 @@ class DataPath {
     else s.decisions[decision_key(via, text)] = d;
   }
 
+  // A forwarded message the server will answer: owed, unless the server is skipping to a Sync not
+  // sent yet (upstream_skipping), which answers nothing before it.
+  static void owe(Session& s, Unit&& u) {
+    if (!s.upstream_skipping) s.units.push_back(std::move(u));
+  }
+
   // The first `count` messages of the input are gone, and their decisions with them (nothing is asked
   // meanwhile: a batch is handled only once every question about it is answered).
   static void forget_pinned(Session& s, size_t count) {
@@ -728,7 +738,7 @@ class DataPath {
           Unit u(UnitKind::Query);
           u.decision = decision;
           u.run.start_ns = now_ns();
-          s.units.push_back(std::move(u));
+          owe(s, std::move(u));
           break;
         }
         case 'P': {
@@ -755,7 +765,7 @@ class DataPath {
           u.statement->text.assign(m.text);
           u.statement->decision = decision;
           s.statements[u.name] = u.statement;  // as the JS proxy: known from the Parse on
-          s.units.push_back(std::move(u));
+          owe(s, std::move(u));
           break;
         }
         case 'B': {
@@ -790,7 +800,7 @@ class DataPath {
             m.parameters.push_back(p);
           }
           portal->columns = portal->statement->columns;
-          s.units.push_back(Unit(UnitKind::Bind));
+          owe(s, Unit(UnitKind::Bind));
           break;
         }
         case 'D':
@@ -807,7 +817,7 @@ class DataPath {
             if (target == 'P') s.portals.erase(u.name);
             else s.statements.erase(u.name);
           }
-          s.units.push_back(std::move(u));
+          owe(s, std::move(u));
           break;
         }
         case 'E': {
@@ -825,7 +835,7 @@ class DataPath {
           }
           forwarding(s, u.run.decision.get());
           u.run.start_ns = now_ns();
-          s.units.push_back(std::move(u));
+          owe(s, std::move(u));
           break;
         }
         case 'S': {
@@ -845,6 +855,8 @@ class DataPath {
           s.in_block = false;
           Unit sync(UnitKind::Sync);
           sync.answer = std::move(s.batch_refusal);
+          sync.saw_error = s.upstream_skipping;  // the server's error came before this Sync was sent
+          s.upstream_skipping = false;
           s.batch_refusal.clear();
           s.skip_until_sync = false;
           s.forwarded_in_batch = false;
@@ -877,7 +889,7 @@ class DataPath {
           u.run.own_text = call;
           u.run.decision = decision;
           u.run.start_ns = now_ns();
-          s.units.push_back(std::move(u));
+          owe(s, std::move(u));
           break;
         }
         case 'd':
@@ -1640,9 +1652,12 @@ class DataPath {
         } else {
           journal_error(s, code, message);
         }
-        // In an extended batch the server skips everything up to Sync; so do the answers owed.
+        // In an extended batch the server skips everything up to Sync; so do the answers owed. When
+        // that Sync has not been sent yet, nothing forwarded until it is owed an answer either.
+        const bool extended = u != nullptr;
         while (!s.units.empty() && s.units.front().kind != UnitKind::Sync && s.units.front().kind != UnitKind::Query) s.units.pop_front();
         if (!s.units.empty() && s.units.front().kind == UnitKind::Sync) s.units.front().saw_error = true;
+        else if (extended && s.units.empty()) s.upstream_skipping = true;
         return;
       }
       case 'Z': {  // ReadyForQuery

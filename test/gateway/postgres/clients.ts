@@ -155,6 +155,8 @@ export async function pausedLogin(target: Target): Promise<PausedLogin> {
 export async function rawSession(target: Target): Promise<{
   localPort: number;
   exchange(messages: Buffer[]): Promise<BackendMessage[]>;
+  /** Sends the messages in one write and returns what arrives up to the first message `done` accepts. */
+  exchangeUntil(messages: Buffer[], done: (m: BackendMessage) => boolean): Promise<BackendMessage[]>;
   /** Sends the messages in one write and returns everything received until the connection closes. */
   sendUntilClose(messages: Buffer[]): Promise<BackendMessage[]>;
   close(): void;
@@ -167,6 +169,10 @@ export async function rawSession(target: Target): Promise<{
     exchange: async (messages) => {
       socket.write(Buffer.concat(messages));
       return until((m) => m.name === 'readyForQuery');
+    },
+    exchangeUntil: async (messages, done) => {
+      socket.write(Buffer.concat(messages));
+      return until(done);
     },
     localPort: login.localPort,
     sendUntilClose: async (messages) => {

@@ -106,6 +106,32 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       assert.match(e1.stderr, /division by zero/);
     });
 
+    it('a pipelining client whose batch fails before it sends the Sync gets what the server answers, and the session goes on', async () => {
+      // The server skips everything after the error up to the Sync: what is sent meanwhile is owed no answer.
+      const first = [serialize.parse({ text: 'SELECT 1/0' }), serialize.bind({}), serialize.execute({}), serialize.flush()];
+      const rest = [serialize.parse({ text: 'SELECT 2' }), serialize.bind({}), serialize.execute({}), serialize.sync()];
+      const answers = async (target: Target): Promise<string[][]> => {
+        const conn = await rawSession(target);
+        try {
+          const a = await conn.exchangeUntil(first, (m) => m.name === 'error');
+          const b = await conn.exchange(rest);
+          const c = await conn.exchange([serialize.query('SELECT 3 AS n')]);
+          const d = await conn.exchange([serialize.parse({ text: 'SELECT 4' }), serialize.bind({}), serialize.execute({}), serialize.sync()]);
+          return [a, b, c, d].map((ms) => ms.map((m) => m.name));
+        } finally {
+          conn.close();
+        }
+      };
+      const [through, straight] = [await answers(viaGateway), await answers(direct)];
+      assert.deepEqual(through, straight);
+      assert.deepEqual(through[1], ['readyForQuery'], 'the rest of the failed batch was skipped');
+      const texts = await until('the statements after the failed batch in the journal', async () => {
+        const found = events(await gw.records()).flatMap((e) => (e.statement ? [e.statement.text] : []));
+        return found.includes('SELECT 4') ? found : null;
+      });
+      assert.ok(texts.includes('SELECT 3 AS n'), 'the simple query after it is journaled as itself');
+    });
+
     it('psql \\copy in and out works and is journaled with direction, rows and bytes', async () => {
       const input = '1\tone\n2\ttwo\n3\tthree\n';
       const copyIn = await psql(viaGateway, ['-c', '\\copy copy_target FROM STDIN'], {}, input);
@@ -475,6 +501,44 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       } finally {
         await client.end();
       }
+    });
+
+    it('holds a statement behind one the server fails in the same extended batch: approved, the server skips it as it would have, and the session goes on', async () => {
+      const conn = await rawSession(viaGateway);
+      try {
+        const batch = [
+          serialize.parse({ text: 'SELECT 1/0' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.parse({ text: 'INSERT INTO held VALUES (40)' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ];
+        const answered = conn.exchange(batch);
+        const reviewId = await until('the review is pending', async () => {
+          const listed = await runCli(['reviews', '--json', '--config', gw.configFile]);
+          const pending = listed.stdout
+            .split('\n')
+            .filter((line) => line.trim() !== '')
+            .map((line) => JSON.parse(line) as { reviewId: string; status: string; text: string })
+            .find((r) => r.status === 'pending' && r.text.includes('VALUES (40)'));
+          return pending?.reviewId ?? null;
+        });
+        const approved = await runCli(['approve', reviewId, '--as', 'alice', '--config', gw.configFile]);
+        assert.equal(approved.code, 0, approved.stderr);
+        const names = (await answered).map((m) => m.name).filter((name) => name !== 'notice');
+        const straight = await rawSession(direct);
+        const directNames = (await straight.exchange(batch)).map((m) => m.name);
+        straight.close();
+        assert.deepEqual(names, directNames, 'what the server answers without a hold');
+        assert.ok(names.includes('error'));
+        const after = (await conn.exchange([serialize.query('SELECT 41 AS n')])).map((m) => m.name);
+        assert.deepEqual(after, ['rowDescription', 'dataRow', 'commandComplete', 'readyForQuery']);
+      } finally {
+        conn.close();
+      }
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM held WHERE id = 40', gw.pg.database), '0', 'skipped by the server after the error');
     });
 
     it('refuses a held statement when the reviewer denies it or nobody answers in time', async () => {
