@@ -155,6 +155,8 @@ export async function pausedLogin(target: Target): Promise<PausedLogin> {
 export async function rawSession(target: Target): Promise<{
   localPort: number;
   exchange(messages: Buffer[]): Promise<BackendMessage[]>;
+  /** Sends the messages in one write; what arrives is kept for the next exchange. */
+  send(messages: Buffer[]): void;
   /** Sends the messages in one write and returns what arrives up to the first message `done` accepts. */
   exchangeUntil(messages: Buffer[], done: (m: BackendMessage) => boolean): Promise<BackendMessage[]>;
   /** Sends the messages in one write and returns everything received until the connection closes. */
@@ -169,6 +171,9 @@ export async function rawSession(target: Target): Promise<{
     exchange: async (messages) => {
       socket.write(Buffer.concat(messages));
       return until((m) => m.name === 'readyForQuery');
+    },
+    send: (messages) => {
+      socket.write(Buffer.concat(messages));
     },
     exchangeUntil: async (messages, done) => {
       socket.write(Buffer.concat(messages));

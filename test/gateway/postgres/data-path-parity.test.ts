@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { serialize } from 'pg-protocol';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
+import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
 import { seededRandom } from '../../support/seeded-random';
 import { rawSession, type Target } from './clients';
@@ -11,11 +12,20 @@ import { rawSession, type Target } from './clients';
  * SQL and protocol prepared statements, transaction blocks, parse errors — sent by an agent whose
  * sessions run on the native loop and by one whose sessions stay in JavaScript (a mask rule that
  * matches nothing keeps them there), from the same database state. Every answer (message, SQLSTATE,
- * row values) and the tables afterwards must be the same: the native loop's kept decisions, literal
- * shapes and batch splitting may change how fast an answer comes, never what it is.
+ * row values), the tables afterwards and the statements journaled (text, outcome, rows) must be the
+ * same: the native loop's kept decisions, literal shapes and batch splitting may change how fast an
+ * answer comes, never what it is or what is on record. Some extended batches send their Sync later,
+ * after a pause, some with a statement that fails at Execute before it (the server then skips the
+ * rest up to that Sync).
  */
 
 type Batch = Buffer[];
+
+/**
+ * In a batch: the agent pauses here (a separate write 10 ms later), as a pipelining client that sends
+ * the Sync after it saw the first answers does; the server may have failed a message before it.
+ */
+const PAUSE = Buffer.alloc(0);
 
 const TEXTS = [
   'INSERT INTO notes VALUES (#)',
@@ -44,7 +54,16 @@ const TEXTS = [
   '',
 ];
 
-const EXTENDED_TEXTS = ['INSERT INTO notes VALUES ($1::int)', 'SELECT count(*) FROM notes WHERE id < $1::int', 'INSERT INTO vault.notes VALUES ($1::int)', 'DELETE FROM guarded WHERE id = $1::int', 'SET search_path = vault', 'SET search_path = public'];
+const EXTENDED_TEXTS = [
+  'INSERT INTO notes VALUES ($1::int)',
+  'SELECT count(*) FROM notes WHERE id < $1::int',
+  'INSERT INTO vault.notes VALUES ($1::int)',
+  'DELETE FROM guarded WHERE id = $1::int',
+  'SET search_path = vault',
+  'SET search_path = public',
+  // Fails at Execute (division by zero): the server skips the rest of the batch up to its Sync.
+  'SELECT 100 / ($1::int - $1::int)',
+];
 
 function script(seed: number, batches: number): Batch[] {
   const next = seededRandom(seed);
@@ -52,8 +71,11 @@ function script(seed: number, batches: number): Batch[] {
   const out: Batch[] = [];
   for (let b = 0; b < batches; b++) {
     const batch: Batch = [];
+    // An extended batch left open (no Sync yet) takes only extended messages until its Sync: a
+    // simple Query there would be skipped by a server that failed the batch, and owe no answer.
+    let open = false;
     for (let u = 1 + int(4); u > 0; u--) {
-      if (next() < 0.6) {
+      if (next() < 0.6 && !open) {
         batch.push(serialize.query(TEXTS[int(TEXTS.length)]!.replaceAll('#', String(1 + int(50)))));
       } else {
         const name = ['', '', 's1', 's2'][int(4)]!;
@@ -62,9 +84,13 @@ function script(seed: number, batches: number): Batch[] {
         batch.push(serialize.parse({ name, text }));
         if (next() < 0.8) batch.push(serialize.bind({ statement: name, values }), serialize.execute({}));
         if (name !== '' && next() < 0.3) batch.push(serialize.close({ type: 'S', name }));
-        batch.push(serialize.sync());
+        // Now and then the Sync comes later, after a pause: with the rest of the batch, or alone.
+        open = next() < 0.2;
+        if (open) batch.push(serialize.flush(), PAUSE);
+        else batch.push(serialize.sync());
       }
     }
+    if (open) batch.push(serialize.sync());
     out.push(batch);
   }
   return out;
@@ -87,6 +113,20 @@ function seen(messages: BackendMessage[]): string[] {
       if (m.name === 'readyForQuery') return `ready ${any.status}`;
       return m.name;
     });
+}
+
+/**
+ * What the journal says of one session's statements: text, outcome and what the client got (the two
+ * paths must journal the same outcomes for the same answers; durations aside). Sorted: a refusal is
+ * journaled when the gateway refuses it, which can come before or after the outcome of a statement
+ * forwarded ahead of it in the same pipeline; an outcome matched to the wrong statement still shows.
+ */
+function journaled(records: JournalRecord__Output[], sessionId: string): string[] {
+  return records.flatMap((r) => {
+    const statement = r.event?.sessionId === sessionId ? r.event.statement : null;
+    if (!statement) return [];
+    return [`${statement.via} ${JSON.stringify(statement.text)} -> ${statement.errorCode || statement.commandTag} rows ${statement.result?.rows ?? statement.rows}`];
+  }).sort();
 }
 
 describe('gateway/postgres data paths agree: seeded pipelines through the native loop and through JavaScript (real PostgreSQL 15)', function () {
@@ -129,19 +169,36 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
       gw.pg.database,
     );
 
-  async function run(agent: Target, batches: Batch[]): Promise<string[][]> {
+  /** The agent's answers, and the session's statements as journaled once it has ended. */
+  async function run(agent: Target, batches: Batch[]): Promise<{ answers: string[][]; journal: string[] }> {
+    const before = new Set((await gw.records()).flatMap((r) => (r.session ? [r.session.sessionId] : [])));
     const conn = await rawSession(agent);
     const answers: string[][] = [];
     try {
       for (const batch of batches) {
-        const messages = await conn.exchange(batch);
+        const parts: Buffer[][] = [[]];
+        for (const m of batch) {
+          if (m === PAUSE) parts.push([]);
+          else parts.at(-1)!.push(m);
+        }
+        for (const part of parts.slice(0, -1)) {
+          conn.send(part);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        const messages = await conn.exchange(parts.at(-1)!);
         for (let owed = answersOwed(batch) - 1; owed > 0; owed--) messages.push(...(await conn.exchange([])));
         answers.push(seen(messages));
       }
     } finally {
       conn.close();
     }
-    return answers;
+    for (const deadline = Date.now() + 20_000; ; ) {
+      const records = await gw.records();
+      const ended = records.find((r) => r.session && !before.has(r.session.sessionId) && r.session.endUnixNano !== '0');
+      if (ended?.session) return { answers, journal: journaled(records, ended.session.sessionId) };
+      if (Date.now() > deadline) throw new Error('the session did not end in the journal within 20 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   for (const seed of (process.env.PARITY_SEEDS ?? "11,23,37,41,53,67,79,83,97,101,113,127").split(",").map(Number)) {
@@ -156,8 +213,10 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
       const javascriptTables = await tables();
       assert.equal(gw.gateway.nativeSessionsServed, nativeBefore + 1, 'one session on the native loop, the other in JavaScript');
       for (let i = 0; i < batches.length; i++) {
-        assert.deepEqual(native[i], javascript[i], `batch ${i} of seed ${seed}: native (actual) and JavaScript (expected) answers differ`);
+        assert.deepEqual(native.answers[i], javascript.answers[i], `batch ${i} of seed ${seed}: native (actual) and JavaScript (expected) answers differ`);
       }
+      assert.deepEqual(native.journal, javascript.journal, `seed ${seed}: the journaled statements differ (native actual, JavaScript expected)`);
+      assert.ok(native.journal.length > 0);
       assert.equal(nativeTables, javascriptTables);
       assert.match(nativeTables, /;vault:;/, `nothing was written to vault.notes: ${nativeTables}`);
       assert.match(nativeTables, /;guarded:50$/, `no guarded row was deleted: ${nativeTables}`);
