@@ -363,13 +363,22 @@ export class Journal implements JournalWriter, JournalReader {
       this.rotateIfFull();
       this.scheduleFlush();
     }
+    if (!this.learnNativeWrites()) return;
+    if (this.options.sync === 'none') this.markDurable(this.writtenSeq, this.writtenHash, this.active.state, this.active.size);
+    else this.syncSoon();
+  }
+
+  /**
+   * Takes the chain's written head (a native data path writes its own frames, and this journal's
+   * writes may have had nothing of its own to write) as this journal's: true when it moved.
+   */
+  private learnNativeWrites(): boolean {
     const head = this.chain.writtenHead();
-    if (head.seq <= this.writtenSeq) return;
+    if (head.seq <= this.writtenSeq) return false;
     this.active.size = head.size;
     this.writtenSeq = head.seq;
     this.writtenHash = head.hash;
-    if (this.options.sync === 'none') this.markDurable(head.seq, head.hash, this.active.state, head.size);
-    else this.syncSoon();
+    return true;
   }
 
   /** Which chain writer this journal uses ('js' only when the addon is not built, or when asked for). */
@@ -765,8 +774,11 @@ export class Journal implements JournalWriter, JournalReader {
    */
   private syncNow(): Promise<void> {
     if (this.options.sync === 'none' || this.failure) return Promise.resolve();
-    // What a native data path's own fdatasync covered needs no second one.
+    // What a native data path's own fdatasync covered needs no second one; what it only wrote does.
+    // (Before a rotation this round must cover every frame of the segment it seals, whoever wrote
+    // them: its readers stop at the size this round makes durable.)
     this.catchUpNativeSync();
+    this.learnNativeWrites();
     if (this.syncing) {
       this.syncAgain = true;
       return this.syncing;

@@ -37,6 +37,14 @@ describe('gateway/postgres native data path: one journal chain with JavaScript (
     assert.equal(writes.code, 0, writes.stderr);
     assert.match(writes.stdout, /number of transactions actually processed: 60\/60/);
     assert.ok(gw.gateway.nativeSessionsServed >= 6, `sessions on the native loop: ${gw.gateway.nativeSessionsServed}`);
+    // Read live (as the Audit stream does) across every rotation: each sealed segment's readable end
+    // covers the frames the native loop wrote into it, whoever made them durable.
+    let expected = 1n;
+    for await (const record of gw.journal.read(1n)) {
+      assert.equal(BigInt(record.seq), expected, 'seqs follow each other across segments');
+      expected += 1n;
+    }
+    assert.ok(expected > 1000n, `read ${expected - 1n} records live`);
     // Stopped and closed, everything appended is on disk.
     await gw.gateway.stop();
     await gw.journal.close();
