@@ -9,8 +9,8 @@
  *   is 0x5C '\' or 0x27 '''): SJIS, BIG5, GBK, UHC, GB18030 and their aliases. Server encodings are
  *   all ASCII-safe, so every other client encoding lexes the same as the UTF-8 the gateway reads.
  *
- * gateway/postgres/ must also check both at startup: the client_encoding StartupMessage parameter,
- * and the standard_conforming_strings the server reports in ParameterStatus.
+ * gateway/postgres/ also checks what the server reports in ParameterStatus, at login (startup options,
+ * ALTER ROLE / DATABASE settings) and during the session (parserHazard()).
  */
 const UNSAFE_CLIENT_ENCODINGS = new Set([
   'SJIS',
@@ -44,3 +44,13 @@ export function isTrueSetting(value: string): boolean {
 }
 
 export const PARSER_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding']);
+
+/**
+ * Whether a setting the server reports (ParameterStatus) makes it lex statements differently from the
+ * gateway's parser: the reason, else null.
+ */
+export function parserHazard(name: string, value: string): string | null {
+  if (name === 'standard_conforming_strings' && !isTrueSetting(value)) return 'standard_conforming_strings is off';
+  if (name === 'client_encoding' && !isParserSafeClientEncoding(value)) return `client_encoding ${value} is not ASCII-safe`;
+  return null;
+}

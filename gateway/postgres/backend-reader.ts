@@ -101,6 +101,14 @@ export function decodeCommandTag(message: Buffer): string {
   return message.toString('utf8', 5, end);
 }
 
+/** A ParameterStatus ('S'): the setting's name and its new value. */
+export function decodeParameterStatus(message: Buffer): [string, string] {
+  const nameEnd = message.indexOf(0, 5);
+  const valueEnd = nameEnd < 0 ? -1 : message.indexOf(0, nameEnd + 1);
+  if (valueEnd < 0) throw new UpstreamProtocolError('ParameterStatus without its NUL-terminated name and value');
+  return [message.toString('utf8', 5, nameEnd), message.toString('utf8', nameEnd + 1, valueEnd)];
+}
+
 export function decodeError(message: Buffer): DatabaseError {
   return decodeBackend(message) as DatabaseError;
 }

@@ -107,3 +107,19 @@ export class GatewayShuttingDownError extends PostgresGatewayError {
     super('GW_ERR_PG_SHUTTING_DOWN', SqlState.AdminShutdown, 'terminating connection: the gateway is shutting down');
   }
 }
+
+/**
+ * The session would lex statements differently from the gateway's parser (standard_conforming_strings
+ * off, or a client encoding that is not ASCII-safe: gateway/policy/parser-safety.ts), set before the
+ * agent's first statement — startup options, ALTER ROLE / DATABASE — or by a statement the server ran:
+ * a policy could be bypassed by a string literal that ends elsewhere, so the session is refused or ended.
+ */
+export class ParserHazardError extends PostgresGatewayError {
+  constructor(setting: string, value: string, when: 'at login' | 'during the session') {
+    super(
+      'GW_ERR_PG_PARSER_HAZARD',
+      SqlState.FeatureNotSupported,
+      `the server reports ${setting} = ${value} ${when}; the gateway refuses sessions in which the server would read statements differently from the gateway's parser (standard_conforming_strings must be on, the client encoding ASCII-safe)`,
+    );
+  }
+}

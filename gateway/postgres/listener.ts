@@ -13,7 +13,8 @@ import { authenticateAgent } from './agent-auth';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from './backend-writer';
 import { CancelRegistry } from './cancel-registry';
 import { ClientChannel } from './client-channel';
-import { AgentAuthError, FrontendProtocolError, GatewayShuttingDownError, ListenerTlsError, PostgresGatewayError, UnknownResourceError } from './errors';
+import { AgentAuthError, FrontendProtocolError, GatewayShuttingDownError, ListenerTlsError, ParserHazardError, PostgresGatewayError, UnknownResourceError } from './errors';
+import { parserHazard } from '../policy/parser-safety';
 import { FrontendParser } from './frontend-parser';
 import { SqlState, TransactionStatus } from './protocol';
 import { NativePgDataPath } from './native-datapath';
@@ -203,6 +204,10 @@ export class PostgresGateway implements Component {
       session.resource = resource.name;
       session.targetUser = resource.upstream.user;
       upstream = await connectUpstream(resource, clientParameters);
+      // The server lexes this session as the gateway's parser does, or it does not start.
+      for (const [name, value] of upstream.parameters) {
+        if (parserHazard(name, value) !== null) throw new ParserHazardError(name, value, 'at login');
+      }
       // Unqualified names resolve as the server said they do after this login (the role's default,
       // the agent's startup options), not as a configured guess.
       this.options.policy.startSession(session.sessionId!, { searchPath: upstream.searchPath });
@@ -285,7 +290,7 @@ export class PostgresGateway implements Component {
       log.info({ sessionId: session.sessionId, outcome: end.outcome }, 'postgres session closed');
     } catch (err) {
       upstream?.socket.destroy();
-      const rejected = err instanceof AgentAuthError || err instanceof UnknownResourceError;
+      const rejected = err instanceof AgentAuthError || err instanceof UnknownResourceError || err instanceof ParserHazardError;
       const message = err instanceof Error ? err.message : String(err);
       if (err instanceof PostgresGatewayError) {
         if (!channel.socket.destroyed) {

@@ -7,9 +7,10 @@ import type { PolicyDecision as PolicyDecisionRecord } from '../../proto/generat
 import type { AgentIdentity } from '../identity/contract';
 import type { Masker, PolicyDecision, PolicyEngine, PolicyRequest, ReviewOutcome } from '../policy/contract';
 import { functionCallText, messageRecord, parameterDisplay, type ParameterRedactor } from './audit-format';
-import { dataRowFields, decodeCommandTag, decodeError, decodeRowDescription, rowsFromTag, BackendFramer } from './backend-reader';
+import { dataRowFields, decodeCommandTag, decodeError, decodeParameterStatus, decodeRowDescription, rowsFromTag, BackendFramer } from './backend-reader';
+import { parserHazard } from '../policy/parser-safety';
 import { dataRow, errorResponse, noticeResponse, readyForQuery } from './backend-writer';
-import { AuditUnavailableError, FrontendProtocolError, PostgresGatewayError, UpstreamProtocolError } from './errors';
+import { AuditUnavailableError, FrontendProtocolError, ParserHazardError, PostgresGatewayError, UpstreamProtocolError } from './errors';
 import type { FrontendMessage, FrontendParser } from './frontend-parser';
 import { BackendType, FormatCode, FrontendType, SqlState, TargetKind, TransactionStatus } from './protocol';
 import type { RelationNames } from './relation-names';
@@ -938,6 +939,13 @@ export class ProxySession {
       case BackendType.FunctionCallResponse: {
         const unit = this.head();
         if (unit?.kind === 'function_call') this.finishRun(unit.run, 'FUNCTION CALL', null);
+        this.outbox.pass(msg);
+        return;
+      }
+      case BackendType.ParameterStatus: {
+        // A statement the server ran changed how it lexes what follows: the session ends before it does.
+        const [name, value] = decodeParameterStatus(msg);
+        if (parserHazard(name, value) !== null) throw new ParserHazardError(name, value, 'during the session');
         this.outbox.pass(msg);
         return;
       }

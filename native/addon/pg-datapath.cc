@@ -29,6 +29,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "journal-chain.h"
@@ -1420,6 +1421,24 @@ class DataPath {
 
   // ------------------------------------------------------------------ upstream -> agent
 
+  // parserHazard() of gateway/policy/parser-safety.ts for a setting the server reports (ParameterStatus,
+  // which carries PostgreSQL's own spelling: "on" / "off", canonical encoding names): what makes the
+  // server lex statements differently from the gateway's parser, else empty.
+  static std::string parser_hazard(std::string_view name, std::string_view value) {
+    if (name == "standard_conforming_strings" && value != "on") return "standard_conforming_strings is off";
+    if (name == "client_encoding") {
+      std::string key;
+      for (char c : value) {
+        if (c >= 'a' && c <= 'z') key.push_back(static_cast<char>(c - 'a' + 'A'));
+        else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) key.push_back(c);
+      }
+      static const std::unordered_set<std::string> unsafe = {"SJIS", "SHIFTJIS", "MSKANJI", "WIN932", "CP932", "SHIFTJIS2004", "BIG5", "WIN950",
+                                                             "CP950", "GBK", "WIN936", "CP936", "UHC", "WIN949", "CP949", "GB18030"};
+      if (unsafe.count(key) > 0) return "client_encoding " + std::string(value) + " is not ASCII-safe";
+    }
+    return {};
+  }
+
   void handle_upstream(Session& s) {
     std::vector<std::pair<size_t, size_t>>& messages = frames_;
     messages.clear();
@@ -1428,6 +1447,23 @@ class DataPath {
     size_t sent = 0;  // messages are passed on in runs; a refusal or local answer splits a run
     for (auto [at, length] : messages) {
       if (s.ended) return;
+      if (base[at] == 'S') {
+        // A statement the server ran changed how it lexes what follows: the session ends before it does.
+        Reader r{base + at + 5, base + at + length};
+        const std::string_view name = r.cstring();
+        const std::string_view value = r.cstring();
+        if (!parser_hazard(name, value).empty()) {
+          const std::string message = "the server reports " + std::string(name) + " = " + std::string(value) +
+                                      " during the session; the gateway refuses sessions in which the server would read statements "
+                                      "differently from the gateway's parser (standard_conforming_strings must be on, the client encoding ASCII-safe)";
+          if (!s.client_gone) {
+            send_to(s.client, base + sent, at - sent);
+            const std::vector<unsigned char> e = notice_message('E', "FATAL", "0A000", message);
+            send_to(s.client, e.data(), e.size());
+          }
+          return end(s, true, message);
+        }
+      }
       on_backend(s, base[at], Reader{base + at + 5, base + at + length});
       const bool local = !pending_refusal_.empty() || (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer);
       if (!local) continue;

@@ -435,6 +435,42 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       assert.equal(await gw.pg.admin('SELECT count(*) FROM public.notes WHERE id = 8', gw.pg.database), '1');
     });
 
+    it('refuses a session the server would lex differently from the gateway (standard_conforming_strings off, an encoding that is not ASCII-safe): at login, or ends it when a statement turns it so', async () => {
+      // With standard_conforming_strings off, 'a\\'' ends where the gateway's parser does not see it end:
+      // the gateway would classify a SELECT while the server ran the DELETE after it.
+      const attack = "SELECT 'a\\'' ; DELETE FROM secrets; --'";
+      const { Client } = await import('pg');
+      const atLogin = new Client({ ...viaGateway, options: '-c standard_conforming_strings=off' });
+      const refused = await atLogin.connect().then(
+        () => null,
+        (err: DatabaseError) => err,
+      );
+      await atLogin.end().catch(() => undefined);
+      assert.equal(refused?.code, '0A000', `refused at login (${refused?.message})`);
+      assert.match(refused?.message ?? '', /standard_conforming_strings = off at login/);
+      // (The upstream's client_encoding is always UTF8: the gateway's startup message sets it last.)
+      for (const setting of ["set_config('standard_conforming_strings', 'off', false)", "set_config('client_encoding', 'SJIS', false)"]) {
+        const client = await nodeClient(viaGateway);
+        const ended = new Promise<Error>((resolve) => client.on('error', resolve));
+        const outcome = await client
+          .query(`DO $$ BEGIN PERFORM ${setting}; END $$`)
+          .then(() => client.query(attack))
+          .then(
+            () => null,
+            (err: Error) => err,
+          );
+        assert.ok(outcome instanceof Error, `${setting}: the session does not go on`);
+        const reason = await Promise.race([ended, new Promise<Error>((resolve) => setTimeout(() => resolve(outcome), 2000))]);
+        assert.match(`${reason.message} ${outcome.message}`, /during the session|Connection terminated/, setting);
+        await client.end().catch(() => undefined);
+      }
+      assert.equal(await gw.pg.admin('SELECT count(*) FROM secrets', gw.pg.database), '1', 'the DELETE never ran');
+      const failures = [...finalSessions(await gw.records()).values()].map((session) => session.failure);
+      assert.ok(failures.some((f) => /standard_conforming_strings = off at login/.test(f)), 'the refused login is journaled with its reason');
+      assert.ok(failures.some((f) => /standard_conforming_strings = off during the session/.test(f)), 'the ended session is journaled with its reason');
+      assert.ok(failures.some((f) => /client_encoding = SJIS during the session/.test(f)));
+    });
+
     it('follows the transaction block through decisions it keeps: a SET in a block a kept BEGIN opened stays uncertain, one after a kept ROLLBACK is followed', async () => {
       const conn = await rawSession(viaGateway);
       const errorCode = (replies: BackendMessage[]): string | undefined => (replies.find((m) => m.name === 'error') as unknown as { code?: string } | undefined)?.code;
