@@ -123,3 +123,17 @@ export class ParserHazardError extends PostgresGatewayError {
     );
   }
 }
+
+/**
+ * The upstream session does not run as the resource's user: a setting the agent passed at startup
+ * (`options=-c role=…`) or a role default switched it — what SET ROLE, refused as DCL, would do.
+ */
+export class SessionRoleError extends PostgresGatewayError {
+  constructor(resource: string, expected: string, actual: string) {
+    super(
+      'GW_ERR_PG_SESSION_ROLE',
+      SqlState.InsufficientPrivilege,
+      `the upstream session of resource "${resource}" runs as role "${actual}", not as its configured user "${expected}" (a startup option such as -c role=…, or a role default); the gateway refuses sessions whose privileges are not the resource's own`,
+    );
+  }
+}

@@ -13,7 +13,7 @@ import { authenticateAgent } from './agent-auth';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, parameterStatus, readyForQuery } from './backend-writer';
 import { CancelRegistry } from './cancel-registry';
 import { ClientChannel } from './client-channel';
-import { AgentAuthError, FrontendProtocolError, GatewayShuttingDownError, ListenerTlsError, ParserHazardError, PostgresGatewayError, UnknownResourceError } from './errors';
+import { AgentAuthError, FrontendProtocolError, GatewayShuttingDownError, ListenerTlsError, ParserHazardError, PostgresGatewayError, SessionRoleError, UnknownResourceError } from './errors';
 import { parserHazard } from '../policy/parser-safety';
 import { FrontendParser } from './frontend-parser';
 import { SqlState, TransactionStatus } from './protocol';
@@ -208,6 +208,8 @@ export class PostgresGateway implements Component {
       for (const [name, value] of upstream.parameters) {
         if (parserHazard(name, value) !== null) throw new ParserHazardError(name, value, 'at login');
       }
+      // And with the resource's own privileges: a startup `-c role=…` is the SET ROLE policy refuses.
+      if (upstream.currentUser !== resource.upstream.user) throw new SessionRoleError(resource.name, resource.upstream.user, upstream.currentUser || '(unknown)');
       // Unqualified names resolve as the server said they do after this login (the role's default,
       // the agent's startup options), not as a configured guess.
       this.options.policy.startSession(session.sessionId!, { searchPath: upstream.searchPath });
@@ -290,7 +292,7 @@ export class PostgresGateway implements Component {
       log.info({ sessionId: session.sessionId, outcome: end.outcome }, 'postgres session closed');
     } catch (err) {
       upstream?.socket.destroy();
-      const rejected = err instanceof AgentAuthError || err instanceof UnknownResourceError || err instanceof ParserHazardError;
+      const rejected = err instanceof AgentAuthError || err instanceof UnknownResourceError || err instanceof ParserHazardError || err instanceof SessionRoleError;
       const message = err instanceof Error ? err.message : String(err);
       if (err instanceof PostgresGatewayError) {
         if (!channel.socket.destroyed) {

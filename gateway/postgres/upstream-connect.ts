@@ -45,10 +45,15 @@ export interface UpstreamSession {
    * session's search_path from it.
    */
   searchPath: readonly string[] | 'unknown';
+  /**
+   * The role statements run as once logged in (`current_user`): the resource's user unless a setting
+   * (the agent's startup options `-c role=…`, an ALTER ROLE … SET role) changed it; '' when unknown.
+   */
+  currentUser: string;
 }
 
 /** Asked once logged in, before the agent's first message; the answer is not shown to the agent. */
-export const SEARCH_PATH_PROBE = 'SELECT pg_catalog.current_schemas(false)';
+export const SESSION_PROBE = 'SELECT pg_catalog.current_schemas(false), current_user';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -155,6 +160,7 @@ function login(
     // Logged in: the search_path probe runs, its answer and its ReadyForQuery end the login.
     let probing = false;
     let searchPath: readonly string[] | 'unknown' = 'unknown';
+    let currentUser = '';
     const timer = setTimeout(() => fail(`no login answer within ${CONNECT_TIMEOUT_MS / 1000} s`), CONNECT_TIMEOUT_MS);
 
     const finish = (): void => {
@@ -226,8 +232,9 @@ function login(
           return;
         case 'dataRow': {
           if (!probing) return fail('unexpected dataRow message during login');
-          const field = (msg as unknown as { fields: Array<string | null> }).fields[0];
-          searchPath = field == null ? 'unknown' : (parseTextArray(field) ?? 'unknown');
+          const [schemas, user] = (msg as unknown as { fields: Array<string | null> }).fields;
+          searchPath = schemas == null ? 'unknown' : (parseTextArray(schemas) ?? 'unknown');
+          currentUser = user ?? '';
           return;
         }
         case 'error': {
@@ -241,7 +248,7 @@ function login(
           if (settled) return;
           if (!probing) {
             probing = true;
-            socket.write(serialize.query(SEARCH_PATH_PROBE));
+            socket.write(serialize.query(SESSION_PROBE));
             return;
           }
           settled = true;
@@ -255,6 +262,7 @@ function login(
             localPort: socket.localPort ?? 0,
             endpoint: upstreamEndpoint(upstream),
             searchPath,
+            currentUser,
           });
           return;
         }

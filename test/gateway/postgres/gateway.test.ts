@@ -471,6 +471,24 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
       assert.ok(failures.some((f) => /client_encoding = SJIS during the session/.test(f)));
     });
 
+    it("refuses a session whose startup options switch the role (-c role=…, what SET ROLE would do)", async () => {
+      const role = `gw_escalated_${dataPath}`;
+      await gw.pg.admin(`CREATE ROLE ${role}; GRANT ${role} TO gw_upstream`, gw.pg.database);
+      const { Client } = await import('pg');
+      const client = new Client({ ...viaGateway, options: `-c role=${role}` });
+      const refused = await client.connect().then(
+        () => null,
+        (err: DatabaseError) => err,
+      );
+      await client.end().catch(() => undefined);
+      assert.equal(refused?.code, '42501', `refused at login (${refused?.message})`);
+      assert.match(refused?.message ?? '', new RegExp(`runs as role "${role}", not as its configured user "gw_upstream"`));
+      // Without the option the same identity logs in as before.
+      const plain = await nodeClient(viaGateway);
+      assert.deepEqual((await plain.query('SELECT current_user AS u')).rows, [{ u: 'gw_upstream' }]);
+      await plain.end();
+    });
+
     it('follows the transaction block through decisions it keeps: a SET in a block a kept BEGIN opened stays uncertain, one after a kept ROLLBACK is followed', async () => {
       const conn = await rawSession(viaGateway);
       const errorCode = (replies: BackendMessage[]): string | undefined => (replies.find((m) => m.name === 'error') as unknown as { code?: string } | undefined)?.code;

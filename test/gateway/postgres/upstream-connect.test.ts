@@ -72,6 +72,7 @@ describe('gateway/postgres upstream login (credential injection)', function () {
       assert.ok(session.localPort > 0);
       // "$user", public: no schema is named after the user, so public alone.
       assert.deepEqual(session.searchPath, ['public']);
+      assert.equal(session.currentUser, pg.user);
     } finally {
       session.socket.destroy();
     }
