@@ -311,7 +311,13 @@ class StatementWalker {
         this.withScope(body, scope, 'relation');
         return;
       case 'CallStmt':
+        // A procedure's body is code the gateway does not see: it may set search_path (set_config).
+        this.searchPath.push({ schemas: 'unknown', local: false });
         if (isObject(body.funccall)) this.functionCall(body.funccall, scope);
+        return;
+      case 'DoStmt':
+        // Opaque code, likewise.
+        this.searchPath.push({ schemas: 'unknown', local: false });
         return;
       case 'CopyStmt':
         this.copy(body, scope);
@@ -392,6 +398,8 @@ class StatementWalker {
         this.classes.add('function_call');
         this.classes.add('write');
         this.classes.add('utility');
+        // The SQL it runs is a string the gateway does not parse: it may set search_path.
+        this.searchPath.push({ schemas: 'unknown', local: false });
       } else if (!PURE_FUNCTIONS.has(bare)) {
         this.classes.add('function_call');
       }

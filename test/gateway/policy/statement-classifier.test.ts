@@ -125,6 +125,21 @@ describe('gateway/policy/statement-classifier', () => {
     assert.equal(result.position, 9);
   });
 
+  it('takes search_path for unknown after code it cannot see into (DO, CALL, query_to_xml): it may call set_config', () => {
+    for (const sql of [
+      "DO $$ BEGIN PERFORM set_config('search_path', 'ledger', false); END $$",
+      'CALL public.rearrange()',
+      "SELECT query_to_xml('SELECT set_config(''search_path'', ''ledger'', false)', true, false, '')",
+    ]) {
+      const result = classifySql(sql);
+      assert.ok(result.ok, sql);
+      if (!result.ok) continue;
+      assert.deepEqual(result.searchPathEffects, [{ statement: 0, schemas: 'unknown', local: false }], sql);
+    }
+    const plain = classifySql('SELECT now(), count(*) FROM t');
+    assert.ok(plain.ok && plain.searchPathEffects.length === 0, 'a built-in call leaves it as it is');
+  });
+
   it('knows which client encodings lex differently from UTF-8', () => {
     for (const name of ['SJIS', 'Shift_JIS', 'big5', 'GBK', 'gb18030', 'UHC', 'win932']) assert.equal(isParserSafeClientEncoding(name), false, name);
     for (const name of ['UTF8', 'utf-8', 'SQL_ASCII', 'LATIN1', 'EUC_JP', 'WIN1252']) assert.equal(isParserSafeClientEncoding(name), true, name);
