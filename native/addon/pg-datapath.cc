@@ -1489,8 +1489,19 @@ class DataPath {
 
   // A Terminate, or a client gone, ends the session once the server has answered everything owed
   // (so those answers are journaled); the Terminate goes upstream last.
+  // Whether the server still owes answers that it sends on its own: a Query's, a FunctionCall's, a
+  // Sync's (and a local answer waits behind them). Extended messages after the last Sync are answered
+  // only once a Sync comes, which a client that left or terminated will not send (as the JavaScript
+  // proxy's awaitingReady: a session that ends with a Parse and no Sync does not wait for it).
+  static bool owes_answers(const Session& s) {
+    for (const Unit& u : s.units) {
+      if (u.kind == UnitKind::Sync || u.kind == UnitKind::Query || u.kind == UnitKind::FunctionCall || u.kind == UnitKind::LocalAnswer) return true;
+    }
+    return false;
+  }
+
   void settle_if_idle(Session& s) {
-    if (s.ended || !s.units.empty() || s.waiting_for_answers() || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
+    if (s.ended || owes_answers(s) || s.waiting_for_answers() || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
     if (s.terminate_after) {
       static const unsigned char terminate[] = {'X', 0, 0, 0, 4};
       send_to(s.upstream, terminate, sizeof terminate);

@@ -60,6 +60,23 @@ for (const dataPath of ['auto', 'node'] as const)
       assert.equal(await gw.pg.admin('SELECT count(*) FROM held', gw.pg.database), '0');
     });
 
+    it('ends the session when the agent leaves after extended messages it never synced (the server answers them only at a Sync)', async () => {
+      // Found by the fuzzer: a named Parse and the FIN; the native loop waited for a ParseComplete that never comes.
+      for (const tail of [[serialize.parse({ name: 's1', text: 'select $1::int + 1', types: [23] })], [serialize.parse({ text: 'select 1' }), serialize.bind({}), serialize.execute({})]]) {
+        const login = await pausedLogin(target);
+        login.finish();
+        await login.until((m) => m.name === 'readyForQuery');
+        login.socket.end(Buffer.concat(tail));
+        await login.closed;
+        let end: Session__Output | undefined;
+        await waitUntil(async () => {
+          end = (await gw.records()).find((r) => r.session?.client?.port === login.localPort && r.session.outcome !== 'SESSION_OUTCOME_OPEN')?.session ?? undefined;
+          return end !== undefined;
+        }, 'the end of the session in the journal');
+        assert.equal(end?.outcome, 'SESSION_OUTCOME_CLOSED');
+      }
+    });
+
     it('gives a child process spawned during a session none of its sockets (the native loop\'s copies are close-on-exec)', async () => {
       // An in-process gateway beside other work (the collector's tests, a hook) spawns processes; a
       // session socket inherited by one stays open after the gateway closes it, and the agent's
