@@ -41,6 +41,16 @@ for (const dataPath of ['auto', 'node'] as const)
       await gw?.stop();
     });
 
+    /** The journal's record of the session's end, for the agent connection from `port`. */
+    async function sessionEnd(port: number): Promise<Session__Output> {
+      let end: Session__Output | undefined;
+      await waitUntil(async () => {
+        end = (await gw.records()).find((r) => r.session?.client?.port === port && r.session.outcome !== 'SESSION_OUTCOME_OPEN')?.session ?? undefined;
+        return end !== undefined;
+      }, 'the end of the session in the journal');
+      return end!;
+    }
+
     it('ends the session when the agent sends a held statement and leaves at once; the review is withdrawn and nothing runs', async () => {
       const login = await pausedLogin(target);
       login.finish();
@@ -48,13 +58,8 @@ for (const dataPath of ['auto', 'node'] as const)
       // The statement and the FIN in one go: the agent is gone before the gateway decides to hold it.
       login.socket.end(serialize.query('INSERT INTO held VALUES (43)'));
       await login.closed;
-      let end: Session__Output | undefined;
       // The session's last record follows the close of the agent's connection.
-      await waitUntil(async () => {
-        end = (await gw.records()).find((r) => r.session?.client?.port === login.localPort && r.session.outcome !== 'SESSION_OUTCOME_OPEN')?.session ?? undefined;
-        return end !== undefined;
-      }, 'the end of the session in the journal');
-      assert.equal(end?.outcome, 'SESSION_OUTCOME_CLOSED');
+      assert.equal((await sessionEnd(login.localPort)).outcome, 'SESSION_OUTCOME_CLOSED');
       const pending = await runCli(['reviews', '--config', gw.configFile]);
       assert.equal(pending.stdout, 'no reviews pending\n', 'the review was withdrawn with the session');
       assert.equal(await gw.pg.admin('SELECT count(*) FROM held', gw.pg.database), '0');
@@ -68,12 +73,7 @@ for (const dataPath of ['auto', 'node'] as const)
         await login.until((m) => m.name === 'readyForQuery');
         login.socket.end(Buffer.concat(tail));
         await login.closed;
-        let end: Session__Output | undefined;
-        await waitUntil(async () => {
-          end = (await gw.records()).find((r) => r.session?.client?.port === login.localPort && r.session.outcome !== 'SESSION_OUTCOME_OPEN')?.session ?? undefined;
-          return end !== undefined;
-        }, 'the end of the session in the journal');
-        assert.equal(end?.outcome, 'SESSION_OUTCOME_CLOSED');
+        assert.equal((await sessionEnd(login.localPort)).outcome, 'SESSION_OUTCOME_CLOSED');
       }
     });
 
