@@ -1422,10 +1422,10 @@ class DataPath {
   // ------------------------------------------------------------------ upstream -> agent
 
   // parserHazard() of gateway/policy/parser-safety.ts for a setting the server reports (ParameterStatus,
-  // which carries PostgreSQL's own spelling: "on" / "off", canonical encoding names): what makes the
-  // server lex statements differently from the gateway's parser, else empty.
-  static std::string parser_hazard(std::string_view name, std::string_view value) {
-    if (name == "standard_conforming_strings" && value != "on") return "standard_conforming_strings is off";
+  // which carries PostgreSQL's own spelling: "on" / "off", canonical encoding names): whether it makes
+  // the server lex statements differently from the gateway's parser.
+  static bool parser_hazard(std::string_view name, std::string_view value) {
+    if (name == "standard_conforming_strings") return value != "on";
     if (name == "client_encoding") {
       std::string key;
       for (char c : value) {
@@ -1434,9 +1434,9 @@ class DataPath {
       }
       static const std::unordered_set<std::string> unsafe = {"SJIS", "SHIFTJIS", "MSKANJI", "WIN932", "CP932", "SHIFTJIS2004", "BIG5", "WIN950",
                                                              "CP950", "GBK", "WIN936", "CP936", "UHC", "WIN949", "CP949", "GB18030"};
-      if (unsafe.count(key) > 0) return "client_encoding " + std::string(value) + " is not ASCII-safe";
+      return unsafe.count(key) > 0;
     }
-    return {};
+    return false;
   }
 
   void handle_upstream(Session& s) {
@@ -1452,7 +1452,7 @@ class DataPath {
         Reader r{base + at + 5, base + at + length};
         const std::string_view name = r.cstring();
         const std::string_view value = r.cstring();
-        if (!parser_hazard(name, value).empty()) {
+        if (parser_hazard(name, value)) {
           const std::string message = "the server reports " + std::string(name) + " = " + std::string(value) +
                                       " during the session; the gateway refuses sessions in which the server would read statements "
                                       "differently from the gateway's parser (standard_conforming_strings must be on, the client encoding ASCII-safe)";
