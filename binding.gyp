@@ -112,6 +112,7 @@
         'native/addon/pg-records.cc',
         'native/addon/pg-records-binding.cc',
         'native/addon/pg-datapath.cc',
+        'native/addon/chain-syncer.cc',
         'native/addon/literal-shape.cc',
       ],
       'defines': ['NAPI_VERSION=8'],

@@ -32,6 +32,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "chain-syncer.h"
 #include "journal-chain.h"
 #include "literal-shape.h"
 #include "pg-records.h"
@@ -324,7 +325,14 @@ void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath);
 
 class DataPath {
  public:
-  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events) : chain_(chain), events_(events) {
+  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events)
+      : chain_(chain), events_(events), syncer_(chain, [this](uint64_t covered, const std::string& failure) {
+          Command c;
+          c.kind = Command::Synced;
+          c.event_seq = covered;
+          c.text = failure;
+          command(std::move(c));
+        }) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     epoll_event e{};
@@ -332,7 +340,6 @@ class DataPath {
     e.data.ptr = nullptr;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &e);
     thread_ = std::thread([this] { loop(); });
-    syncer_ = std::thread([this] { sync_loop(); });
   }
 
   ~DataPath() { stop(); }
@@ -358,12 +365,7 @@ class DataPath {
     c.kind = Command::Stop;
     command(std::move(c));
     thread_.join();
-    {
-      std::lock_guard<std::mutex> lock(sync_mutex_);
-      sync_stop_ = true;
-    }
-    sync_cv_.notify_one();
-    syncer_.join();
+    syncer_.stop();
     close(epoll_fd_);
     close(wake_fd_);
     events_.Release();
@@ -500,11 +502,7 @@ class DataPath {
       epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, side->fd, &e);
     }
     sessions_[c.handle] = std::move(s);
-    if (sessions_running_.fetch_add(1, std::memory_order_relaxed) == 0) {
-      // The sync thread waits without a timeout while no session runs: its timed rounds start now.
-      std::lock_guard<std::mutex> lock(sync_mutex_);
-      sync_cv_.notify_one();
-    }
+    syncer_.connection_opened();
   }
 
   void watch(Side& side, bool out) {
@@ -965,60 +963,6 @@ class DataPath {
     parked_.swap(still);
   }
 
-  void request_sync(uint64_t seq) {
-    {
-      std::lock_guard<std::mutex> lock(sync_mutex_);
-      if (seq <= sync_requested_) return;
-      sync_requested_ = seq;
-    }
-    sync_cv_.notify_one();
-  }
-
-  // The sync thread: one fdatasync covers every record written before it starts (group commit). It
-  // runs when a request waits for one, and while sessions run, within kSyncWithinMs of any write to the
-  // chain (their reads' records, acknowledged as written, and their outcomes): the journal then needs
-  // no fdatasync of its own for them and learns of the loop's progress less often.
-  void sync_loop() {
-    uint64_t done = 0;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(sync_mutex_);
-        const auto due = [&] { return sync_stop_ || sync_requested_ > done; };
-        bool requested = true;
-        const auto running = [&] { return sessions_running_.load(std::memory_order_relaxed) > 0; };
-        if (!running()) sync_cv_.wait(lock, [&] { return due() || running(); });
-        if (!due()) requested = sync_cv_.wait_for(lock, std::chrono::milliseconds(kSyncWithinMs), due);
-        if (sync_stop_) return;
-        if (!requested) {
-          lock.unlock();
-          unsigned char head_hash[JournalChain::kHashBytes];
-          uint64_t size = 0;
-          if (chain_->written_head(head_hash, &size) <= done) continue;
-        }
-      }
-      unsigned char hash[JournalChain::kHashBytes];
-      uint64_t size = 0;
-      uint64_t covered = 0;
-      uint64_t segment = 0;
-      const int fd = chain_->sync_target(&covered, hash, &size, &segment);
-      const bool synced = fd >= 0 && fdatasync(fd) == 0;
-      const int error = errno;
-      if (fd >= 0) close(fd);
-      Command c;
-      c.kind = Command::Synced;
-      if (!synced) {
-        // Fail-stop, as the journal does: the sessions waiting for it end, saying why.
-        c.text = std::string("journal fdatasync failed: ") + strerror(fd < 0 ? EBADF : error);
-        command(std::move(c));
-        return;
-      }
-      chain_->note_synced(covered, hash, size, segment);
-      done = covered;
-      c.event_seq = covered;
-      command(std::move(c));
-    }
-  }
-
   // Write-ahead for every session served in this round: one write of the journal, then their bytes.
   void flush_ahead() {
     if (queued_.empty()) return;
@@ -1057,7 +1001,7 @@ class DataPath {
         s.parked = true;
         s.durable_at = written;
         parked_.push_back(s.handle);
-        request_sync(written);
+        syncer_.request(written);
         continue;
       }
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
@@ -1882,7 +1826,7 @@ class DataPath {
 
   void reap() {
     for (uint64_t handle : ended_) {
-      if (sessions_.erase(handle) > 0) sessions_running_.fetch_sub(1, std::memory_order_relaxed);
+      if (sessions_.erase(handle) > 0) syncer_.connection_closed();
     }
     ended_.clear();
   }
@@ -1903,13 +1847,7 @@ class DataPath {
   std::vector<uint64_t> queued_;
   std::vector<uint64_t> parked_;
   std::string sync_failed_;  // the sync thread stopped: no request can become durable any more
-  std::thread syncer_;
-  std::mutex sync_mutex_;
-  std::condition_variable sync_cv_;
-  uint64_t sync_requested_ = 0;
-  bool sync_stop_ = false;
-  std::atomic<size_t> sessions_running_{0};  // the sync thread's timed rounds run while it is not 0
-  static constexpr int kSyncWithinMs = 5;
+  ChainSyncer syncer_;  // after the members its callback uses (command queue), so it starts after them
   pgrec::StatementOutcome outcome_;
   std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
