@@ -34,7 +34,8 @@ NameSet make_name_set(std::vector<std::string> names);
 // and their +json/+xml kin (isTextual in audit-format.ts).
 bool is_textual(std::string_view content_type);
 
-// A header as received: name and value are views of the raw bytes.
+// A header as received: views of the raw bytes, the value without the whitespace around it (as
+// llhttp hands it to Node, and Node's rawHeaders hold it).
 struct HeaderPair {
   std::string_view name;
   std::string_view value;
