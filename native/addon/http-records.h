@@ -91,7 +91,7 @@ class BodyExcerpt {
   uint64_t size_ = 0;
 };
 
-// An HttpRequest as requestRecord() (gateway/http/listener.ts) makes it.
+// An HttpRequest as requestRecord() (gateway/http/audit-format.ts) makes it.
 struct RequestRecord {
   uint32_t exchange_id = 0;
   std::string_view method;        // latin1 (llhttp's method token)
@@ -119,7 +119,7 @@ struct ExchangeResponse {
   int64_t first_byte_nano = 0;
 };
 
-// An HttpExchange as Exchange.record() (gateway/http/listener.ts) makes it.
+// An HttpExchange as exchangeRecord() (gateway/http/audit-format.ts) makes it for Exchange.record().
 struct ExchangeRecord {
   std::string_view method;  // latin1
   std::string_view path;    // latin1
