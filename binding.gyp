@@ -109,8 +109,13 @@
       'sources': [
         'native/addon/gateway-addon.cc',
         'native/addon/journal-chain.cc',
+        'native/addon/proto-writer.cc',
+        'native/addon/session-event.cc',
+        'native/addon/record-input.cc',
         'native/addon/pg-records.cc',
         'native/addon/pg-records-binding.cc',
+        'native/addon/http-records.cc',
+        'native/addon/http-records-binding.cc',
         'native/addon/pg-datapath.cc',
         'native/addon/chain-syncer.cc',
         'native/addon/literal-shape.cc',

@@ -1,5 +1,8 @@
 import type { HttpBody } from '../../proto/generated/gapwatch/v1/HttpBody';
+import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
 import type { HttpHeader } from '../../proto/generated/gapwatch/v1/HttpHeader';
+import type { HttpRequest } from '../../proto/generated/gapwatch/v1/HttpRequest';
+import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import { TEXTUAL_MEDIA_TYPES } from './protocol';
 
 const REDACTED = '[redacted]';
@@ -22,6 +25,84 @@ export function recordHeaders(rawHeaders: readonly string[], selected: ReadonlyS
     out.push({ name, value });
   }
   return out;
+}
+
+/** What requestRecord() reads of a request as Node's parser gave it (an IncomingMessage). */
+export interface RequestLine {
+  method?: string | undefined;
+  httpVersion: string;
+}
+
+/** What requestRecord() reads of an admitted request: its normalised target and allowing rule. */
+export interface AdmittedRequest {
+  path: string;
+  query: string;
+  rule: string | null;
+  heads: { host: string | undefined };
+}
+
+/**
+ * The record of a request about to go upstream (written ahead of forwarding): what was asked, of
+ * which resource, under which rule; `body` is the excerpt read so far, `upgrade` marks a WebSocket.
+ * Empty values are left out: the journal's canonical encoding omits proto3 defaults anyway.
+ * native/addon/http-records.cc writes the same record from wire bytes (parity-tested): keep them in step.
+ */
+export function requestRecord(req: RequestLine, admitted: AdmittedRequest, exchangeId: number, headers: HttpHeader[], body: HttpBody | null, upgrade: boolean): HttpRequest {
+  // Keys in field-number order: the encoder then has nothing to sort.
+  const record: HttpRequest = { exchangeId, method: req.method ?? '', path: admitted.path };
+  if (admitted.query !== '') record.query = admitted.query;
+  if (admitted.heads.host !== undefined) record.host = admitted.heads.host;
+  record.httpVersion = req.httpVersion;
+  record.headers = headers;
+  if (body !== null) record.body = body;
+  if (admitted.rule !== null) record.policyRule = admitted.rule;
+  if (upgrade) record.upgrade = true;
+  return record;
+}
+
+/** What exchangeRecord() reads of a proxied request (the listener's Exchange). */
+export interface ExchangeState {
+  readonly method: string;
+  readonly exchangeId: number;
+  readonly admitted: { readonly path: string; readonly query: string };
+  readonly requestBody: BodyRecorder;
+  /** The request's headers and allowing rule, when no request record was written ahead. */
+  readonly requestHeaders: HttpHeader[] | null;
+  readonly policyRule: string | null;
+  /** A review's decision. */
+  readonly policy: PolicyDecision | null;
+}
+
+/** The upstream's answer, when one arrived. */
+export interface ExchangeResponse {
+  body: BodyRecorder;
+  headers: HttpHeader[];
+  firstByteNano: bigint;
+}
+
+/**
+ * An exchange's outcome record. Empty values are left out (the canonical encoding omits them
+ * anyway) and keys go in field-number order, so the encoder has nothing to skip or sort. Like
+ * requestRecord(), mirrored in native/addon/http-records.cc.
+ */
+export function exchangeRecord(x: ExchangeState, status: number, error: string, durationNano: bigint, response: ExchangeResponse | null): HttpExchange {
+  const { requestBody, admitted } = x;
+  const outcome: HttpExchange = { method: x.method, path: admitted.path };
+  if (status !== 0) outcome.status = status;
+  outcome.requestBytes = String(requestBody.size);
+  if (response !== null) outcome.responseBytes = String(response.body.size);
+  if (admitted.query !== '') outcome.query = admitted.query;
+  outcome.exchangeId = x.exchangeId;
+  if (response !== null) outcome.responseHeaders = response.headers;
+  outcome.requestBody = requestBody.snapshot();
+  if (response !== null) outcome.responseBody = response.body.snapshot();
+  outcome.durationNano = String(durationNano);
+  if (response !== null) outcome.firstByteNano = String(response.firstByteNano);
+  if (error !== '') outcome.error = error;
+  if (x.policy !== null) outcome.policy = x.policy;
+  if (x.requestHeaders !== null) outcome.requestHeaders = x.requestHeaders;
+  if (x.policyRule !== null) outcome.policyRule = x.policyRule;
+  return outcome;
 }
 
 /** Whether a body of this type is recorded as text: text/*, JSON, XML, forms, and their +json/+xml kin. */

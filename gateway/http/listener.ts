@@ -6,10 +6,8 @@ import { Readable, type Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
-import type { HttpBody } from '../../proto/generated/gapwatch/v1/HttpBody';
 import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchange';
 import type { HttpHeader } from '../../proto/generated/gapwatch/v1/HttpHeader';
-import type { HttpRequest } from '../../proto/generated/gapwatch/v1/HttpRequest';
 import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
@@ -17,7 +15,7 @@ import type { StatementClass } from '../policy/contract';
 import { ReviewDirectory, ReviewWaiter } from '../policy/review-channel';
 import { nowNanos } from '../postgres/session-recorder';
 import { AgentAuthenticator, type TokenIdentityStore } from './agent-auth';
-import { BodyRecorder, recordHeaders } from './audit-format';
+import { BodyRecorder, exchangeRecord, recordHeaders, requestRecord } from './audit-format';
 import type { HttpGatewayConfig } from './config-schema';
 import { ConnectionSessions, type HttpSession } from './connection-sessions';
 import {
@@ -172,24 +170,6 @@ function rawErrorResponse(status: number, body: string, extraHeaders: string[] =
   return [`HTTP/1.1 ${status} ${reason}`, 'content-type: application/json', `content-length: ${length}`, 'connection: close', ...extraHeaders, '', body].join('\r\n');
 }
 
-/**
- * The record of a request about to go upstream (written ahead of forwarding): what was asked, of
- * which resource, under which rule; `body` is the excerpt read so far, `upgrade` marks a WebSocket.
- * Empty values are left out: the journal's canonical encoding omits proto3 defaults anyway.
- */
-function requestRecord(req: IncomingMessage, admitted: Admitted, exchangeId: number, headers: HttpHeader[], body: HttpBody | null, upgrade: boolean): HttpRequest {
-  // Keys in field-number order: the encoder then has nothing to sort.
-  const record: HttpRequest = { exchangeId, method: req.method ?? '', path: admitted.path };
-  if (admitted.query !== '') record.query = admitted.query;
-  if (admitted.heads.host !== undefined) record.host = admitted.heads.host;
-  record.httpVersion = req.httpVersion;
-  record.headers = headers;
-  if (body !== null) record.body = body;
-  if (admitted.rule !== null) record.policyRule = admitted.rule;
-  if (upgrade) record.upgrade = true;
-  return record;
-}
-
 /** Parser error codes (llhttp) answered with something more precise than 400. */
 function statusForParseError(code: string | undefined): number {
   if (code === 'HPE_HEADER_OVERFLOW') return HttpStatus.RequestHeaderFieldsTooLarge;
@@ -257,35 +237,16 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.requestBody = new BodyRecorder(heads.contentType ?? '', heads.contentEncoding ?? '', record.bodyBytes, record.binaryBodies);
   }
 
-  /**
-   * Journals the outcome (once). Empty values are left out (the canonical encoding omits them
-   * anyway) and keys go in field-number order, so the encoder has nothing to skip or sort.
-   */
+  /** Journals the outcome (once): exchangeRecord() in audit-format.ts. */
   record(status: number, error: string): void {
     if (this.recorded) return;
     this.recorded = true;
     const { session, requestBody, admitted } = this;
     const response = this.responseBody;
     session.bytesFromClient += requestBody.size;
-    const outcome: HttpExchange = { method: this.method, path: admitted.path };
-    if (status !== 0) outcome.status = status;
-    outcome.requestBytes = String(requestBody.size);
-    if (response !== null) outcome.responseBytes = String(response.size);
-    if (admitted.query !== '') outcome.query = admitted.query;
-    outcome.exchangeId = this.exchangeId;
-    if (response !== null) outcome.responseHeaders = recordHeaders(this.upstreamHeaders, this.env.recordedHeaders, this.env.redactedHeaders);
-    outcome.requestBody = requestBody.snapshot();
-    if (response !== null) outcome.responseBody = response.snapshot();
-    outcome.durationNano = String(nowNanos() - this.started);
-    if (response !== null) {
-      outcome.firstByteNano = String(this.firstByte);
-      session.bytesToClient += response.size;
-    }
-    if (error !== '') outcome.error = error;
-    if (this.policy !== null) outcome.policy = this.policy;
-    if (this.requestHeaders !== null) outcome.requestHeaders = this.requestHeaders;
-    if (this.policyRule !== null) outcome.policyRule = this.policyRule;
-    session.recorder.outcome({ http: outcome });
+    if (response !== null) session.bytesToClient += response.size;
+    const answer = response === null ? null : { body: response, headers: recordHeaders(this.upstreamHeaders, this.env.recordedHeaders, this.env.redactedHeaders), firstByteNano: this.firstByte };
+    session.recorder.outcome({ http: exchangeRecord(this, status, error, nowNanos() - this.started, answer) });
     const { log } = this.env;
     if (log.isLevelEnabled('debug')) log.debug({ sessionId: session.recorder.sessionId, exchangeId: this.exchangeId, resource: admitted.target.resource.name, method: this.method, path: admitted.path, status, error }, 'http exchange done');
     this.settle();

@@ -1,14 +1,10 @@
 #include "pg-records-binding.h"
 
-#include <charconv>
-#include <cmath>
-#include <cstring>
-#include <deque>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "pg-records.h"
+#include "record-input.h"
 
 namespace {
 
@@ -24,69 +20,10 @@ namespace {
 // bytes, which the encoder decodes as Node would; parameters (of PgMessage and Statement alike) are
 // { text: Buffer } | { hex: Buffer } | { null: true } | { redacted: true } holding the raw value (for
 // hex, the binary value itself), or a plain string for a text value. Integers are numbers, bigints or
-// decimal strings; absent fields are defaults.
-class PgRecordInput {
+// decimal strings; absent fields are defaults (record-input.h).
+class PgRecordInput : public gapwatch::RecordInput {
  public:
-  explicit PgRecordInput(Napi::Env env) : env_(env) {}
-
-  Napi::Env env() const { return env_; }
-
-  static bool present(const Napi::Value& value) { return !value.IsUndefined() && !value.IsNull(); }
-
-  Napi::Object object(const Napi::Value& value, const std::string& what) {
-    if (!value.IsObject()) throw Napi::TypeError::New(env_, what + " must be an object");
-    return value.As<Napi::Object>();
-  }
-
-  // A Buffer's bytes (viewed: the call's arguments outlive the encoding) or a string's UTF-8 bytes.
-  std::string_view bytes(const Napi::Value& value, const std::string& what) {
-    if (!present(value)) return {};
-    if (value.IsString()) return strings_.emplace_back(value.As<Napi::String>().Utf8Value());
-    if (value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-      Napi::Uint8Array array = value.As<Napi::Uint8Array>();
-      return {reinterpret_cast<const char*>(array.Data()), array.ByteLength()};
-    }
-    throw Napi::TypeError::New(env_, what + " must be a string or a Buffer");
-  }
-
-  template <typename T>
-  T integer(const Napi::Value& value, const std::string& what) {
-    static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>);
-    T out = 0;
-    bool ok = true;
-    if (!present(value)) return 0;
-    if (value.IsBigInt()) {
-      if constexpr (std::is_signed_v<T>) out = value.As<Napi::BigInt>().Int64Value(&ok);
-      else out = value.As<Napi::BigInt>().Uint64Value(&ok);
-    } else if (value.IsNumber()) {
-      const double n = value.As<Napi::Number>().DoubleValue();
-      ok = std::fabs(n) <= 9007199254740991.0 && std::trunc(n) == n && (std::is_signed_v<T> || n >= 0);
-      if (ok) out = static_cast<T>(n);
-    } else if (value.IsString()) {
-      const std::string text = value.As<Napi::String>().Utf8Value();
-      const char* end = text.data() + text.size();
-      const std::from_chars_result parsed = std::from_chars(text.data(), end, out);
-      ok = !text.empty() && parsed.ec == std::errc() && parsed.ptr == end;
-    } else {
-      ok = false;
-    }
-    const char* range = std::is_signed_v<T> ? " must be an int64" : " must be a uint64";
-    if (!ok) throw Napi::RangeError::New(env_, what + range);
-    return out;
-  }
-
-  uint32_t uint32(const Napi::Value& value, const std::string& what) {
-    const uint64_t n = integer<uint64_t>(value, what);
-    if (n > UINT32_MAX) throw Napi::RangeError::New(env_, what + " must fit in 32 unsigned bits");
-    return static_cast<uint32_t>(n);
-  }
-
-  std::vector<std::string_view> strings(const Napi::Value& value, const std::string& what) {
-    std::vector<std::string_view> out;
-    Napi::Array items = array(value, what);
-    for (uint32_t i = 0; i < items.Length(); i++) out.push_back(bytes(items.Get(i), what + "[]"));
-    return out;
-  }
+  using RecordInput::RecordInput;
 
   std::vector<uint32_t> oids(const Napi::Value& value, const std::string& what) {
     std::vector<uint32_t> out;
@@ -115,23 +52,11 @@ class PgRecordInput {
       } else if (is_true(parameter.Get("redacted"))) {
         out.push_back({ParameterKind::Redacted, {}});
       } else {
-        throw Napi::TypeError::New(env_, what + "[] must be { text | hex: Buffer } or { null | redacted: true }");
+        throw Napi::TypeError::New(env(), what + "[] must be { text | hex: Buffer } or { null | redacted: true }");
       }
     }
     return out;
   }
-
- private:
-  static bool is_true(const Napi::Value& value) { return value.IsBoolean() && value.As<Napi::Boolean>().Value(); }
-
-  Napi::Array array(const Napi::Value& value, const std::string& what) {
-    if (!present(value)) return Napi::Array::New(env_);
-    if (!value.IsArray()) throw Napi::TypeError::New(env_, what + " must be an array");
-    return value.As<Napi::Array>();
-  }
-
-  Napi::Env env_;
-  std::deque<std::string> strings_;  // UTF-8 copies of JavaScript strings; a deque keeps them in place
 };
 
 gapwatch::pgrec::PolicyAction policy_action(PgRecordInput& in, const Napi::Value& value) {
@@ -170,9 +95,9 @@ gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Nap
   s.text = in.bytes(source.Get("text"), "statement.text");
   s.parameters = in.parameters(source.Get("parameters"), "statement.parameters");
   s.command_tag = in.bytes(source.Get("commandTag"), "statement.commandTag");
-  s.rows = in.integer<uint64_t>(source.Get("rows"), "statement.rows");
+  s.rows = in.uint64(source.Get("rows"), "statement.rows");
   s.error_code = in.bytes(source.Get("errorCode"), "statement.errorCode");
-  s.duration_nano = in.integer<int64_t>(source.Get("durationNano"), "statement.durationNano");
+  s.duration_nano = in.int64(source.Get("durationNano"), "statement.durationNano");
   s.error_message = in.bytes(source.Get("errorMessage"), "statement.errorMessage");
   s.via = in.bytes(source.Get("via"), "statement.via");
   s.statement_name = in.bytes(source.Get("statementName"), "statement.statementName");
@@ -188,7 +113,7 @@ gapwatch::pgrec::StatementOutcome statement_outcome(PgRecordInput& in, const Nap
   if (PgRecordInput::present(source.Get("result"))) {
     Napi::Object result = in.object(source.Get("result"), "statement.result");
     s.result = gapwatch::pgrec::ResultSummary{in.strings(result.Get("columns"), "result.columns"),
-                                              in.integer<uint64_t>(result.Get("rows"), "result.rows"),
+                                              in.uint64(result.Get("rows"), "result.rows"),
                                               in.strings(result.Get("maskedColumns"), "result.maskedColumns")};
   }
   s.classes = in.strings(source.Get("classes"), "statement.classes");
@@ -209,8 +134,8 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
   Napi::Object event = in.object(info.Length() > 2 ? info[2] : env.Undefined(), "event");
   gapwatch::pgrec::EventHead head;
   head.session_id = in.bytes(event.Get("sessionId"), "event.sessionId");
-  head.event_seq = in.integer<uint64_t>(event.Get("eventSeq"), "event.eventSeq");
-  head.time_unix_nano = in.integer<int64_t>(event.Get("timeUnixNano"), "event.timeUnixNano");
+  head.event_seq = in.uint64(event.Get("eventSeq"), "event.eventSeq");
+  head.time_unix_nano = in.int64(event.Get("timeUnixNano"), "event.timeUnixNano");
 
   std::vector<unsigned char> out;
   if (kind == "request") {
@@ -225,7 +150,7 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
   } else if (kind == "policy") {
     Napi::Object source = in.object(event.Get("policy"), "event.policy");
     gapwatch::pgrec::PolicyDecision decision;
-    decision.action = static_cast<gapwatch::pgrec::PolicyAction>(in.integer<uint64_t>(source.Get("action"), "policy.action"));
+    decision.action = static_cast<gapwatch::pgrec::PolicyAction>(in.uint64(source.Get("action"), "policy.action"));
     decision.rule = in.bytes(source.Get("rule"), "policy.rule");
     decision.reason = in.bytes(source.Get("reason"), "policy.reason");
     decision.reviewer = in.bytes(source.Get("reviewer"), "policy.reviewer");
@@ -236,8 +161,8 @@ Napi::Value EncodePgRecordForTest(const Napi::CallbackInfo& info) {
     Napi::Object source = in.object(event.Get("copy"), "event.copy");
     gapwatch::pgrec::CopyTransfer copy;
     copy.direction = in.bytes(source.Get("direction"), "copy.direction");
-    copy.rows = in.integer<uint64_t>(source.Get("rows"), "copy.rows");
-    copy.bytes = in.integer<uint64_t>(source.Get("bytes"), "copy.bytes");
+    copy.rows = in.uint64(source.Get("rows"), "copy.rows");
+    copy.bytes = in.uint64(source.Get("bytes"), "copy.bytes");
     copy.statement = in.bytes(source.Get("statement"), "copy.statement");
     copy.error_code = in.bytes(source.Get("errorCode"), "copy.errorCode");
     copy.error_message = in.bytes(source.Get("errorMessage"), "copy.errorMessage");

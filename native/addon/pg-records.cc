@@ -1,27 +1,21 @@
 #include "pg-records.h"
 
-#include <cstring>
+#include "proto-writer.h"
+#include "session-event.h"
 
-// The canonical encoding's rules (gateway/journal/canonical-encoding.ts) as they apply to these
-// records: fields in ascending number order; implicit-presence fields (strings, integers, bools,
-// repeated) omitted when they hold the proto3 default; message fields and oneof members written
-// whenever present, an empty one as a zero-length field; repeated strings and messages one entry
-// per element, empty elements included; repeated integers packed; minimal varints, negative int64
-// as ten-byte two's complement.
+// The canonical encoding's rules (proto-writer.h) as they apply to these records; repeated integers
+// are packed.
 namespace gapwatch::pgrec {
 
 namespace {
 
-constexpr uint32_t varint_field(uint32_t number) { return number << 3; }
-constexpr uint32_t delimited(uint32_t number) { return number << 3 | 2; }
+using eventrec::begin_event;
+using eventrec::write_policy_decision;
+using protowire::delimited;
+using protowire::FieldWriter;
+using protowire::varint_field;
 
-// JournalRecord
-constexpr uint32_t kRecordTime = varint_field(5);
-constexpr uint32_t kRecordEvent = delimited(11);
 // SessionEvent
-constexpr uint32_t kEventSessionId = delimited(1);
-constexpr uint32_t kEventSeq = varint_field(2);
-constexpr uint32_t kEventTime = varint_field(3);
 constexpr uint32_t kEventStatement = delimited(10);
 constexpr uint32_t kEventError = delimited(14);
 constexpr uint32_t kEventPolicy = delimited(11);
@@ -58,79 +52,14 @@ constexpr uint32_t kStatementPortal = delimited(10);
 constexpr uint32_t kStatementPolicy = delimited(11);
 constexpr uint32_t kStatementResult = delimited(12);
 constexpr uint32_t kStatementClasses = delimited(13);
-// PolicyDecision
-constexpr uint32_t kPolicyAction = varint_field(1);
-constexpr uint32_t kPolicyRule = delimited(2);
-constexpr uint32_t kPolicyReason = delimited(4);
 // ResultSummary
 constexpr uint32_t kResultColumns = delimited(1);
 constexpr uint32_t kResultRows = varint_field(2);
 constexpr uint32_t kResultMaskedColumns = delimited(3);
 
-constexpr unsigned char kReplacement[] = {0xef, 0xbf, 0xbd};  // U+FFFD
 constexpr char kHexDigits[] = "0123456789abcdef";
 constexpr std::string_view kNullDisplay = "NULL";
 constexpr std::string_view kRedactedDisplay = "[redacted]";  // REDACTED in audit-format.ts
-
-// The UTF-8 sequence at p (p < end, *p >= 0x80) as the WHATWG decoder reads it, which V8 and so
-// Buffer.toString('utf8') follow: returns its length and sets *valid, or, for an invalid sequence,
-// the length of its maximal subpart (at least 1), which decodes to one U+FFFD. Lead bytes C0, C1
-// and F5-FF start nothing (overlong or beyond U+10FFFF); the second byte's range excludes the
-// overlong forms after E0 and F0, the surrogates D800-DFFF after ED, and code points above
-// U+10FFFF after F4. A byte that breaks a sequence is not part of its subpart: it is read again.
-std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end, bool* valid) {
-  const unsigned char lead = *p;
-  std::size_t continuations;
-  unsigned char lower = 0x80;
-  unsigned char upper = 0xbf;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    continuations = 1;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    continuations = 2;
-    if (lead == 0xe0) lower = 0xa0;
-    if (lead == 0xed) upper = 0x9f;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    continuations = 3;
-    if (lead == 0xf0) lower = 0x90;
-    if (lead == 0xf4) upper = 0x8f;
-  } else {
-    *valid = false;
-    return 1;
-  }
-  for (std::size_t n = 1; n <= continuations; n++) {
-    if (p + n == end || p[n] < lower || p[n] > upper) {
-      *valid = false;
-      return n;
-    }
-    lower = 0x80;
-    upper = 0xbf;
-  }
-  *valid = true;
-  return continuations + 1;
-}
-
-// `bytes` as Buffer.toString('utf8') decodes them, re-encoded (what Buffer.write gives back):
-// valid runs copied as they are, each maximal invalid subpart replaced by U+FFFD.
-void append_node_utf8(std::vector<unsigned char>& out, std::string_view bytes) {
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const unsigned char* const end = p + bytes.size();
-  const unsigned char* run = p;
-  while (p < end) {
-    if (*p < 0x80) {
-      p++;
-      continue;
-    }
-    bool valid;
-    const std::size_t length = utf8_sequence(p, end, &valid);
-    if (!valid) {
-      out.insert(out.end(), run, p);
-      out.insert(out.end(), kReplacement, kReplacement + sizeof kReplacement);
-      run = p + length;
-    }
-    p += length;
-  }
-  out.insert(out.end(), run, end);
-}
 
 void append_hex(std::vector<unsigned char>& out, std::string_view bytes) {
   const std::size_t at = out.size();
@@ -142,76 +71,6 @@ void append_hex(std::vector<unsigned char>& out, std::string_view bytes) {
     *hex++ = kHexDigits[byte & 0x0f];
   }
 }
-
-// Appends protobuf fields to the caller's buffer. A length-delimited field whose length is not known
-// up front (a nested message, a decoded string) reserves one length byte and moves its content along
-// when the length needs more (128 bytes and up), as the JavaScript ByteSink does: most fields are short.
-class FieldWriter {
- public:
-  explicit FieldWriter(std::vector<unsigned char>& out) : out_(out) {}
-
-  void varint(uint64_t value) {
-    while (value >= 0x80) {
-      out_.push_back(static_cast<unsigned char>(value | 0x80));
-      value >>= 7;
-    }
-    out_.push_back(static_cast<unsigned char>(value));
-  }
-
-  // An implicit-presence integer: omitted when 0. int64 values come cast to uint64 (two's complement).
-  void integer(uint32_t tag, uint64_t value) {
-    if (value == 0) return;
-    varint(tag);
-    varint(value);
-  }
-
-  void flag(uint32_t tag, bool value) {
-    if (!value) return;
-    varint(tag);
-    varint(1);
-  }
-
-  // An implicit-presence string: omitted when empty (bytes decode to "" only when there are none).
-  void string(uint32_t tag, std::string_view bytes) {
-    if (!bytes.empty()) entry(tag, bytes);
-  }
-
-  // A string written even when empty: an element of a repeated field, a oneof member.
-  void entry(uint32_t tag, std::string_view bytes) {
-    const std::size_t at = begin(tag);
-    append_node_utf8(out_, bytes);
-    end(at);
-  }
-
-  void raw(std::string_view bytes) { out_.insert(out_.end(), bytes.begin(), bytes.end()); }
-
-  // Starts a length-delimited field; returns where its content starts, for end().
-  std::size_t begin(uint32_t tag) {
-    varint(tag);
-    out_.push_back(0);
-    return out_.size();
-  }
-
-  void end(std::size_t start) {
-    const std::size_t length = out_.size() - start;
-    if (length < 0x80) {
-      out_[start - 1] = static_cast<unsigned char>(length);
-      return;
-    }
-    unsigned char head[10];
-    std::size_t n = 0;
-    std::size_t rest = length;
-    for (; rest >= 0x80; rest >>= 7) head[n++] = static_cast<unsigned char>(rest | 0x80);
-    head[n++] = static_cast<unsigned char>(rest);
-    out_.insert(out_.begin() + static_cast<std::ptrdiff_t>(start), n - 1, 0);
-    std::memcpy(out_.data() + start - 1, head, n);
-  }
-
-  std::vector<unsigned char>& out() { return out_; }
-
- private:
-  std::vector<unsigned char>& out_;
-};
 
 // PgParameter, as parameterRecord() makes it: one oneof member, written even when "" or false.
 void write_parameter(FieldWriter& w, const Parameter& parameter) {
@@ -290,13 +149,8 @@ void write_statement(FieldWriter& w, const StatementOutcome& s) {
   w.string(kStatementVia, s.via);
   w.string(kStatementStatementName, s.statement_name);
   w.string(kStatementPortal, s.portal);
-  if (s.policy) {
-    const std::size_t policy = w.begin(kStatementPolicy);
-    w.integer(kPolicyAction, static_cast<uint32_t>(s.policy->action));
-    w.string(kPolicyRule, s.policy->rule);
-    w.string(kPolicyReason, s.policy->reason);
-    w.end(policy);
-  }
+  // finishRun sets action, rule and reason only; a decision's other fields are empty here.
+  if (s.policy) write_policy_decision(w, kStatementPolicy, {s.policy->action, s.policy->rule, {}, s.policy->reason, {}}, {}, {});
   if (s.result) {
     const std::size_t result = w.begin(kStatementResult);
     for (const std::string_view column : s.result->columns) w.entry(kResultColumns, column);
@@ -306,16 +160,6 @@ void write_statement(FieldWriter& w, const StatementOutcome& s) {
   }
   for (const std::string_view name : s.classes) w.entry(kStatementClasses, name);
   w.end(at);
-}
-
-// The record's time, then body.event up to its detail; returns where the event's content starts.
-std::size_t begin_event(FieldWriter& w, int64_t record_time_unix_nano, const EventHead& event) {
-  w.integer(kRecordTime, static_cast<uint64_t>(record_time_unix_nano));
-  const std::size_t at = w.begin(kRecordEvent);
-  w.string(kEventSessionId, event.session_id);
-  w.integer(kEventSeq, event.event_seq);
-  w.integer(kEventTime, static_cast<uint64_t>(event.time_unix_nano));
-  return at;
 }
 
 }  // namespace
@@ -342,15 +186,7 @@ void append_policy_record(std::vector<unsigned char>& out, int64_t record_time_u
                           const PolicyDecision& decision, std::string_view statement, const std::vector<std::string_view>& classes) {
   FieldWriter w(out);
   const std::size_t at = begin_event(w, record_time_unix_nano, event);
-  const std::size_t policy = w.begin(kEventPolicy);
-  w.integer(kPolicyAction, static_cast<uint64_t>(decision.action));
-  w.string(kPolicyRule, decision.rule);
-  w.string(3 << 3 | 2, decision.reviewer);   // PolicyDecision.reviewer
-  w.string(kPolicyReason, decision.reason);
-  w.string(5 << 3 | 2, decision.review_id);  // PolicyDecision.review_id
-  w.string(6 << 3 | 2, statement);  // PolicyDecision.statement
-  for (std::string_view c : classes) w.entry(7 << 3 | 2, c);  // PolicyDecision.classes
-  w.end(policy);
+  write_policy_decision(w, kEventPolicy, decision, statement, classes);
   w.end(at);
 }
 

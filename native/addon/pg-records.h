@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "session-event.h"
+
 // The two journal records the PostgreSQL gateway writes per statement, encoded in C++ for the native
 // data path: the write-ahead PgRequest and the Statement outcome (proto/gapwatch/v1/session.proto).
 // The output is the record's suffix, the bytes JournalChain::append takes (fields 5 and up:
@@ -47,26 +49,9 @@ struct PgMessage {
   std::vector<uint32_t> parameter_types;  // Parse
 };
 
-// Values as in proto/gapwatch/v1/session.proto.
-enum class PolicyAction : uint32_t {
-  Unspecified = 0,
-  Allow = 1,
-  Deny = 2,
-  Approved = 3,
-  Rejected = 4,
-  Mask = 5,
-  Review = 6,
-  TimedOut = 7,
-};
-
-// The fields decisionRecord() (gateway/postgres/proxy-session.ts) sets.
-struct PolicyDecision {
-  PolicyAction action = PolicyAction::Unspecified;
-  std::string_view rule;
-  std::string_view reviewer;   // policy events of a review only
-  std::string_view reason;
-  std::string_view review_id;  // policy events of a review only
-};
+// The fields decisionRecord() (gateway/postgres/proxy-session.ts) sets, and their actions.
+using eventrec::PolicyAction;
+using eventrec::PolicyDecision;
 
 struct ResultSummary {
   std::vector<std::string_view> columns;
@@ -92,12 +77,8 @@ struct StatementOutcome {
   std::vector<std::string_view> classes;
 };
 
-// The SessionEvent fields both records share.
-struct EventHead {
-  std::string_view session_id;
-  uint64_t event_seq = 0;
-  int64_t time_unix_nano = 0;
-};
+// The SessionEvent fields every record has.
+using eventrec::EventHead;
 
 // Appends the suffix of { time_unix_nano, event: { …head, pg_request: { messages } } } to `out`.
 void append_request_record(std::vector<unsigned char>& out, int64_t record_time_unix_nano, const EventHead& event,
