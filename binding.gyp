@@ -111,6 +111,8 @@
         'native/addon/journal-chain.cc',
         'native/addon/pg-records.cc',
         'native/addon/pg-records-binding.cc',
+        'native/addon/http-framing.cc',
+        'native/addon/http-framing-binding.cc',
         'native/addon/pg-datapath.cc',
         'native/addon/literal-shape.cc',
       ],

@@ -1,6 +1,7 @@
 // gapwatch_gateway: the gateway's native core for Node — the audit journal's chain (journal-chain.*),
 // which the native data paths will append to as well, and the PostgreSQL records they will append
-// (pg-records.*; JavaScript reaches it only through pg-records-binding.cc's parity-test hook). A separate addon from
+// (pg-records.*; JavaScript reaches it only through pg-records-binding.cc's parity-test hook), and the HTTP framing of the
+// coming native HTTP data path (http-framing.*; reached only through http-framing-binding.cc's test hook). A separate addon from
 // gapwatch_native so a gateway depends on OpenSSL and zlib only, never on libbpf. JS view:
 // gateway/journal/chain-writer.ts.
 #include <napi.h>
@@ -16,6 +17,7 @@
 #include "pg-datapath.h"
 #include "literal-shape.h"
 #include "pg-records-binding.h"
+#include "http-framing-binding.h"
 
 namespace {
 
@@ -260,6 +262,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gapwatch::register_pg_datapath(env, exports);
   gapwatch::register_pg_records_test_hook(env, exports);
   gapwatch::register_literal_shape_test_hook(env, exports);
+  gapwatch::register_http_framing_test_hook(env, exports);
   return exports;
 }
 
