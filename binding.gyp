@@ -116,6 +116,8 @@
         'native/addon/pg-records-binding.cc',
         'native/addon/http-records.cc',
         'native/addon/http-records-binding.cc',
+        'native/addon/http-framing.cc',
+        'native/addon/http-framing-binding.cc',
         'native/addon/pg-datapath.cc',
         'native/addon/chain-syncer.cc',
         'native/addon/literal-shape.cc',

@@ -1,7 +1,8 @@
 // gapwatch_gateway: the gateway's native core for Node — the audit journal's chain (journal-chain.*),
-// which the native data paths will append to as well, and the PostgreSQL and HTTP records they will
-// append (pg-records.*, http-records.*; JavaScript reaches them only through the parity-test hooks in
-// pg-records-binding.cc and http-records-binding.cc). A separate addon from
+// which the native data paths append to as well, the PostgreSQL and HTTP records they append
+// (pg-records.*, http-records.*), the HTTP framing of the native HTTP data path (http-framing.*) — test
+// code reaches those only through the parity-test hooks (pg-records-binding.cc, http-records-binding.cc,
+// http-framing-binding.cc) —, and the native data paths themselves (pg-datapath.*, http-datapath.*). A separate addon from
 // gapwatch_native so a gateway depends on OpenSSL and zlib only, never on libbpf. JS view:
 // gateway/journal/chain-writer.ts.
 #include <napi.h>
@@ -18,6 +19,7 @@
 #include "literal-shape.h"
 #include "pg-records-binding.h"
 #include "http-records-binding.h"
+#include "http-framing-binding.h"
 
 namespace {
 
@@ -263,6 +265,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gapwatch::register_pg_records_test_hook(env, exports);
   gapwatch::register_http_records_test_hook(env, exports);
   gapwatch::register_literal_shape_test_hook(env, exports);
+  gapwatch::register_http_framing_test_hook(env, exports);
   return exports;
 }
 
