@@ -120,6 +120,7 @@
         'native/addon/http-framing-binding.cc',
         'native/addon/pg-datapath.cc',
         'native/addon/chain-syncer.cc',
+        'native/addon/http-datapath.cc',
         'native/addon/literal-shape.cc',
       ],
       'defines': ['NAPI_VERSION=8'],

@@ -29,12 +29,14 @@ import { round, summarize, type Summary } from './stats';
  */
 
 /**
- * gapwatch: write-ahead (the default, request fsync'd before forwarding); gapwatch_async: record.writeAhead off;
+ * gapwatch: the default configuration (write-ahead, the native data path); gapwatch_async: record.writeAhead off;
+ * gapwatch_node: the default but for dataPath 'node' (every connection served by JavaScript);
  * node_proxy: the platform's ceiling, a proxy on the same Node stack (node:http server, undici pool)
  * that only swaps the credential: no token check, policy or journal.
  */
-type PathName = 'direct' | 'nginx' | 'node_proxy' | 'gapwatch' | 'gapwatch_async';
-const PATHS: PathName[] = ['direct', 'nginx', 'node_proxy', 'gapwatch', 'gapwatch_async'];
+type PathName = 'direct' | 'nginx' | 'node_proxy' | 'gapwatch' | 'gapwatch_async' | 'gapwatch_node';
+const PATHS: PathName[] = ['direct', 'nginx', 'node_proxy', 'gapwatch', 'gapwatch_async', 'gapwatch_node'];
+const perPath = <T>(make: () => T): Record<PathName, T> => Object.fromEntries(PATHS.map((path) => [path, make()])) as Record<PathName, T>;
 
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime. */
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -202,6 +204,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   let nodeProxy: Awaited<ReturnType<typeof startNodeProxy>> | null = null;
   let gateway: HttpGateway | null = null;
   let gatewayAsync: HttpGateway | null = null;
+  let gatewayNode: HttpGateway | null = null;
   let journal: Awaited<ReturnType<typeof openJournal>> | null = null;
   try {
     nginx = await startNginx(dir, upstream.port);
@@ -228,7 +231,16 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const asyncConfig = { ...config.gateway.http, record: { ...config.gateway.http.record, writeAhead: false } };
     gatewayAsync = new HttpGateway({ gatewayId: 'gw-bench', config: asyncConfig, journal, identities, log });
     await gatewayAsync.start();
-    const ports: Record<PathName, number> = { direct: upstream.port, nginx: nginx.port, node_proxy: nodeProxy.port, gapwatch: gateway.address().port, gapwatch_async: gatewayAsync.address().port };
+    gatewayNode = new HttpGateway({ gatewayId: 'gw-bench', config: { ...config.gateway.http, dataPath: 'node' }, journal, identities, log });
+    await gatewayNode.start();
+    const ports: Record<PathName, number> = {
+      direct: upstream.port,
+      nginx: nginx.port,
+      node_proxy: nodeProxy.port,
+      gapwatch: gateway.address().port,
+      gapwatch_async: gatewayAsync.address().port,
+      gapwatch_node: gatewayNode.address().port,
+    };
     const auth = ['-H', `Authorization: Bearer ${token}`];
     const script = join(dir, 'post.lua');
     const body = JSON.stringify({ items: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `item-${i}` })) });
@@ -242,11 +254,11 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const proxyCpu: Record<string, Record<PathName, number[]>> = {};
     const upstreamCpu: Record<string, Record<PathName, number[]>> = {};
     for (const kind of kinds) {
-      samples[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
-      proxyCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
-      upstreamCpu[kind.name] = { direct: [], nginx: [], node_proxy: [], gapwatch: [], gapwatch_async: [] };
+      samples[kind.name] = perPath(() => []);
+      proxyCpu[kind.name] = perPath(() => []);
+      upstreamCpu[kind.name] = perPath(() => []);
     }
-    const proxyPid: Record<PathName, number | null | undefined> = { direct: undefined, nginx: nginx.pid, node_proxy: nodeProxy.child.pid!, gapwatch: null, gapwatch_async: null };
+    const proxyPid: Record<PathName, number | null | undefined> = { direct: undefined, nginx: nginx.pid, node_proxy: nodeProxy.child.pid!, gapwatch: null, gapwatch_async: null, gapwatch_node: null };
     // Warm-up: connection pools, JIT, the token cache.
     for (const path of PATHS) await wrk(`http://127.0.0.1:${ports[path]}/hello`, 1, connections, auth);
     for (let r = 0; r < rounds; r++) {
@@ -266,14 +278,18 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
         }
       }
     }
-    const results: Record<string, Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_direct: number; ratio_node_proxy_vs_nginx: number; ratio_vs_node_proxy: number }> = {};
+    const results: Record<
+      string,
+      Record<PathName, Summary> & { ratio_vs_nginx: number; ratio_vs_nginx_async: number; ratio_vs_nginx_node: number; ratio_vs_direct: number; ratio_node_proxy_vs_nginx: number; ratio_vs_node_proxy: number }
+    > = {};
     for (const kind of kinds) {
       const s = samples[kind.name]!;
-      const summary = { direct: summarize(s.direct), nginx: summarize(s.nginx), node_proxy: summarize(s.node_proxy), gapwatch: summarize(s.gapwatch), gapwatch_async: summarize(s.gapwatch_async) };
+      const summary = Object.fromEntries(PATHS.map((path) => [path, summarize(s[path])])) as Record<PathName, Summary>;
       results[kind.name] = {
         ...summary,
         ratio_vs_nginx: round(summary.gapwatch.median / summary.nginx.median),
         ratio_vs_nginx_async: round(summary.gapwatch_async.median / summary.nginx.median),
+        ratio_vs_nginx_node: round(summary.gapwatch_node.median / summary.nginx.median),
         ratio_vs_direct: round(summary.gapwatch.median / summary.direct.median),
         ratio_node_proxy_vs_nginx: round(summary.node_proxy.median / summary.nginx.median),
         ratio_vs_node_proxy: round(summary.gapwatch.median / summary.node_proxy.median),
@@ -298,7 +314,10 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       gateway_cpu_us_over_node_proxy: Object.fromEntries(
         kinds.map((k) => {
           const median = (path: PathName): number => summarize(proxyCpu[k.name]![path]).median;
-          return [k.name, { gapwatch: round(median('gapwatch') - median('node_proxy'), 1), gapwatch_async: round(median('gapwatch_async') - median('node_proxy'), 1) }];
+          return [
+            k.name,
+            { gapwatch: round(median('gapwatch') - median('node_proxy'), 1), gapwatch_async: round(median('gapwatch_async') - median('node_proxy'), 1), gapwatch_node: round(median('gapwatch_node') - median('node_proxy'), 1) },
+          ];
         }),
       ),
       // nginx's CPU per request over the gateway's: the requests/s ratio each would reach with a
@@ -307,12 +326,17 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       cpu_ratio_vs_nginx_async: Math.min(...kinds.map((k) => round(summarize(proxyCpu[k.name]!.nginx).median / summarize(proxyCpu[k.name]!.gapwatch_async).median))),
       detail: results,
       journal_records: journal.stats().records,
+      // The default gateway's data path: 'native' unless the addon or the journal's native chain is missing.
+      data_path: gateway.nativeStats ? 'native' : 'node',
+      native_stats: gateway.nativeStats,
       ratio_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx)),
       ratio_vs_nginx_async: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx_async)),
+      ratio_vs_nginx_node: Math.min(...kinds.map((k) => results[k.name]!.ratio_vs_nginx_node)),
       ratio_node_proxy_vs_nginx: Math.min(...kinds.map((k) => results[k.name]!.ratio_node_proxy_vs_nginx)),
       goal_ratio_vs_nginx: 0.7,
     };
   } finally {
+    await gatewayNode?.stop();
     await gatewayAsync?.stop();
     await gateway?.stop();
     await journal?.close();

@@ -148,6 +148,13 @@ export const httpGatewayConfigSchema = z.strictObject({
       redactHeaders: z.array(headerName).default(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'api-key', 'x-auth-token']),
     })
     .prefault({}),
+  /**
+   * `auto` — agent connections on a plain-HTTP listener are served by the native data path when the
+   * gateway addon is built and the journal's chain is native (gateway/http/README.md, "The native
+   * data path"): requests it does not serve itself go back to JavaScript; `node` — JavaScript serves
+   * every connection.
+   */
+  dataPath: z.enum(['auto', 'node']).default('auto'),
   /** What happens to a request no rule matches. */
   default: z.enum(['allow', 'deny', 'review']).default('allow'),
   rules: z.array(httpRuleSchema).default([]),

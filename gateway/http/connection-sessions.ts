@@ -4,6 +4,7 @@ import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
 import { SessionRecorder, unixNanos } from '../postgres/session-recorder';
 import { newSessionId } from '../session-id';
+import type { NativeSessionCounters } from './native-datapath';
 
 export function inet(address: string | undefined, port: number | undefined): { ip: string; port: number } {
   const ip = (address ?? '').startsWith('::ffff:') ? address!.slice(7) : (address ?? '');
@@ -74,9 +75,13 @@ export class ConnectionSessions {
    * nobody ends would keep its session (and the gateway's stop) waiting forever.
    */
   readonly openExchanges = new Set<{ responseClosed(): void }>();
+  /** Bytes the native data path moved on this connection (gateway/http/native-datapath.ts) before JavaScript took it over, or instead. */
+  private nativeBytes = { read: 0, written: 0 };
+  /** Set when the connection has ended and its sessions are being closed: no session opens after it. */
+  closing = false;
 
   constructor(
-    readonly socket: Socket,
+    public socket: Socket,
     private readonly journal: JournalWriter,
     private readonly gatewayId: string,
     private readonly onAuditFailure: (err: Error) => void,
@@ -134,8 +139,26 @@ export class ConnectionSessions {
     return this.journal.append({ session: record });
   }
 
+  /**
+   * Where the native data path left this connection's sessions (event seqs, exchange ids, bytes) and
+   * the bytes it moved: JavaScript continues from there (a hand-back) or ends them (close()).
+   */
+  continueNative(counters: readonly NativeSessionCounters[], bytesIn: number, bytesOut: number): void {
+    this.nativeBytes = { read: bytesIn, written: bytesOut };
+    for (const c of counters) {
+      for (const session of this.sessions.values()) {
+        if (session.recorder.sessionId !== c.sessionId) continue;
+        session.recorder.continueAfter(c.eventSeq);
+        session.exchanges = c.exchanges;
+        session.bytesFromClient = c.bytesFromClient;
+        session.bytesToClient = c.bytesToClient;
+      }
+    }
+  }
+
   /** The connection closed: every session's last exchange is recorded, then the session's end. */
   async close(failure: string | null): Promise<void> {
+    this.closing = true;
     for (const exchange of [...this.openExchanges]) exchange.responseClosed();
     const only = this.sessions.size === 1;
     await Promise.all(
@@ -147,8 +170,8 @@ export class ConnectionSessions {
           failure: failure ?? '',
           endUnixNano: unixNanos(),
           // With one session the socket's counters are exact (heads included); otherwise body bytes per session.
-          bytesFromClient: String(only ? this.socket.bytesRead : session.bytesFromClient),
-          bytesToClient: String(only ? this.socket.bytesWritten : session.bytesToClient),
+          bytesFromClient: String(only ? this.nativeBytes.read + this.socket.bytesRead : session.bytesFromClient),
+          bytesToClient: String(only ? this.nativeBytes.written + this.socket.bytesWritten : session.bytesToClient),
         });
       }),
     );

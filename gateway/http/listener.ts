@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { STATUS_CODES, createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { type AddressInfo, Socket, createServer as createNetServer, isIP, type Server as NetServer } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../../platform/log';
@@ -34,6 +35,7 @@ import { parseRequestTarget } from './request-target';
 import { ResourceRouter } from './resource-router';
 import { RoutePolicy, needsReview } from './route-policy';
 import { UpstreamTarget, forwardHeaders, headerValue, responseHeaders } from './upstream-request';
+import { NativeHttpDataPath, type NativeAnswer, type NativeEnded, type NativeHandBack, type NativeQuestion, type NativeTargetSpec } from './native-datapath';
 import { WebSocketFrameCounter } from './websocket-frame-counter';
 
 export interface HttpGatewayOptions {
@@ -48,6 +50,12 @@ export interface HttpGatewayOptions {
    */
   review?: { dataDir: string; timeoutSeconds: number };
 }
+
+/**
+ * How long the native loop keeps an allow decision (token, route, policy, credential) for requests
+ * that look the same; a change of the identity or credential file drops it at once.
+ */
+const NATIVE_DECISION_MS = 1000;
 
 /** Methods whose requests have no body unless they say so; others get an explicit Content-Length. */
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
@@ -369,6 +377,16 @@ export class HttpGateway implements Component {
   private readonly tls: { cert: Buffer; key: Buffer } | null;
   private readonly reviews: ReviewWaiter | null = null;
   private readonly env: ExchangeEnv;
+  /** The native data path (gateway.http.dataPath 'auto', a plain-HTTP listener, the journal's native chain). */
+  private native: NativeHttpDataPath | null = null;
+  /** With the native data path, the listening socket: connections go to the loop at accept. */
+  private acceptor: NetServer | null = null;
+  /** Connections the loop serves, by handle. */
+  private readonly nativeConnections = new Map<number, { connection: ConnectionSessions; done: () => void }>();
+  /** A connection the loop handed back, until the http server reports it (accept()). */
+  private readonly handedBack = new Map<Socket, ConnectionSessions>();
+  /** Upstream targets the loop knows (their index in the loop), resolved once. */
+  private readonly nativeTargets = new Map<string, { index: number; spec: Promise<NativeTargetSpec>; told: boolean }>();
 
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
@@ -430,22 +448,34 @@ export class HttpGateway implements Component {
       socket.destroy();
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.handleClientError(err, socket as Socket));
+    this.native = this.nativeDataPath();
+    // With the native data path the loop takes every connection at accept; the http server serves
+    // those it hands back.
+    const listening: Server | NetServer = this.native
+      ? createNetServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.acceptNative(socket))
+      : server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.listen.port, config.listen.host, () => {
-        server.removeListener('error', reject);
+      listening.once('error', reject);
+      listening.listen(config.listen.port, config.listen.host, () => {
+        listening.removeListener('error', reject);
         resolve();
       });
     });
-    server.on('error', (err) => this.options.log.error({ err }, 'http listener error'));
+    listening.on('error', (err) => this.options.log.error({ err }, 'http listener error'));
     this.server = server;
+    if (this.native) {
+      this.acceptor = listening as NetServer;
+      // The http server itself never listens; its header and request deadlines (the periodic check
+      // node:http starts on 'listening') must still hold for the connections handed back to it.
+      server.emit('listening');
+    }
     const address = this.address();
     const names = config.resources.map((r) => r.name).join(', ');
-    return [`http on ${address.host}:${address.port}${this.tls ? ' (TLS)' : ''}, resources: ${names}`];
+    return [`http on ${address.host}:${address.port}${this.tls ? ' (TLS)' : ''}, resources: ${names}${this.native ? ' (native data path)' : ''}`];
   }
 
   address(): { host: string; port: number } {
-    const address = this.server?.address() as AddressInfo | null;
+    const address = (this.acceptor ?? this.server)?.address() as AddressInfo | null;
     if (!address) throw new Error('the http gateway is not listening');
     return { host: address.address, port: address.port };
   }
@@ -456,6 +486,13 @@ export class HttpGateway implements Component {
     // Held requests are settled as timed out (and answered so) before their connections close.
     this.reviews?.close();
     if (!server) return;
+    const acceptor = this.acceptor;
+    this.acceptor = null;
+    const accepting = acceptor ? new Promise<void>((resolve) => acceptor.close(() => resolve())) : Promise.resolve();
+    // The loop ends the connections it serves (their ends, in connectionEnds, resolve as it reports them).
+    this.native?.stop();
+    await accepting;
+    // (Not listening with the native data path: close() then only stops its deadline checks.)
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Each connection's close handler journals the end of its sessions; wait for those before returning.
     const ended = [...this.connectionEnds.values()];
@@ -465,12 +502,17 @@ export class HttpGateway implements Component {
     await Promise.all([...this.targets.values()].map((target) => target.close()));
   }
 
+  /** The native data path's counters (null when JavaScript serves every connection): connections it took, requests it asked JavaScript about, connections it handed back. */
+  get nativeStats(): { adopted: number; questions: number; handBacks: number } | null {
+    return this.native ? { adopted: this.native.adopted, questions: this.native.questions, handBacks: this.native.handBacks } : null;
+  }
+
   private accept(socket: Socket): void {
     // A TLS server reports the raw socket first, then the TLS one; sessions hang off the latter.
     if (this.tls && !('encrypted' in socket)) return;
-    const connection = new ConnectionSessions(socket, this.options.journal, this.options.gatewayId, (err) =>
-      this.options.log.error({ err }, 'journal append failed; closing the connection'),
-    );
+    const handedBack = this.handedBack.get(socket);
+    this.handedBack.delete(socket);
+    const connection = handedBack ?? this.newConnection(socket);
     this.connections.set(socket, connection);
     const ended = new Promise<void>((resolve) => {
       socket.once('close', () => {
@@ -485,6 +527,173 @@ export class HttpGateway implements Component {
       });
     });
     this.connectionEnds.set(socket, ended);
+  }
+
+  private newConnection(socket: Socket): ConnectionSessions {
+    return new ConnectionSessions(socket, this.options.journal, this.options.gatewayId, (err) => this.options.log.error({ err }, 'journal append failed; closing the connection'));
+  }
+
+  private nativeDataPath(): NativeHttpDataPath | null {
+    const journal = this.options.journal as unknown as { nativeChain?: () => object | null; noteNativeWrites?: () => void };
+    const chain = journal.nativeChain?.() ?? null;
+    if (this.options.config.dataPath !== 'auto' || this.tls !== null || chain === null || !NativeHttpDataPath.available()) return null;
+    return new NativeHttpDataPath(
+      chain,
+      this.options.config,
+      { decide: (q) => this.nativeDecide(q), handBack: (e) => this.nativeHandBack(e), ended: (e) => this.nativeEnded(e) },
+      () => journal.noteNativeWrites?.(),
+    );
+  }
+
+  /** An agent connection goes to the native loop at once; its sessions stay here. */
+  private acceptNative(socket: Socket): void {
+    const connection = this.newConnection(socket);
+    let handle: number;
+    try {
+      handle = this.native!.adopt(socket, connection.client.ip);
+    } catch (err) {
+      this.options.log.error({ err }, 'the native http data path refused a connection');
+      socket.destroy();
+      return;
+    }
+    let done!: () => void;
+    const ended = new Promise<void>((resolve) => (done = resolve));
+    this.nativeConnections.set(handle, { connection, done });
+    this.connectionEnds.set(socket, ended);
+  }
+
+  /**
+   * A request the loop has no kept decision for: authenticated, routed and decided as admit() does.
+   * Only a plain allow to an http upstream is answered; anything else (null) hands the connection back,
+   * and the http server serves that request from its first byte, refusals and reviews included.
+   */
+  private async nativeDecide(q: NativeQuestion): Promise<NativeAnswer | null> {
+    const served = this.nativeConnections.get(q.handle);
+    if (!served || served.connection.closing) return null;
+    const { connection } = served;
+    let identity: AgentIdentity;
+    try {
+      identity = await this.auth.authenticate(q.authorization?.toString('latin1'));
+    } catch {
+      return null;
+    }
+    if (connection.closing) return null;
+    let route: ReturnType<ResourceRouter['route']>;
+    try {
+      route = this.router.route(q.host.toString('latin1'), q.path);
+    } catch {
+      return null;
+    }
+    const target = this.targets.get(route.resource.name)!;
+    if (target.secure) return null;
+    const decision = this.policy.decide({ resource: route.resource.name, identity, method: q.method, path: route.path });
+    if (decision.action !== 'allow') return null;
+    let secret: string | null;
+    try {
+      secret = target.credentialSecret();
+    } catch {
+      return null;
+    }
+    const known = this.nativeTarget(target);
+    let spec: NativeTargetSpec;
+    try {
+      spec = await known.spec;
+    } catch {
+      return null;
+    }
+    if (connection.closing) return null;
+    const session = this.sessionOf(connection, { identity, target } as Admitted);
+    if (session.failed) return null;
+    const credential = target.credentialHeader(secret);
+    const files: string[] = [];
+    const identityFile = (this.options.identities as { file?: unknown }).file;
+    if (typeof identityFile === 'string') files.push(identityFile);
+    const source = target.resource.credential?.source;
+    if (source && 'file' in source) files.push(source.file);
+    const answer: NativeAnswer = {
+      login: identity.login,
+      resource: target.resource.name,
+      target: known.index,
+      routePath: route.path,
+      upstreamPath: target.target(route.path, ''),
+      rule: decision.rule ?? '',
+      credentialName: credential?.[0] ?? '',
+      credentialValue: credential?.[1] ?? '',
+      secret: secret ?? '',
+      // Without an identity file to watch for revocations, every request is asked about.
+      validMs: typeof identityFile === 'string' ? NATIVE_DECISION_MS : 0,
+      files,
+      session: { sessionId: session.recorder.sessionId, eventSeq: session.recorder.lastEventSeq, exchanges: session.exchanges },
+    };
+    if (!known.told) {
+      known.told = true;
+      answer.targetSpec = spec;
+    }
+    return answer;
+  }
+
+  /** The loop's view of an upstream: its address resolved once (the loop does no name lookups). */
+  private nativeTarget(target: UpstreamTarget): { index: number; spec: Promise<NativeTargetSpec>; told: boolean } {
+    let known = this.nativeTargets.get(target.resource.name);
+    if (!known) {
+      const host = target.host;
+      const spec = (isIP(host) !== 0 ? Promise.resolve(host) : lookup(host).then((r) => r.address)).then((address) => ({
+        address,
+        port: target.port,
+        hostHeader: target.url.host,
+        credentialHeader: target.resource.credential?.header ?? '',
+        resource: target.resource.name,
+      }));
+      spec.catch(() => this.nativeTargets.delete(target.resource.name));
+      known = { index: this.nativeTargets.size, spec, told: false };
+      this.nativeTargets.set(target.resource.name, known);
+    }
+    return known;
+  }
+
+  /** The loop gives a connection back at a request it does not serve: the http server serves the rest. */
+  private nativeHandBack(e: NativeHandBack): void {
+    const served = this.nativeConnections.get(e.handle);
+    this.nativeConnections.delete(e.handle);
+    if (!served) return;
+    const { connection, done } = served;
+    connection.continueNative(e.sessions, e.bytesIn, e.bytesOut);
+    let socket: Socket;
+    try {
+      socket = new Socket({ fd: e.fd, readable: true, writable: true });
+    } catch (err) {
+      this.options.log.error({ err }, 'could not take a connection back from the native http data path');
+      void connection.close('the native data path could not hand the connection back').finally(done);
+      return;
+    }
+    socket.pause();
+    if (e.rest.length > 0) socket.unshift(e.rest);
+    connection.socket = socket;
+    this.handedBack.set(socket, connection);
+    const server = this.server;
+    if (!server) {
+      socket.destroy();
+      void connection.close(null).finally(done);
+      return;
+    }
+    // accept() (the server's 'connection' listener) keeps the connection's sessions; its close ends them.
+    server.emit('connection', socket);
+    socket.resume();
+    const ended = this.connectionEnds.get(socket);
+    if (ended) void ended.finally(done);
+    else done();
+  }
+
+  private nativeEnded(e: NativeEnded): void {
+    const served = this.nativeConnections.get(e.handle);
+    this.nativeConnections.delete(e.handle);
+    if (!served) return;
+    const { connection, done } = served;
+    connection.continueNative(e.sessions, e.bytesIn, e.bytesOut);
+    void connection
+      .close(e.failure === '' ? null : e.failure)
+      .catch((err: unknown) => this.options.log.error({ err }, 'could not journal the end of an http session'))
+      .finally(done);
   }
 
   private connectionOf(socket: Socket): ConnectionSessions {

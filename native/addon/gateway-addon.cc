@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "journal-chain.h"
+#include "http-datapath.h"
 #include "pg-datapath.h"
 #include "literal-shape.h"
 #include "pg-records-binding.h"
@@ -262,6 +263,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("JournalChain", NativeJournalChain::Define(env));
   gapwatch::register_pg_datapath(env, exports);
+  gapwatch::register_http_datapath(env, exports);
   gapwatch::register_pg_records_test_hook(env, exports);
   gapwatch::register_http_records_test_hook(env, exports);
   gapwatch::register_literal_shape_test_hook(env, exports);
