@@ -667,6 +667,7 @@ export class HttpGateway implements Component {
       return;
     }
     socket.pause();
+    if (e.pending.length > 0) socket.write(e.pending);
     if (e.rest.length > 0) socket.unshift(e.rest);
     connection.socket = socket;
     this.handedBack.set(socket, connection);

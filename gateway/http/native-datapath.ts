@@ -44,6 +44,8 @@ export interface NativeHandBack {
   fd: number;
   /** Bytes the loop read and did not consume: the request being handed back, and any after it. */
   rest: Buffer;
+  /** The end of a response the agent had not taken yet: written before anything else. */
+  pending: Buffer;
   bytesIn: number;
   bytesOut: number;
   sessions: NativeSessionCounters[];

@@ -25,11 +25,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -214,7 +218,8 @@ struct Event {
   std::string method, path, query, host, authorization;
   bool has_authorization = false;
   int fd = -1;
-  std::string rest;  // HandBack: the bytes not consumed
+  std::string rest;     // HandBack: the bytes read and not consumed
+  std::string pending;  // HandBack: bytes for the agent not yet sent
   std::string failure;
   uint64_t bytes_in = 0, bytes_out = 0;
   std::vector<SessionSlot> sessions;
@@ -252,6 +257,7 @@ class HttpLoop {
           c.failure = failure;
           command(std::move(c));
         }) {
+    if (RAND_bytes(salt_, sizeof salt_) != 1) throw std::runtime_error("RAND_bytes failed");
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     epoll_event e{};
@@ -344,7 +350,9 @@ class HttpLoop {
     for (Command& c : commands) {
       switch (c.kind) {
         case Command::Stop:
-          for (auto& entry : conns_) end(*entry.second, "");
+          // As when the JavaScript path's stop() destroys its sockets: exchanges in flight are
+          // recorded as the agent's connection going away.
+          for (auto& entry : conns_) client_failed(*entry.second, "");
           for (auto& pool : idle_) {
             for (auto& up : pool) close_fd(up->fd);
           }
@@ -374,7 +382,7 @@ class HttpLoop {
 
   void watch(Endpoint& e, bool in, bool out, int op = EPOLL_CTL_MOD) {
     epoll_event ev{};
-    ev.events = (in ? uint32_t{EPOLLIN} : 0u) | (out ? uint32_t{EPOLLOUT} : 0u) | uint32_t{EPOLLRDHUP};
+    ev.events = (in ? uint32_t{EPOLLIN} | uint32_t{EPOLLRDHUP} : 0u) | (out ? uint32_t{EPOLLOUT} : 0u);
     ev.data.ptr = &e;
     epoll_ctl(epoll_fd_, op, e.fd, &ev);
     e.want_out = out;
@@ -398,9 +406,13 @@ class HttpLoop {
     return true;
   }
 
-  // Whether the loop reads this endpoint now (backpressure: a relaying upstream waits for the agent).
+  // Whether the loop reads this endpoint now (backpressure: a relaying upstream waits for the agent;
+  // an agent that sends requests ahead waits while one is in flight and enough of them are buffered).
   bool wants_input(const Endpoint& e) const {
-    if (!e.upstream) return true;
+    if (!e.upstream) {
+      const Conn& c = static_cast<const Conn&>(e);
+      return c.phase == Phase::Head || c.phase == Phase::Body || c.view() < settings_.max_header_bytes + settings_.buffer_body_bytes + 65536;
+    }
     const Upstream& up = static_cast<const Upstream&>(e);
     if (up.conn == nullptr) return true;  // idle: to see it close
     return up.conn->out.size() < kClientOutHigh;
@@ -478,6 +490,7 @@ class HttpLoop {
     if (n > 0) {
       c.bytes_in += static_cast<uint64_t>(n);
       advance(c);
+      if (!c.ended && !wants_input(c)) watch(c, false, c.want_out);
       return;
     }
     if (n == -1) return;
@@ -571,8 +584,18 @@ class HttpLoop {
     x.content_length = length;
     x.has_body = has_length;
     x.client_close = has_token(c.head.connection, "close");
-    x.cache_key.reserve(c.head.authorization.size() + x.host.size() + x.method.size() + x.path.size() + 4);
-    x.cache_key.append(c.head.has_authorization ? "1" : "0").append(c.head.authorization).push_back('\0');
+    // The Authorization value enters the key only as a salted SHA-256: kept decisions never hold a token.
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_length = 0;
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(md, salt_, sizeof salt_);
+    EVP_DigestUpdate(md, c.head.has_authorization ? "1" : "0", 1);
+    EVP_DigestUpdate(md, c.head.authorization.data(), c.head.authorization.size());
+    EVP_DigestFinal_ex(md, digest, &digest_length);
+    EVP_MD_CTX_free(md);
+    x.cache_key.reserve(digest_length + x.host.size() + x.method.size() + x.path.size() + 3);
+    x.cache_key.append(reinterpret_cast<const char*>(digest), digest_length);
     x.cache_key.append(x.host).push_back('\0');
     x.cache_key.append(x.method).push_back('\0');
     x.cache_key.append(x.path);
@@ -610,12 +633,16 @@ class HttpLoop {
     auto found = decisions_.find(key);
     if (found == decisions_.end()) return nullptr;
     const Decision& d = *found->second;
-    bool fresh = d.valid_until > monotonic_ns();
-    for (size_t i = 0; fresh && i < d.files.size(); i++) fresh = stat_key(d.files[i].first) == d.files[i].second;
-    if (!fresh) {
-      // A revocation or rotation may concern any of them.
-      decisions_.clear();
+    if (d.valid_until <= monotonic_ns()) {
+      decisions_.erase(found);
       return nullptr;
+    }
+    for (const auto& [path, stamp] : d.files) {
+      if (stat_key(path) != stamp) {
+        // A revocation or rotation may concern any of them.
+        decisions_.clear();
+        return nullptr;
+      }
     }
     return found->second;
   }
@@ -1148,6 +1175,7 @@ class HttpLoop {
     }
     c.phase = Phase::Head;
     c.deadline = monotonic_ns() + settings_.keep_alive_timeout_ns;
+    watch(c, true, c.want_out);
     advance(c);
   }
 
@@ -1222,19 +1250,14 @@ class HttpLoop {
     if (c.ended) return;
     if (c.upstream != nullptr) drop_upstream(c);
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
-    if (!c.out.empty()) {
-      // What the agent has not taken yet goes first (blocking briefly: it is the end of a response).
-      fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) & ~O_NONBLOCK);
-      ssize_t ignored = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-      (void)ignored;
-      c.out.clear();
-    }
     fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) & ~O_NONBLOCK);
     Event e;
     e.kind = Event::HandBack;
     e.handle = c.handle;
     e.fd = c.fd;
     e.rest.assign(c.in, c.in_at, std::string::npos);
+    // The end of a response the agent has not taken yet: JavaScript writes it first.
+    e.pending.swap(c.out);
     e.bytes_in = c.bytes_in;  // the rest included: JavaScript does not read those bytes from the socket again
     e.bytes_out = c.bytes_out;
     for (auto& [key, slot] : c.sessions) e.sessions.push_back(*slot);
@@ -1335,6 +1358,7 @@ class HttpLoop {
   std::vector<std::pair<uint64_t, uint64_t>> parked_;  // handle, the seq its record needs durable
   std::string sync_failed_;
   std::unordered_map<std::string, std::shared_ptr<Decision>> decisions_;
+  unsigned char salt_[32];  // of the kept decisions' Authorization digests (per process, never leaves it)
   std::vector<std::unique_ptr<Target>> targets_;
   std::vector<std::vector<std::unique_ptr<Upstream>>> idle_;
   size_t idle_count_ = 0;
@@ -1388,6 +1412,7 @@ void deliver_http_events(Napi::Env env, Napi::Function callback, HttpLoop* loop)
         o.Set("kind", "handback");
         o.Set("fd", Napi::Number::New(env, e.fd));
         o.Set("rest", Napi::Buffer<char>::Copy(env, e.rest.data(), e.rest.size()));
+        o.Set("pending", Napi::Buffer<char>::Copy(env, e.pending.data(), e.pending.size()));
         break;
       case Event::Ended:
         o.Set("kind", "ended");

@@ -227,6 +227,40 @@ describe('gateway/http native data path (parity with the JavaScript path)', func
     }
   });
 
+  it('answers pipelined requests in order across a hand-back', async () => {
+    const BIG = 6 << 20;
+    const gw = await startHttpGateway(gatewayConfig('auto', upstream));
+    try {
+      const auth = `Authorization: Bearer ${gw.token}\r\n`;
+      const pipelined = [
+        `GET /api/big?n=${BIG} HTTP/1.1\r\nHost: p\r\n${auth}\r\n`,
+        `GET /api/admin/x HTTP/1.1\r\nHost: p\r\n${auth}\r\n`,
+        `GET /api/echo/last HTTP/1.1\r\nHost: p\r\n${auth}Connection: close\r\n\r\n`,
+      ].join('');
+      const answer = await new Promise<string>((resolve, reject) => {
+        // The agent reads nothing for a while: the end of the first response is still the loop's to
+        // send when it hands the connection back (JavaScript sends it before its own answers).
+        const socket = connect({ host: '127.0.0.1', port: gw.port }, () => {
+          socket.pause();
+          socket.write(pipelined);
+          setTimeout(() => socket.resume(), 500);
+        });
+        let out = '';
+        socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(out));
+      });
+      const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [200, 403, 200]);
+      const first = answer.indexOf('\r\n\r\n') + 4;
+      assert.equal(answer.slice(first, first + BIG + 1), `${'x'.repeat(BIG)}H`);
+      assert.ok(answer.includes('"url":"/echo/last"') && answer.endsWith('\r\n0\r\n\r\n'), answer.slice(-300));
+      assert.equal(gw.gateway.nativeStats!.handBacks, 1);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('takes a revocation and a credential rotation on the next request of a kept-alive connection', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gapwatch-credential-'));
     const rotated = join(dir, 'upstream-credential');
