@@ -142,6 +142,7 @@ struct Endpoint {
 };
 
 struct Upstream : Endpoint {
+  bool dead = false;  // closed; freed at the end of the epoll round (events of this round may still name it)
   size_t target = 0;
   Conn* conn = nullptr;  // null while idle in the pool
   bool connecting = false;
@@ -325,6 +326,7 @@ class HttpLoop {
         }
         Endpoint* endpoint = static_cast<Endpoint*>(ready[i].data.ptr);
         const uint32_t events = ready[i].events;
+        if (endpoint->upstream && static_cast<Upstream*>(endpoint)->dead) continue;
         if (endpoint->upstream) on_upstream(static_cast<Upstream*>(endpoint), events);
         else on_client(static_cast<Conn*>(endpoint), events);
       }
@@ -354,7 +356,7 @@ class HttpLoop {
           // recorded as the agent's connection going away.
           for (auto& entry : conns_) client_failed(*entry.second, "");
           for (auto& pool : idle_) {
-            for (auto& up : pool) close_fd(up->fd);
+            for (auto& up : pool) dispose(up.release());
           }
           idle_.clear();
           reap();
@@ -374,6 +376,15 @@ class HttpLoop {
   }
 
   // ---------------------------------------------------------------- sockets
+
+  // Closes an upstream connection; the object lives until reap(): epoll may have reported it in this round.
+  void dispose(Upstream* up) {
+    close_fd(up->fd);
+    up->fd = -1;
+    up->dead = true;
+    up->conn = nullptr;
+    dead_.push_back(up);
+  }
 
   void close_fd(int fd) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
@@ -1156,8 +1167,7 @@ class HttpLoop {
         idle_[up->target].emplace_back(up);
         idle_count_++;
       } else {
-        close_fd(up->fd);
-        delete up;
+        dispose(up);
       }
     }
     record_exchange(c, x.status, "");
@@ -1181,8 +1191,7 @@ class HttpLoop {
 
   void drop_upstream(Conn& c) {
     if (c.upstream == nullptr) return;
-    close_fd(c.upstream->fd);
-    delete c.upstream;
+    dispose(c.upstream);
     c.upstream = nullptr;
   }
 
@@ -1190,7 +1199,7 @@ class HttpLoop {
     auto& pool = idle_[up.target];
     for (size_t i = 0; i < pool.size(); i++) {
       if (pool[i].get() == &up) {
-        close_fd(up.fd);
+        dispose(pool[i].release());
         pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(i));
         idle_count_--;
         return;
@@ -1317,7 +1326,7 @@ class HttpLoop {
     for (auto& pool : idle_) {
       for (size_t i = 0; i < pool.size();) {
         if (now - pool[i]->idle_since > settings_.keep_alive_timeout_ns) {
-          close_fd(pool[i]->fd);
+          dispose(pool[i].release());
           pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(i));
           idle_count_--;
         } else {
@@ -1339,6 +1348,8 @@ class HttpLoop {
       if (conns_.erase(handle) > 0) syncer_.connection_closed();
     }
     ended_.clear();
+    for (Upstream* up : dead_) delete up;
+    dead_.clear();
   }
 
   JournalChain* chain_;
@@ -1362,6 +1373,7 @@ class HttpLoop {
   std::vector<std::unique_ptr<Target>> targets_;
   std::vector<std::vector<std::unique_ptr<Upstream>>> idle_;
   size_t idle_count_ = 0;
+  std::vector<Upstream*> dead_;  // disposed this round
   uint64_t questions_ = 0;
   int64_t next_sweep_ = 0;
   std::vector<unsigned char> scratch_;

@@ -188,6 +188,46 @@ describe('gateway/http native data path (parity with the JavaScript path)', func
     for (const r of native.forwarded as Array<{ rawHeaders: string[] }>) assert.equal(r.rawHeaders.filter((v) => v === `Bearer ${SECRET}`).length, 1);
   });
 
+  it('serves many concurrent keep-alive agents (GET and POST, chunked and sized responses): every answer right, every exchange journaled', async () => {
+    const gw = await startHttpGateway(gatewayConfig('auto', upstream));
+    try {
+      const agents = 24;
+      const perAgent = 40;
+      const failures: string[] = [];
+      await Promise.all(
+        Array.from({ length: agents }, async (_, a) => {
+          const steps: Step[] = Array.from({ length: perAgent }, (_, i) =>
+            i % 3 === 0
+              ? { method: 'POST', path: `/api/echo/load/${a}/${i}`, headers: { 'content-type': 'text/plain' }, body: `agent ${a} request ${i} `.repeat(1 + ((a * 7 + i) % 40)) }
+              : i % 3 === 1
+                ? { method: 'GET', path: `/api/big?n=${1000 + a * 37 + i}` }
+                : { method: 'GET', path: `/api/echo/load/${a}/${i}?q=${i}` },
+          );
+          const answers = await run(gw, steps);
+          answers.forEach((answer, i) => {
+            const step = steps[i]!;
+            const ok =
+              answer.status === 200 &&
+              (step.path.startsWith('/api/big')
+                ? answer.body.length === Number(/n=(\d+)/.exec(step.path)![1])
+                : (JSON.parse(answer.body) as { url: string; body: string }).url === step.path.slice(4) && (JSON.parse(answer.body) as { body: string }).body === (step.body ?? ''));
+            if (!ok) failures.push(`${step.method} ${step.path}: ${answer.status} ${answer.body.slice(0, 120)}`);
+          });
+        }),
+      );
+      assert.deepEqual(failures, []);
+      const records = await ended(gw, agents);
+      const outcomes = records.flatMap((r) => (r.event?.http ? [r.event.http] : []));
+      assert.equal(outcomes.length, agents * perAgent);
+      assert.ok(outcomes.every((o) => o.status === 200 && o.error === ''));
+      assert.equal(records.filter((r) => r.event?.httpRequest).length, agents * perAgent);
+      assert.equal(gw.gateway.nativeStats!.handBacks, 0);
+      assert.equal((await verifyJournal(journalOptionsFromConfig(gw.config).dir)).ok, true);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('hands a connection back at a request it does not serve; JavaScript continues its session', async () => {
     const gw = await startHttpGateway(gatewayConfig('auto', upstream));
     try {
