@@ -78,7 +78,7 @@ interface Admitted {
  * they are counted; otherwise values combine as in Node's `req.headers`: the first Host,
  * Authorization, Content-Type and Content-Length count, other fields' values are joined with ", ".
  */
-interface RequestHeads {
+export interface RequestHeads {
   host: string | undefined;
   hosts: number;
   authorization: string | undefined;
@@ -95,7 +95,7 @@ interface RequestHeads {
 
 const joined = (previous: string | undefined, value: string): string => (previous === undefined ? value : `${previous}, ${value}`);
 
-function readHeads(raw: readonly string[]): RequestHeads {
+export function readHeads(raw: readonly string[]): RequestHeads {
   const heads: RequestHeads = {
     host: undefined,
     hosts: 0,

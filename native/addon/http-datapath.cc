@@ -43,6 +43,7 @@
 #include "http-framing.h"
 #include "http-records.h"
 #include "journal-chain.h"
+#include "loop-channel.h"
 #include "pg-datapath.h"
 
 namespace gapwatch {
@@ -240,8 +241,7 @@ struct Command {
   std::string failure;
 };
 
-class HttpLoop;
-void deliver_http_events(Napi::Env env, Napi::Function callback, HttpLoop* loop);
+void deliver_http_events(Napi::Env env, Napi::Function callback, std::vector<Event> events);
 
 constexpr size_t kMaxKeptDecisions = 4096;
 constexpr int64_t kSecond = 1000000000;
@@ -251,7 +251,11 @@ constexpr size_t kIdlePerTarget = 256;
 class HttpLoop {
  public:
   HttpLoop(JournalChain* chain, Napi::ThreadSafeFunction events, Settings settings)
-      : chain_(chain), events_(events), settings_(std::move(settings)), syncer_(chain, [this](uint64_t covered, const std::string& failure) {
+      : chain_(chain),
+        channel_(events, deliver_http_events),
+        epoll_fd_(channel_.epoll_fd()),
+        settings_(std::move(settings)),
+        syncer_(chain, [this](uint64_t covered, const std::string& failure) {
           Command c;
           c.kind = Command::Synced;
           c.seq = covered;
@@ -259,26 +263,14 @@ class HttpLoop {
           command(std::move(c));
         }) {
     if (RAND_bytes(salt_, sizeof salt_) != 1) throw std::runtime_error("RAND_bytes failed");
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.ptr = nullptr;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &e);
     thread_ = std::thread([this] { loop(); });
   }
 
   ~HttpLoop() { stop(); }
 
   bool command(Command c) {
-    std::lock_guard<std::mutex> lock(commands_mutex_);
-    if (!accepting_) return false;
-    if (c.kind == Command::Stop) accepting_ = false;
-    commands_.push_back(std::move(c));
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_fd_, &one, sizeof one);
-    (void)ignored;
-    return true;
+    const bool last = c.kind == Command::Stop;
+    return channel_.command(std::move(c), last);
   }
 
   void stop() {
@@ -288,30 +280,11 @@ class HttpLoop {
     command(std::move(c));
     thread_.join();
     syncer_.stop();
-    close(epoll_fd_);
-    close(wake_fd_);
-    events_.Release();
-  }
-
-  std::vector<Event> take_events() {
-    std::lock_guard<std::mutex> lock(events_mutex_);
-    events_posted_ = false;
-    std::vector<Event> taken;
-    taken.swap(pending_events_);
-    return taken;
+    channel_.close();
   }
 
  private:
-  void post(Event e) {
-    bool call;
-    {
-      std::lock_guard<std::mutex> lock(events_mutex_);
-      pending_events_.push_back(std::move(e));
-      call = !events_posted_;
-      events_posted_ = true;
-    }
-    if (call) events_.NonBlockingCall([this](Napi::Env env, Napi::Function callback) { deliver_http_events(env, callback, this); });
-  }
+  void post(Event e) { channel_.post(std::move(e)); }
 
   void loop() {
     epoll_event ready[64];
@@ -341,15 +314,7 @@ class HttpLoop {
   }
 
   bool run_commands() {
-    uint64_t count;
-    ssize_t ignored = read(wake_fd_, &count, sizeof count);
-    (void)ignored;
-    std::deque<Command> commands;
-    {
-      std::lock_guard<std::mutex> lock(commands_mutex_);
-      commands.swap(commands_);
-    }
-    for (Command& c : commands) {
+    for (Command& c : channel_.take_commands()) {
       switch (c.kind) {
         case Command::Stop:
           // As when the JavaScript path's stop() destroys its sockets: exchanges in flight are
@@ -1353,16 +1318,10 @@ class HttpLoop {
   }
 
   JournalChain* chain_;
-  Napi::ThreadSafeFunction events_;
+  LoopChannel<Command, Event> channel_;
+  const int epoll_fd_;
   Settings settings_;
-  int epoll_fd_ = -1, wake_fd_ = -1;
   std::thread thread_;
-  std::mutex commands_mutex_;
-  bool accepting_ = true;
-  std::deque<Command> commands_;
-  std::mutex events_mutex_;
-  std::vector<Event> pending_events_;
-  bool events_posted_ = false;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
@@ -1401,8 +1360,7 @@ Napi::Array session_array(Napi::Env env, const std::vector<SessionSlot>& session
   return out;
 }
 
-void deliver_http_events(Napi::Env env, Napi::Function callback, HttpLoop* loop) {
-  std::vector<Event> events = loop->take_events();
+void deliver_http_events(Napi::Env env, Napi::Function callback, std::vector<Event> events) {
   Napi::Array out = Napi::Array::New(env, events.size());
   for (size_t i = 0; i < events.size(); i++) {
     const Event& e = events[i];

@@ -34,6 +34,7 @@
 
 #include "chain-syncer.h"
 #include "journal-chain.h"
+#include "loop-channel.h"
 #include "literal-shape.h"
 #include "pg-records.h"
 
@@ -320,43 +321,27 @@ struct Command {
   std::string review_id, outcome, reviewer, reason;  // Reviewing / Reviewed
 };
 
-class DataPath;
-void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath);
+void deliver_events(Napi::Env env, Napi::Function callback, std::vector<Event> events);
 
 class DataPath {
  public:
   DataPath(JournalChain* chain, Napi::ThreadSafeFunction events)
-      : chain_(chain), events_(events), syncer_(chain, [this](uint64_t covered, const std::string& failure) {
+      : chain_(chain), channel_(events, deliver_events), epoll_fd_(channel_.epoll_fd()), syncer_(chain, [this](uint64_t covered, const std::string& failure) {
           Command c;
           c.kind = Command::Synced;
           c.event_seq = covered;
           c.text = failure;
           command(std::move(c));
         }) {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.ptr = nullptr;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &e);
     thread_ = std::thread([this] { loop(); });
   }
 
   ~DataPath() { stop(); }
 
-  // Queues a command for the loop; false once the loop is stopping (the command is dropped, and the
-  // wake descriptor, closed by stop(), is not written: its number may belong to someone else by then).
+  // Queues a command for the loop; false once the loop is stopping.
   bool command(Command c) {
-    {
-      std::lock_guard<std::mutex> lock(commands_mutex_);
-      if (!accepting_) return false;
-      if (c.kind == Command::Stop) accepting_ = false;
-      commands_.push_back(std::move(c));
-      uint64_t one = 1;
-      ssize_t ignored = write(wake_fd_, &one, sizeof one);
-      (void)ignored;
-    }
-    return true;
+    const bool last = c.kind == Command::Stop;
+    return channel_.command(std::move(c), last);
   }
 
   void stop() {
@@ -366,31 +351,11 @@ class DataPath {
     command(std::move(c));
     thread_.join();
     syncer_.stop();
-    close(epoll_fd_);
-    close(wake_fd_);
-    events_.Release();
-  }
-
-  // Events for JavaScript, taken in batches by the thread-safe function's callback.
-  std::vector<Event> take_events() {
-    std::lock_guard<std::mutex> lock(events_mutex_);
-    events_posted_ = false;
-    std::vector<Event> taken;
-    taken.swap(pending_events_);
-    return taken;
+    channel_.close();
   }
 
  private:
-  void post(Event e) {
-    bool call;
-    {
-      std::lock_guard<std::mutex> lock(events_mutex_);
-      pending_events_.push_back(std::move(e));
-      call = !events_posted_;
-      events_posted_ = true;
-    }
-    if (call) events_.NonBlockingCall([this](Napi::Env env, Napi::Function callback) { deliver_events(env, callback, this); });
-  }
+  void post(Event e) { channel_.post(std::move(e)); }
 
   void loop() {
     epoll_event ready[64];
@@ -415,15 +380,7 @@ class DataPath {
   }
 
   bool run_commands() {
-    uint64_t count;
-    ssize_t ignored = read(wake_fd_, &count, sizeof count);
-    (void)ignored;
-    std::deque<Command> commands;
-    {
-      std::lock_guard<std::mutex> lock(commands_mutex_);
-      commands.swap(commands_);
-    }
-    for (Command& c : commands) {
+    for (Command& c : channel_.take_commands()) {
       switch (c.kind) {
         case Command::Stop:
           for (auto& entry : sessions_) {
@@ -1833,15 +1790,9 @@ class DataPath {
 
  private:
   JournalChain* chain_;
-  Napi::ThreadSafeFunction events_;
-  int epoll_fd_ = -1, wake_fd_ = -1;
+  LoopChannel<Command, Event> channel_;
+  const int epoll_fd_;
   std::thread thread_;
-  std::mutex commands_mutex_;
-  bool accepting_ = true;  // under commands_mutex_
-  std::deque<Command> commands_;
-  std::mutex events_mutex_;
-  std::vector<Event> pending_events_;
-  bool events_posted_ = false;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
@@ -1857,8 +1808,7 @@ class DataPath {
   std::vector<unsigned char> scratch_;
 };
 
-void deliver_events(Napi::Env env, Napi::Function callback, DataPath* datapath) {
-  std::vector<Event> events = datapath->take_events();
+void deliver_events(Napi::Env env, Napi::Function callback, std::vector<Event> events) {
   Napi::Array out = Napi::Array::New(env, events.size());
   for (size_t i = 0; i < events.size(); i++) {
     const Event& e = events[i];

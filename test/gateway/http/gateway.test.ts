@@ -13,6 +13,7 @@ import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1
 import type { Session__Output } from '../../../proto/generated/gapwatch/v1/Session';
 import { startHttpGateway, type HttpGatewayUnderTest } from '../../support/http-gateway';
 import { startHttpUpstream, STREAM_CHUNKS, type HttpUpstream, type ReceivedRequest } from '../../support/http-upstream';
+import { until } from '../../support/until';
 
 /**
  * The HTTP gateway end to end: curl and Node's fetch (and the ws client) through the real gateway
@@ -66,15 +67,6 @@ const exchanges = (records: JournalRecord__Output[]): HttpExchange__Output[] => 
 const requests = (records: JournalRecord__Output[]): HttpRequest__Output[] => records.flatMap((r) => (r.event?.httpRequest ? [r.event.httpRequest] : []));
 const sessions = (records: JournalRecord__Output[]): Session__Output[] => records.flatMap((r) => (r.session ? [r.session] : []));
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /**
  * Every case runs on both data paths: JavaScript alone ('node'), and the native loop with JavaScript

@@ -6,6 +6,7 @@ import { parseRequestTarget } from '../../../gateway/http/request-target';
 import { UpstreamTarget, forwardHeaders, responseHeaders } from '../../../gateway/http/upstream-request';
 import { loadGatewayAddon } from '../../../native/binding';
 import { seededRandom } from '../../support/seeded-random';
+import { readHeads } from '../../../gateway/http/listener';
 
 /**
  * The native HTTP data path's framing (native/addon/http-framing.cc) against what it stands in for:
@@ -101,47 +102,16 @@ function splitHead(head: string): { line: string; raw: string[] } {
   return { line: lines[0]!, raw };
 }
 
-/** What readHeads() of listener.ts keeps, stated from its contract: first Host/Authorization/Content-Type/Content-Length, counts, ", " joins. */
+/**
+ * What readHeads() of listener.ts keeps (first Host/Authorization/Content-Type/Content-Length, counts,
+ * ", " joins), in the shape the hook reports: Expect and Upgrade, which readHeads() joins, counted.
+ */
 function expectedHeads(raw: readonly string[]): Partial<RequestHeadResult> {
-  const heads: Partial<RequestHeadResult> = { hosts: 0, contentLengths: 0, transferEncodings: 0, expects: 0, upgrades: 0 };
-  const join = (previous: string | undefined, value: string): string => (previous === undefined ? value : `${previous}, ${value}`);
-  for (let i = 0; i < raw.length; i += 2) {
-    const value = raw[i + 1]!;
-    switch (raw[i]!.toLowerCase()) {
-      case 'host':
-        heads.hosts! += 1;
-        heads.host ??= value;
-        break;
-      case 'authorization':
-        heads.authorization ??= value;
-        break;
-      case 'content-length':
-        heads.contentLengths! += 1;
-        heads.contentLength ??= value;
-        break;
-      case 'transfer-encoding':
-        heads.transferEncodings! += 1;
-        break;
-      case 'expect':
-        heads.expects! += 1;
-        break;
-      case 'upgrade':
-        heads.upgrades! += 1;
-        break;
-      case 'content-type':
-        heads.contentType ??= value;
-        break;
-      case 'content-encoding':
-        heads.contentEncoding = join(heads.contentEncoding, value);
-        break;
-      case 'connection':
-        heads.connection = join(heads.connection, value);
-        break;
-      default:
-        break;
-    }
-  }
-  return heads;
+  const heads = readHeads(raw);
+  const count = (name: string): number => raw.filter((v, i) => i % 2 === 0 && v.toLowerCase() === name).length;
+  const out: Partial<RequestHeadResult> = { hosts: heads.hosts, contentLengths: heads.contentLengths, transferEncodings: heads.transferEncodings, expects: count('expect'), upgrades: count('upgrade') };
+  for (const key of ['host', 'authorization', 'contentLength', 'contentType', 'connection', 'contentEncoding'] as const) if (heads[key] !== undefined) out[key] = heads[key];
+  return out;
 }
 
 const TCHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

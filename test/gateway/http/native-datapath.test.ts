@@ -9,6 +9,7 @@ import { verifyJournal } from '../../../gateway/journal/verify';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import { startHttpGateway, type HttpGatewayUnderTest } from '../../support/http-gateway';
 import { startHttpUpstream, type HttpUpstream } from '../../support/http-upstream';
+import { until } from '../../support/until';
 
 /**
  * The native HTTP data path (native/addon/http-datapath.cc) against the JavaScript one: the same
@@ -109,15 +110,6 @@ function sessionsOf(records: JournalRecord__Output[]): Array<NonNullable<Journal
   return records.flatMap((r) => (r.session ? [r.session] : []));
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Records once every session of the gateway has ended (its connections closed). */
 function ended(gw: HttpGatewayUnderTest, count: number): Promise<JournalRecord__Output[]> {

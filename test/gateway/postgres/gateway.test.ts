@@ -13,6 +13,7 @@ import { selfSignedCertificate } from '../../support/postgres';
 import { serialize } from 'pg-protocol';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
 import { nodeClient, pgbench, psql, rawConnection, rawSession, readUntilClose, spawnClient, type Target } from './clients';
+import { until as waitFor } from '../../support/until';
 
 /**
  * The PostgreSQL gateway end to end: real clients (psql, node pg, pgbench) through the real gateway
@@ -26,15 +27,9 @@ const events = (records: JournalRecord__Output[], sessionId?: string): SessionEv
 /** The last record of each session (its end, once it ended). */
 const finalSessions = (records: JournalRecord__Output[]): Map<string, Session__Output> => new Map(sessions(records).map((s) => [s.sessionId, s]));
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+
+/** Journal records arrive in the background; PostgreSQL sessions take their time to end. */
+const until = <T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> => waitFor(what, probe, timeoutMs, 100);
 
 // Every test runs on both data paths: the native session loop (auto, the default) and JavaScript (node).
 for (const dataPath of ['auto', 'node'] as const)
