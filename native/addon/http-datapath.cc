@@ -193,6 +193,7 @@ struct Exchange {
   std::vector<std::pair<std::string, std::string>> response_header_copy;  // recorded at the end
   bool upstream_reusable = true;
   bool recorded = false;
+  std::string head_pending;  // the response head, sent with the body's first bytes
   http::RequestHead head;  // parsed again from request_copy: its views stay valid while the input moves on
 };
 
@@ -1054,18 +1055,20 @@ class HttpLoop {
       x.upstream_reusable = !x.response.close && !until_close;
       up.consume(head_bytes);
       c.bytes_out += head.size();
-      if (!send_bytes(c, head.data(), head.size())) {
-        client_failed(c, std::string("the client connection failed: ") + strerror(errno));
-        return;
-      }
       x.response_started = true;
       x.response_remaining = x.response.framing == http::BodyFraming::Length ? x.response.content_length : 0;
       c.phase = Phase::Relaying;
       c.deadline = 0;
       if (x.response.framing == http::BodyFraming::None || (x.response.framing == http::BodyFraming::Length && x.response_remaining == 0)) {
+        if (!send_bytes(c, head.data(), head.size())) {
+          client_failed(c, std::string("the client connection failed: ") + strerror(errno));
+          return;
+        }
         response_done(c);
         return;
       }
+      // The head goes out with the body's first bytes, in one send (one segment, one wake-up of the agent).
+      x.head_pending = std::move(head);
     }
     if (c.phase == Phase::Relaying) relay(c);
   }
@@ -1105,7 +1108,15 @@ class HttpLoop {
         break;
     }
     c.bytes_out += take;
-    if (!send_bytes(c, data, take)) {
+    bool sent;
+    if (!x.head_pending.empty()) {
+      x.head_pending.append(data, take);
+      sent = send_bytes(c, x.head_pending.data(), x.head_pending.size());
+      x.head_pending.clear();
+    } else {
+      sent = send_bytes(c, data, take);
+    }
+    if (!sent) {
       up.consume(take);
       client_failed(c, std::string("the client connection failed: ") + strerror(errno));
       return;
