@@ -125,7 +125,7 @@ struct Conn;
 struct Endpoint {
   int fd = -1;
   bool upstream = false;
-  bool want_out = false;
+  bool want_in = true, want_out = false;  // what epoll reports now
   std::string in;
   size_t in_at = 0;  // consumed prefix of `in`
   std::string out;
@@ -358,10 +358,12 @@ class HttpLoop {
   }
 
   void watch(Endpoint& e, bool in, bool out, int op = EPOLL_CTL_MOD) {
+    if (op == EPOLL_CTL_MOD && e.want_in == in && e.want_out == out) return;
     epoll_event ev{};
     ev.events = (in ? uint32_t{EPOLLIN} | uint32_t{EPOLLRDHUP} : 0u) | (out ? uint32_t{EPOLLOUT} : 0u);
     ev.data.ptr = &e;
     epoll_ctl(epoll_fd_, op, e.fd, &ev);
+    e.want_in = in;
     e.want_out = out;
   }
 
