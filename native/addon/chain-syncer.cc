@@ -10,7 +10,7 @@
 
 namespace gapwatch {
 
-ChainSyncer::ChainSyncer(JournalChain* chain, Done done) : chain_(chain), done_(std::move(done)) {
+ChainSyncer::ChainSyncer(JournalChain* chain, Done done, std::chrono::microseconds spacing) : chain_(chain), done_(std::move(done)), spacing_(spacing) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -47,6 +47,7 @@ void ChainSyncer::stop() {
 
 void ChainSyncer::run() {
   uint64_t done = 0;
+  auto last_start = std::chrono::steady_clock::now() - spacing_;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -63,6 +64,10 @@ void ChainSyncer::run() {
         if (chain_->written_head(head_hash, &size) <= done) continue;
       }
     }
+    // Rounds start at least spacing_ apart: what arrives meanwhile joins the round.
+    const auto next = last_start + spacing_;
+    if (spacing_.count() > 0 && std::chrono::steady_clock::now() < next) std::this_thread::sleep_until(next);
+    last_start = std::chrono::steady_clock::now();
     unsigned char hash[JournalChain::kHashBytes];
     uint64_t size = 0;
     uint64_t covered = 0;

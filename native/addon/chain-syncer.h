@@ -2,6 +2,7 @@
 #define GAPWATCH_CHAIN_SYNCER_H
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -20,12 +21,14 @@ class JournalChain;
 // kSyncWithinMs of any write to the chain — their safe requests' records, acknowledged as written,
 // and their outcomes — so the journal needs no fdatasync of its own for them and learns of the loop's
 // progress less often. Each round ends with `done(covered, "")`; a failed fdatasync ends the thread
-// with `done(0, why)` (fail-stop, as the journal does). `done` runs on the sync thread.
+// with `done(0, why)` (fail-stop, as the journal does). `done` runs on the sync thread. With a
+// `spacing`, rounds start at least that far apart (a round due sooner waits): more requests share each
+// fdatasync, for as much more wait — fewer rounds cost less CPU when many requests wait at once.
 class ChainSyncer {
  public:
   using Done = std::function<void(uint64_t covered, const std::string& failure)>;
 
-  ChainSyncer(JournalChain* chain, Done done);
+  ChainSyncer(JournalChain* chain, Done done, std::chrono::microseconds spacing = std::chrono::microseconds(0));
   ~ChainSyncer();
   ChainSyncer(const ChainSyncer&) = delete;
   ChainSyncer& operator=(const ChainSyncer&) = delete;
@@ -51,6 +54,7 @@ class ChainSyncer {
   uint64_t requested_ = 0;
   bool stop_ = false;
   std::atomic<size_t> running_{0};
+  const std::chrono::microseconds spacing_;
 };
 
 }  // namespace gapwatch

@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -248,6 +249,10 @@ constexpr size_t kMaxKeptDecisions = 4096;
 constexpr int64_t kSecond = 1000000000;
 constexpr size_t kClientOutHigh = 1 << 20;  // past this the upstream is not read until the agent catches up
 constexpr size_t kIdlePerTarget = 256;
+// fdatasync rounds for unsafe requests start at least this far apart: under load many requests share a
+// round (POST 1 KiB, 64 agents: 6-7 µs less CPU per request, 5-15 % more requests/s in the in-process
+// harness); a request waits up to this much longer for its round.
+constexpr std::chrono::microseconds kSyncSpacing{1000};
 
 class HttpLoop {
  public:
@@ -256,13 +261,16 @@ class HttpLoop {
         channel_(events, deliver_http_events),
         epoll_fd_(channel_.epoll_fd()),
         settings_(std::move(settings)),
-        syncer_(chain, [this](uint64_t covered, const std::string& failure) {
-          Command c;
-          c.kind = Command::Synced;
-          c.seq = covered;
-          c.failure = failure;
-          command(std::move(c));
-        }) {
+        syncer_(
+            chain,
+            [this](uint64_t covered, const std::string& failure) {
+              Command c;
+              c.kind = Command::Synced;
+              c.seq = covered;
+              c.failure = failure;
+              command(std::move(c));
+            },
+            kSyncSpacing) {
     if (RAND_bytes(salt_, sizeof salt_) != 1) throw std::runtime_error("RAND_bytes failed");
     thread_ = std::thread([this] { loop(); });
   }
