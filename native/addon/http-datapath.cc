@@ -77,19 +77,31 @@ struct Settings {
 };
 
 // A file whose change drops every kept decision (the identity file: a revocation; a credential file:
-// a rotation). Absent files have the key "absent".
-std::string stat_key(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return "absent";
-  std::string key;
-  key.reserve(96);
-  for (uint64_t v : {static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec),
-                     static_cast<uint64_t>(st.st_mtim.tv_nsec), static_cast<uint64_t>(st.st_ctim.tv_sec), static_cast<uint64_t>(st.st_ctim.tv_nsec),
-                     static_cast<uint64_t>(st.st_mode), static_cast<uint64_t>(st.st_uid)}) {
-    key.append(std::to_string(v));
-    key.push_back(':');
+// a rotation): what stat() says of it, or that it is absent.
+struct FileStamp {
+  bool present = false;
+  uint64_t ino = 0, size = 0, mode = 0, uid = 0;
+  int64_t mtime_sec = 0, mtime_nsec = 0, ctime_sec = 0, ctime_nsec = 0;
+  bool operator==(const FileStamp& o) const {
+    return present == o.present && ino == o.ino && size == o.size && mode == o.mode && uid == o.uid && mtime_sec == o.mtime_sec &&
+           mtime_nsec == o.mtime_nsec && ctime_sec == o.ctime_sec && ctime_nsec == o.ctime_nsec;
   }
-  return key;
+};
+
+FileStamp stamp_of(const std::string& path) {
+  struct stat st;
+  FileStamp out;
+  if (stat(path.c_str(), &st) != 0) return out;
+  out.present = true;
+  out.ino = st.st_ino;
+  out.size = static_cast<uint64_t>(st.st_size);
+  out.mode = st.st_mode;
+  out.uid = st.st_uid;
+  out.mtime_sec = st.st_mtim.tv_sec;
+  out.mtime_nsec = st.st_mtim.tv_nsec;
+  out.ctime_sec = st.st_ctim.tv_sec;
+  out.ctime_nsec = st.st_ctim.tv_nsec;
+  return out;
 }
 
 // An upstream a decision names: where its connections go and what its requests carry.
@@ -110,7 +122,7 @@ struct Decision {
   std::string rule;
   std::string credential_name, credential_value, secret;
   int64_t valid_until = 0;  // monotonic
-  std::vector<std::pair<std::string, std::string>> files;  // path, stat_key() when decided
+  std::vector<std::pair<std::string, FileStamp>> files;  // path, and what stat() said when decided
 };
 
 struct SessionSlot {
@@ -191,11 +203,39 @@ struct Exchange {
   int64_t first_byte_ns = 0;
   uint64_t response_remaining = 0;
   http::ChunkedScanner chunked;
-  std::vector<std::pair<std::string, std::string>> response_header_copy;  // recorded at the end
+  std::string response_head;                          // the upstream's response head, as received
+  std::vector<httprec::HeaderPair> response_fields;  // views into response_head, recorded at the end
   bool upstream_reusable = true;
   bool recorded = false;
   std::string head_pending;  // the response head, sent with the body's first bytes
   http::RequestHead head;  // parsed again from request_copy: its views stay valid while the input moves on
+
+  // For the next request: every field as new, the buffers' capacity kept (this runs per request).
+  void reset() {
+    for (std::string* text : {&method, &path, &query, &host, &version, &cache_key, &request_copy, &upstream_request, &response_head, &head_pending}) text->clear();
+    decision.reset();
+    session = nullptr;
+    exchange_id = 0;
+    started_ns = started_mono = 0;
+    content_length = 0;
+    has_body = false;
+    head_bytes = 0;
+    raw_headers.clear();
+    client_close = false;
+    request_body.reset();
+    response_body.reset();
+    request_headers.clear();
+    request_seq = 0;
+    needs_durable = retried = false;
+    response_started = false;
+    status = 0;
+    first_byte_ns = 0;
+    response_remaining = 0;
+    chunked.reset();
+    response_fields.clear();
+    upstream_reusable = true;
+    recorded = false;
+  }
 };
 
 struct Conn : Endpoint {
@@ -559,7 +599,7 @@ class HttpLoop {
       return false;
     }
     Exchange& x = c.x;
-    x = Exchange();
+    x.reset();
     x.started_ns = realtime_ns();
     x.started_mono = monotonic_ns();
     x.method.assign(c.head.method);
@@ -574,13 +614,12 @@ class HttpLoop {
     // The Authorization value enters the key only as a salted SHA-256: kept decisions never hold a token.
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_length = 0;
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    EVP_MD_CTX* md = digest_.get();
     EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
     EVP_DigestUpdate(md, salt_, sizeof salt_);
     EVP_DigestUpdate(md, c.head.has_authorization ? "1" : "0", 1);
     EVP_DigestUpdate(md, c.head.authorization.data(), c.head.authorization.size());
     EVP_DigestFinal_ex(md, digest, &digest_length);
-    EVP_MD_CTX_free(md);
     x.cache_key.reserve(digest_length + x.host.size() + x.method.size() + x.path.size() + 3);
     x.cache_key.append(reinterpret_cast<const char*>(digest), digest_length);
     x.cache_key.append(x.host).push_back('\0');
@@ -625,7 +664,7 @@ class HttpLoop {
       return nullptr;
     }
     for (const auto& [path, stamp] : d.files) {
-      if (stat_key(path) != stamp) {
+      if (!(stamp_of(path) == stamp)) {
         // A revocation or rotation may concern any of them.
         decisions_.clear();
         return nullptr;
@@ -674,7 +713,7 @@ class HttpLoop {
       end(c, "native http data path: a request head read differently the second time");
       return;
     }
-    for (auto& file : cmd.decision->files) file.second = stat_key(file.first);
+    for (auto& file : cmd.decision->files) file.second = stamp_of(file.first);
     if (decisions_.size() >= kMaxKeptDecisions) decisions_.clear();
     decisions_[c.x.cache_key] = cmd.decision;
     auto& slot = c.sessions[cmd.session_key];
@@ -1046,8 +1085,14 @@ class HttpLoop {
       std::string head = "HTTP/1.1 " + std::to_string(x.status) + " ";
       head.append(x.response.reason).append("\r\n");
       std::string_view content_type, content_encoding;
-      x.response_header_copy.clear();
-      for (const http::HeaderField& f : x.response.fields) x.response_header_copy.emplace_back(f.name, f.value);
+      // The head's bytes are kept (the input moves on) for the outcome record's headers.
+      const char* received = up.in.data() + up.in_at;
+      x.response_head.assign(received, head_bytes);
+      x.response_fields.clear();
+      for (const http::HeaderField& f : x.response.fields) {
+        x.response_fields.push_back({std::string_view(x.response_head.data() + (f.name.data() - received), f.name.size()),
+                                     std::string_view(x.response_head.data() + (f.value.data() - received), f.value.size())});
+      }
       for (const http::HeaderField& f : response_fields_) {
         head.append(f.name).append(": ").append(f.value).append("\r\n");
       }
@@ -1208,11 +1253,9 @@ class HttpLoop {
     // A body read in part (its connection failed) still has its excerpt; one never reached has none.
     r.request_body = &*x.request_body;
     r.response.reset();
-    response_pairs_.clear();
     if (x.response_started) {
-      for (const auto& [name, value] : x.response_header_copy) response_pairs_.push_back({name, value});
       r.response.emplace();
-      httprec::record_headers(r.response->headers, response_pairs_.data(), response_pairs_.size(), settings_.recorded, settings_.redacted);
+      httprec::record_headers(r.response->headers, x.response_fields.data(), x.response_fields.size(), settings_.recorded, settings_.redacted);
       r.response->body = &*x.response_body;
       r.response->first_byte_nano = x.first_byte_ns;
       x.session->bytes_to_client += x.response_body->size();
@@ -1349,7 +1392,8 @@ class HttpLoop {
   std::vector<std::pair<uint64_t, uint64_t>> parked_;  // handle, the seq its record needs durable
   std::string sync_failed_;
   std::unordered_map<std::string, std::shared_ptr<Decision>> decisions_;
-  unsigned char salt_[32];  // of the kept decisions' Authorization digests (per process, never leaves it)
+  unsigned char salt_[32];
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> digest_{EVP_MD_CTX_new(), EVP_MD_CTX_free};  // of the kept decisions' Authorization digests (per process, never leaves it)
   std::vector<std::unique_ptr<Target>> targets_;
   std::vector<std::vector<std::unique_ptr<Upstream>>> idle_;
   size_t idle_count_ = 0;
@@ -1359,7 +1403,6 @@ class HttpLoop {
   std::vector<unsigned char> scratch_;
   std::vector<std::pair<std::string_view, std::string_view>> fields_;
   std::vector<http::HeaderField> response_fields_;
-  std::vector<httprec::HeaderPair> response_pairs_;
   httprec::RequestRecord request_record_;
   httprec::ExchangeRecord exchange_record_;
   std::string number_;
@@ -1517,7 +1560,7 @@ class HttpDataPathBinding : public Napi::ObjectWrap<HttpDataPathBinding> {
       Napi::Value files = a.Get("files");
       if (files.IsArray()) {
         Napi::Array list = files.As<Napi::Array>();
-        for (uint32_t i = 0; i < list.Length(); i++) d->files.emplace_back(list.Get(i).As<Napi::String>().Utf8Value(), std::string());
+        for (uint32_t i = 0; i < list.Length(); i++) d->files.emplace_back(list.Get(i).As<Napi::String>().Utf8Value(), FileStamp());
       }
       Napi::Object session = a.Get("session").As<Napi::Object>();
       c.session.session_id = string_of(session, "sessionId");
