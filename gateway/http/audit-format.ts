@@ -66,6 +66,8 @@ export interface ExchangeState {
   readonly exchangeId: number;
   readonly admitted: { readonly path: string; readonly query: string };
   readonly requestBody: BodyRecorder;
+  /** The request record written ahead holds the whole body's excerpt: the outcome gives its type and size only. */
+  readonly requestBodyInRecord: boolean;
   /** The request's headers and allowing rule, when no request record was written ahead. */
   readonly requestHeaders: HttpHeader[] | null;
   readonly policyRule: string | null;
@@ -94,7 +96,7 @@ export function exchangeRecord(x: ExchangeState, status: number, error: string, 
   if (admitted.query !== '') outcome.query = admitted.query;
   outcome.exchangeId = x.exchangeId;
   if (response !== null) outcome.responseHeaders = response.headers;
-  outcome.requestBody = requestBody.snapshot();
+  outcome.requestBody = x.requestBodyInRecord ? requestBody.reference() : requestBody.snapshot();
   if (response !== null) outcome.responseBody = response.body.snapshot();
   outcome.durationNano = String(durationNano);
   if (response !== null) outcome.firstByteNano = String(response.firstByteNano);
@@ -158,6 +160,13 @@ export class BodyRecorder {
     const take = Math.min(chunk.length, this.limit - this.kept);
     this.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
     this.kept += take;
+  }
+
+  /** The body's type and size, its excerpt being in another record (HttpBody.in_request_record). */
+  reference(): HttpBody {
+    const body: HttpBody = this.contentType === '' ? { size: String(this.size) } : { contentType: this.contentType, size: String(this.size) };
+    body.inRequestRecord = true;
+    return body;
   }
 
   /**

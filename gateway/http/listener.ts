@@ -208,6 +208,8 @@ class Exchange implements Dispatcher.DispatchHandlers {
   /** For the outcome record: the request's headers (when no request record is written ahead), its rule, a review's decision. */
   requestHeaders: HttpHeader[] | null = null;
   policyRule: string | null = null;
+  /** The request record written ahead holds the whole body's excerpt (exchangeRecord()). */
+  requestBodyInRecord = false;
   policy: PolicyDecision | null = null;
   /** The resource credential read for this request: forwarded, and kept out of the recorded response body. */
   secret: string | null = null;
@@ -916,6 +918,8 @@ export class HttpGateway implements Component {
         // gateway loses nothing; the fsync follows within milliseconds).
         const ack = config.record.readDurability === 'written' && SAFE_METHODS.has(method) ? 'written' : 'durable';
         await session.recorder.barrier({ httpRequest: requestRecord(req, admitted, x.exchangeId, requestHeaders, x.requestBody.snapshot(), false) }, ack);
+        // A body read whole is in the request record: the outcome gives its type and size only.
+        x.requestBodyInRecord = body.complete;
       } else {
         // One record per exchange, written when it completes (and group-committed in the background).
         x.requestHeaders = requestHeaders;

@@ -194,6 +194,7 @@ struct Exchange {
   std::vector<httprec::RecordedHeader> request_headers;
   uint64_t request_seq = 0;
   bool needs_durable = false;
+  bool request_written = false;  // the request record (with the whole body) is in the journal file
   std::string upstream_request;  // kept until the first response byte (a retry on a fresh connection)
   bool retried = false;
   // The response.
@@ -226,7 +227,7 @@ struct Exchange {
     response_body.reset();
     request_headers.clear();
     request_seq = 0;
-    needs_durable = retried = false;
+    needs_durable = retried = request_written = false;
     response_started = false;
     status = 0;
     first_byte_ns = 0;
@@ -780,7 +781,12 @@ class HttpLoop {
     const eventrec::EventHead head{x.session->session_id, ++x.session->event_seq, realtime_ns()};
     httprec::append_request_record(scratch_, head.time_unix_nano, head, request_record_);
     request_record_.headers.swap(x.request_headers);
-    x.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    try {
+      x.request_seq = chain_->append(scratch_.data(), scratch_.size(), nullptr);
+    } catch (const std::exception& err) {
+      audit_unavailable(c, std::string("journal append failed: ") + err.what());
+      return;
+    }
     chain_->count_ack(x.needs_durable);
     c.phase = Phase::Queued;
     if (!c.queued) {
@@ -816,6 +822,7 @@ class HttpLoop {
         audit_unavailable(c, failure.empty() ? sync_failed_ : failure);
         continue;
       }
+      c.x.request_written = true;
       if (c.x.needs_durable) {
         c.phase = Phase::Parked;
         parked_.emplace_back(c.handle, written);
@@ -1252,6 +1259,8 @@ class HttpLoop {
     r.exchange_id = x.exchange_id;
     // A body read in part (its connection failed) still has its excerpt; one never reached has none.
     r.request_body = &*x.request_body;
+    // Written ahead, the request record holds the body whole (the loop reads it before forwarding).
+    r.request_body_in_record = x.request_written;
     r.response.reset();
     if (x.response_started) {
       r.response.emplace();

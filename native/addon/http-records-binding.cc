@@ -23,7 +23,7 @@ namespace httprec = gapwatch::httprec;
 // event: { sessionId, eventSeq, timeUnixNano, httpRequest | http }
 //   httpRequest: { exchangeId, method, path, query, host, httpVersion, rawHeaders, body: Body | null,
 //                  policyRule, upgrade }
-//   http: { method, path, status, query, exchangeId, requestBody: Body | null,
+//   http: { method, path, status, query, exchangeId, requestBody: Body | null, requestBodyInRecord,
 //           response: { rawHeaders, body: Body | null, firstByteNano } | null, durationNano, error,
 //           policy: { action: number, rule, reviewer, reason, reviewId, statement, classes } | null,
 //           requestRawHeaders, policyRule }
@@ -116,6 +116,7 @@ httprec::ExchangeRecord exchange_record(HttpRecordInput& in, const Napi::Value& 
   x.query = in.bytes(source.Get("query"), what + ".query");
   x.exchange_id = in.uint32(source.Get("exchangeId"), what + ".exchangeId");
   x.request_body = in.body(source.Get("requestBody"), what + ".requestBody");
+  x.request_body_in_record = source.Get("requestBodyInRecord").ToBoolean();
   if (HttpRecordInput::present(source.Get("response"))) {
     Napi::Object response = in.object(source.Get("response"), what + ".response");
     x.response = httprec::ExchangeResponse{in.headers(response.Get("rawHeaders"), what + ".response.rawHeaders"),

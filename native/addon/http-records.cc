@@ -38,6 +38,7 @@ constexpr uint32_t kBodyTruncated = varint_field(3);
 constexpr uint32_t kBodyText = delimited(4);  // oneof content
 constexpr uint32_t kBodyData = delimited(5);  // oneof content
 constexpr uint32_t kBodyOmitted = varint_field(6);
+constexpr uint32_t kBodyInRequestRecord = varint_field(7);
 // HttpExchange
 constexpr uint32_t kExchangeMethod = delimited(1);
 constexpr uint32_t kExchangePath = delimited(2);
@@ -165,6 +166,15 @@ void write_body(FieldWriter& w, uint32_t tag, const BodyExcerpt& body) {
   w.end(at);
 }
 
+// An exchange's request body whose excerpt its HttpRequest record holds: type and size only.
+void write_body_reference(FieldWriter& w, uint32_t tag, const BodyExcerpt& body) {
+  const std::size_t at = w.begin(tag);
+  w.latin1(kBodyContentType, body.content_type());
+  w.integer(kBodySize, body.size());
+  w.flag(kBodyInRequestRecord, true);
+  w.end(at);
+}
+
 }  // namespace
 
 NameSet make_name_set(std::vector<std::string> names) {
@@ -261,7 +271,10 @@ void append_exchange_record(std::vector<unsigned char>& out, int64_t record_time
   w.latin1(kExchangeQuery, exchange.query);
   w.integer(kExchangeExchangeId, exchange.exchange_id);
   if (response != nullptr) write_headers(w, kExchangeResponseHeaders, response->headers);
-  if (exchange.request_body != nullptr) write_body(w, kExchangeRequestBody, *exchange.request_body);
+  if (exchange.request_body != nullptr) {
+    if (exchange.request_body_in_record) write_body_reference(w, kExchangeRequestBody, *exchange.request_body);
+    else write_body(w, kExchangeRequestBody, *exchange.request_body);
+  }
   if (response != nullptr && response->body != nullptr) write_body(w, kExchangeResponseBody, *response->body);
   w.integer(kExchangeDuration, static_cast<uint64_t>(exchange.duration_nano));
   if (response != nullptr) w.integer(kExchangeFirstByte, static_cast<uint64_t>(response->first_byte_nano));

@@ -127,6 +127,9 @@ struct ExchangeRecord {
   std::string_view query;   // latin1
   uint32_t exchange_id = 0;
   const BodyExcerpt* request_body = nullptr;  // always there (its size is request_bytes); nullptr: absent
+  // The request record written ahead holds the whole body's excerpt: request_body is written with its
+  // type and size only, marked in_request_record (exchangeRecord() in audit-format.ts).
+  bool request_body_in_record = false;
   std::optional<ExchangeResponse> response;
   int64_t duration_nano = 0;
   std::string_view error;                 // UTF-8

@@ -289,7 +289,11 @@ for (const dataPath of ['node', 'auto'] as const) {
       const exchange = exchanges(records).find((e) => e.path === '/echo/recorded')!;
       assert.equal(exchange.exchangeId, request.exchangeId);
       assert.equal(exchange.status, 200);
-      assert.equal(exchange.requestBody!.text, '{"q":"find me"}');
+      // The body is in the request record written ahead; the outcome says so, with its type and size.
+      assert.deepEqual(
+        { text: exchange.requestBody!.text, inRequestRecord: exchange.requestBody!.inRequestRecord, size: exchange.requestBody!.size, contentType: exchange.requestBody!.contentType },
+        { text: undefined, inRequestRecord: true, size: '15', contentType: 'application/json' },
+      );
       assert.ok(exchange.responseHeaders.some((h) => h.name === 'set-cookie' && h.value === '[redacted]'));
       // The request record precedes its completion in the journal (write-ahead).
       const seqOf = (predicate: (r: JournalRecord__Output) => boolean): bigint => BigInt(records.find(predicate)!.seq);

@@ -99,6 +99,8 @@ interface WireExchange {
   query: Buffer;
   exchangeId: number;
   requestBody: WireBody;
+  /** The request record written ahead holds the whole body: the outcome gives type and size only. */
+  requestBodyInRecord: boolean;
   response: { rawHeaders: Buffer[]; body: WireBody; firstByteNano: bigint } | null;
   durationNano: bigint;
   error: Buffer;
@@ -161,6 +163,7 @@ function wireExchange(fields: Partial<WireExchange> = {}): WireExchange {
     query: NONE,
     exchangeId: 1,
     requestBody: body('', []),
+    requestBodyInRecord: false,
     response: null,
     durationNano: 1_500_000n,
     error: NONE,
@@ -207,6 +210,7 @@ function jsExchange(x: WireExchange, o: RecordingOptions, requestBody: BodyRecor
     exchangeId: x.exchangeId,
     admitted: { path: latin1(x.path), query: latin1(x.query) },
     requestBody,
+    requestBodyInRecord: x.requestBodyInRecord,
     requestHeaders: x.requestRawHeaders === null ? null : jsHeaders(x.requestRawHeaders, o),
     policyRule: x.policyRule === null ? null : utf8(x.policyRule),
     policy: x.policy === null ? null : jsPolicy(x.policy),
@@ -263,6 +267,8 @@ describe('gateway/journal HTTP records in C++ (native/addon/http-records.cc) aga
     const response = { rawHeaders: [text('Content-Type'), text('application/json; charset=utf-8'), text('Set-Cookie'), text('session=abc')], body: body('application/json; charset=utf-8', [text('{"id":7,"echo":"sk-live-123"}')], { secrets: [text('sk-live-123')] }), firstByteNano: 800_000n };
     const policy: WirePolicy = { action: 3, rule: text('writes-need-review'), reviewer: text('alice'), reason: NONE, reviewId: text('rv-01'), statement: text('POST /v1/items?dry_run=1'), classes: [text('write')] };
     const outcome = wireExchange({ method: text('POST'), status: 201, query: request.query, requestBody, response, policy, requestRawHeaders: rawHeaders, policyRule: text('writes-need-review') });
+    // Written ahead with the whole body, the outcome refers to the request record for it.
+    assertSame(exchangeSuffixes(native, HEAD, { ...outcome, requestBodyInRecord: true, requestRawHeaders: null, policyRule: null }), 'outcome whose body is in the request record');
     const [cc, js] = exchangeSuffixes(native, HEAD, outcome);
     assertSame([cc, js], 'outcome');
     const http = decodeRecord(cc).event!.http!;
@@ -514,6 +520,7 @@ describe('gateway/journal HTTP records in C++ (native/addon/http-records.cc) aga
         query: request.query,
         exchangeId: request.exchangeId,
         requestBody: request.body ?? wireBody(),
+        requestBodyInRecord: chance(0.5),
         response: maybe(0.7, () => ({ rawHeaders: rawHeaders(), body: wireBody(), firstByteNano: i64() })),
         durationNano: i64(),
         error: chance(0.7) ? NONE : utf8ish(20),

@@ -29,6 +29,11 @@ export interface HttpBody {
    * content not recorded (binary or encoded content, or recording off)
    */
   'omitted'?: (boolean);
+  /**
+   * In an HttpExchange: the content is in the exchange's HttpRequest record, written ahead with the
+   * whole body (read before forwarding); here only content_type and size.
+   */
+  'inRequestRecord'?: (boolean);
   'content'?: "text"|"data";
 }
 
@@ -57,5 +62,10 @@ export interface HttpBody__Output {
    * content not recorded (binary or encoded content, or recording off)
    */
   'omitted': (boolean);
+  /**
+   * In an HttpExchange: the content is in the exchange's HttpRequest record, written ahead with the
+   * whole body (read before forwarding); here only content_type and size.
+   */
+  'inRequestRecord': (boolean);
   'content'?: "text"|"data";
 }
