@@ -693,6 +693,7 @@ export class HttpGateway implements Component {
     if (!served) return;
     const { connection, done } = served;
     connection.continueNative(e.sessions, e.bytesIn, e.bytesOut);
+    if (e.failure !== '') this.options.log.error({ client: connection.client, failure: e.failure }, 'the native http data path ended a connection');
     void connection
       .close(e.failure === '' ? null : e.failure)
       .catch((err: unknown) => this.options.log.error({ err }, 'could not journal the end of an http session'))

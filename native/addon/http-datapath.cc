@@ -554,7 +554,10 @@ class HttpLoop {
       }
       drop_upstream(c);
     }
-    end(c, why.empty() ? "" : why);
+    // The session ends closed, as on the JavaScript path when an agent's socket closes or resets; the
+    // exchange's record says what was cut short.
+    (void)why;
+    end(c, "");
   }
 
   // Serves what the agent has sent, as far as it can go now.
