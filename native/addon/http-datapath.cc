@@ -295,48 +295,32 @@ constexpr size_t kIdlePerTarget = 256;
 // harness); a request waits up to this much longer for its round.
 constexpr std::chrono::microseconds kSyncSpacing{1000};
 
-class HttpLoop {
+class HttpLoop : public NativeLoop<Command, Event> {
  public:
   HttpLoop(JournalChain* chain, Napi::ThreadSafeFunction events, Settings settings)
-      : chain_(chain),
-        channel_(events, deliver_http_events),
-        epoll_fd_(channel_.epoll_fd()),
-        settings_(std::move(settings)),
-        syncer_(
-            chain,
-            [this](uint64_t covered, const std::string& failure) {
-              Command c;
-              c.kind = Command::Synced;
-              c.seq = covered;
-              c.failure = failure;
-              command(std::move(c));
-            },
-            kSyncSpacing) {
+      : NativeLoop(chain, events, deliver_http_events, kSyncSpacing), chain_(chain), settings_(std::move(settings)) {
     if (RAND_bytes(salt_, sizeof salt_) != 1) throw std::runtime_error("RAND_bytes failed");
-    thread_ = std::thread([this] { loop(); });
+    start();
   }
 
-  ~HttpLoop() { stop(); }
-
-  bool command(Command c) {
-    const bool last = c.kind == Command::Stop;
-    return channel_.command(std::move(c), last);
-  }
-
-  void stop() {
-    if (!thread_.joinable()) return;
-    Command c;
-    c.kind = Command::Stop;
-    command(std::move(c));
-    thread_.join();
-    syncer_.stop();
-    channel_.close();
-  }
+  ~HttpLoop() override { stop(); }
 
  private:
-  void post(Event e) { channel_.post(std::move(e)); }
+  Command stop_command() const override {
+    Command c;
+    c.kind = Command::Stop;
+    return c;
+  }
+  bool is_stop(const Command& c) const override { return c.kind == Command::Stop; }
+  Command synced_command(uint64_t covered, const std::string& failure) const override {
+    Command c;
+    c.kind = Command::Synced;
+    c.seq = covered;
+    c.failure = failure;
+    return c;
+  }
 
-  void loop() {
+  void loop() override {
     epoll_event ready[64];
     for (;;) {
       const int timeout = !queued_.empty() ? 1 : conns_.empty() && idle_count_ == 0 ? -1 : 100;
@@ -1394,10 +1378,7 @@ class HttpLoop {
   }
 
   JournalChain* chain_;
-  LoopChannel<Command, Event> channel_;
-  const int epoll_fd_;
   Settings settings_;
-  std::thread thread_;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
@@ -1418,7 +1399,6 @@ class HttpLoop {
   httprec::RequestRecord request_record_;
   httprec::ExchangeRecord exchange_record_;
   std::string number_;
-  ChainSyncer syncer_;  // last: its callback uses the command queue
 };
 
 Napi::Array session_array(Napi::Env env, const std::vector<SessionSlot>& sessions) {

@@ -6,8 +6,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "chain-syncer.h"
+
 #include <cstdint>
+#include <chrono>
 #include <deque>
+#include <string>
+#include <thread>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -99,6 +104,56 @@ class LoopChannel {
   std::mutex events_mutex_;
   std::vector<Event> pending_events_;
   bool events_posted_ = false;
+};
+
+// What both native data paths are around their epoll loop: the channel, the sync thread (whose
+// rounds come back as a command, synced_command()), the loop's own thread, and their order of start
+// and stop. The derived class starts the thread at the end of its constructor (start()) and stops it
+// in its destructor (stop()): the loop uses its members.
+template <class Command, class Event>
+class NativeLoop {
+ public:
+  NativeLoop(const NativeLoop&) = delete;
+  NativeLoop& operator=(const NativeLoop&) = delete;
+
+  // Queues a command for the loop; false once the loop is stopping.
+  bool command(Command c) {
+    const bool last = is_stop(c);
+    return channel_.command(std::move(c), last);
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    command(stop_command());
+    thread_.join();
+    syncer_.stop();
+    channel_.close();
+  }
+
+ protected:
+  NativeLoop(JournalChain* chain, Napi::ThreadSafeFunction events, typename LoopChannel<Command, Event>::Deliver deliver,
+             std::chrono::microseconds sync_spacing)
+      : channel_(events, deliver),
+        epoll_fd_(channel_.epoll_fd()),
+        syncer_(
+            chain, [this](uint64_t covered, const std::string& failure) { command(synced_command(covered, failure)); }, sync_spacing) {}
+
+  virtual ~NativeLoop() = default;
+
+  void start() { thread_ = std::thread([this] { loop(); }); }
+  void post(Event e) { channel_.post(std::move(e)); }
+
+  virtual void loop() = 0;
+  virtual Command stop_command() const = 0;
+  virtual bool is_stop(const Command& c) const = 0;
+  virtual Command synced_command(uint64_t covered, const std::string& failure) const = 0;
+
+  LoopChannel<Command, Event> channel_;
+  const int epoll_fd_;
+  ChainSyncer syncer_;
+
+ private:
+  std::thread thread_;
 };
 
 }  // namespace gapwatch

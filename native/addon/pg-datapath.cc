@@ -323,41 +323,30 @@ struct Command {
 
 void deliver_events(Napi::Env env, Napi::Function callback, std::vector<Event> events);
 
-class DataPath {
+class DataPath : public NativeLoop<Command, Event> {
  public:
-  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events)
-      : chain_(chain), channel_(events, deliver_events), epoll_fd_(channel_.epoll_fd()), syncer_(chain, [this](uint64_t covered, const std::string& failure) {
-          Command c;
-          c.kind = Command::Synced;
-          c.event_seq = covered;
-          c.text = failure;
-          command(std::move(c));
-        }) {
-    thread_ = std::thread([this] { loop(); });
+  DataPath(JournalChain* chain, Napi::ThreadSafeFunction events) : NativeLoop(chain, events, deliver_events, std::chrono::microseconds(0)), chain_(chain) {
+    start();
   }
 
-  ~DataPath() { stop(); }
-
-  // Queues a command for the loop; false once the loop is stopping.
-  bool command(Command c) {
-    const bool last = c.kind == Command::Stop;
-    return channel_.command(std::move(c), last);
-  }
-
-  void stop() {
-    if (!thread_.joinable()) return;
-    Command c;
-    c.kind = Command::Stop;
-    command(std::move(c));
-    thread_.join();
-    syncer_.stop();
-    channel_.close();
-  }
+  ~DataPath() override { stop(); }
 
  private:
-  void post(Event e) { channel_.post(std::move(e)); }
+  Command stop_command() const override {
+    Command c;
+    c.kind = Command::Stop;
+    return c;
+  }
+  bool is_stop(const Command& c) const override { return c.kind == Command::Stop; }
+  Command synced_command(uint64_t covered, const std::string& failure) const override {
+    Command c;
+    c.kind = Command::Synced;
+    c.event_seq = covered;
+    c.text = failure;
+    return c;
+  }
 
-  void loop() {
+  void loop() override {
     epoll_event ready[64];
     for (;;) {
       int n = epoll_wait(epoll_fd_, ready, 64, queued_.empty() ? -1 : 1);
@@ -1790,15 +1779,11 @@ class DataPath {
 
  private:
   JournalChain* chain_;
-  LoopChannel<Command, Event> channel_;
-  const int epoll_fd_;
-  std::thread thread_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
   std::vector<uint64_t> parked_;
   std::string sync_failed_;  // the sync thread stopped: no request can become durable any more
-  ChainSyncer syncer_;  // after the members its callback uses (command queue), so it starts after them
   pgrec::StatementOutcome outcome_;
   std::vector<unsigned char> pending_refusal_;
   std::vector<pgrec::PgMessage> records_;
