@@ -389,6 +389,7 @@ export class HttpGateway implements Component {
   private readonly handedBack = new Map<Socket, ConnectionSessions>();
   /** Upstream targets the loop knows (their index in the loop), resolved once. */
   private readonly nativeTargets = new Map<string, { index: number; spec: Promise<NativeTargetSpec>; told: boolean }>();
+  private nextNativeTarget = 0;
 
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
@@ -647,7 +648,8 @@ export class HttpGateway implements Component {
         resource: target.resource.name,
       }));
       spec.catch(() => this.nativeTargets.delete(target.resource.name));
-      known = { index: this.nativeTargets.size, spec, told: false };
+      // Never an index the loop may know another target by (a failed lookup's entry is dropped and retried).
+      known = { index: this.nextNativeTarget++, spec, told: false };
       this.nativeTargets.set(target.resource.name, known);
     }
     return known;
