@@ -280,8 +280,8 @@ struct Command {
   std::string session_key;
   SessionSlot session;
   std::optional<Target> target;  // Decided: the target's first use
-  uint64_t seq = 0;
-  std::string failure;
+  uint64_t synced_seq = 0;   // Synced: the last record the fdatasync covered
+  std::string sync_failure;  // Synced: why the sync thread stopped
 };
 
 void deliver_http_events(Napi::Env env, Napi::Function callback, std::vector<Event> events);
@@ -306,20 +306,6 @@ class HttpLoop : public NativeLoop<Command, Event> {
   ~HttpLoop() override { stop(); }
 
  private:
-  Command stop_command() const override {
-    Command c;
-    c.kind = Command::Stop;
-    return c;
-  }
-  bool is_stop(const Command& c) const override { return c.kind == Command::Stop; }
-  Command synced_command(uint64_t covered, const std::string& failure) const override {
-    Command c;
-    c.kind = Command::Synced;
-    c.seq = covered;
-    c.failure = failure;
-    return c;
-  }
-
   void loop() override {
     epoll_event ready[64];
     for (;;) {
@@ -822,7 +808,7 @@ class HttpLoop : public NativeLoop<Command, Event> {
   }
 
   void synced(const Command& cmd) {
-    if (!cmd.failure.empty()) sync_failed_ = cmd.failure;
+    if (!cmd.sync_failure.empty()) sync_failed_ = cmd.sync_failure;
     std::vector<std::pair<uint64_t, uint64_t>> still;
     for (auto [handle, seq] : parked_) {
       auto found = conns_.find(handle);
@@ -832,7 +818,7 @@ class HttpLoop : public NativeLoop<Command, Event> {
         audit_unavailable(c, sync_failed_);
         continue;
       }
-      if (seq > cmd.seq) {
+      if (seq > cmd.synced_seq) {
         still.emplace_back(handle, seq);
         continue;
       }

@@ -107,9 +107,10 @@ class LoopChannel {
 };
 
 // What both native data paths are around their epoll loop: the channel, the sync thread (whose
-// rounds come back as a command, synced_command()), the loop's own thread, and their order of start
-// and stop. The derived class starts the thread at the end of its constructor (start()) and stops it
-// in its destructor (stop()): the loop uses its members.
+// rounds come back as a command: kind Command::Synced, synced_seq, sync_failure), the loop's own
+// thread, and their order of start and stop (a command of kind Command::Stop ends the loop). The
+// derived class starts the thread at the end of its constructor (start()) and stops it in its
+// destructor (stop()): the loop uses its members.
 template <class Command, class Event>
 class NativeLoop {
  public:
@@ -118,13 +119,15 @@ class NativeLoop {
 
   // Queues a command for the loop; false once the loop is stopping.
   bool command(Command c) {
-    const bool last = is_stop(c);
+    const bool last = c.kind == Command::Stop;
     return channel_.command(std::move(c), last);
   }
 
   void stop() {
     if (!thread_.joinable()) return;
-    command(stop_command());
+    Command c;
+    c.kind = Command::Stop;
+    command(std::move(c));
     thread_.join();
     syncer_.stop();
     channel_.close();
@@ -136,7 +139,15 @@ class NativeLoop {
       : channel_(events, deliver),
         epoll_fd_(channel_.epoll_fd()),
         syncer_(
-            chain, [this](uint64_t covered, const std::string& failure) { command(synced_command(covered, failure)); }, sync_spacing) {}
+            chain,
+            [this](uint64_t covered, const std::string& failure) {
+              Command c;
+              c.kind = Command::Synced;
+              c.synced_seq = covered;
+              c.sync_failure = failure;
+              command(std::move(c));
+            },
+            sync_spacing) {}
 
   virtual ~NativeLoop() = default;
 
@@ -144,9 +155,6 @@ class NativeLoop {
   void post(Event e) { channel_.post(std::move(e)); }
 
   virtual void loop() = 0;
-  virtual Command stop_command() const = 0;
-  virtual bool is_stop(const Command& c) const = 0;
-  virtual Command synced_command(uint64_t covered, const std::string& failure) const = 0;
 
   LoopChannel<Command, Event> channel_;
   const int epoll_fd_;

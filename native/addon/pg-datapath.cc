@@ -319,6 +319,8 @@ struct Command {
   std::string text;
   std::shared_ptr<Decision> decision;
   std::string review_id, outcome, reviewer, reason;  // Reviewing / Reviewed
+  uint64_t synced_seq = 0;   // Synced: the last record the fdatasync covered
+  std::string sync_failure;  // Synced: why the sync thread stopped
 };
 
 void deliver_events(Napi::Env env, Napi::Function callback, std::vector<Event> events);
@@ -332,20 +334,6 @@ class DataPath : public NativeLoop<Command, Event> {
   ~DataPath() override { stop(); }
 
  private:
-  Command stop_command() const override {
-    Command c;
-    c.kind = Command::Stop;
-    return c;
-  }
-  bool is_stop(const Command& c) const override { return c.kind == Command::Stop; }
-  Command synced_command(uint64_t covered, const std::string& failure) const override {
-    Command c;
-    c.kind = Command::Synced;
-    c.event_seq = covered;
-    c.text = failure;
-    return c;
-  }
-
   void loop() override {
     epoll_event ready[64];
     for (;;) {
@@ -386,16 +374,16 @@ class DataPath : public NativeLoop<Command, Event> {
           adopt(c);
           break;
         case Command::Synced:
-          if (!c.text.empty()) {
+          if (!c.sync_failure.empty()) {
             for (uint64_t handle : parked_) {
               auto found = sessions_.find(handle);
-              if (found != sessions_.end()) end(*found->second, true, c.text);
+              if (found != sessions_.end()) end(*found->second, true, c.sync_failure);
             }
             parked_.clear();
-            sync_failed_ = c.text;
+            sync_failed_ = c.sync_failure;
             break;
           }
-          release_parked(c.event_seq);
+          release_parked(c.synced_seq);
           break;
         case Command::Reviewing:
         case Command::Reviewed: {
