@@ -15,7 +15,7 @@ import { PG_BIN, freePort, startPostgres, type PostgresServer } from '../test/su
 import { round, summarize, type Summary } from './stats';
 
 /**
- * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-filter]`: pgbench against one PostgreSQL 15
+ * `npm run bench -- gateway-pg [rounds] [seconds] [clients] [mode-regex] [path-regex]`: pgbench against one PostgreSQL 15
  * by three paths in the same run — direct, through PgBouncer (session pooling), and through the gapwatch
  * gateway with full audit (every request journaled before it is forwarded — fsync'd first when it can
  * change state, written first when it cannot —, every result journaled, policy evaluated) —, beside the
@@ -265,6 +265,11 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
   const clients = Number(args[2] ?? 8);
   /** A regular expression over "select-only/simple" … to run some modes only (e.g. while profiling). */
   const only = new RegExp(args[3] ?? '.');
+  /**
+   * A regular expression over the path names to run some paths only (gapwatch and pgbouncer always run:
+   * `ratio_vs_pgbouncer` is theirs); the ratios of paths left out are null.
+   */
+  const onlyPaths = new RegExp(args[4] ?? '.');
   const scale = 5;
   const scratch = mkdtempSync(join(tmpdir(), 'gapwatch-bench-pg-'));
   const bouncerDir = mkdtempSync(join(tmpdir(), 'gapwatch-bench-pgbouncer-'));
@@ -343,7 +348,8 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       gapwatch_nofsync: { port: unsynced.port, user: 'bench-agent', password: token, database: 'bench' },
       gapwatch_node: { port: nodePath.port, user: 'bench-agent', password: token, database: 'bench' },
     };
-    const order: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'native_relay', 'native_floor', 'gapwatch', 'gapwatch_node', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const allPaths: PathName[] = ['direct', 'pgbouncer', 'node_relay', 'native_relay', 'native_floor', 'gapwatch', 'gapwatch_node', 'gapwatch_strict', 'gapwatch_before_reply', 'gapwatch_nofsync'];
+    const order = allPaths.filter((path) => path === 'gapwatch' || path === 'pgbouncer' || onlyPaths.test(path));
     const modes: Record<string, unknown> = {};
     const tps: Record<string, Record<PathName, number>> = {};
     let lowest = Infinity;
@@ -374,33 +380,36 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
           ...(inProcess(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.cpuUsPerTx)).median, 1) } : {}),
           ...(isExternal(path) ? { cpu_us_per_tx: round(summarize(samples[path].map((s) => s.otherCpuUsPerTx)).median, 1) } : {}),
         });
-        const per = Object.fromEntries(order.map((path) => [path, summaryOf(path)])) as Record<PathName, ReturnType<typeof summaryOf>>;
-        const ratio = per.gapwatch.tps.median / per.pgbouncer.tps.median;
+        const per = Object.fromEntries(order.map((path) => [path, summaryOf(path)])) as Partial<Record<PathName, ReturnType<typeof summaryOf>>>;
+        const tpsOf = (path: PathName): number => per[path]?.tps.median ?? NaN;
+        /** a/b of two paths' median TPS, null when either was left out of this run. */
+        const ratioOf = (a: PathName, b: PathName): number | null => (per[a] && per[b] ? round(tpsOf(a) / tpsOf(b)) : null);
+        const ratio = tpsOf('gapwatch') / tpsOf('pgbouncer');
         lowest = Math.min(lowest, ratio);
-        lowestNode = Math.min(lowestNode, per.gapwatch_node.tps.median / per.pgbouncer.tps.median);
+        if (per.gapwatch_node) lowestNode = Math.min(lowestNode, tpsOf('gapwatch_node') / tpsOf('pgbouncer'));
         modes[mode] = {
           ...per,
           ratio_vs_pgbouncer: round(ratio),
-          ratio_vs_direct: round(per.gapwatch.tps.median / per.direct.tps.median),
-          pgbouncer_vs_direct: round(per.pgbouncer.tps.median / per.direct.tps.median),
-          strict_ratio_vs_pgbouncer: round(per.gapwatch_strict.tps.median / per.pgbouncer.tps.median),
+          ratio_vs_direct: ratioOf('gapwatch', 'direct'),
+          pgbouncer_vs_direct: ratioOf('pgbouncer', 'direct'),
+          strict_ratio_vs_pgbouncer: ratioOf('gapwatch_strict', 'pgbouncer'),
           // What taking the fsync out of the round trip of reads and in-transaction statements bought.
-          ratio_vs_strict: round(per.gapwatch.tps.median / per.gapwatch_strict.tps.median),
-          before_reply_ratio_vs_pgbouncer: round(per.gapwatch_before_reply.tps.median / per.pgbouncer.tps.median),
-          nofsync_ratio_vs_pgbouncer: round(per.gapwatch_nofsync.tps.median / per.pgbouncer.tps.median),
-          node_ratio_vs_pgbouncer: round(per.gapwatch_node.tps.median / per.pgbouncer.tps.median),
+          ratio_vs_strict: ratioOf('gapwatch', 'gapwatch_strict'),
+          before_reply_ratio_vs_pgbouncer: ratioOf('gapwatch_before_reply', 'pgbouncer'),
+          nofsync_ratio_vs_pgbouncer: ratioOf('gapwatch_nofsync', 'pgbouncer'),
+          node_ratio_vs_pgbouncer: ratioOf('gapwatch_node', 'pgbouncer'),
           // CPU per transaction of the unsynced gateway over PgBouncer's own: the proxy's cost alone.
-          nofsync_cpu_vs_pgbouncer_cpu: round((per.gapwatch_nofsync.cpu_us_per_tx ?? 0) / Math.max(1, per.pgbouncer.cpu_us_per_tx ?? 0)),
+          nofsync_cpu_vs_pgbouncer_cpu: per.gapwatch_nofsync ? round((per.gapwatch_nofsync.cpu_us_per_tx ?? 0) / Math.max(1, per.pgbouncer?.cpu_us_per_tx ?? 0)) : null,
           // The ceiling of a data path on Node's sockets, and how much of it the gateway reaches.
-          node_relay_ratio_vs_pgbouncer: round(per.node_relay.tps.median / per.pgbouncer.tps.median),
-          ratio_vs_node_relay: round(per.gapwatch.tps.median / per.node_relay.tps.median),
+          node_relay_ratio_vs_pgbouncer: ratioOf('node_relay', 'pgbouncer'),
+          ratio_vs_node_relay: ratioOf('gapwatch', 'node_relay'),
           // A relay in C (framing only), and the ceiling of an audited data path in C, and how much
           // of the latter the gateway reaches.
-          native_relay_ratio_vs_pgbouncer: round(per.native_relay.tps.median / per.pgbouncer.tps.median),
-          native_floor_ratio_vs_pgbouncer: round(per.native_floor.tps.median / per.pgbouncer.tps.median),
-          ratio_vs_native_floor: round(per.gapwatch.tps.median / per.native_floor.tps.median),
+          native_relay_ratio_vs_pgbouncer: ratioOf('native_relay', 'pgbouncer'),
+          native_floor_ratio_vs_pgbouncer: ratioOf('native_floor', 'pgbouncer'),
+          ratio_vs_native_floor: ratioOf('gapwatch', 'native_floor'),
         };
-        tps[mode] = Object.fromEntries(order.map((path) => [path, per[path].tps.median])) as Record<PathName, number>;
+        tps[mode] = Object.fromEntries(order.map((path) => [path, tpsOf(path)])) as Record<PathName, number>;
       }
     }
     let journalRecords = 0;
@@ -422,7 +431,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       records_per_fsync: round(journal.stats().records / Math.max(1, journal.stats().fsyncs), 2),
       ratio_vs_pgbouncer: round(lowest),
       // The same with every session on the JavaScript data path (dataPath: node).
-      node_ratio_vs_pgbouncer: round(lowestNode),
+      node_ratio_vs_pgbouncer: Number.isFinite(lowestNode) ? round(lowestNode) : null,
     };
   } finally {
     for (const cleanup of cleanups.reverse()) {

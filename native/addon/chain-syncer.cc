@@ -33,7 +33,13 @@ void ChainSyncer::connection_opened() {
   }
 }
 
-void ChainSyncer::connection_closed() { running_.fetch_sub(1, std::memory_order_relaxed); }
+void ChainSyncer::connection_closed() {
+  if (running_.fetch_sub(1, std::memory_order_relaxed) != 1) return;
+  // The last one: its timed rounds stop, so one more covers what was written up to now.
+  unsigned char hash[JournalChain::kHashBytes];
+  uint64_t size = 0;
+  request(chain_->written_head(hash, &size));
+}
 
 void ChainSyncer::stop() {
   if (!thread_.joinable()) return;

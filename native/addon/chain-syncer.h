@@ -19,8 +19,8 @@ class JournalChain;
 // active segment covers every record written before it starts (group commit). It runs when a request
 // waits for one (request()), and while the path has live connections (running() not 0), within
 // kSyncWithinMs of any write to the chain — their safe requests' records, acknowledged as written,
-// and their outcomes — so the journal needs no fdatasync of its own for them and learns of the loop's
-// progress less often. Each round ends with `done(covered, "")`; a failed fdatasync ends the thread
+// and their outcomes — and once more when the last connection closes, so the journal needs no
+// fdatasync of its own for them and learns of the loop's progress less often. Each round ends with `done(covered, "")`; a failed fdatasync ends the thread
 // with `done(0, why)` (fail-stop, as the journal does). `done` runs on the sync thread. With a
 // `spacing`, rounds start at least that far apart (a round due sooner waits): more requests share each
 // fdatasync, for as much more wait — fewer rounds cost less CPU when many requests wait at once.

@@ -3,7 +3,8 @@ import { readdirSync } from 'node:fs';
 import { Journal, journalDirFor } from '../../../gateway/journal/journal';
 import { verifyJournal } from '../../../gateway/journal/verify';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
-import { pgbench, type Target } from './clients';
+import { nodeClient, pgbench, type Target } from './clients';
+import { until } from '../../support/until';
 
 /**
  * The native session loop and the JavaScript journal share one chain: native request and outcome
@@ -58,5 +59,48 @@ describe('gateway/postgres native data path: one journal chain with JavaScript (
     assert.ok(segments > 5, `rotated (${segments} segments)`);
     const report = await verifyJournal(dir);
     assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 5), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  });
+});
+
+/**
+ * The loop's sync thread makes what it writes durable (ChainSyncer: within 5 ms while sessions run);
+ * the journal takes its word for it and runs no fdatasync of its own for those records — it ran one
+ * after every 20 ms look at the loop before, doubling the fdatasyncs of a busy native path.
+ */
+describe('gateway/postgres native data path: its records made durable by its own sync thread (real PostgreSQL 15)', function () {
+  this.timeout(60_000);
+  let gw: GatewayUnderTest;
+
+  before(async () => {
+    gw = await startGateway({
+      postgres: { dataPath: 'auto' },
+      policy: { builtinRules: false, default: 'allow' },
+      // No timed checkpoint (and its fdatasync) during the test.
+      journal: { checkpoint: { everySeconds: 3600 } },
+    });
+  });
+
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it("the journal's durable head follows native reads with no fdatasync of its own", async () => {
+    const client = await nodeClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+    try {
+      await client.query('SELECT 1');
+      await until('the session on the native loop', async () => gw.gateway.nativeSessionsServed >= 1);
+      // The session's own records (JavaScript's, durable-awaited) are behind us: only native writes from here.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const before = gw.journal.stats().fsyncs;
+      const written = gw.journal.writtenHead().seq;
+      for (let i = 0; i < 300; i++) await client.query('SELECT $1::int AS n', [i]);
+      const last = gw.journal.writtenHead().seq;
+      assert.ok(last >= written + 600n, `300 requests and their outcomes written (${last - written} records)`);
+      await until('the durable head to cover the native records', async () => gw.journal.head().seq >= last, 5_000);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal(gw.journal.stats().fsyncs - before, 0, "no fdatasync of the journal's own for records the loop's rounds made durable");
+    } finally {
+      await client.end();
+    }
   });
 });
