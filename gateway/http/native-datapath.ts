@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { loadGatewayAddon } from '../../native/binding';
+import { NATIVE_LOOK_MS } from '../journal/journal';
 import type { HttpGatewayConfig } from './config-schema';
 
 /**
@@ -8,12 +9,6 @@ import type { HttpGatewayConfig } from './config-schema';
  * back for anything else. See gateway/http/README.md, "The native data path".
  */
 
-/**
- * While connections run natively, the journal learns of the loop's writes and fdatasyncs this often
- * (the durable head its readers see, rotation, stats). The loop's sync thread makes its records
- * durable within 5 ms of their write.
- */
-const JOURNAL_POLL_MS = 20;
 
 /** What one agent connection's sessions did natively, to be continued (hand-back) or ended. */
 export interface NativeSessionCounters {
@@ -158,7 +153,7 @@ export class NativeHttpDataPath {
     socket.destroy();
     this.live += 1;
     this.adopted += 1;
-    this.poll ??= setInterval(() => this.onWritten(), JOURNAL_POLL_MS);
+    this.poll ??= setInterval(() => this.onWritten(), NATIVE_LOOK_MS);
     return handle;
   }
 

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { loadGatewayAddon } from '../../native/binding';
+import { NATIVE_LOOK_MS } from '../journal/journal';
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyEngine, PolicyRequest } from '../policy/contract';
@@ -13,12 +14,6 @@ import { statementEffects } from './statement-durability';
  * ended. See gateway/postgres/README.md, "The native data path".
  */
 
-/**
- * While sessions run natively, the journal learns of the loop's writes and fdatasyncs this often (the
- * durable head its readers see, rotation, stats). The loop's own sync thread makes its records durable
- * within 5 ms of their write, so the journal needs no fdatasync of its own for them.
- */
-const JOURNAL_POLL_MS = 20;
 
 interface NativeEvent {
   kind: 'decide' | 'review' | 'ended';
@@ -86,7 +81,7 @@ export class NativePgDataPath {
   private nextHandle = 1;
   /** Policy questions the loop asked (decide events): each statement it did not decide from a kept decision. */
   questions = 0;
-  /** While sessions run natively: the journal's look at their writes (JOURNAL_POLL_MS). */
+  /** While sessions run natively: the journal's look at their writes (NATIVE_LOOK_MS). */
   private poll: NodeJS.Timeout | null = null;
 
   constructor(
@@ -107,7 +102,7 @@ export class NativePgDataPath {
   adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number; readDurable: boolean }): Promise<NativeSessionEnd> {
     const handle = this.nextHandle++;
     const fd = (socket: Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
-    if (!this.poll) this.poll = setInterval(() => this.onWritten(), JOURNAL_POLL_MS);
+    if (!this.poll) this.poll = setInterval(() => this.onWritten(), NATIVE_LOOK_MS);
     return new Promise((resolve) => {
       this.sessions.set(handle, { sessionId: session.sessionId, resource: session.resource, identity: session.identity, done: resolve });
       this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes, session.readDurable);
