@@ -325,7 +325,9 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       cpu_ratio_vs_nginx: Math.min(...kinds.map((k) => round(summarize(proxyCpu[k.name]!.nginx).median / summarize(proxyCpu[k.name]!.gapwatch).median))),
       cpu_ratio_vs_nginx_async: Math.min(...kinds.map((k) => round(summarize(proxyCpu[k.name]!.nginx).median / summarize(proxyCpu[k.name]!.gapwatch_async).median))),
       detail: results,
-      journal_records: journal.stats().records,
+      // Every record of the run (the native path writes its own, beside the journal's).
+      journal_records: Number(journal.writtenHead().seq),
+      journal_stats: journal.stats(),
       // The default gateway's data path: 'native' unless the addon or the journal's native chain is missing.
       data_path: gateway.nativeStats ? 'native' : 'node',
       native_stats: gateway.nativeStats,

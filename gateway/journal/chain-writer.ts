@@ -57,6 +57,8 @@ export interface NativeSynced {
   segmentFirstSeq: bigint;
   acksWritten: number;
   acksDurable: number;
+  /** fdatasync rounds the native data paths' sync threads ran. */
+  syncRounds: number;
 }
 
 export interface WrittenFrames {

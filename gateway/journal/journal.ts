@@ -67,8 +67,10 @@ export interface JournalStats {
   records: number;
   /** Write rounds; with group commit, one per group of concurrent appends. */
   groups: number;
-  /** fdatasync rounds of the active segment; one covers every group written before it started. */
+  /** The journal's own fdatasync rounds of the active segment; one covers every group written before it started. */
   fsyncs: number;
+  /** fdatasync rounds of the native data paths' sync threads (their records; the journal runs none for them). */
+  nativeFsyncs: number;
   checkpoints: number;
   /** Appends (session and event records, and the journal's own gap records) by the level their promise waits for. */
   acks: Record<AppendAck, number>;
@@ -218,7 +220,7 @@ export class Journal implements JournalWriter, JournalReader {
   private readonly durable = new EventEmitter();
   private readonly timer: NodeJS.Timeout;
   private lastTimeNs = 0n;
-  private readonly counters: JournalStats = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0, acks: { written: 0, durable: 0 } };
+  private readonly counters: Omit<JournalStats, 'nativeFsyncs'> = { records: 0, groups: 0, fsyncs: 0, checkpoints: 0, acks: { written: 0, durable: 0 } };
 
   /** Opens (creating or recovering) the journal; a torn tail is cut and journaled as a gap record before this resolves. */
   static async open(given: JournalOptions): Promise<Journal> {
@@ -427,7 +429,7 @@ export class Journal implements JournalWriter, JournalReader {
   stats(): JournalStats {
     const native = this.chain.syncedHead?.();
     const acks = { written: this.counters.acks.written + (native?.acksWritten ?? 0), durable: this.counters.acks.durable + (native?.acksDurable ?? 0) };
-    return { ...this.counters, acks };
+    return { ...this.counters, nativeFsyncs: native?.syncRounds ?? 0, acks };
   }
 
   /**

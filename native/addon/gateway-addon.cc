@@ -143,8 +143,8 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
     uint64_t size = 0;
     uint64_t segment = 0;
     uint64_t seq = chain_->synced_head(hash, &size, &segment);
-    uint64_t written = 0, durable = 0;
-    chain_->acks(&written, &durable);
+    uint64_t written = 0, durable = 0, rounds = 0;
+    chain_->acks(&written, &durable, &rounds);
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("seq", Napi::BigInt::New(info.Env(), seq));
     out.Set("hash", hash_buffer(info.Env(), hash));
@@ -152,6 +152,7 @@ class NativeJournalChain : public Napi::ObjectWrap<NativeJournalChain> {
     out.Set("segmentFirstSeq", Napi::BigInt::New(info.Env(), segment));
     out.Set("acksWritten", Napi::Number::New(info.Env(), static_cast<double>(written)));
     out.Set("acksDurable", Napi::Number::New(info.Env(), static_cast<double>(durable)));
+    out.Set("syncRounds", Napi::Number::New(info.Env(), static_cast<double>(rounds)));
     return out;
   }
 

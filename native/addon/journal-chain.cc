@@ -238,6 +238,7 @@ void JournalChain::zero_ahead_locked() {
 
 void JournalChain::note_synced(uint64_t seq, const unsigned char* hash, uint64_t size, uint64_t segment) {
   std::lock_guard<std::mutex> lock(mutex_);
+  sync_rounds_++;
   if (seq <= synced_seq_) return;
   synced_seq_ = seq;
   synced_size_ = size;
@@ -258,10 +259,11 @@ void JournalChain::count_ack(bool durable) {
   (durable ? acks_durable_ : acks_written_)++;
 }
 
-void JournalChain::acks(uint64_t* written, uint64_t* durable) const {
+void JournalChain::acks(uint64_t* written, uint64_t* durable, uint64_t* sync_rounds) const {
   std::lock_guard<std::mutex> lock(mutex_);
   *written = acks_written_;
   *durable = acks_durable_;
+  *sync_rounds = sync_rounds_;
 }
 
 int JournalChain::sync_target(uint64_t* seq, unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const {

@@ -80,9 +80,10 @@ class JournalChain {
   // `size` is the size of the segment whose first seq is `segment` (the sync_target's).
   void note_synced(uint64_t seq, const unsigned char* hash, uint64_t size, uint64_t segment);
   uint64_t synced_head(unsigned char* hash_out, uint64_t* size_out, uint64_t* segment_out) const;
-  // Requests a native data path wrote ahead, by the level they waited for (the journal's stats).
+  // Requests a native data path wrote ahead, by the level they waited for, and the fdatasync rounds
+  // native data paths ran (note_synced calls) — the journal's stats.
   void count_ack(bool durable);
-  void acks(uint64_t* written, uint64_t* durable) const;
+  void acks(uint64_t* written, uint64_t* durable, uint64_t* sync_rounds) const;
   // Drops every pending frame (the journal failed: they will never be written).
   void discard();
 
@@ -120,7 +121,7 @@ class JournalChain {
   unsigned char synced_hash_[kHashBytes] = {};
   uint64_t synced_size_ = 0;
   uint64_t synced_segment_ = 0;
-  uint64_t acks_written_ = 0, acks_durable_ = 0;
+  uint64_t acks_written_ = 0, acks_durable_ = 0, sync_rounds_ = 0;
   uint64_t index_first_seq_ = 1;
   uint64_t index_interval_ = 0;
 };
