@@ -62,11 +62,17 @@ describe('reliability: ring-buffer overflow storm with a deliberately tiny ring'
     const r = reader;
 
     // The storm: four shells exec'ing as fast as they can, with long argv (each exec record carries it).
+    // Whether one storm outruns the reader depends on how much CPU the shells get beside it (a storm
+    // once passed without a drop on a machine busy with other work): storms follow until one does.
     const filler = 'x'.repeat(2000);
-    await Promise.all(Array.from({ length: 4 }, () => run('/bin/sh', ['-c', `i=0; while [ $i -lt 1500 ]; do /bin/true ${filler} ${filler}; i=$((i+1)); done`])));
-    const duringStorm = collector.sensor!.stats()!;
-    const droppedInStorm = [...duringStorm.kernelDrops, ...duringStorm.queueDrops].reduce((a, b) => a + b, 0);
-    assert.ok(droppedInStorm > 0, `the storm overflowed the ring (stats ${JSON.stringify(duringStorm)})`);
+    let duringStorm = collector.sensor!.stats()!;
+    let droppedInStorm = 0;
+    for (let storm = 0; storm < 5 && droppedInStorm === 0; storm++) {
+      await Promise.all(Array.from({ length: 4 }, () => run('/bin/sh', ['-c', `i=0; while [ $i -lt 1500 ]; do /bin/true ${filler} ${filler}; i=$((i+1)); done`])));
+      duringStorm = collector.sensor!.stats()!;
+      droppedInStorm = [...duringStorm.kernelDrops, ...duringStorm.queueDrops].reduce((a, b) => a + b, 0);
+    }
+    assert.ok(droppedInStorm > 0, `the storms overflowed the ring (stats ${JSON.stringify(duringStorm)})`);
 
     const marker = `gapwatch-recovered-${process.pid}-${Date.now()}`;
     assert.equal(await run('/bin/echo', [marker]), 0);
