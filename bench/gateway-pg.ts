@@ -33,10 +33,10 @@ import { round, summarize, type Summary } from './stats';
  * session loop, gateway/postgres/README.md "The native data path"; audit.durability: before-forward,
  * readDurability: written): `ratio_vs_pgbouncer` is its lowest ratio over the modes.
  * gapwatch_node is the same gateway with `dataPath: node` (every session on the JavaScript data path,
- * which mask rules, TLS to the agent and before-reply durability still take).
+ * which mask rules and TLS to the agent still take).
  * gapwatch_strict is the default with readDurability: durable (every request fsync'd before
  * forwarding): what the read fast path buys. gapwatch_before_reply is the other product mode (forward
- * at once, hold the answer until the request's record is at its level; JavaScript data path).
+ * at once, hold the answer until the request's record is at its level; the native data path).
  * gapwatch_nofsync is a diagnostic, not a product mode: the JavaScript data path with a journal that
  * skips fsync (NOT durable), to separate the proxy's own cost from the journal's fsync latency.
  * node_relay is the floor of any data path written on Node's sockets: a TCP relay in this process that
@@ -324,7 +324,7 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
     const audited = await startGateway('gw-bench', 'group', 'before-forward', 'written', 'auto');
     const nodePath = await startGateway('gw-bench-node', 'group', 'before-forward', 'written', 'node');
     const strict = await startGateway('gw-bench-strict', 'group', 'before-forward', 'durable', 'auto');
-    const beforeReply = await startGateway('gw-bench-before-reply', 'group', 'before-reply');
+    const beforeReply = await startGateway('gw-bench-before-reply', 'group', 'before-reply', 'written', 'auto');
     const unsynced = await startGateway('gw-bench-nofsync', 'none');
     const journal = audited.journal;
     const relay = await startNodeRelay(pg);
@@ -425,10 +425,10 @@ export async function run(args: string[]): Promise<{ name: string } & Record<str
       tps,
       modes,
       journal_records: journalRecords,
-      // Group commit at work: records per write+fdatasync round across all concurrent sessions.
       journal_stats: journal.stats(),
       strict_journal_stats: strict.journal.stats(),
-      records_per_fsync: round(journal.stats().records / Math.max(1, journal.stats().fsyncs), 2),
+      // Group commit at work: records per fdatasync round (the journal's own and the native loop's) across all concurrent sessions.
+      records_per_fsync: round(journalRecords / Math.max(1, journal.stats().fsyncs + journal.stats().nativeFsyncs), 2),
       ratio_vs_pgbouncer: round(lowest),
       // The same with every session on the JavaScript data path (dataPath: node).
       node_ratio_vs_pgbouncer: Number.isFinite(lowestNode) ? round(lowestNode) : null,

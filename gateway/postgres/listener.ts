@@ -247,18 +247,17 @@ export class PostgresGateway implements Component {
       );
       channel.detach();
       const native = this.nativeDataPath();
-      // The native loop serves what it does in full: plain TCP, before-forward audit, no mask rules
-      // (the JavaScript proxy rewrites rows and parameters), nothing already read past startup.
+      // The native loop serves what it does in full: plain TCP, no mask rules (the JavaScript proxy
+      // rewrites rows and parameters), nothing already read past startup.
       if (
         native &&
-        this.options.config.audit.durability === 'before-forward' &&
         !this.options.policy.masks(resource.name, identity) &&
         !(channel.socket instanceof TLSSocket) && parser.pendingBytes === 0 && upstream.socket.readableLength === 0) {
         // The session's data path runs natively from here on.
         nativeSession = true;
         this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable' });
+        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
         recorder.continueAfter(end.eventSeq);
         nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
         await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);

@@ -33,7 +33,7 @@ interface NativeEvent {
 
 interface PgDataPathAddon {
   PgDataPath: new (chain: object, onEvents: (events: NativeEvent[]) => void, experiment?: string) => {
-    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number, readDurable: boolean): void;
+    adopt(clientFd: number, upstreamFd: number, handle: number, sessionId: string, eventSeq: number, maxMessageBytes: number, readDurable: boolean, beforeReply: boolean): void;
     decided(handle: number, via: string, text: Buffer, decision: NativeDecision): void;
     reviewing(handle: number, reviewId: string): void;
     reviewed(handle: number, outcome: 'approved' | 'denied' | 'timed_out' | 'canceled', reviewer: string, reason: string): void;
@@ -99,13 +99,13 @@ export class NativePgDataPath {
   }
 
   /** Takes over both sockets (their descriptors are dup'd; the Node sockets are destroyed here). */
-  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number; readDurable: boolean }): Promise<NativeSessionEnd> {
+  adopt(client: Socket, upstream: Socket, session: { sessionId: string; resource: string; identity: AgentIdentity; eventSeq: number; maxMessageBytes: number; readDurable: boolean; beforeReply: boolean }): Promise<NativeSessionEnd> {
     const handle = this.nextHandle++;
     const fd = (socket: Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
     if (!this.poll) this.poll = setInterval(() => this.onWritten(), NATIVE_LOOK_MS);
     return new Promise((resolve) => {
       this.sessions.set(handle, { sessionId: session.sessionId, resource: session.resource, identity: session.identity, done: resolve });
-      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes, session.readDurable);
+      this.loop.adopt(fd(client), fd(upstream), handle, session.sessionId, session.eventSeq, session.maxMessageBytes, session.readDurable, session.beforeReply);
       client.destroy();
       upstream.destroy();
     });

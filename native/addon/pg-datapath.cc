@@ -270,6 +270,13 @@ struct Session {
   bool review_approved = false;
   bool in_block = false;         // inside a transaction block, as far as the gateway can tell
   bool read_durable = false;     // readDurability: durable — every request waits for its fdatasync
+  // audit.durability before-reply: a request that needs durable goes upstream at once (its record
+  // written first, as every request's is), and everything for the agent from then on is held until
+  // the fdatasync covering that record is done (reply_after <= the loop's synced_).
+  bool before_reply = false;
+  uint64_t reply_after = 0;
+  bool holding = false;                 // listed in holding_
+  std::vector<unsigned char> held;      // bytes for the agent, in order, while held
   unsigned char transaction_status = 'I';
   bool ended = false;
   // Bytes for upstream whose request record waits for this round's one write of the journal.
@@ -315,6 +322,7 @@ struct Command {
   uint64_t event_seq = 0;
   uint32_t max_message_bytes = 0;
   bool read_durable = false;
+  bool before_reply = false;
   char via = 0;
   std::string text;
   std::shared_ptr<Decision> decision;
@@ -365,6 +373,9 @@ class DataPath : public NativeLoop<Command, Event> {
             Session& s = *entry.second;
             if (s.ended) continue;
             const std::vector<unsigned char> e = notice_message('E', "FATAL", "57P01", "terminating connection: the gateway is shutting down");
+            // Answers still held for an fdatasync are never delivered; the notice is.
+            s.reply_after = 0;
+            s.held.clear();
             if (!s.client_gone) send_to(s.client, e.data(), e.size());
             end(s, false, "");
           }
@@ -375,15 +386,20 @@ class DataPath : public NativeLoop<Command, Event> {
           break;
         case Command::Synced:
           if (!c.sync_failure.empty()) {
-            for (uint64_t handle : parked_) {
-              auto found = sessions_.find(handle);
-              if (found != sessions_.end()) end(*found->second, true, c.sync_failure);
+            for (const std::vector<uint64_t>* waiting : {&parked_, &holding_}) {
+              for (uint64_t handle : *waiting) {
+                auto found = sessions_.find(handle);
+                if (found != sessions_.end()) end(*found->second, true, c.sync_failure);
+              }
             }
             parked_.clear();
+            holding_.clear();
             sync_failed_ = c.sync_failure;
             break;
           }
+          if (c.synced_seq > synced_) synced_ = c.synced_seq;
           release_parked(c.synced_seq);
+          release_replies();
           break;
         case Command::Reviewing:
         case Command::Reviewed: {
@@ -423,6 +439,7 @@ class DataPath : public NativeLoop<Command, Event> {
     s->event_seq = c.event_seq;
     s->max_message_bytes = c.max_message_bytes;
     s->read_durable = c.read_durable;
+    s->before_reply = c.before_reply;
     s->client.fd = c.client_fd;
     s->client.client = true;
     s->client.session = s.get();
@@ -450,6 +467,11 @@ class DataPath : public NativeLoop<Command, Event> {
 
   void send_to(Side& side, const unsigned char* bytes, size_t length) {
     if (length == 0) return;
+    if (side.client && side.session->reply_after > synced_) {
+      // before-reply: held until the fdatasync the session's last durable request waits for.
+      side.session->held.insert(side.session->held.end(), bytes, bytes + length);
+      return;
+    }
     if (side.out.empty()) {
       ssize_t n = send(side.fd, bytes, length, MSG_NOSIGNAL);
       if (n < 0) {
@@ -897,6 +919,26 @@ class DataPath : public NativeLoop<Command, Event> {
     parked_.swap(still);
   }
 
+  // before-reply: the agent gets what was held for each session whose fdatasync is done.
+  void release_replies() {
+    std::vector<uint64_t> still;
+    for (uint64_t handle : holding_) {
+      auto found = sessions_.find(handle);
+      if (found == sessions_.end() || found->second->ended) continue;
+      Session& s = *found->second;
+      if (s.reply_after > synced_) {
+        still.push_back(handle);
+        continue;
+      }
+      s.holding = false;
+      std::vector<unsigned char> held;
+      held.swap(s.held);
+      if (!s.client_gone) send_to(s.client, held.data(), held.size());
+      if (!s.ended && (s.terminate_after || s.client_gone)) settle_if_idle(s);
+    }
+    holding_.swap(still);
+  }
+
   // Write-ahead for every session served in this round: one write of the journal, then their bytes.
   void flush_ahead() {
     if (queued_.empty()) return;
@@ -929,6 +971,16 @@ class DataPath : public NativeLoop<Command, Event> {
       if (s.needs_durable && !sync_failed_.empty()) {
         end(s, true, sync_failed_);
         continue;
+      }
+      if (s.needs_durable && s.before_reply) {
+        // Its bytes go on now; what the agent gets from here waits for the fdatasync that covers its record.
+        s.needs_durable = false;
+        if (s.reply_after < written) s.reply_after = written;
+        if (!s.holding) {
+          s.holding = true;
+          holding_.push_back(s.handle);
+        }
+        syncer_.request(written);
       }
       if (s.needs_durable) {
         // Its bytes (and any refusal it answers) wait for the fdatasync that covers its record.
@@ -1380,6 +1432,8 @@ class DataPath : public NativeLoop<Command, Event> {
 
   void settle_if_idle(Session& s) {
     if (s.ended || owes_answers(s) || s.waiting_for_answers() || (!s.terminate_after && !s.client.in.empty()) || s.queued) return;
+    // Answers held for an fdatasync reach an agent still there before the session ends.
+    if (!s.client_gone && s.reply_after > synced_) return;
     if (s.terminate_after) {
       static const unsigned char terminate[] = {'X', 0, 0, 0, 4};
       send_to(s.upstream, terminate, sizeof terminate);
@@ -1771,6 +1825,8 @@ class DataPath : public NativeLoop<Command, Event> {
   std::vector<uint64_t> ended_;
   std::vector<uint64_t> queued_;
   std::vector<uint64_t> parked_;
+  std::vector<uint64_t> holding_;  // before-reply sessions whose answers wait for an fdatasync
+  uint64_t synced_ = 0;            // the last record the sync thread's fdatasync covered
   std::string sync_failed_;  // the sync thread stopped: no request can become durable any more
   pgrec::StatementOutcome outcome_;
   std::vector<unsigned char> pending_refusal_;
@@ -1852,7 +1908,8 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
   }
 
  private:
-  // adopt(clientFd, upstreamFd, handle, sessionId, eventSeq): the descriptors are dup'd; the caller closes its own.
+  // adopt(clientFd, upstreamFd, handle, sessionId, eventSeq, maxMessageBytes, readDurable, beforeReply): the
+  // descriptors are dup'd; the caller closes its own.
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
     Command c;
     c.kind = Command::Adopt;
@@ -1866,6 +1923,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.event_seq = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
     c.max_message_bytes = info[5].As<Napi::Number>().Uint32Value();
     c.read_durable = info.Length() > 6 && info[6].ToBoolean();
+    c.before_reply = info.Length() > 7 && info[7].ToBoolean();
     if (c.client_fd < 0 || c.upstream_fd < 0) {
       const int error = errno;
       if (c.client_fd >= 0) close(c.client_fd);

@@ -3,7 +3,8 @@ import type { Socket } from 'node:net';
 import type { Client } from 'pg';
 import type { JournalRecord__Output } from '../../../proto/generated/gapwatch/v1/JournalRecord';
 import { startGateway, type GatewayUnderTest } from '../../support/pg-gateway';
-import { nodeClient, type Target } from './clients';
+import { serialize } from 'pg-protocol';
+import { nodeClient, rawSession, type Target } from './clients';
 
 /**
  * gateway.postgres.audit.durability: whichever mode, an agent never sees the answer to a request
@@ -35,6 +36,7 @@ function requestSeq(records: JournalRecord__Output[], needle: string): bigint {
 
 const MODES = [
   { durability: 'before-reply', readDurability: 'written' },
+  { durability: 'before-reply', readDurability: 'durable' },
   { durability: 'before-forward', readDurability: 'written' },
   { durability: 'before-forward', readDurability: 'durable' },
 ] as const;
@@ -95,6 +97,36 @@ for (const dataPath of ['auto', 'node'] as const) {
       for (const marker of seenAt.keys()) {
         assert.ok(statements.some((s) => s.text.includes(marker) && s.commandTag === 'SELECT 1' && s.rows === '1'), `no Statement record for ${marker}`);
       }
+      if (dataPath === 'auto') assert.ok(gw.gateway.nativeSessionsServed >= 3, `sessions on the native loop: ${gw.gateway.nativeSessionsServed}`);
     });
+
+    if (durability === 'before-reply') {
+      it('an autocommit write is answered only once its request record is durable, and a Terminate sent with it waits for that answer', async () => {
+        await gw.pg.admin(`CREATE TABLE IF NOT EXISTS reply_probe (n int); GRANT ALL ON reply_probe TO ${gw.pg.user}`, gw.pg.database);
+        const client = await nodeClient(target);
+        try {
+          const watch = watchFirstAnswer(client, () => gw.journal.head().seq);
+          for (let i = 0; i < 20; i++) {
+            watch.reset();
+            const result = await client.query(`INSERT INTO reply_probe VALUES (${1000 + i})`);
+            assert.equal(result.rowCount, 1);
+            const seen = watch.seen();
+            assert.ok(seen !== null);
+            const seq = requestSeq(await gw.records(), `VALUES (${1000 + i})`);
+            assert.ok(seq <= seen, `INSERT ${i}: request record seq ${seq} was not durable (head ${seen}) when its answer arrived`);
+          }
+        } finally {
+          await client.end();
+        }
+        // A write and Terminate in one packet: the answer (held for the fdatasync) still reaches the agent.
+        const raw = await rawSession(target);
+        const replies = await raw.sendUntilClose([serialize.query('INSERT INTO reply_probe VALUES (2000)'), serialize.end()]);
+        assert.deepEqual(
+          replies.map((m) => (m.name === 'commandComplete' ? `${m.name} ${(m as unknown as { text: string }).text}` : m.name)),
+          ['commandComplete INSERT 0 1', 'readyForQuery'],
+        );
+        assert.equal((await gw.pg.admin("SELECT count(*) FROM reply_probe WHERE n >= 1000", gw.pg.database)).trim(), "21");
+      });
+    }
   });
 }
