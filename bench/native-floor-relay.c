@@ -10,8 +10,11 @@
 //   the message, as the journal's records carry the statement text and parameters;
 // - chains the records like the journal does: hash = SHA-256(previous hash || record), framed with
 //   length and CRC-32;
-// - writes a client's records to the journal file (pwrite, one per read) before its bytes are
-//   forwarded: write-ahead, the journal's 'written' level;
+// - writes the records of an epoll round to the journal file (one pwrite) before the client bytes
+//   read in that round are forwarded: write-ahead, the journal's 'written' level, as the gateway's
+//   native loop batches it (until 2026-11-26 it wrote once per client read: ~2x the gateway's pwrites);
+// - keeps zeros written ahead of the data (2 MiB), as the journal does, so an fdatasync commits no
+//   size or block allocation;
 // - a second thread fdatasyncs the journal within 5 ms of a write, as the journal's group commit does
 //   when nobody waits for 'durable'.
 //
@@ -57,6 +60,9 @@ struct side {
   size_t pending_bytes, pending_capacity;
   struct side *other;
   uint64_t session;
+  unsigned char *deferred;  /* client bytes read this round, forwarded once the round's records are written */
+  size_t deferred_bytes, deferred_capacity;
+  int deferred_listed;
 };
 
 static int epoll_fd;
@@ -68,6 +74,8 @@ static off_t journal_offset;
 static unsigned char head_hash[32];
 static uint64_t last_seq;
 static atomic_long written_offset, synced_offset;
+static off_t zeroed_to;
+#define ZERO_AHEAD (2 << 20)
 
 static void fail(const char *what) {
   perror(what);
@@ -125,6 +133,12 @@ static void write_journal(void) {
   journal_offset += (off_t)journal_bytes;
   journal_bytes = 0;
   atomic_store(&written_offset, journal_offset);
+  if (zeroed_to < journal_offset + ZERO_AHEAD / 2) {
+    static unsigned char zeros[ZERO_AHEAD];
+    off_t from = zeroed_to > journal_offset ? zeroed_to : journal_offset;
+    ssize_t n = pwrite(journal_fd, zeros, (size_t)(journal_offset + ZERO_AHEAD - from), from);
+    if (n > 0) zeroed_to = from + n;
+  }
 }
 
 static void *sync_loop(void *unused) {
@@ -203,8 +217,36 @@ static void close_pair(struct side *s) {
   }
 }
 
+/* Client sides that read bytes this round. */
+static struct side **round_sides;
+static size_t round_count, round_capacity;
+
+static void defer(struct side *s, const unsigned char *bytes, size_t length) {
+  s->deferred = grow(s->deferred, &s->deferred_capacity, s->deferred_bytes + length);
+  memcpy(s->deferred + s->deferred_bytes, bytes, length);
+  s->deferred_bytes += length;
+  if (!s->deferred_listed) {
+    s->deferred_listed = 1;
+    round_sides = grow(round_sides, &round_capacity, (round_count + 1) * sizeof *round_sides);
+    round_sides[round_count++] = s;
+  }
+}
+
+/* End of a round: one write of its records, then the client bytes it read go upstream. */
+static void forward_round(void) {
+  write_journal();
+  for (size_t i = 0; i < round_count; i++) {
+    struct side *s = round_sides[i];
+    s->deferred_listed = 0;
+    if (s->fd >= 0 && s->other->fd >= 0) send_to(s->other, s->deferred, s->deferred_bytes);
+    s->deferred_bytes = 0;
+  }
+  round_count = 0;
+}
+
 static void free_closed(void) {
   for (size_t i = 0; i < closed_count; i++) {
+    free(closed_sides[i]->deferred);
     free(closed_sides[i]->pending);
     free(closed_sides[i]);
   }
@@ -299,11 +341,11 @@ int main(int argc, char **argv) {
         continue;
       }
       scan(s, bytes, (size_t)n);
-      /* Write-ahead: the client's records are in the journal file before its bytes go upstream. */
-      if (s->frontend) write_journal();
-      send_to(s->other, bytes, (size_t)n);
+      /* Write-ahead: the client's records are in the journal file before its bytes go upstream (at the round's end). */
+      if (s->frontend && audit) defer(s, bytes, (size_t)n);
+      else send_to(s->other, bytes, (size_t)n);
     }
-    write_journal();
+    forward_round();
     free_closed();
   }
 }
