@@ -221,6 +221,7 @@ struct Side {
   std::vector<unsigned char> in;    // received, not yet handled
   std::vector<unsigned char> out;   // to send, not yet taken by the socket
   bool want_out = false;
+  bool reading = true;  // EPOLLIN wanted: off while too much from this side waits to go on (pace())
 };
 
 struct Session {
@@ -407,6 +408,7 @@ class DataPath : public NativeLoop<Command, Event> {
           if (found == sessions_.end() || found->second->ended || found->second->review_stage == 0) break;
           if (c.kind == Command::Reviewing) review_opened(*found->second, c.review_id);
           else review_closed(*found->second, c.outcome, c.reviewer, c.reason);
+          pace(*found->second);
           break;
         }
         case Command::Decided: {
@@ -425,6 +427,7 @@ class DataPath : public NativeLoop<Command, Event> {
           if (c.decision->stateful) s.decisions.clear();
           else keep_decision(s, c.via, c.text, c.decision);
           if (!s.waiting_for_answers() && !s.parked) handle_client(s);
+          pace(s);
           break;
         }
       }
@@ -459,10 +462,38 @@ class DataPath : public NativeLoop<Command, Event> {
   void watch(Side& side, bool out) {
     if (side.want_out == out) return;
     side.want_out = out;
+    interest(side);
+  }
+
+  void interest(Side& side) {
     epoll_event e{};
-    e.events = out ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+    e.events = (side.reading ? EPOLLIN : 0) | (side.want_out ? EPOLLOUT : 0);
     e.data.ptr = &side;
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, side.fd, &e);
+  }
+
+  // Backpressure: a side is read no further while what came from it and has not gone on yet (bytes
+  // for its peer the peer's socket has not taken, answers held for an fdatasync, the agent's messages
+  // waiting for a policy answer or an fdatasync) reaches kPauseAt, and again once that is under
+  // kResumeAt. An agent that stops reading a large result stops the server's side, as PostgreSQL
+  // itself would be stopped by a full socket: the loop holds about kPauseAt per direction and
+  // session, plus the message being read (before 2026-11-26 23:30 it held the whole result). A
+  // message still arriving never counts: it goes on only once it is whole.
+  static constexpr size_t kPauseAt = 1u << 20;
+  static constexpr size_t kResumeAt = 256u << 10;
+
+  void pace(Session& s) {
+    if (s.ended) return;
+    const bool waiting = s.waiting_for_answers() || s.parked || s.review_stage != 0;
+    if (!s.client_gone) set_reading(s.client, (waiting ? s.client.in.size() : 0) + s.ahead.size() + s.upstream.out.size());
+    set_reading(s.upstream, s.held.size() + s.client.out.size());
+  }
+
+  void set_reading(Side& side, size_t waiting) {
+    const bool reading = side.reading ? waiting < kPauseAt : waiting < kResumeAt;
+    if (reading == side.reading) return;
+    side.reading = reading;
+    interest(side);
   }
 
   void send_to(Side& side, const unsigned char* bytes, size_t length) {
@@ -502,6 +533,7 @@ class DataPath : public NativeLoop<Command, Event> {
     }
     side.out.erase(side.out.begin(), side.out.begin() + n);
     if (side.out.empty()) watch(side, false);
+    pace(*side.session);
   }
 
   void receive(Side& side) {
@@ -525,6 +557,7 @@ class DataPath : public NativeLoop<Command, Event> {
     } else {
       handle_upstream(s);
     }
+    pace(s);
   }
 
   // ------------------------------------------------------------------ agent -> upstream
@@ -915,6 +948,7 @@ class DataPath : public NativeLoop<Command, Event> {
       answer_locally(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
       if (!s.ended && !s.client.in.empty()) handle_client(s);
+      pace(s);
     }
     parked_.swap(still);
   }
@@ -935,6 +969,7 @@ class DataPath : public NativeLoop<Command, Event> {
       held.swap(s.held);
       if (!s.client_gone) send_to(s.client, held.data(), held.size());
       if (!s.ended && (s.terminate_after || s.client_gone)) settle_if_idle(s);
+      pace(s);
     }
     holding_.swap(still);
   }

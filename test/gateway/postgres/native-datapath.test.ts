@@ -106,3 +106,44 @@ describe('gateway/postgres native data path: its records made durable by its own
     }
   });
 });
+
+/**
+ * Backpressure: an agent that stops reading a large result holds the server up, as it would without
+ * the gateway; the gateway does not take the result into its memory meanwhile (the native loop did,
+ * before 2026-11-26: its buffer toward the agent had no limit).
+ */
+for (const dataPath of ['auto', 'node'] as const) {
+  describe(`gateway/postgres backpressure: an agent that stops reading — ${dataPath} data path (real PostgreSQL 15)`, function () {
+    this.timeout(60_000);
+    let gw: GatewayUnderTest;
+
+    before(async () => {
+      gw = await startGateway({ postgres: { dataPath }, policy: { builtinRules: false, default: 'allow' } });
+    });
+
+    after(async () => {
+      await gw?.stop();
+    });
+
+    it('holds a 96 MiB result up at the server while the agent does not read, then delivers all of it', async () => {
+      const client = await nodeClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+      try {
+        await client.query('SELECT 1');
+        const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+        global.gc?.();
+        const before = process.memoryUsage().rss;
+        const result = client.query("SELECT repeat('x', 1048576) AS chunk FROM generate_series(1, 96)");
+        stream.pause();
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        const grown = process.memoryUsage().rss - before;
+        stream.resume();
+        const { rows } = await result;
+        assert.equal(rows.length, 96);
+        assert.ok(rows.every((row: { chunk: string }) => row.chunk.length === 1048576));
+        assert.ok(grown < 32 * 1024 * 1024, `the gateway's process grew ${Math.round(grown / 1048576)} MiB while the agent did not read`);
+      } finally {
+        await client.end();
+      }
+    });
+  });
+}
