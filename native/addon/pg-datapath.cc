@@ -399,7 +399,7 @@ class DataPath : public NativeLoop<Command, Event> {
             break;
           }
           if (c.synced_seq > synced_) synced_ = c.synced_seq;
-          release_parked(c.synced_seq);
+          release_parked();
           release_replies();
           break;
         case Command::Reviewing:
@@ -931,16 +931,28 @@ class DataPath : public NativeLoop<Command, Event> {
     }
   }
 
-  void release_parked(uint64_t synced) {
+  // Sessions waiting for an fdatasync (parked_, holding_): the ones `synced` now covers go on, in
+  // the order they began to wait; ended ones leave the list.
+  template <typename Waits, typename Release>
+  void release_synced(std::vector<uint64_t>& waiting, Waits waits, Release release) {
     std::vector<uint64_t> still;
-    for (uint64_t handle : parked_) {
+    for (uint64_t handle : waiting) {
       auto found = sessions_.find(handle);
       if (found == sessions_.end() || found->second->ended) continue;
       Session& s = *found->second;
-      if (s.durable_at > synced) {
+      if (waits(s)) {
         still.push_back(handle);
         continue;
       }
+      release(s);
+      pace(s);
+    }
+    waiting.swap(still);
+  }
+
+  // before-forward: the requests parked for the fdatasync go upstream.
+  void release_parked() {
+    release_synced(parked_, [this](const Session& s) { return s.durable_at > synced_; }, [this](Session& s) {
       s.parked = false;
       s.needs_durable = false;
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
@@ -948,30 +960,18 @@ class DataPath : public NativeLoop<Command, Event> {
       answer_locally(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
       if (!s.ended && !s.client.in.empty()) handle_client(s);
-      pace(s);
-    }
-    parked_.swap(still);
+    });
   }
 
-  // before-reply: the agent gets what was held for each session whose fdatasync is done.
+  // before-reply: the agent gets what was held for it.
   void release_replies() {
-    std::vector<uint64_t> still;
-    for (uint64_t handle : holding_) {
-      auto found = sessions_.find(handle);
-      if (found == sessions_.end() || found->second->ended) continue;
-      Session& s = *found->second;
-      if (s.reply_after > synced_) {
-        still.push_back(handle);
-        continue;
-      }
+    release_synced(holding_, [this](const Session& s) { return s.reply_after > synced_; }, [this](Session& s) {
       s.holding = false;
       std::vector<unsigned char> held;
       held.swap(s.held);
       if (!s.client_gone) send_to(s.client, held.data(), held.size());
       if (!s.ended && (s.terminate_after || s.client_gone)) settle_if_idle(s);
-      pace(s);
-    }
-    holding_.swap(still);
+    });
   }
 
   // Write-ahead for every session served in this round: one write of the journal, then their bytes.
