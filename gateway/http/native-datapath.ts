@@ -9,7 +9,6 @@ import type { HttpGatewayConfig } from './config-schema';
  * back for anything else. See gateway/http/README.md, "The native data path".
  */
 
-
 /** What one agent connection's sessions did natively, to be continued (hand-back) or ended. */
 export interface NativeSessionCounters {
   sessionId: string;

@@ -14,7 +14,6 @@ import { statementEffects } from './statement-durability';
  * ended. See gateway/postgres/README.md, "The native data path".
  */
 
-
 interface NativeEvent {
   kind: 'decide' | 'review' | 'ended';
   handle: number;
