@@ -15,11 +15,11 @@ import { statementEffects } from './statement-durability';
  */
 
 interface NativeEvent {
-  kind: 'decide' | 'review' | 'ended';
+  kind: 'decide' | 'review' | 'forget' | 'ended';
   handle: number;
   via: 'q' | 'p' | 'f';
   text: Buffer;
-  /** A Parse's statement name (the policy engine follows named statements for SQL EXECUTE). */
+  /** A Parse's or a Close's statement name (the policy engine follows named statements for SQL EXECUTE). */
   name: Buffer;
   /** Whether a transaction block may be open before the statement, as the loop follows it ('n', 'm'); '' when the engine's own view holds. */
   block: string;
@@ -123,6 +123,11 @@ export class NativePgDataPath {
         this.decide(e);
       }
       else if (e.kind === 'review') void this.review(e);
+      else if (e.kind === 'forget') {
+        // The agent closed a prepared statement: a later SQL EXECUTE of the name runs nothing known.
+        const adopted = this.sessions.get(e.handle);
+        if (adopted) this.policy.forgetStatement(adopted.sessionId, e.name.toString('utf8'));
+      }
       else if (e.kind === 'ended') {
         const adopted = this.sessions.get(e.handle);
         this.sessions.delete(e.handle);

@@ -247,6 +247,10 @@ struct Session {
   std::vector<unsigned char> pinned_block;
   std::deque<size_t> asked_at;
   std::deque<std::string> asked_keys;
+  // A Close of a prepared statement changes JavaScript's policy state (the name is forgotten): it is
+  // told in the asking pass, in order with the questions, once per message (forget_told, by position
+  // like pinned).
+  std::vector<unsigned char> forget_told;
   bool waiting_for_answers() const { return !asked_at.empty(); }
   uint64_t bytes_from_client = 0, bytes_to_client = 0;
   bool skip_until_sync = false;  // a refused Parse: everything up to Sync is withheld
@@ -304,11 +308,11 @@ std::string shape_key(char via, const Shape& shape) {
 }
 
 struct Event {
-  enum Kind { Decide, Review, Ended } kind;
+  enum Kind { Decide, Review, Forget, Ended } kind;
   uint64_t handle = 0;
   char via = 0;
   std::string text;
-  std::string name;  // a Parse's statement name (JavaScript's policy state follows named statements)
+  std::string name;  // a Parse's or a Close's statement name (JavaScript's policy state follows named statements)
   char block = 0;    // Decide, Review: the policy block before the statement ('n', 'm'), 0 when JavaScript's own holds
   bool failed = false;
   std::string failure;
@@ -609,6 +613,7 @@ class DataPath : public NativeLoop<Command, Event> {
   static void forget_pinned(Session& s, size_t count) {
     s.pinned.erase(s.pinned.begin(), s.pinned.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.pinned.size())));
     s.pinned_block.erase(s.pinned_block.begin(), s.pinned_block.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.pinned_block.size())));
+    s.forget_told.erase(s.forget_told.begin(), s.forget_told.begin() + static_cast<std::ptrdiff_t>(std::min(count, s.forget_told.size())));
   }
 
   // Pins a decision to message i, in message order, and follows the block as the policy engine does:
@@ -631,47 +636,78 @@ class DataPath : public NativeLoop<Command, Event> {
 
     // Every statement of the batch has its decision before anything is journaled, in order: one
     // pinned already (an answer, or kept before), else a decision kept for its text or shape, else
-    // JavaScript is asked, which decides in the policy state the statements before it leave. A kept
-    // decision after a question waits for the answer: if that statement changes the policy state,
-    // what was kept is dropped and asked again.
+    // JavaScript is asked, which decides in the policy state the statements before it leave. The
+    // engine sees what the JavaScript path would show it, in its order: one question at a time (the
+    // walk stops at a question and goes on with its answer), nothing past a statement held for
+    // review until it is approved, nothing from a refused Parse to its Sync (withheld unread, as the
+    // server would skip it), and a Close of a prepared statement where it comes (`forgetStatement`).
     if (s.pinned.size() < messages.size()) {
       s.pinned.resize(messages.size());
       s.pinned_block.resize(messages.size());
+      s.forget_told.resize(messages.size());
     }
     bool asking = false;
+    bool skipping = s.skip_until_sync;
     for (size_t i = 0; i < messages.size(); i++) {
       auto [at, length] = messages[i];
       unsigned char type = base[at];
-      if (type != 'Q' && type != 'P' && type != 'F') continue;
-      Reader r{base + at + 5, base + at + length};
-      std::string_view text, name;
-      std::string call;
-      if (type == 'F') {
-        call = function_call_text(r, nullptr);
-        text = call;
-      } else {
-        if (type == 'P') name = r.cstring();
-        text = r.cstring();
+      if (skipping) {
+        if (type == 'S') skipping = false;
+        continue;
       }
-      if (!r.ok) return end(s, true, "malformed frontend message");
-      if (s.pinned[i]) continue;
-      const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
-      if (std::shared_ptr<Decision> d = kept_decision(s, via, text)) {
-        if (asking) break;
-        pin(s, i, std::move(d));
-      } else {
-        s.asked_at.push_back(i);
-        s.asked_keys.push_back(decision_key(via, text));
-        asking = true;
+      if (type == 'C') {
+        if (s.forget_told[i]) continue;
+        Reader r{base + at + 5, base + at + length};
+        const unsigned char target = r.p < r.end ? *r.p++ : 0;
+        std::string_view name = r.cstring();
+        if (!r.ok) return end(s, true, "malformed frontend message");
+        s.forget_told[i] = 1;
+        if (target != 'S') continue;
+        // What was decided in the policy state before the Close is not reused after it.
+        s.decisions.clear();
         Event e;
-        e.kind = Event::Decide;
+        e.kind = Event::Forget;
         e.handle = s.handle;
-        e.via = via;
-        e.text.assign(text);
         e.name.assign(name);
-        if (s.asked_at.size() == 1) e.block = s.policy_block ? 'm' : 'n';
         post(std::move(e));
+        continue;
       }
+      if (type != 'Q' && type != 'P' && type != 'F') continue;
+      if (!s.pinned[i]) {
+        Reader r{base + at + 5, base + at + length};
+        std::string_view text, name;
+        std::string call;
+        if (type == 'F') {
+          call = function_call_text(r, nullptr);
+          text = call;
+        } else {
+          if (type == 'P') name = r.cstring();
+          text = r.cstring();
+        }
+        if (!r.ok) return end(s, true, "malformed frontend message");
+        const char via = type == 'Q' ? 'q' : type == 'P' ? 'p' : 'f';
+        // A named Parse is always asked, even when its text has a kept decision (from an unnamed
+        // Parse): JavaScript's policy state must learn what the name runs, for a later SQL EXECUTE.
+        std::shared_ptr<Decision> d = type == 'P' && !name.empty() ? nullptr : kept_decision(s, via, text);
+        if (!d) {
+          s.asked_at.push_back(i);
+          s.asked_keys.push_back(decision_key(via, text));
+          asking = true;
+          Event e;
+          e.kind = Event::Decide;
+          e.handle = s.handle;
+          e.via = via;
+          e.text.assign(text);
+          e.name.assign(name);
+          if (s.asked_at.size() == 1) e.block = s.policy_block ? 'm' : 'n';
+          post(std::move(e));
+          break;
+        }
+        pin(s, i, std::move(d));
+      }
+      const Decision& d = *s.pinned[i];
+      if (d.review && !(i == 0 && s.review_approved)) break;  // held here: what follows waits for the review
+      if (type == 'P' && !d.allow && !d.review) skipping = true;
     }
     if (asking) return;
 
@@ -1143,6 +1179,7 @@ class DataPath : public NativeLoop<Command, Event> {
       if (s.pinned.size() > 1) {
         s.pinned.resize(1);
         s.pinned_block.resize(1);
+        s.forget_told.resize(1);
       }
       s.policy_block = next_policy_block(s.review_block, d.block);
       s.review_approved = true;
@@ -1893,6 +1930,11 @@ void deliver_events(Napi::Env env, Napi::Function callback, std::vector<Event> e
         o.Set("text", Napi::Buffer<char>::Copy(env, e.text.data(), e.text.size()));
         o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
         o.Set("block", e.block ? std::string(1, e.block) : std::string());
+        break;
+      case Event::Forget:
+        o.Set("kind", "forget");
+        o.Set("handle", Napi::Number::New(env, static_cast<double>(e.handle)));
+        o.Set("name", Napi::Buffer<char>::Copy(env, e.name.data(), e.name.size()));
         break;
       case Event::Ended:
         o.Set("kind", "ended");

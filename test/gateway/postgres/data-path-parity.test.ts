@@ -45,6 +45,9 @@ const TEXTS = [
   'PREPARE p2 AS SELECT count(*) FROM notes',
   'EXECUTE p1',
   'EXECUTE p2',
+  // The extended batches' statement names: a Close 'S' makes the gateway forget them.
+  'EXECUTE s1',
+  'EXECUTE s2(#)',
   'DEALLOCATE p1',
   'DEALLOCATE ALL',
   'BEGIN',
@@ -201,7 +204,43 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     }
   }
 
-  for (const seed of (process.env.PARITY_SEEDS ?? "11,23,37,41,53,67,79,83,97,101,113,127").split(",").map(Number)) {
+  it("named statements: a Close 'S' is forgotten in order with the statements around it (SQL EXECUTE of the closed name is refused, of a name prepared again in the same batch runs the new statement); a named Parse of a text decided before is still learned; one withheld after a refused Parse is not", async () => {
+    const batches: Batch[] = [
+      [serialize.parse({ name: 's1', text: 'SELECT 1 AS one' }), serialize.sync()],
+      [serialize.query('EXECUTE s1')],
+      [serialize.close({ type: 'S', name: 's1' }), serialize.sync()],
+      [serialize.query('EXECUTE s1')],
+      // One write: the Close, then the name prepared again, then (asked about after both) EXECUTE.
+      [serialize.close({ type: 'S', name: 's1' }), serialize.parse({ name: 's1', text: 'SELECT 2 AS two' }), serialize.sync(), serialize.query('EXECUTE s1')],
+      [serialize.query('EXECUTE s1')],
+      // The text was decided for the unnamed statement first (a decision the native loop keeps).
+      [serialize.parse({ text: 'SELECT 3 AS three' }), serialize.bind({}), serialize.execute({}), serialize.sync()],
+      [serialize.parse({ name: 's3', text: 'SELECT 3 AS three' }), serialize.sync(), serialize.query('EXECUTE s3')],
+      // A text not decided before: JavaScript is asked while s3 is known, and the Close after it in
+      // the same write must not let that answer be reused for the same text after the Close.
+      [serialize.query('EXECUTE  s3'), serialize.close({ type: 'S', name: 's3' }), serialize.sync()],
+      [serialize.query('EXECUTE  s3')],
+      // After a refused Parse the rest of the batch up to its Sync is withheld unread: s4 is never prepared.
+      [serialize.parse({ text: 'INSERT INTO vault.notes VALUES (1)' }), serialize.parse({ name: 's4', text: 'SELECT 4' }), serialize.close({ type: 'S', name: 's3' }), serialize.sync()],
+      [serialize.query('EXECUTE s4')],
+    ];
+    const native = await run(nativeAgent, batches);
+    const javascript = await run(javascriptAgent, batches);
+    assert.deepEqual(native.answers, javascript.answers, 'native (actual) and JavaScript (expected) answers differ');
+    assert.deepEqual(native.journal, javascript.journal);
+    assert.deepEqual(native.answers[1], ['rowDescription', 'row ["1"]', 'complete SELECT 1', 'ready I']);
+    // Refused by policy (42501: the gateway no longer knows what s1 runs), not by the server (26000).
+    assert.deepEqual(native.answers[3], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[4], ['closeComplete', 'parseComplete', 'ready I', 'rowDescription', 'row ["2"]', 'complete SELECT 1', 'ready I']);
+    assert.deepEqual(native.answers[5], ['rowDescription', 'row ["2"]', 'complete SELECT 1', 'ready I']);
+    assert.deepEqual(native.answers[7], ['parseComplete', 'ready I', 'rowDescription', 'row ["3"]', 'complete SELECT 1', 'ready I']);
+    assert.deepEqual(native.answers[8], ['rowDescription', 'row ["3"]', 'complete SELECT 1', 'ready I', 'closeComplete', 'ready I']);
+    assert.deepEqual(native.answers[9], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[10], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[11], ['error 42501', 'ready I']);
+  });
+
+  for (const seed of (process.env.PARITY_SEEDS ?? "11,23,37,41,53,67,79,83,97,101,113,127,202,204").split(",").map(Number)) {
     it(`seed ${seed}: the same answers and the same tables`, async () => {
       const batches = script(seed, 40);
       const nativeBefore = gw.gateway.nativeSessionsServed;
