@@ -61,7 +61,7 @@ export async function startAuditGateway(options: GatewayOptions = {}): Promise<A
       entry: { address, caFile: certs.caCert, certFile: certs.collectorCert, keyFile: certs.collectorKey, serverName: null },
       async traffic(count, label = 'traffic') {
         const closedBefore = (await gw.records()).filter((r) => r.session?.outcome === 'SESSION_OUTCOME_CLOSED').length;
-        const client = await nodeClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+        const client = await nodeClient(gw.agent);
         try {
           for (let i = 0; i < count; i++) await client.query(`SELECT ${i} AS n, '${label}' AS label`);
         } finally {

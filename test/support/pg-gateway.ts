@@ -24,6 +24,8 @@ export interface GatewayUnderTest {
   resource: string;
   login: string;
   token: string;
+  /** The test agent's way in: the gateway's address, its login and token, the resource as database. */
+  agent: { host: string; port: number; user: string; password: string; database: string };
   dataDir: string;
   configFile: string;
   config: Config;
@@ -88,13 +90,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     await gateway.start();
     const j = journal;
     const p = policy;
+    const port = gateway.address().port;
     return {
       pg,
       gateway,
-      port: gateway.address().port,
+      port,
       resource,
       login,
       token,
+      agent: { host: '127.0.0.1', port, user: login, password: token, database: resource },
       dataDir,
       configFile,
       config,

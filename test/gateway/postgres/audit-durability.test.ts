@@ -50,7 +50,7 @@ for (const dataPath of ['auto', 'node'] as const) {
 
     before(async () => {
       gw = await startGateway({ postgres: { audit: { durability, readDurability }, dataPath }, policy: { builtinRules: false, default: 'allow' } });
-      target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+      target = gw.agent;
     });
 
     after(async () => {

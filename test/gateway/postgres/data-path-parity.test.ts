@@ -152,7 +152,7 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
         ],
       },
     });
-    nativeAgent = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    nativeAgent = gw.agent;
     javascriptAgent = { ...nativeAgent, user: 'javascript-agent', password: (await gw.identities.create('javascript-agent')).token };
     await gw.pg.admin(
       ['CREATE SCHEMA vault AUTHORIZATION gw_upstream', 'SET ROLE gw_upstream', 'CREATE TABLE notes (id int)', 'CREATE TABLE vault.notes (id int)', 'CREATE TABLE guarded (id int)'].join(';\n'),

@@ -61,7 +61,7 @@ describe(`gateway/postgres end to end (real PostgreSQL 15, real clients) — ${d
         ],
       },
     });
-    viaGateway = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    viaGateway = gw.agent;
     viaGatewayMasked = { ...viaGateway, user: 'masked-agent', password: (await gw.identities.create('masked-agent')).token };
     direct = { host: gw.pg.host, port: gw.pg.port, user: gw.pg.user, password: gw.pg.password, database: gw.pg.database };
     await gw.pg.admin(

@@ -22,7 +22,7 @@ describe('gateway/postgres native data path: one journal chain with JavaScript (
       policy: { builtinRules: false, default: 'allow' },
       journal: { segmentBytes: 65_536, checkpoint: { everyRecords: 100 } },
     });
-    target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    target = gw.agent;
     const init = await pgbench({ host: gw.pg.host, port: gw.pg.port, user: gw.pg.user, password: gw.pg.password, database: gw.pg.database }, ['-i', '-s', '1', '-q']);
     assert.equal(init.code, 0, init.stderr);
   });
@@ -85,7 +85,7 @@ describe('gateway/postgres native data path: its records made durable by its own
   });
 
   it("the journal's durable head follows native reads with no fdatasync of its own", async () => {
-    const client = await nodeClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+    const client = await nodeClient(gw.agent);
     try {
       await client.query('SELECT 1');
       await until('the session on the native loop', async () => gw.gateway.nativeSessionsServed >= 1);
@@ -126,7 +126,7 @@ for (const dataPath of ['auto', 'node'] as const) {
     });
 
     it('holds a 96 MiB result up at the server while the agent does not read, then delivers all of it', async () => {
-      const client = await nodeClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+      const client = await nodeClient(gw.agent);
       try {
         await client.query('SELECT 1');
         const stream = (client as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;

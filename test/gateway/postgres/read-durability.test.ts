@@ -166,7 +166,7 @@ describe(`gateway/postgres read durability through the gateway (real PostgreSQL 
     gw.config.gateway.postgres.resources[0]!.upstream.port = relay.port;
     gw.config.gateway.postgres.resources[0]!.upstream.host = '127.0.0.1';
     await gw.pg.admin(['SET ROLE gw_upstream', 'CREATE TABLE items (id int, name text)', 'CREATE SEQUENCE items_seq'].join(';\n'), gw.pg.database);
-    target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+    target = gw.agent;
     client = await nodeClient(target);
   });
 

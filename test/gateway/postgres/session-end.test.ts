@@ -34,7 +34,7 @@ for (const dataPath of ['auto', 'node'] as const)
           rules: [{ name: 'held-needs-review', relations: ['held'], classes: ['write'], action: 'review', reason: 'writes to held need a human' }],
         },
       });
-      target = { host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource };
+      target = gw.agent;
       await gw.pg.admin('SET ROLE gw_upstream; CREATE TABLE held (id int)', gw.pg.database);
     });
     after(async () => {

@@ -208,7 +208,7 @@ export async function postgresTarget(): Promise<FuzzTarget> {
     sourceDir: '/gateway/postgres/',
     lanes: [preAuth, session],
     async goodClient() {
-      const client = new PgClient({ host: '127.0.0.1', port: gw.port, user: gw.login, password: gw.token, database: gw.resource });
+      const client = new PgClient(gw.agent);
       await client.connect();
       try {
         const result = await client.query('select $1::int + 1 as n', [41]);
