@@ -623,8 +623,9 @@ export class HttpGateway implements Component {
       credentialName: credential?.[0] ?? '',
       credentialValue: credential?.[1] ?? '',
       secret: secret ?? '',
-      // Without an identity file to watch for revocations, every request is asked about.
-      validMs: typeof identityFile === 'string' ? NATIVE_DECISION_MS : 0,
+      // Without an identity file to watch for revocations, every request is asked about; none is
+      // kept past the token's expiry.
+      validMs: typeof identityFile === 'string' ? Math.max(0, Math.min(NATIVE_DECISION_MS, (identity.expiresAtMs ?? Infinity) - Date.now())) : 0,
       files,
       session: { sessionId: session.recorder.sessionId, eventSeq: session.recorder.lastEventSeq, exchanges: session.exchanges },
     };

@@ -10,6 +10,8 @@ export interface AgentIdentity {
   subject: string;
   /** Facts asserted when the token was issued: owner, repository, agent kind … */
   claims: Record<string, string>;
+  /** When the token stops being valid (ms since the epoch); null or absent: no expiry. */
+  expiresAtMs?: number | null;
 }
 
 export interface ScramVerifier {

@@ -285,12 +285,14 @@ function statusOf(record: IdentityRecord, now: Date): IdentityStatus {
 }
 
 function identityOf(record: IdentityRecord): AgentIdentity {
-  return { login: record.login, subject: record.subject, claims: { ...record.claims } };
+  return { login: record.login, subject: record.subject, claims: { ...record.claims }, expiresAtMs: record.expiresAt === null ? null : Date.parse(record.expiresAt) };
 }
 
 function summaryOf(record: IdentityRecord, now: Date): IdentitySummary {
   return {
-    ...identityOf(record),
+    login: record.login,
+    subject: record.subject,
+    claims: { ...record.claims },
     createdAt: new Date(record.createdAt),
     expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt),
     revokedAt: record.revokedAt === null ? null : new Date(record.revokedAt),

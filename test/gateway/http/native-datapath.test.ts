@@ -15,8 +15,8 @@ import { until } from '../../support/until';
  * The native HTTP data path (native/addon/http-datapath.cc) against the JavaScript one: the same
  * requests on one keep-alive connection through a gateway of each kind, to the same upstream, must give
  * the agent the same answers, the upstream the same requests and the journal the same records; a
- * connection the loop hands back mid-way keeps its sessions; a revocation and a credential rotation
- * take effect on the very next request of a kept-alive connection.
+ * connection the loop hands back mid-way keeps its sessions; a revocation, a token's expiry and a
+ * credential rotation take effect on the very next request of a kept-alive connection.
  */
 
 const SECRET = 'upstream-secret-parity-42';
@@ -293,7 +293,7 @@ describe('gateway/http native data path (parity with the JavaScript path)', func
     }
   });
 
-  it('takes a revocation and a credential rotation on the next request of a kept-alive connection', async () => {
+  it('takes a revocation, a token expiry and a credential rotation on the next request of a kept-alive connection', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gapwatch-credential-'));
     const rotated = join(dir, 'upstream-credential');
     writeFileSync(rotated, 'first-secret\n', { mode: 0o600 });
@@ -323,6 +323,26 @@ describe('gateway/http native data path (parity with the JavaScript path)', func
       const refused = await get('/api/echo/rot1');
       assert.equal(refused.status, 401, refused.body);
       agent.destroy();
+
+      // A token that expires while its decision would still be kept (1 s): not one request after.
+      const expiresAt = Date.now() + 800;
+      const { token } = await live.identities.create('expiring-agent', { expiresAt: new Date(expiresAt) });
+      const expiring = new Agent({ keepAlive: true, maxSockets: 1 });
+      const getAs = (path: string): Promise<number> =>
+        new Promise((resolve, reject) => {
+          const req = request({ agent: expiring, host: '127.0.0.1', port: live.port, path, headers: { host: 'parity.test', authorization: `Bearer ${token}` } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      assert.equal(await getAs('/api/echo/exp1'), 200);
+      assert.equal(await getAs('/api/echo/exp1'), 200);
+      assert.ok(Date.now() < expiresAt, 'the requests before the expiry took too long to show anything');
+      await new Promise((resolve) => setTimeout(resolve, expiresAt + 50 - Date.now()));
+      assert.equal(await getAs('/api/echo/exp1'), 401);
+      expiring.destroy();
     } finally {
       await live.stop();
       rmSync(dir, { recursive: true, force: true });
