@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { AgentIdentity, IdentityStore } from '../identity/contract';
+import type { AgentIdentity, IdentityStore, ScramVerifier } from '../identity/contract';
 import { ScramExchangeError, ScramServerExchange, decoyScramVerifier } from '../identity/scram';
 import { authentication, authenticationSasl } from './backend-writer';
 import type { ClientChannel } from './client-channel';
@@ -34,7 +34,7 @@ async function saslPayload(channel: ClientChannel, initial: boolean, login: stri
  * Authenticates an agent with SCRAM-SHA-256 against its stored verifier (the token never reaches
  * the gateway in the clear). On success the client has received SASLFinal and AuthenticationOk.
  */
-export async function authenticateAgent(channel: ClientChannel, login: string, store: IdentityStore): Promise<AgentIdentity> {
+export async function authenticateAgent(channel: ClientChannel, login: string, store: IdentityStore): Promise<{ identity: AgentIdentity; verifier: ScramVerifier }> {
   const found = await store.lookup(login);
   const exchange = new ScramServerExchange(found?.verifier ?? decoyScramVerifier(login, DECOY_KEY));
   channel.write(authenticationSasl([SCRAM_SHA_256]));
@@ -58,5 +58,5 @@ export async function authenticateAgent(channel: ClientChannel, login: string, s
   }
   channel.write(authentication(AuthCode.SaslFinal, Buffer.from(result.serverFinalMessage)));
   channel.write(authentication(AuthCode.Ok));
-  return found.identity;
+  return found;
 }

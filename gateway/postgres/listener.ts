@@ -6,6 +6,7 @@ import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
 import type { Session } from '../../proto/generated/gapwatch/v1/Session';
 import type { IdentityStore } from '../identity/contract';
+import { IdentityWatch } from '../identity/identity-watch';
 import type { JournalWriter } from '../journal/contract';
 import type { PolicyEngine } from '../policy/contract';
 import { newSessionId } from '../session-id';
@@ -56,6 +57,8 @@ export class PostgresGateway implements Component {
   private server: Server | null = null;
   private readonly cancels = new CancelRegistry();
   private readonly sessions = new Set<ProxySession>();
+  /** Ends open sessions whose agent identity is revoked, re-issued or expires. */
+  private readonly identityWatch: IdentityWatch;
   private readonly handlers = new Set<Promise<void>>();
   private readonly relationNames = new Map<string, RelationNames>();
   private readonly tls: SecureContext | null;
@@ -64,6 +67,7 @@ export class PostgresGateway implements Component {
   private nativeSessions = 0;
 
   constructor(private readonly options: PostgresGatewayOptions) {
+    this.identityWatch = new IdentityWatch(options.identities, options.log);
     const { cert, key } = options.config.tls;
     if ((cert === null) !== (key === null)) throw new ListenerTlsError('give both tls.cert and tls.key, or neither');
     try {
@@ -198,7 +202,7 @@ export class PostgresGateway implements Component {
       session.clientParameters = Object.fromEntries(clientParameters);
       if ((startup.protocol & 0xffff) !== 0 || unsupported.length > 0) channel.write(negotiateProtocolVersion(0, unsupported));
 
-      const identity = await authenticateAgent(channel, login, this.options.identities);
+      const { identity, verifier } = await authenticateAgent(channel, login, this.options.identities);
       session.identity = { subject: identity.subject, method: 'token', claims: identity.claims };
       const resource = this.resolveResource(database);
       session.resource = resource.name;
@@ -257,7 +261,13 @@ export class PostgresGateway implements Component {
         nativeSession = true;
         this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
+        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, verifier, identity.expiresAtMs, (reason) => native.terminate(session.sessionId!, reason));
+        let end: Awaited<ReturnType<typeof native.adopt>>;
+        try {
+          end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
+        } finally {
+          unwatch();
+        }
         recorder.continueAfter(end.eventSeq);
         nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
         await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);
@@ -282,8 +292,15 @@ export class PostgresGateway implements Component {
       });
       this.sessions.add(proxy);
       log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened');
-      proxy.start();
-      const end = await proxy.done;
+      const running = proxy;
+      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, verifier, identity.expiresAtMs, (reason) => running.terminate(reason));
+      let end: Awaited<typeof proxy.done>;
+      try {
+        proxy.start();
+        end = await proxy.done;
+      } finally {
+        unwatch();
+      }
       this.sessions.delete(proxy);
       // Records appended during the session (results, errors) are flushed before the session's end.
       await recorder.durable().catch(() => undefined);

@@ -36,6 +36,7 @@ interface PgDataPathAddon {
     decided(handle: number, via: string, text: Buffer, decision: NativeDecision): void;
     reviewing(handle: number, reviewId: string): void;
     reviewed(handle: number, outcome: 'approved' | 'denied' | 'timed_out' | 'canceled', reviewer: string, reason: string): void;
+    terminate(handle: number, reason: string): void;
     stop(): void;
   };
 }
@@ -214,6 +215,13 @@ export class NativePgDataPath {
   }
 
   /** An agent's CancelRequest for a native session: true when it released a held review. */
+  /** Ends a session now: the agent gets FATAL 57P01 "terminating connection: <reason>"; the session ends failed with the reason. */
+  terminate(sessionId: string, reason: string): void {
+    for (const [handle, adopted] of this.sessions) {
+      if (adopted.sessionId === sessionId) this.loop.terminate(handle, reason);
+    }
+  }
+
   cancelHeld(sessionId: string): boolean {
     for (const adopted of this.sessions.values()) {
       if (adopted.sessionId === sessionId && adopted.cancelHold) {

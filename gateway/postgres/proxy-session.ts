@@ -257,6 +257,13 @@ export class ProxySession {
     this.end({ outcome: 'closed' });
   }
 
+  /** Ends the session from outside for a reason of the agent's (its identity revoked): it ends failed. */
+  terminate(reason: string): void {
+    if (this.ended) return;
+    this.writeClientNow([errorResponse({ severity: 'FATAL', code: SqlState.AdminShutdown, message: `terminating connection: ${reason}` })]);
+    this.end({ outcome: 'failed', failure: reason });
+  }
+
   // ---------------------------------------------------------------- agent → upstream
 
   private pump(): void {

@@ -320,7 +320,7 @@ struct Event {
 };
 
 struct Command {
-  enum Kind { Adopt, Decided, Synced, Reviewing, Reviewed, Stop } kind;
+  enum Kind { Adopt, Decided, Synced, Reviewing, Reviewed, Terminate, Stop } kind;
   uint64_t handle = 0;
   int client_fd = -1, upstream_fd = -1;
   std::string session_id;
@@ -331,7 +331,7 @@ struct Command {
   char via = 0;
   std::string text;
   std::shared_ptr<Decision> decision;
-  std::string review_id, outcome, reviewer, reason;  // Reviewing / Reviewed
+  std::string review_id, outcome, reviewer, reason;  // Reviewing / Reviewed; Terminate: reason
   uint64_t synced_seq = 0;   // Synced: the last record the fdatasync covered
   std::string sync_failure;  // Synced: why the sync thread stopped
 };
@@ -373,19 +373,15 @@ class DataPath : public NativeLoop<Command, Event> {
     for (Command& c : channel_.take_commands()) {
       switch (c.kind) {
         case Command::Stop:
-          for (auto& entry : sessions_) {
-            // The agent is told, as PostgreSQL tells it (admin_shutdown), and the session ends closed.
-            Session& s = *entry.second;
-            if (s.ended) continue;
-            const std::vector<unsigned char> e = notice_message('E', "FATAL", "57P01", "terminating connection: the gateway is shutting down");
-            // Answers still held for an fdatasync are never delivered; the notice is.
-            s.reply_after = 0;
-            s.held.clear();
-            if (!s.client_gone) send_to(s.client, e.data(), e.size());
-            end(s, false, "");
-          }
+          // The agent is told, as PostgreSQL tells it (admin_shutdown), and the session ends closed.
+          for (auto& entry : sessions_) terminate(*entry.second, "terminating connection: the gateway is shutting down", false, "");
           reap();
           return false;
+        case Command::Terminate: {
+          auto found = sessions_.find(c.handle);
+          if (found != sessions_.end()) terminate(*found->second, "terminating connection: " + c.reason, true, c.reason);
+          break;
+        }
         case Command::Adopt:
           adopt(c);
           break;
@@ -1860,6 +1856,17 @@ class DataPath : public NativeLoop<Command, Event> {
     }
   }
 
+  // Ends a session from outside with a FATAL admin_shutdown notice to the agent. Answers still held
+  // for an fdatasync are never delivered; the notice is.
+  void terminate(Session& s, const std::string& message, bool failed, const std::string& failure) {
+    if (s.ended) return;
+    const std::vector<unsigned char> e = notice_message('E', "FATAL", "57P01", message);
+    s.reply_after = 0;
+    s.held.clear();
+    if (!s.client_gone) send_to(s.client, e.data(), e.size());
+    end(s, failed, failure);
+  }
+
   void end(Session& s, bool failed, const std::string& failure) {
     if (s.ended) return;
     s.ended = true;
@@ -1968,6 +1975,7 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
                            InstanceMethod<&PgDataPathBinding::Decided>("decided"),
                            InstanceMethod<&PgDataPathBinding::Reviewing>("reviewing"),
                            InstanceMethod<&PgDataPathBinding::Reviewed>("reviewed"),
+                           InstanceMethod<&PgDataPathBinding::Terminate>("terminate"),
                            InstanceMethod<&PgDataPathBinding::Stop>("stop"),
                        });
   }
@@ -2076,6 +2084,16 @@ class PgDataPathBinding : public Napi::ObjectWrap<PgDataPathBinding> {
     c.outcome = info[1].As<Napi::String>().Utf8Value();
     c.reviewer = info[2].As<Napi::String>().Utf8Value();
     c.reason = info[3].As<Napi::String>().Utf8Value();
+    datapath_->command(std::move(c));
+    return info.Env().Undefined();
+  }
+
+  // terminate(handle, reason): end the session now, telling the agent why (FATAL 57P01)
+  Napi::Value Terminate(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::Terminate;
+    c.handle = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    c.reason = info[1].As<Napi::String>().Utf8Value();
     datapath_->command(std::move(c));
     return info.Env().Undefined();
   }

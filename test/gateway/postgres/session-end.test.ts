@@ -11,7 +11,8 @@ import { pausedLogin, rawSession, type Target } from './clients';
 
 /**
  * Test of how PostgreSQL sessions end when nobody waits for them: an agent that leaves with a statement
- * held for review, a gateway that stops with sessions served and one still logging in.
+ * held for review, an agent whose identity stops being valid while its session is open, a gateway that
+ * stops with sessions served and one still logging in.
  */
 
 const fatal = (messages: BackendMessage[]): DatabaseError | undefined =>
@@ -97,6 +98,38 @@ for (const dataPath of ['auto', 'node'] as const)
         child.kill('SIGKILL');
         conn.close();
       }
+    });
+
+    it('ends an open session when its identity is revoked, issued a new token or expires: FATAL 57P01 with the reason, journaled as failed; other sessions go on', async () => {
+      const open = async (user: string, password: string): Promise<Awaited<ReturnType<typeof rawSession>>> => {
+        const conn = await rawSession({ ...target, user, password });
+        assert.ok((await conn.exchange([serialize.query('SELECT 1')])).some((m) => m.name === 'dataRow'));
+        return conn;
+      };
+      const revoked = await open('revoked-agent', (await gw.identities.create('revoked-agent')).token);
+      const reissued = await open('reissued-agent', (await gw.identities.create('reissued-agent')).token);
+      const expiring = await open('expiring-agent', (await gw.identities.create('expiring-agent', { expiresAt: new Date(Date.now() + 1500) })).token);
+      const other = await open(gw.login, gw.token);
+      const ended = [revoked, reissued, expiring].map((conn) => conn.sendUntilClose([]));
+      await gw.identities.revoke('revoked-agent');
+      await gw.identities.create('reissued-agent', { replace: true });
+
+      const expected: Array<[Awaited<ReturnType<typeof rawSession>>, RegExp]> = [
+        [revoked, /identity "revoked-agent" was revoked/],
+        [reissued, /identity "reissued-agent" was issued a new token/],
+        [expiring, /identity "expiring-agent" (expired|was revoked or has expired)/],
+      ];
+      for (let i = 0; i < expected.length; i++) {
+        const [conn, reason] = expected[i]!;
+        const end = fatal(await ended[i]!);
+        assert.equal(end?.code, '57P01');
+        assert.match(end.message, reason);
+        const journaled = await sessionEnd(conn.localPort);
+        assert.equal(journaled.outcome, 'SESSION_OUTCOME_FAILED');
+        assert.match(journaled.failure, reason);
+      }
+      assert.ok((await other.exchange([serialize.query('SELECT 2')])).some((m) => m.name === 'dataRow'), 'a session of a valid identity is left alone');
+      other.close();
     });
 
     it('ends a served session and one still logging in with FATAL 57P01 at shutdown, journals both, and stops', async () => {
