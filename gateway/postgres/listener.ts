@@ -6,7 +6,7 @@ import type { Logger } from '../../platform/log';
 import type { Component } from '../../platform/supervisor';
 import type { Session } from '../../proto/generated/gapwatch/v1/Session';
 import type { IdentityStore } from '../identity/contract';
-import { IdentityWatch } from '../identity/identity-watch';
+import { IdentityWatch, tokenCheck } from '../identity/identity-watch';
 import type { JournalWriter } from '../journal/contract';
 import type { PolicyEngine } from '../policy/contract';
 import { newSessionId } from '../session-id';
@@ -67,7 +67,7 @@ export class PostgresGateway implements Component {
   private nativeSessions = 0;
 
   constructor(private readonly options: PostgresGatewayOptions) {
-    this.identityWatch = new IdentityWatch(options.identities, options.log);
+    this.identityWatch = new IdentityWatch(options.log);
     const { cert, key } = options.config.tls;
     if ((cert === null) !== (key === null)) throw new ListenerTlsError('give both tls.cert and tls.key, or neither');
     try {
@@ -261,7 +261,7 @@ export class PostgresGateway implements Component {
         nativeSession = true;
         this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, verifier, identity.expiresAtMs, (reason) => native.terminate(session.sessionId!, reason));
+        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier), (reason) => native.terminate(session.sessionId!, reason));
         let end: Awaited<ReturnType<typeof native.adopt>>;
         try {
           end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
@@ -293,7 +293,7 @@ export class PostgresGateway implements Component {
       this.sessions.add(proxy);
       log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened');
       const running = proxy;
-      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, verifier, identity.expiresAtMs, (reason) => running.terminate(reason));
+      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier), (reason) => running.terminate(reason));
       let end: Awaited<typeof proxy.done>;
       try {
         proxy.start();

@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { utils, type ParsedKey, type PublicKeyAuthContext } from 'ssh2';
-import type { AgentIdentity, IdentityStore } from '../identity/contract';
+import type { AgentIdentity, IdentityStore, ScramVerifier } from '../identity/contract';
+import type { CredentialCheck } from '../identity/identity-watch';
 import { createScramVerifier, decoyScramVerifier } from '../identity/scram';
 import { parseSshPublicKey } from './ssh-keys';
 
@@ -40,12 +41,22 @@ export async function checkPublicKey(identities: SshIdentitySource, login: strin
  * verifier, so the token is checked by deriving StoredKey from it with the verifier's salt and
  * iteration count. An unknown login runs the same derivation against a decoy.
  */
-export async function checkToken(identities: SshIdentitySource, login: string, token: string): Promise<{ ok: true; identity: AgentIdentity } | { ok: false; reason: string }> {
+export async function checkToken(identities: SshIdentitySource, login: string, token: string): Promise<{ ok: true; identity: AgentIdentity; verifier: ScramVerifier } | { ok: false; reason: string }> {
   const found = await identities.lookup(login);
   const verifier = found?.verifier ?? decoyScramVerifier(login, DECOY_SECRET);
   const derived = createScramVerifier(token, { salt: verifier.salt, iterations: verifier.iterations });
   const matches = timingSafeEqual(derived.storedKey, verifier.storedKey);
   if (!found) return { ok: false, reason: 'unknown, revoked or expired identity' };
   if (!matches) return { ok: false, reason: 'wrong token' };
-  return { ok: true, identity: found.identity };
+  return { ok: true, identity: found.identity, verifier: found.verifier };
+}
+
+/** A session that logged in with an SSH key: gone when the identity is, or when the key is no longer registered for it. */
+export function sshKeyCheck(identities: SshIdentitySource, login: string, keyBlob: Buffer): CredentialCheck {
+  return async () => {
+    const found = await identities.lookupSshKeys(login);
+    if (!found) return `the gapwatch identity "${login}" was revoked or has expired`;
+    if (!found.sshKeys.some((line) => parseSshPublicKey(line).blob.equals(keyBlob))) return `the SSH key the session logged in with is no longer registered for the gapwatch identity "${login}"`;
+    return null;
+  };
 }

@@ -7,7 +7,8 @@ import type { AgentIdentity } from '../identity/contract';
 import type { JournalWriter } from '../journal/contract';
 import { GlobSet } from '../policy/name-patterns';
 import { SessionRecorder, unixNanos, nowNanos } from '../postgres/session-recorder';
-import { checkPublicKey, checkToken, type SshIdentitySource } from './agent-auth';
+import { checkPublicKey, checkToken, sshKeyCheck, type SshIdentitySource } from './agent-auth';
+import { tokenCheck, type CredentialCheck, type IdentityWatch } from '../identity/identity-watch';
 import { AsciicastRecorder } from './asciicast-recorder';
 import { bridgeChannels, type BridgeResult, type BridgeTaps } from './channel-bridge';
 import type { SshCommandPolicy } from './command-policy';
@@ -22,6 +23,8 @@ export interface AgentConnectionOptions {
   recordingsDir: string;
   journal: JournalWriter;
   identities: SshIdentitySource;
+  /** Ends the session when the agent's identity stops being valid (revoked, expired, credential replaced). */
+  identityWatch: IdentityWatch;
   policy: SshCommandPolicy;
   log: Logger;
 }
@@ -59,6 +62,7 @@ export class AgentConnection {
   private readonly recorder: SessionRecorder;
   private readonly redactEnv: GlobSet;
   private failure: string | null = null;
+  private unwatchIdentity: (() => void) | null = null;
   /** Channels still being bridged: their end records go to the journal before the session's end. */
   private readonly channels = new Set<Promise<void>>();
   readonly done: Promise<void>;
@@ -154,7 +158,7 @@ export class AgentConnection {
           this.authFailure = `publickey for ${selected.login}: ${check.reason}`;
           return ctx.reject(AUTH_METHODS);
         }
-        this.authenticated(check.identity, 'publickey', selected.resource);
+        this.authenticated(check.identity, 'publickey', selected.resource, sshKeyCheck(this.options.identities, selected.login, ctx.key.data));
         return ctx.accept();
       }
       if (ctx.method === 'password') {
@@ -163,7 +167,7 @@ export class AgentConnection {
           this.authFailure = `token for ${selected.login}: ${check.reason}`;
           return ctx.reject(AUTH_METHODS);
         }
-        this.authenticated(check.identity, 'token', selected.resource);
+        this.authenticated(check.identity, 'token', selected.resource, tokenCheck(this.options.identities, selected.login, check.verifier));
         return ctx.accept();
       }
       ctx.reject(AUTH_METHODS);
@@ -174,8 +178,9 @@ export class AgentConnection {
     }
   }
 
-  private authenticated(identity: AgentIdentity, method: string, resource: SshResourceConfig): void {
+  private authenticated(identity: AgentIdentity, method: string, resource: SshResourceConfig, credential: CredentialCheck): void {
     this.identity = identity;
+    this.unwatchIdentity = this.options.identityWatch.watch(this.sessionId, identity.login, identity.expiresAtMs, credential, (reason) => this.fail(reason));
     this.resource = resource;
     this.session.identity = { subject: identity.subject, method, claims: identity.claims };
     this.session.resource = resource.name;
@@ -215,6 +220,7 @@ export class AgentConnection {
 
   private async finish(): Promise<void> {
     this.ending = true;
+    this.unwatchIdentity?.();
     const upstream = this.upstreamConnection;
     this.upstreamConnection = null;
     upstream?.client.removeAllListeners('close');

@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import { isAbsolute, join } from 'node:path';
 import { Server as SshServer } from 'ssh2';
 import type { Logger } from '../../platform/log';
+import { IdentityWatch } from '../identity/identity-watch';
 import type { Component } from '../../platform/supervisor';
 import type { Session } from '../../proto/generated/gapwatch/v1/Session';
 import type { JournalWriter } from '../journal/contract';
@@ -38,9 +39,12 @@ export class SshGateway implements Component {
   private server: NetServer | null = null;
   private readonly pending = new Map<string, Socket>();
   private readonly connections = new Set<AgentConnection>();
+  private readonly identityWatch: IdentityWatch;
   hostKeyFingerprint = '';
 
-  constructor(private readonly options: SshGatewayOptions) {}
+  constructor(private readonly options: SshGatewayOptions) {
+    this.identityWatch = new IdentityWatch(options.log);
+  }
 
   private resolvePath(path: string): string {
     return isAbsolute(path) ? path : join(this.options.dataDir, path);
@@ -71,6 +75,7 @@ export class SshGateway implements Component {
         recordingsDir,
         journal: this.options.journal,
         identities: this.options.identities,
+        identityWatch: this.identityWatch,
         policy: this.options.policy,
         log,
       });

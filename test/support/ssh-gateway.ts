@@ -31,6 +31,7 @@ export interface SshGatewayUnderTest {
   agentKeyFile: string;
   dataDir: string;
   config: Config;
+  identities: FileIdentityStore;
   journal: Journal;
   /** `-o` options shared by every client invocation (no user config, batch mode, pinned known_hosts). */
   directOptions: string[];
@@ -114,6 +115,7 @@ export async function startSshGateway(options: SshGatewayOptions = {}): Promise<
       agentKeyFile,
       dataDir,
       config,
+      identities,
       journal,
       directOptions: [...common, '-o', 'StrictHostKeyChecking=yes', '-i', sshd.clientKeyFile, '-o', `Port=${sshd.port}`],
       gatewayOptions: [...common, '-o', 'StrictHostKeyChecking=accept-new', '-i', agentKeyFile, '-o', `Port=${port}`],

@@ -156,6 +156,33 @@ describe('gateway/ssh end to end (real OpenSSH server and clients)', function ()
       assert.match(session.failure, /not registered/);
     });
 
+    it('ends an open session when its identity is revoked (token login) or its SSH key is no longer registered (key login): journaled as failed with the reason', async () => {
+      const agentKey = readFileSync(`${gw.agentKeyFile}.pub`, 'utf8').trim();
+      const { token } = await gw.identities.create('ssh-revoked');
+      await gw.identities.create('ssh-rekeyed', { sshKeys: [agentKey] });
+      const connect = (login: string, auth: { password: string } | { privateKey: Buffer }): Promise<{ client: Client; closed: Promise<void> }> =>
+        new Promise((resolve, reject) => {
+          const client = new Client();
+          const closed = new Promise<void>((done) => client.once('close', () => done()));
+          client.once('ready', () => resolve({ client, closed }));
+          client.once('error', reject);
+          client.connect({ host: '127.0.0.1', port: gw.port, username: `${login}@${gw.resource}`, ...auth, hostVerifier: () => true });
+        });
+      const byToken = await connect('ssh-revoked', { password: token });
+      const byKey = await connect('ssh-rekeyed', { privateKey: readFileSync(gw.agentKeyFile) });
+      byToken.client.on('error', () => undefined);
+      byKey.client.on('error', () => undefined);
+      await gw.identities.revoke('ssh-revoked');
+      await gw.identities.create('ssh-rekeyed', { replace: true });
+      await Promise.all([byToken.closed, byKey.closed]);
+      const failures = async (): Promise<string[]> => (await gw.records()).flatMap((r) => (r.session?.outcome === 'SESSION_OUTCOME_FAILED' ? [r.session.failure] : []));
+      const deadline = Date.now() + 10_000;
+      while ((await failures()).filter((f) => /ssh-revoked|ssh-rekeyed/.test(f)).length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const ended = await failures();
+      assert.ok(ended.some((f) => /the gapwatch identity "ssh-revoked" was revoked/.test(f)), ended.join('\n'));
+      assert.ok(ended.some((f) => /no longer registered for the gapwatch identity "ssh-rekeyed"/.test(f)), ended.join('\n'));
+    });
+
     it('refuses a wrong token, an unknown identity and an unknown resource', async () => {
       for (const target of [`nobody@${gw.resource}@127.0.0.1`, `${gw.login}@no-such-resource@127.0.0.1`, `${gw.login}@127.0.0.1`]) {
         const since = await gw.head();

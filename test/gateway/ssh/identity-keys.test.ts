@@ -45,7 +45,10 @@ describe('gateway/ssh identities: SSH keys and tokens', function () {
     const stranger = parseSshPublicKey(readFileSync(`${generateKey(dir, 'stranger')}.pub`, 'utf8'));
     assert.equal((await checkPublicKey(store, 'claude-ci', { key: { algo: stranger.type, data: stranger.blob } })).result, 'refused');
 
-    assert.deepEqual(await checkToken(store, 'claude-ci', created.stdout.trim()), { ok: true, identity: { login: 'claude-ci', subject: 'agent:claude-ci', claims: {}, expiresAtMs: null } });
+    const accepted = await checkToken(store, 'claude-ci', created.stdout.trim());
+    assert.ok(accepted.ok);
+    assert.deepEqual(accepted.identity, { login: 'claude-ci', subject: 'agent:claude-ci', claims: {}, expiresAtMs: null });
+    assert.ok(accepted.verifier.storedKey.equals((await store.lookup('claude-ci'))!.verifier.storedKey), 'the verifier the token was checked against');
     assert.deepEqual(await checkToken(store, 'claude-ci', 'gwt_wrong'), { ok: false, reason: 'wrong token' });
     assert.equal((await checkToken(store, 'nobody', 'gwt_x')).ok, false);
     await store.revoke('claude-ci');
