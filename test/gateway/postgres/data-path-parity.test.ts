@@ -144,7 +144,10 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
       policy: {
         builtinRules: false,
         default: 'allow',
+        // Nobody approves: a held statement is refused when its review times out.
+        reviewTimeoutSeconds: 1,
         rules: [
+          { name: 'reviewed-writes', relations: ['reviewed'], classes: ['write'], action: 'review', reason: 'writes to reviewed need a human' },
           { name: 'vault-read-only', relations: ['vault.*'], classes: ['write'], action: 'deny', reason: 'the vault schema is read-only for agents' },
           { name: 'guarded-no-delete', relations: ['guarded', '*.guarded'], classes: ['write'], action: 'deny', reason: 'guarded rows stay' },
           // Matches no column of these tables: it only keeps this identity's sessions on the JavaScript path.
@@ -155,7 +158,7 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     nativeAgent = gw.agent;
     javascriptAgent = { ...nativeAgent, user: 'javascript-agent', password: (await gw.identities.create('javascript-agent')).token };
     await gw.pg.admin(
-      ['CREATE SCHEMA vault AUTHORIZATION gw_upstream', 'SET ROLE gw_upstream', 'CREATE TABLE notes (id int)', 'CREATE TABLE vault.notes (id int)', 'CREATE TABLE guarded (id int)'].join(';\n'),
+      ['CREATE SCHEMA vault AUTHORIZATION gw_upstream', 'SET ROLE gw_upstream', 'CREATE TABLE notes (id int)', 'CREATE TABLE vault.notes (id int)', 'CREATE TABLE guarded (id int)', 'CREATE TABLE reviewed (id int)'].join(';\n'),
       gw.pg.database,
     );
   });
@@ -204,7 +207,7 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     }
   }
 
-  it("named statements: a Close 'S' is forgotten in order with the statements around it (SQL EXECUTE of the closed name is refused, of a name prepared again in the same batch runs the new statement); a named Parse of a text decided before is still learned; one withheld after a refused Parse is not", async () => {
+  it("named statements: a Close 'S' is forgotten in order with the statements around it (SQL EXECUTE of the closed name is refused, of a name prepared again in the same batch runs the new statement); a named Parse of a text decided before is still learned; one withheld after a refused Parse (or one held for a review that is then refused) is not", async () => {
     const batches: Batch[] = [
       [serialize.parse({ name: 's1', text: 'SELECT 1 AS one' }), serialize.sync()],
       [serialize.query('EXECUTE s1')],
@@ -223,6 +226,10 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
       // After a refused Parse the rest of the batch up to its Sync is withheld unread: s4 is never prepared.
       [serialize.parse({ text: 'INSERT INTO vault.notes VALUES (1)' }), serialize.parse({ name: 's4', text: 'SELECT 4' }), serialize.close({ type: 'S', name: 's3' }), serialize.sync()],
       [serialize.query('EXECUTE s4')],
+      // Behind a Parse held for review (refused when the review times out) the batch is skipped to its
+      // Sync: s5 is never prepared, though the Parse of it arrived before the review ended.
+      [serialize.parse({ text: 'INSERT INTO reviewed VALUES (1)' }), serialize.bind({}), serialize.execute({}), serialize.parse({ name: 's5', text: 'SELECT 5' }), serialize.sync()],
+      [serialize.query('EXECUTE s5')],
     ];
     const native = await run(nativeAgent, batches);
     const javascript = await run(javascriptAgent, batches);
@@ -238,6 +245,8 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     assert.deepEqual(native.answers[9], ['error 42501', 'ready I']);
     assert.deepEqual(native.answers[10], ['error 42501', 'ready I']);
     assert.deepEqual(native.answers[11], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[12], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[13], ['error 42501', 'ready I']);
   });
 
   for (const seed of (process.env.PARITY_SEEDS ?? "11,23,37,41,53,67,79,83,97,101,113,127,202,204").split(",").map(Number)) {
