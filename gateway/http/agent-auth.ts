@@ -55,6 +55,11 @@ export class AgentAuthenticator {
 
   /** The identity behind an Authorization header value; throws AgentAuthError when there is none. */
   async authenticate(authorization: string | undefined): Promise<AgentIdentity> {
+    return (await this.prove(authorization)).identity;
+  }
+
+  /** The same, with the StoredKey the token matched (to watch a long-lived exchange: IdentityWatch, tokenCheck). */
+  async prove(authorization: string | undefined): Promise<{ identity: AgentIdentity; storedKey: Buffer }> {
     if (authorization === undefined || authorization === '') throw new AgentAuthError('the request carries no Authorization header');
     const space = authorization.indexOf(' ');
     const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase();
@@ -81,7 +86,7 @@ export class AgentAuthenticator {
     if (cached && cached.expiresAt > Date.now() && (login === null || login === cached.login)) {
       const found = await this.store.lookup(cached.login);
       // Revoked, expired or re-issued since it was cached: the token no longer proves anything.
-      if (found && found.verifier.storedKey.equals(cached.storedKey)) return found.identity;
+      if (found && found.verifier.storedKey.equals(cached.storedKey)) return { identity: found.identity, storedKey: cached.storedKey };
       this.cache.delete(key);
       throw new AgentAuthError('the token is not valid (unknown, revoked or expired)');
     }
@@ -93,7 +98,7 @@ export class AgentAuthenticator {
       if (!found) continue;
       if (await this.verify(token, found.verifier)) {
         this.remember(key, { login: candidate, storedKey: found.verifier.storedKey, expiresAt: Date.now() + this.ttlMs });
-        return found.identity;
+        return { identity: found.identity, storedKey: found.verifier.storedKey };
       }
     }
     throw new AgentAuthError('the token is not valid (unknown, revoked or expired)');

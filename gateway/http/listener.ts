@@ -11,6 +11,7 @@ import type { HttpExchange } from '../../proto/generated/gapwatch/v1/HttpExchang
 import type { HttpHeader } from '../../proto/generated/gapwatch/v1/HttpHeader';
 import type { PolicyDecision } from '../../proto/generated/gapwatch/v1/PolicyDecision';
 import type { AgentIdentity } from '../identity/contract';
+import { IdentityWatch, tokenCheck } from '../identity/identity-watch';
 import type { JournalWriter } from '../journal/contract';
 import type { StatementClass } from '../policy/contract';
 import { ReviewDirectory, ReviewWaiter } from '../policy/review-channel';
@@ -63,6 +64,8 @@ const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
 /** What a checked, authenticated, routed and allowed request carries into the exchange. */
 interface Admitted {
   identity: AgentIdentity;
+  /** The StoredKey the agent's token matched (a long-lived exchange is watched with it). */
+  storedKey?: Buffer;
   target: UpstreamTarget;
   path: string;
   query: string;
@@ -371,6 +374,8 @@ export class HttpGateway implements Component {
   /** Resolves when a connection closed and its sessions' ends are journaled. */
   private readonly connectionEnds = new Map<Socket, Promise<void>>();
   private readonly auth: AgentAuthenticator;
+  /** Ends a WebSocket whose agent identity is revoked, re-issued or expires while it is open. */
+  private readonly identityWatch: IdentityWatch;
   private readonly router: ResourceRouter;
   private readonly policy: RoutePolicy;
   private readonly targets = new Map<string, UpstreamTarget>();
@@ -394,6 +399,7 @@ export class HttpGateway implements Component {
   constructor(private readonly options: HttpGatewayOptions) {
     const { config } = options;
     this.auth = new AgentAuthenticator(options.identities);
+    this.identityWatch = new IdentityWatch(options.log);
     this.router = new ResourceRouter(config.resources);
     this.policy = new RoutePolicy(config);
     for (const resource of config.resources) this.targets.set(resource.name, new UpstreamTarget(resource));
@@ -767,12 +773,12 @@ export class HttpGateway implements Component {
   /** Everything that happens before an exchange may touch the upstream. */
   private async admit(req: IncomingMessage): Promise<Admitted & { contentLength: number | null }> {
     const { path, query, contentLength, heads } = this.checkRequest(req);
-    const identity = await this.auth.authenticate(heads.authorization);
+    const { identity, storedKey } = await this.auth.prove(heads.authorization);
     const route = this.router.route(heads.host ?? '', path);
     const target = this.targets.get(route.resource.name)!;
     const decision = this.policy.decide({ resource: route.resource.name, identity, method: req.method ?? '', path: route.path });
     const review = decision.action === 'review' ? { rule: decision.rule, reason: decision.reason } : null;
-    const admitted = { identity, target, path: route.path, query, contentLength, rule: decision.rule, review, heads };
+    const admitted = { identity, storedKey, target, path: route.path, query, contentLength, rule: decision.rule, review, heads };
     if (decision.action === 'deny') throw Object.assign(new PolicyDeniedError(decision.rule, decision.reason), { admitted });
     return admitted;
   }
@@ -1229,14 +1235,18 @@ export class HttpGateway implements Component {
       upSocket.pipe(socket);
       upSocket.on('error', () => socket.destroy());
       let ended = false;
+      // Set when the agent's identity stopped being valid while the WebSocket was open (it is cut off).
+      let cutOff = '';
+      let unwatch = (): void => undefined;
       const end = (): void => {
         if (ended) return;
         ended = true;
+        unwatch();
         socket.destroy();
         upSocket.destroy();
         session.bytesFromClient += fromClient.bytes;
         session.bytesToClient += toClient.bytes;
-        record(HttpStatus.SwitchingProtocols, '', {
+        record(HttpStatus.SwitchingProtocols, cutOff, {
           firstByteNano: String(firstByte),
           requestBytes: String(fromClient.bytes),
           responseBytes: String(toClient.bytes),
@@ -1253,6 +1263,11 @@ export class HttpGateway implements Component {
       };
       socket.once('close', end);
       upSocket.once('close', end);
+      const login = admitted.identity.login;
+      unwatch = this.identityWatch.watch(session.recorder.sessionId, login, admitted.identity.expiresAtMs, tokenCheck(this.options.identities, login, admitted.storedKey!), (reason) => {
+        cutOff = reason;
+        end();
+      });
     });
     upstream.end();
   }

@@ -1,5 +1,5 @@
 import type { Logger } from '../../platform/log';
-import type { IdentityStore, ScramVerifier } from './contract';
+import type { IdentityStore } from './contract';
 
 /** How often the identities of open sessions are looked up again (revocation, re-issue). */
 export const IDENTITY_RECHECK_MS = 1000;
@@ -10,12 +10,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Whether an open session's credential still proves its identity: null if so, else why not. */
 export type CredentialCheck = () => Promise<string | null>;
 
-/** A session that logged in with the identity's token (its SCRAM verifier then): gone when the identity is, or when it has another token. */
-export function tokenCheck(store: IdentityStore, login: string, verifier: ScramVerifier): CredentialCheck {
+/** A session that logged in with the identity's token (matching `storedKey` then): gone when the identity is, or when it has another token. */
+export function tokenCheck(store: Pick<IdentityStore, 'lookup'>, login: string, storedKey: Buffer): CredentialCheck {
   return async () => {
     const found = await store.lookup(login);
     if (!found) return `the gapwatch identity "${login}" was revoked or has expired`;
-    if (!found.verifier.storedKey.equals(verifier.storedKey)) return `the gapwatch identity "${login}" was issued a new token`;
+    if (!found.verifier.storedKey.equals(storedKey)) return `the gapwatch identity "${login}" was issued a new token`;
     return null;
   };
 }

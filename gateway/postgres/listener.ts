@@ -261,7 +261,7 @@ export class PostgresGateway implements Component {
         nativeSession = true;
         this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier), (reason) => native.terminate(session.sessionId!, reason));
+        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier.storedKey), (reason) => native.terminate(session.sessionId!, reason));
         let end: Awaited<ReturnType<typeof native.adopt>>;
         try {
           end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
@@ -293,7 +293,7 @@ export class PostgresGateway implements Component {
       this.sessions.add(proxy);
       log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened');
       const running = proxy;
-      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier), (reason) => running.terminate(reason));
+      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier.storedKey), (reason) => running.terminate(reason));
       let end: Awaited<typeof proxy.done>;
       try {
         proxy.start();

@@ -167,7 +167,7 @@ export class AgentConnection {
           this.authFailure = `token for ${selected.login}: ${check.reason}`;
           return ctx.reject(AUTH_METHODS);
         }
-        this.authenticated(check.identity, 'token', selected.resource, tokenCheck(this.options.identities, selected.login, check.verifier));
+        this.authenticated(check.identity, 'token', selected.resource, tokenCheck(this.options.identities, selected.login, check.verifier.storedKey));
         return ctx.accept();
       }
       ctx.reject(AUTH_METHODS);

@@ -220,6 +220,25 @@ for (const dataPath of ['node', 'auto'] as const) {
       assert.ok(Number(exchange.websocket!.bytesFromClient) > 70_000);
     });
 
+    it('cuts an open WebSocket off when its identity is revoked, and journals why', async () => {
+      const login = `ws-revoked-${dataPath}`;
+      const { token } = await gw.identities.create(login);
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/api/ws`, { headers: { authorization: `Bearer ${token}` } });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      const closed = new Promise<void>((resolve) => ws.on('close', () => resolve()));
+      ws.on('error', () => undefined);
+      const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve(data.toString())));
+      ws.send('before');
+      assert.equal(await echoed, 'before');
+      await gw.identities.revoke(login);
+      await closed;
+      const cut = await until('the cut-off websocket exchange record', async () => exchanges(await gw.records()).find((e) => e.status === 101 && e.error.includes(`"${login}" was revoked`)));
+      assert.equal(cut.websocket!.framesFromClient, '1');
+    });
+
     it('denies by method and path before the upstream sees the request, whatever the spelling', async () => {
       const before = upstream.received.length;
       for (const path of ['/api/admin/users', '/api/admin', '/api/%61dmin/users', '/api//admin/users', '/api/x/../admin/users', '/api/ADMIN/users', '/api/./admin/']) {
