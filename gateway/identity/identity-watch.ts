@@ -31,8 +31,9 @@ interface Watched {
 /**
  * Ends open sessions whose agent identity stops being valid after they logged in: at its expiry time,
  * and within IDENTITY_RECHECK_MS of `gapwatch token revoke` (or of whatever else makes the credential
- * the session logged in with worthless: a new token for the login, an SSH key taken off it). Logging in checks the identity once; a
- * session can last for hours, and revoking an agent's token is how an operator cuts it off.
+ * the session logged in with worthless: a new token for the login, an SSH key taken off it). Logging
+ * in checks the identity once; a session can last for hours, and revoking an agent's token is how an
+ * operator cuts it off.
  */
 export class IdentityWatch {
   private readonly watched = new Map<symbol, Watched>();

@@ -203,6 +203,15 @@ export class PostgresGateway implements Component {
       if ((startup.protocol & 0xffff) !== 0 || unsupported.length > 0) channel.write(negotiateProtocolVersion(0, unsupported));
 
       const { identity, verifier } = await authenticateAgent(channel, login, this.options.identities);
+      /** Runs the session's data path while its agent's identity is watched: `terminate` ends it if the identity stops being valid. */
+      const whileIdentityHolds = async <T>(terminate: (reason: string) => void, run: () => Promise<T>): Promise<T> => {
+        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier.storedKey), terminate);
+        try {
+          return await run();
+        } finally {
+          unwatch();
+        }
+      };
       session.identity = { subject: identity.subject, method: 'token', claims: identity.claims };
       const resource = this.resolveResource(database);
       session.resource = resource.name;
@@ -261,13 +270,10 @@ export class PostgresGateway implements Component {
         nativeSession = true;
         this.nativeSessions += 1;
         log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened (native data path)');
-        const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier.storedKey), (reason) => native.terminate(session.sessionId!, reason));
-        let end: Awaited<ReturnType<typeof native.adopt>>;
-        try {
-          end = await native.adopt(channel.socket, upstream.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' });
-        } finally {
-          unwatch();
-        }
+        const end = await whileIdentityHolds(
+          (reason) => native.terminate(session.sessionId!, reason),
+          () => native.adopt(channel.socket, up.socket, { sessionId: session.sessionId!, resource: resource.name, identity, eventSeq: recorder.lastEventSeq, maxMessageBytes: this.options.config.maxMessageBytes, readDurable: this.options.config.audit.readDurability === 'durable', beforeReply: this.options.config.audit.durability === 'before-reply' }),
+        );
         recorder.continueAfter(end.eventSeq);
         nativeBytes = { bytesIn: end.bytesIn, bytesOut: end.bytesOut };
         await close(end.failed ? 'SESSION_OUTCOME_FAILED' : 'SESSION_OUTCOME_CLOSED', end.failure);
@@ -293,14 +299,13 @@ export class PostgresGateway implements Component {
       this.sessions.add(proxy);
       log.info({ sessionId: session.sessionId, identity: identity.subject, resource: resource.name, client: session.client }, 'postgres session opened');
       const running = proxy;
-      const unwatch = this.identityWatch.watch(session.sessionId!, identity.login, identity.expiresAtMs, tokenCheck(this.options.identities, identity.login, verifier.storedKey), (reason) => running.terminate(reason));
-      let end: Awaited<typeof proxy.done>;
-      try {
-        proxy.start();
-        end = await proxy.done;
-      } finally {
-        unwatch();
-      }
+      const end = await whileIdentityHolds(
+        (reason) => running.terminate(reason),
+        () => {
+          running.start();
+          return running.done;
+        },
+      );
       this.sessions.delete(proxy);
       // Records appended during the session (results, errors) are flushed before the session's end.
       await recorder.durable().catch(() => undefined);
