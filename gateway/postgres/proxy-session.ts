@@ -1068,17 +1068,23 @@ export class ProxySession {
       this.finishRun(unit.run, null, error);
       return;
     }
-    // Extended protocol: the server skips everything until Sync, so those units are owed nothing.
+    // Extended protocol: the server skips everything until Sync (a simple Query or FunctionCall too),
+    // so those units are owed nothing.
     if (unit.kind === 'execute') this.finishRun(unit.run, null, error);
     else if (unit.kind === 'parse') {
       this.statements.delete(unit.name);
       this.finishRun({ ...emptyRun('extended', unit.text, unit.decision), statementName: unit.name, startNs: nowNanos() }, null, error);
     } else void this.context.recorder.event({ error: { code: error.code, message: error.message } });
-    while (this.units.length > 0 && this.head()!.kind !== 'sync') this.units.shift();
+    let skipped = 0;
+    while (this.units.length > 0 && this.head()!.kind !== 'sync') {
+      const kind = this.units.shift()!.kind;
+      if (kind === 'query' || kind === 'function_call') skipped += 1;
+    }
     const sync = this.head();
     if (sync?.kind === 'sync') sync.sawError = true;
     // Its Sync is still to come: until then nothing forwarded is answered.
     else this.upstreamSkipping = true;
+    if (skipped > 0) this.readyCame(skipped);
   }
 
   private onReady(msg: Buffer): void {
@@ -1091,7 +1097,12 @@ export class ProxySession {
     if (this.units.length === 0) this.inBlock = this.transactionStatus !== TransactionStatus.Idle;
     if (unit.kind === 'sync' && unit.refusal && !unit.sawError) this.outbox.add(unit.refusal);
     this.outbox.pass(msg);
-    this.awaitingReady -= 1;
+    this.readyCame(1);
+  }
+
+  /** `count` ReadyForQuery owed came (or never will: the server skipped their Queries); at none left, the session is idle. */
+  private readyCame(count: number): void {
+    this.awaitingReady -= count;
     if (this.awaitingReady === 0 && this.idleWaiters.length > 0) {
       // Whatever is queued for the agent must go out before the locally answered refusal.
       this.writeClient(this.outbox.take());

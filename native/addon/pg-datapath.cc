@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -209,6 +210,8 @@ struct Unit {
   size_t index = 0;                      // Query: statements done
   bool run_open = false;                 // Query
   bool ready_at_send = false;            // LocalAnswer: ends with ReadyForQuery in the status of its time
+  bool released = false;                 // LocalAnswer: its records are written (and fsync'd when they
+                                         // must be): it may go out once everything before it is answered
   std::vector<unsigned char> answer;     // LocalAnswer: sent once everything before it is answered;
                                          // Sync: a refusal sent before its ReadyForQuery
   bool saw_error = false;                // Sync
@@ -989,7 +992,7 @@ class DataPath : public NativeLoop<Command, Event> {
       s.needs_durable = false;
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
       s.ahead.clear();
-      answer_locally(s);
+      release_answers(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
       if (!s.ended && !s.client.in.empty()) handle_client(s);
     });
@@ -1059,7 +1062,7 @@ class DataPath : public NativeLoop<Command, Event> {
       }
       send_to(s.upstream, s.ahead.data(), s.ahead.size());
       s.ahead.clear();
-      answer_locally(s);
+      release_answers(s);
       if (s.terminate_after || s.client_gone) settle_if_idle(s);
     }
     queued_.swap(unwritten);
@@ -1365,10 +1368,21 @@ class DataPath : public NativeLoop<Command, Event> {
     }
   }
 
-  // Answers the gateway owes itself (refusals), once everything before them is answered.
+  // The session's records are written (and fsync'd when they must be): its local answers may go out.
+  void release_answers(Session& s) {
+    for (Unit& u : s.units) {
+      if (u.kind == UnitKind::LocalAnswer) u.released = true;
+    }
+    answer_locally(s);
+  }
+
+  // Answers the gateway owes itself (refusals, review notices), once everything before them is
+  // answered and their records are written. Each waits for its own records, not for whatever batch
+  // the session has in hand now: a refusal from an earlier batch that comes to the front while a
+  // later batch waits for its fdatasync goes out at once (held back, the server's next answer would
+  // have been taken for it).
   void answer_locally(Session& s) {
-    if (s.queued || s.parked) return;  // its records are written (and fsync'd) at the end of this round first
-    while (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer && !s.ended) {
+    while (!s.units.empty() && s.units.front().kind == UnitKind::LocalAnswer && s.units.front().released && !s.ended) {
       // Its ReadyForQuery says the status the server's answers before it left the session in (the
       // refused statement never reached the server, so it changes nothing), as the JavaScript proxy does.
       if (s.units.front().ready_at_send) append_ready(s.units.front().answer, s.transaction_status);
@@ -1699,12 +1713,17 @@ class DataPath : public NativeLoop<Command, Event> {
         } else {
           journal_error(s, code, message);
         }
-        // In an extended batch the server skips everything up to Sync; so do the answers owed. When
-        // that Sync has not been sent yet, nothing forwarded until it is owed an answer either.
+        // In an extended batch the server skips everything up to Sync, a simple Query too; so do the
+        // answers owed. The gateway's own answers (a refusal between them) are still owed, in order.
+        // When that Sync has not been sent yet, nothing forwarded until it is owed an answer either.
         const bool extended = u != nullptr;
-        while (!s.units.empty() && s.units.front().kind != UnitKind::Sync && s.units.front().kind != UnitKind::Query) s.units.pop_front();
-        if (!s.units.empty() && s.units.front().kind == UnitKind::Sync) s.units.front().saw_error = true;
-        else if (extended && s.units.empty()) s.upstream_skipping = true;
+        auto sync = s.units.begin();
+        while (sync != s.units.end() && sync->kind != UnitKind::Sync) sync++;
+        s.units.erase(std::remove_if(s.units.begin(), sync, [](const Unit& skipped) { return skipped.kind != UnitKind::LocalAnswer; }), sync);
+        sync = s.units.begin();
+        while (sync != s.units.end() && sync->kind != UnitKind::Sync) sync++;
+        if (sync != s.units.end()) sync->saw_error = true;
+        else if (extended) s.upstream_skipping = true;
         return;
       }
       case 'Z': {  // ReadyForQuery

@@ -106,6 +106,9 @@ export interface PausedLogin {
 export async function pausedLogin(target: Target): Promise<PausedLogin> {
   const socket = await rawConnection(target.port);
   socket.on('error', () => undefined);
+  // Each write goes out at once, as libpq's do (TCP_NODELAY): a second write is not held back until
+  // the gateway has answered the first.
+  socket.setNoDelay(true);
   const parser = new Parser();
   const all: BackendMessage[] = [];
   let pending: BackendMessage[] = [];
