@@ -149,6 +149,9 @@ const COALESCE_WRITE_BYTES = 64 << 10;
 /** Returned by the backend message handler to stop the stream until an asynchronous step is done. */
 const BLOCKED = Symbol('blocked');
 
+/** A Flush of the gateway's own (see flushPending). */
+const FLUSH = serialize.flush();
+
 export class ProxySession {
   private readonly framer = new BackendFramer();
   private readonly outbox = new Outbox();
@@ -174,6 +177,8 @@ export class ProxySession {
   /** Query, Sync and FunctionCall messages forwarded and not yet answered by ReadyForQuery. */
   private awaitingReady = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Waiting for the server to have answered every message forwarded (the units empty). */
+  private answeredWaiters: Array<() => void> = [];
   private skipUntilSync = false;
   /**
    * The server failed a message of an extended batch whose Sync it has not been sent yet: it skips
@@ -570,6 +575,7 @@ export class ProxySession {
     const review = await this.context.policy.requestReview(request, decision);
     void this.context.recorder.event({ policy: { ...base, action: 'POLICY_ACTION_REVIEW', reason: decision.reason, reviewId: review.reviewId } });
     // The notice goes out at once, after whatever the server already owes the agent.
+    this.flushPending();
     await this.flushUpstream();
     this.writeClient([
       noticeResponse({
@@ -624,11 +630,27 @@ export class ProxySession {
     });
   }
 
-  /** Answers a refused simple Query or FunctionCall in order: after everything the server still owes. */
+  /**
+   * Answers a refused simple Query or FunctionCall in order: after everything the server still owes,
+   * extended messages of a batch not synced yet included (their answers first, or a client matching
+   * answers in order would take the refusal for theirs).
+   */
   private async refuseNow(error: Buffer): Promise<void> {
+    this.flushPending();
     await this.flushUpstream();
-    if (this.awaitingReady > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.units.length > 0 && !this.ended) await new Promise<void>((resolve) => this.answeredWaiters.push(resolve));
     this.writeClient([error, readyForQuery(this.transactionStatus)]);
+  }
+
+  /**
+   * The server keeps the answers to extended messages until a Sync, a Flush or a simple Query makes
+   * it send them. When a local answer has to wait for them and none follows, the gateway sends a
+   * Flush of its own (it answers nothing), or the agent — waiting for that local answer before its
+   * next message — would wait for ever.
+   */
+  private flushPending(): void {
+    const last = this.units.at(-1);
+    if (last && last.kind !== 'sync' && last.kind !== 'query' && last.kind !== 'function_call') this.forward(FLUSH);
   }
 
   /** An allowed Query is forwarded in the same turn (no promise); anything else is settled first. */
@@ -768,6 +790,13 @@ export class ProxySession {
         this.heldBackend = null;
         if (!msg) break;
         if (this.onBackendMessage(msg) === BLOCKED) this.heldBackend = msg;
+        else if (this.units.length === 0 && this.answeredWaiters.length > 0) {
+          // Whatever is queued for the agent goes out before the locally answered refusal.
+          this.writeClient(this.outbox.take());
+          const waiters = this.answeredWaiters;
+          this.answeredWaiters = [];
+          for (const w of waiters) w();
+        }
       }
     } catch (err) {
       this.fail(err);
@@ -1137,8 +1166,9 @@ export class ProxySession {
     if (this.ended) return;
     this.ended = true;
     this.cancelHold?.();
-    for (const w of this.idleWaiters) w();
+    for (const w of [...this.idleWaiters, ...this.answeredWaiters]) w();
     this.idleWaiters = [];
+    this.answeredWaiters = [];
     for (const w of this.repliesReleased) w();
     this.repliesReleased = [];
     this.client.end();

@@ -1102,6 +1102,23 @@ class DataPath : public NativeLoop<Command, Event> {
     Unit answer(UnitKind::LocalAnswer);
     answer.answer = std::move(error);
     answer.ready_at_send = true;
+    owe_local(s, std::move(answer));
+  }
+
+  // A local answer, owed once everything before it is answered. The server keeps the answers to
+  // extended messages until a Sync, a Flush or a simple Query makes it send them: when the last
+  // message owed an answer is such a message, the gateway sends a Flush of its own (it answers
+  // nothing) with what goes upstream next, or the agent — waiting for this answer before its next
+  // message — would wait for ever.
+  static void owe_local(Session& s, Unit&& answer) {
+    for (auto u = s.units.rbegin(); u != s.units.rend(); ++u) {
+      if (u->kind == UnitKind::LocalAnswer) continue;
+      if (u->kind != UnitKind::Sync && u->kind != UnitKind::Query && u->kind != UnitKind::FunctionCall) {
+        static const unsigned char flush[] = {'H', 0, 0, 0, 4};
+        s.ahead.insert(s.ahead.end(), flush, flush + sizeof flush);
+      }
+      break;
+    }
     s.units.push_back(std::move(answer));
   }
 
@@ -1158,7 +1175,7 @@ class DataPath : public NativeLoop<Command, Event> {
     Unit notice(UnitKind::LocalAnswer);
     notice.answer = notice_message('N', "NOTICE", "00000", "gapwatch: statement held for review " + review_id + ": " + d.reason, "",
                                    "a reviewer can run: gapwatch approve " + review_id + "  (or: gapwatch deny " + review_id + ")");
-    s.units.push_back(std::move(notice));
+    owe_local(s, std::move(notice));
     // The agent left before the statement was held (its FIN came with the batch): the attempt is on
     // record, nobody waits for an answer, the session ends (JavaScript withdraws the review).
     if (s.client_gone) return end(s, false, "");

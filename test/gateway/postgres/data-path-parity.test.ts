@@ -293,6 +293,31 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     }
   });
 
+  it('a refusal (or a review notice) behind extended messages not synced yet comes after their answers: the gateway has the server flush them', async () => {
+    const refused = serialize.query('DELETE FROM guarded WHERE id = 1');
+    const batches: Batch[] = [
+      // No Flush, no Sync: the server keeps its answers until asked, and the agent waits for the refusal first.
+      [serialize.parse({ text: 'SELECT 1' }), serialize.bind({}), serialize.execute({}), refused],
+      [serialize.sync()],
+      [serialize.parse({ text: 'SELECT 2' }), serialize.bind({}), serialize.execute({}), serialize.flush(), refused, serialize.sync()],
+      // Held for review (nobody approves: refused after a second); its notice too comes after the answers.
+      [serialize.parse({ text: 'SELECT 3' }), serialize.bind({}), serialize.execute({}), serialize.query('INSERT INTO reviewed VALUES (1)')],
+      [serialize.sync()],
+    ];
+    const native = await run(nativeAgent, batches);
+    const javascript = await run(javascriptAgent, batches);
+    assert.deepEqual(native.answers, javascript.answers, 'native (actual) and JavaScript (expected) answers differ');
+    assert.deepEqual(native.journal, javascript.journal);
+    const answered = (n: string): string[] => ['parseComplete', 'bindComplete', `row ["${n}"]`, 'complete SELECT 1'];
+    assert.deepEqual(native.answers, [
+      [...answered('1'), 'error 42501', 'ready I'],
+      ['ready I'],
+      [...answered('2'), 'error 42501', 'ready I', 'ready I'],
+      [...answered('3'), 'error 42501', 'ready I'],
+      ['ready I'],
+    ]);
+  });
+
   it('a simple Query sent inside an extended batch the server failed is skipped with the rest of it, and owes no answer', async () => {
     // The server fails the Parse, skips the Bind, the Execute and the Query, and answers the Sync.
     const skipped: Batch = [serialize.parse({ text: 'SELECT * FROM no_such_table' }), serialize.bind({}), serialize.execute({}), serialize.query('SELECT 1'), serialize.sync()];
