@@ -31,6 +31,21 @@ export interface ClassifiedStatement {
   command?: string;
   /** For transaction control (TransactionStmt): which one; `AND CHAIN` opens a new block at once. */
   transaction?: { kind: TransactionKind; chain: boolean };
+  /**
+   * A prepared statement's: the search_path changes it makes each time it runs (a SQL EXECUTE of it,
+   * or a protocol Execute, which the policy engine is not asked about).
+   */
+  searchPath?: SearchPathChange[];
+}
+
+/**
+ * A change of search_path, which decides the schema of unqualified names: a list of schemas,
+ * 'default' (RESET, SET … TO DEFAULT) or 'unknown' (set in a way the tree does not show, such as
+ * set_config('search_path', …)). `local`: SET LOCAL, undone at the end of the transaction.
+ */
+export interface SearchPathChange {
+  schemas: string[] | 'default' | 'unknown';
+  local: boolean;
 }
 
 /** TransactionStmt kinds (the parser's TRANS_STMT_*). END is commit; ABORT is rollback. */

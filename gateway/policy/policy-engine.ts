@@ -1,7 +1,7 @@
 import type { Logger } from '../../platform/log';
 import type { AgentIdentity } from '../identity/contract';
 import type { PolicyConfig } from './config-schema';
-import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest } from './contract';
+import type { ClassifiedStatement, Masker, MaskColumn, PendingReview, PolicyDecision, PolicyEngine, PolicyRequest, SearchPathChange } from './contract';
 import { buildAuditRedactor, buildMasker } from './masker';
 import { ReviewDirectory, ReviewWaiter } from './review-channel';
 import { RuleSet } from './rule-set';
@@ -61,7 +61,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const stateOf = (sessionId: string): SessionState => {
     let state = sessions.get(sessionId);
     if (!state) {
-      state = { prepared: new Map(), searchPath: defaultSearchPath, initialSearchPath: defaultSearchPath, version: 0, block: 'no' };
+      state = { prepared: new Map(), gone: new Map(), unnamed: null, searchPath: defaultSearchPath, initialSearchPath: defaultSearchPath, version: 0, block: 'no' };
       sessions.set(sessionId, state);
     }
     return state;
@@ -74,22 +74,41 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     parsed: { name: string; statement: ClassifiedStatement } | null,
     block: SessionState['block'] = stateOf(sessionId).block,
     touches = false,
+    certain = false,
   ): void => {
     const state = stateOf(sessionId);
     state.block = block;
     if (touches) state.version++;
     for (const effect of effects) {
-      if (effect.op === 'set') state.prepared.set(effect.name, effect.statement);
-      else if (effect.op === 'delete') state.prepared.delete(effect.name);
-      else state.prepared.clear();
+      if (effect.op === 'set') prepare(state, effect.name, effect.statement);
+      else if (effect.op === 'delete') deallocate(state, effect.name, certain);
+      else for (const name of [...state.prepared.keys(), ...(certain ? state.gone.keys() : [])]) deallocate(state, name, certain);
     }
-    if (parsed) state.prepared.set(parsed.name, parsed.statement);
-    else if (effects.length > 0 || parsed || !sameSearchPath(state.searchPath, searchPath)) state.version++;
-    state.searchPath = searchPath;
+    // The unnamed statement's changes add up: an unnamed Parse the server skips (after an error in
+    // its batch) leaves the one before it in place, and nothing tells the engine.
+    if (parsed?.name === '') state.unnamed = [...(state.unnamed ?? []), ...(parsed.statement.searchPath ?? [])];
+    else if (parsed) prepare(state, parsed.name, parsed.statement);
+    const next = reachable(state, searchPath);
+    if (!parsed && (effects.length > 0 || !sameSearchPath(state.searchPath, next))) state.version++;
+    state.searchPath = next;
+  };
+
+  /**
+   * A search_path with every path a prepared statement of the session can still set: a protocol
+   * Execute runs one without the engine being asked, and a SQL EXECUTE of one whose SET the engine
+   * takes as certain could run again later. Wider, never narrower, than the path the server has.
+   */
+  const reachable = (state: SessionState, searchPath: readonly string[] | 'unknown'): readonly string[] | 'unknown' => {
+    let reached = searchPath;
+    const statements = [...state.prepared.values(), ...state.gone.values()];
+    for (const changes of [state.unnamed ?? [], ...statements.map((statement) => statement.searchPath ?? [])]) {
+      for (const change of changes) reached = possiblePaths(reached, nextSearchPath(state, searchPath, change));
+    }
+    return reached;
   };
 
   /** search_path after a change; SET LOCAL ends with the transaction, so both paths stay possible. */
-  const nextSearchPath = (state: SessionState, current: readonly string[] | 'unknown', change: SearchPathEffect): readonly string[] | 'unknown' => {
+  const nextSearchPath = (state: SessionState, current: readonly string[] | 'unknown', change: SearchPathChange): readonly string[] | 'unknown' => {
     const target = change.schemas === 'default' ? state.initialSearchPath : change.schemas;
     if (target === 'unknown' || current === 'unknown') return 'unknown';
     return change.local ? [...new Set([...current, ...target])] : target;
@@ -151,10 +170,15 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     // COMMIT too). Otherwise both the path before and the one after stay possible.
     const certain = request.via === 'query' && statements.length === 1 && state.block === 'no';
     const searchPath = certain ? after : possiblePaths(state.searchPath, after);
-    // A Parse names a prepared statement: remember what it runs, for a later SQL EXECUTE of it.
+    // A Parse names a prepared statement: remember what it runs (and how it moves search_path), for a
+    // later SQL EXECUTE of it and for the protocol Executes the engine is not asked about. The unnamed
+    // statement (replaced by every unnamed Parse) matters only while one of them moves search_path:
+    // other unnamed Parses leave the state, and the decisions a data path keeps, as they are.
+    const changes = searchPathEffects.map(({ schemas, local }): SearchPathChange => ({ schemas, local }));
+    const name = request.via === 'parse' ? (request.statementName ?? '') : null;
     const parsed =
-      request.via === 'parse' && request.statementName !== undefined && request.statementName !== ''
-        ? { name: request.statementName, statement: merge(statements) }
+      name !== null && (name !== '' || changes.length > 0)
+        ? { name, statement: changes.length > 0 ? { ...merge(statements), searchPath: changes } : merge(statements) }
         : null;
     const block = nextBlock(state.block, request.via, statements);
     // A statement that can touch the state changes its version whether or not this time it did: a
@@ -162,7 +186,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     // and the whole path elsewhere). Transaction control moves only the block, which a data path
     // that keeps decisions follows itself (blockTransition, PolicyRequest.block).
     const touches = searchPathEffects.length > 0 || preparedEffects.length > 0 || parsed !== null;
-    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed, block, touches);
+    const commit = (): void => apply(request.sessionId, preparedEffects, searchPath, parsed, block, touches, certain);
     if (decision.action === 'allow') commit();
     else if (decision.action === 'review') heldEffects.set(decision, commit);
     return decision;
@@ -236,8 +260,12 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     auditRedactor,
     masks: (resource, identity) => rules.maskRules(resource, identity).length > 0,
     forgetStatement(sessionId, statementName) {
+      // A protocol Close: skipped by the server when a message before it in its batch failed.
       const state = sessions.get(sessionId);
-      if (state?.prepared.delete(statementName)) state.version++;
+      if (state?.prepared.has(statementName)) {
+        deallocate(state, statementName, false);
+        state.version++;
+      }
     },
     stateVersion: (sessionId) => sessions.get(sessionId)?.version ?? 0,
     startSession(sessionId, start) {
@@ -257,6 +285,14 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
 
 interface SessionState {
   prepared: Map<string, ClassifiedStatement>;
+  /**
+   * Names deallocated where the server may have skipped it (a protocol Close, a DEALLOCATE that is
+   * not a lone simple Query outside a block): not EXECUTEd by name (unknown), but still possibly
+   * there — for a protocol Execute, and for a Parse of the same name (see redefined()).
+   */
+  gone: Map<string, ClassifiedStatement>;
+  /** The search_path changes of the unnamed prepared statement, while it has any. */
+  unnamed: SearchPathChange[] | null;
   searchPath: readonly string[] | 'unknown';
   /** Where RESET search_path returns: what the server reported at login (startSession), else the configured default. */
   initialSearchPath: readonly string[] | 'unknown';
@@ -300,6 +336,34 @@ function sameSearchPath(a: readonly string[] | 'unknown', b: readonly string[] |
   if (a === b) return true;
   if (a === 'unknown' || b === 'unknown' || a.length !== b.length) return false;
   return a.every((schema, i) => schema === b[i]);
+}
+
+/** A name prepared (Parse, SQL PREPARE). */
+function prepare(state: SessionState, name: string, statement: ClassifiedStatement): void {
+  state.prepared.set(name, redefined(state.prepared.get(name) ?? state.gone.get(name), statement));
+  state.gone.delete(name);
+}
+
+/** A name deallocated: for certain, or maybe (see SessionState.gone). */
+function deallocate(state: SessionState, name: string, certain: boolean): void {
+  const statement = state.prepared.get(name) ?? state.gone.get(name);
+  state.prepared.delete(name);
+  if (certain || !statement) state.gone.delete(name);
+  else state.gone.set(name, statement);
+}
+
+/**
+ * A name prepared again while the engine holds it, or after a deallocation the server may have
+ * skipped: PostgreSQL refuses a name that exists (42P05) and keeps the old statement, unless the old
+ * one never came to be (its Parse failed at the server, which the engine does not learn). Either may
+ * be what the name runs, so it stands for both: every class and relation of each, and search_path
+ * changes that may or may not happen (made local: the path before stays possible beside them).
+ */
+function redefined(old: ClassifiedStatement | undefined, statement: ClassifiedStatement): ClassifiedStatement {
+  if (!old) return statement;
+  const both = merge([old, statement]);
+  const changes = [...(old.searchPath ?? []), ...(statement.searchPath ?? [])].map((change) => ({ ...change, local: true }));
+  return changes.length > 0 ? { ...both, searchPath: changes } : both;
 }
 
 /** One description of what a Parse's statements do, for later EXECUTEs of its name. */

@@ -1,5 +1,5 @@
 import { loadModule, parseSync } from 'libpg-query';
-import type { ClassifiedStatement, StatementClass, TransactionKind } from './contract';
+import type { ClassifiedStatement, SearchPathChange, StatementClass, TransactionKind } from './contract';
 import { formatQualifiedName } from './name-patterns';
 import { isParserSafeClientEncoding, isTrueSetting, PARSER_SETTINGS } from './parser-safety';
 
@@ -27,16 +27,10 @@ export type PreparedStatements = ReadonlyMap<string, ClassifiedStatement>;
 
 export type PreparedEffect = { op: 'set'; name: string; statement: ClassifiedStatement } | { op: 'delete'; name: string } | { op: 'clear' };
 
-/**
- * A change of search_path, which decides the schema of unqualified names: a list of schemas,
- * 'default' (RESET, SET … TO DEFAULT) or 'unknown' (set in a way the tree does not show, such as
- * set_config('search_path', …)). `local`: SET LOCAL, undone at the end of the transaction.
- */
-export interface SearchPathEffect {
+/** A change of search_path (see SearchPathChange) made by one statement of a text. */
+export interface SearchPathEffect extends SearchPathChange {
   /** Index of the statement in the text that makes the change. */
   statement: number;
-  schemas: string[] | 'default' | 'unknown';
-  local: boolean;
 }
 
 export type Classification =
@@ -242,7 +236,7 @@ class StatementWalker {
   readonly classes = new Set<StatementClass>();
   readonly relations = new Set<string>();
   readonly functions = new Set<string>();
-  readonly searchPath: Array<Omit<SearchPathEffect, 'statement'>> = [];
+  readonly searchPath: SearchPathChange[] = [];
   readonly parserHazards: string[] = [];
   transaction: ClassifiedStatement['transaction'];
 
@@ -505,6 +499,7 @@ class StatementWalker {
         functions: [...inner.functions],
         command: 'PrepareStmt',
       };
+      if (inner.searchPath.length > 0) statement.searchPath = inner.searchPath.map((change) => ({ ...change }));
       this.prepared.set(body.name, statement);
       this.effects.push({ op: 'set', name: body.name, statement });
     }
@@ -518,6 +513,8 @@ class StatementWalker {
       for (const cls of statement.classes) this.classes.add(cls);
       for (const relation of statement.relations) this.relations.add(relation);
       for (const fn of statement.functions ?? []) this.functions.add(fn);
+      // What it runs changes search_path here, as if written here.
+      for (const change of statement.searchPath ?? []) this.searchPath.push({ ...change });
     } else {
       this.unknownPrepared.push(name);
       this.classes.add('utility');
@@ -719,6 +716,7 @@ function copyStatement(statement: ClassifiedStatement): ClassifiedStatement {
     relations: [...statement.relations],
     ...(statement.functions ? { functions: [...statement.functions] } : {}),
     ...(statement.transaction ? { transaction: { ...statement.transaction } } : {}),
+    ...(statement.searchPath ? { searchPath: statement.searchPath.map((change) => ({ ...change, schemas: Array.isArray(change.schemas) ? [...change.schemas] : change.schemas })) } : {}),
   };
 }
 

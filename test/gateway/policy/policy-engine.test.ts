@@ -288,6 +288,50 @@ gateway:
       assert.deepEqual(summary(engine.evaluateNow(request('DELETE FROM orders', { sessionId }))), ['allow', 'agents-may-write-orders']);
     });
 
+    it('a prepared statement that moves search_path moves it where it runs: at a SQL EXECUTE, and (not asked about) at any protocol Execute while it exists', async () => {
+      const steps = (sessionId: string) => (text: string, extra: Partial<PolicyRequest> = {}): PolicyDecision => engine.evaluateNow(request(text, { sessionId, ...extra }));
+      // Named: a certain SET public after the Parse does not make orders public.orders for good.
+      let run = steps('pe-named');
+      run('SET search_path = ledger', { via: 'parse', statementName: 'to_ledger' });
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('EXECUTE to_ledger')), ['allow', 'search-path']);
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'after a SQL EXECUTE of it');
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'a protocol Execute of it may come at any time');
+      // A protocol Close may be skipped by the server (an error before it in its batch): still reachable,
+      // though no longer EXECUTEd by name.
+      engine.forgetStatement('pe-named', 'to_ledger');
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'after a Close the server may have skipped');
+      assert.deepEqual(summary(run('EXECUTE to_ledger')), ['deny', EngineRule.UnknownPrepared]);
+      // A lone DEALLOCATE in a simple Query outside a block surely runs: a certain SET is followed again.
+      run('DEALLOCATE to_ledger');
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['allow', 'agents-may-write-orders']);
+      // Prepared again after a Close the server may have skipped: the name may run either statement.
+      run('SET search_path = ledger', { via: 'parse', statementName: 'again' });
+      engine.forgetStatement('pe-named', 'again');
+      run('SELECT * FROM reports.daily', { via: 'parse', statementName: 'again' });
+      run('DEALLOCATE again');
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['allow', 'agents-may-write-orders']);
+      // The unnamed statement: an unnamed Parse the server skips leaves the one before, so its changes add up.
+      run = steps('pe-unnamed');
+      run('SET search_path = ledger', { via: 'parse', statementName: '' });
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'the unnamed SET may be executed again');
+      run('SELECT * FROM reports.daily', { via: 'parse', statementName: '' });
+      run('SET search_path = public');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'a later unnamed Parse may have been skipped');
+      // Prepared again under the same name (the server refuses that, 42P05, and keeps the first): both count.
+      run = steps('pe-again');
+      run('SET search_path = ledger', { via: 'parse', statementName: 's' });
+      run('SET search_path = public', { via: 'parse', statementName: 's' });
+      run('SET search_path = public');
+      run('EXECUTE s');
+      assert.deepEqual(summary(run('DELETE FROM orders')), ['deny', 'no-billing-writes'], 'EXECUTE s may run the first');
+    });
+
     it('classifies a protocol FunctionCall as a function call', async () => {
       const decision = await engine.evaluate(request('oid 1234', { via: 'function_call' }));
       assert.deepEqual(summary(decision), ['deny', EngineRule.Default]);

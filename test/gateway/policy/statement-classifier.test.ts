@@ -214,4 +214,18 @@ describe('gateway/policy/statement-classifier', () => {
     assert.ok(dropped.ok);
     assert.deepEqual(dropped.unknownPrepared, ['del']);
   });
+
+  it('a prepared statement keeps the search_path changes it makes, and EXECUTE makes them where it runs', () => {
+    const first = classifySql("PREPARE sp AS SELECT set_config('search_path', 'ledger', false)");
+    assert.ok(first.ok);
+    const effect = first.preparedEffects[0];
+    assert.ok(effect?.op === 'set');
+    assert.deepEqual(effect.statement.searchPath, [{ schemas: 'unknown', local: false }]);
+    const run = classifySql('SELECT 1; EXECUTE sp', new Map([['sp', effect.statement]]));
+    assert.ok(run.ok);
+    assert.deepEqual(run.searchPathEffects, [{ statement: 1, schemas: 'unknown', local: false }]);
+    const named = classifySql('EXECUTE s', new Map([['s', { text: 'SET search_path = ledger', classes: ['session'], relations: [], searchPath: [{ schemas: ['ledger'], local: false }] }]]));
+    assert.ok(named.ok);
+    assert.deepEqual(named.searchPathEffects, [{ statement: 0, schemas: ['ledger'], local: false }]);
+  });
 });

@@ -338,6 +338,39 @@ describe('gateway/postgres data paths agree: seeded pipelines through the native
     ]);
   });
 
+  it('a prepared SET search_path run later (SQL EXECUTE or protocol Execute) after a SET the policy follows lets no write reach the read-only schema', async () => {
+    const batches: Batch[] = [
+      [serialize.parse({ name: 's1', text: 'SET search_path = vault' }), serialize.sync()],
+      [serialize.query('SET search_path = public')],
+      [serialize.query('EXECUTE s1')],
+      [serialize.query('INSERT INTO notes VALUES (1)')],
+      [serialize.query('SET search_path = public')],
+      [serialize.bind({ statement: 's1' }), serialize.execute({}), serialize.sync()],
+      [serialize.query('INSERT INTO notes VALUES (2)')],
+      // A Close the policy cannot be sure of (the server skips it after an error before it in its batch).
+      [serialize.close({ type: 'S', name: 's1' }), serialize.sync()],
+      [serialize.query('SET search_path = public')],
+      [serialize.query('INSERT INTO notes VALUES (3)')],
+      // A lone DEALLOCATE in a simple Query surely runs.
+      [serialize.query('DEALLOCATE ALL')],
+      [serialize.query('SET search_path = public')],
+      [serialize.query('INSERT INTO notes VALUES (4)')],
+    ];
+    await reset();
+    const native = await run(nativeAgent, batches);
+    const nativeTables = await tables();
+    await reset();
+    const javascript = await run(javascriptAgent, batches);
+    assert.deepEqual(native.answers, javascript.answers, 'native (actual) and JavaScript (expected) answers differ');
+    assert.deepEqual(native.journal, javascript.journal);
+    assert.equal(nativeTables, await tables());
+    assert.deepEqual(native.answers[3], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[6], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[9], ['error 42501', 'ready I']);
+    assert.deepEqual(native.answers[12], ['complete INSERT 0 1', 'ready I']);
+    assert.equal(nativeTables, 'notes:4;vault:;guarded:50');
+  });
+
   it('a simple Query sent inside an extended batch the server failed is skipped with the rest of it, and owes no answer', async () => {
     // The server fails the Parse, skips the Bind, the Execute and the Query, and answers the Sync.
     const skipped: Batch = [serialize.parse({ text: 'SELECT * FROM no_such_table' }), serialize.bind({}), serialize.execute({}), serialize.query('SELECT 1'), serialize.sync()];
