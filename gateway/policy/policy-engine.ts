@@ -171,9 +171,9 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     const certain = request.via === 'query' && statements.length === 1 && state.block === 'no';
     const searchPath = certain ? after : possiblePaths(state.searchPath, after);
     // A Parse names a prepared statement: remember what it runs (and how it moves search_path), for a
-    // later SQL EXECUTE of it and for the protocol Executes the engine is not asked about. The unnamed
-    // statement (replaced by every unnamed Parse) matters only while one of them moves search_path:
-    // other unnamed Parses leave the state, and the decisions a data path keeps, as they are.
+    // later SQL EXECUTE of it and for the protocol Executes the engine is not asked about. An unnamed
+    // one matters only when it moves search_path (those changes add up, see apply): other unnamed
+    // Parses leave the state, and the decisions a data path keeps, as they are.
     const changes = searchPathEffects.map(({ schemas, local }): SearchPathChange => ({ schemas, local }));
     const name = request.via === 'parse' ? (request.statementName ?? '') : null;
     const parsed =
@@ -291,7 +291,7 @@ interface SessionState {
    * there — for a protocol Execute, and for a Parse of the same name (see redefined()).
    */
   gone: Map<string, ClassifiedStatement>;
-  /** The search_path changes of the unnamed prepared statement, while it has any. */
+  /** Every search_path change an unnamed prepared statement of the session made (they add up: see apply). */
   unnamed: SearchPathChange[] | null;
   searchPath: readonly string[] | 'unknown';
   /** Where RESET search_path returns: what the server reported at login (startSession), else the configured default. */
