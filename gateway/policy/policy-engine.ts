@@ -61,7 +61,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   const stateOf = (sessionId: string): SessionState => {
     let state = sessions.get(sessionId);
     if (!state) {
-      state = { prepared: new Map(), gone: new Map(), unnamed: null, searchPath: defaultSearchPath, initialSearchPath: defaultSearchPath, version: 0, block: 'no' };
+      state = { prepared: new Map(), gone: new Map(), unnamed: [], searchPath: defaultSearchPath, initialSearchPath: defaultSearchPath, version: 0, block: 'no' };
       sessions.set(sessionId, state);
     }
     return state;
@@ -86,7 +86,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
     }
     // The unnamed statement's changes add up: an unnamed Parse the server skips (after an error in
     // its batch) leaves the one before it in place, and nothing tells the engine.
-    if (parsed?.name === '') state.unnamed = [...(state.unnamed ?? []), ...(parsed.statement.searchPath ?? [])];
+    if (parsed?.name === '') state.unnamed.push(...(parsed.statement.searchPath ?? []));
     else if (parsed) prepare(state, parsed.name, parsed.statement);
     const next = reachable(state, searchPath);
     if (!parsed && (effects.length > 0 || !sameSearchPath(state.searchPath, next))) state.version++;
@@ -100,10 +100,12 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
    */
   const reachable = (state: SessionState, searchPath: readonly string[] | 'unknown'): readonly string[] | 'unknown' => {
     let reached = searchPath;
-    const statements = [...state.prepared.values(), ...state.gone.values()];
-    for (const changes of [state.unnamed ?? [], ...statements.map((statement) => statement.searchPath ?? [])]) {
+    const widen = (changes: readonly SearchPathChange[] = []): void => {
       for (const change of changes) reached = possiblePaths(reached, nextSearchPath(state, searchPath, change));
-    }
+    };
+    widen(state.unnamed);
+    for (const statement of state.prepared.values()) widen(statement.searchPath);
+    for (const statement of state.gone.values()) widen(statement.searchPath);
     return reached;
   };
 
@@ -292,7 +294,7 @@ interface SessionState {
    */
   gone: Map<string, ClassifiedStatement>;
   /** Every search_path change an unnamed prepared statement of the session made (they add up: see apply). */
-  unnamed: SearchPathChange[] | null;
+  unnamed: SearchPathChange[];
   searchPath: readonly string[] | 'unknown';
   /** Where RESET search_path returns: what the server reported at login (startSession), else the configured default. */
   initialSearchPath: readonly string[] | 'unknown';

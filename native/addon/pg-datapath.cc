@@ -1736,9 +1736,7 @@ class DataPath : public NativeLoop<Command, Event> {
         const bool extended = u != nullptr;
         auto sync = s.units.begin();
         while (sync != s.units.end() && sync->kind != UnitKind::Sync) sync++;
-        s.units.erase(std::remove_if(s.units.begin(), sync, [](const Unit& skipped) { return skipped.kind != UnitKind::LocalAnswer; }), sync);
-        sync = s.units.begin();
-        while (sync != s.units.end() && sync->kind != UnitKind::Sync) sync++;
+        sync = s.units.erase(std::remove_if(s.units.begin(), sync, [](const Unit& skipped) { return skipped.kind != UnitKind::LocalAnswer; }), sync);
         if (sync != s.units.end()) sync->saw_error = true;
         else if (extended) s.upstream_skipping = true;
         return;
